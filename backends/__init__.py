@@ -1,0 +1,31 @@
+"""SNN backends behind one contract, discovered through the ``spikebench.backends`` entry points.
+
+Users see ``spikebench.backends.get_backend("snntorch")``; third-party packages register their
+own :class:`Backend` subclass under the same entry-point group and appear in ``spikebench
+backends`` without any change here.
+"""
+
+from __future__ import annotations
+
+from spikebench.backends.base import (
+    RESETS,
+    SURROGATES,
+    Backend,
+    BackendError,
+    NetworkOutput,
+    NetworkSpec,
+    SpikingNetwork,
+)
+from spikebench.backends.registry import available_backends, get_backend
+
+__all__ = [
+    "RESETS",
+    "SURROGATES",
+    "Backend",
+    "BackendError",
+    "NetworkOutput",
+    "NetworkSpec",
+    "SpikingNetwork",
+    "available_backends",
+    "get_backend",
+]

@@ -1,0 +1,186 @@
+"""The backend contract: one framework-neutral network spec, built and run by every backend.
+
+A *backend* turns a :class:`NetworkSpec` into a :class:`SpikingNetwork` (a ``torch.nn.Module``)
+using its own framework's primitives. All backends implement the same neuron, pinned here so
+that the results table compares frameworks, not accidental equation differences.
+
+Leaky integrate-and-fire, per layer ``l`` and time step ``t`` (``I`` = input current)::
+
+    I[t]  = W x[t] + b                                  (x = spikes of the layer below, or input)
+    H[t]  = beta * U[t-1] + I[t]                        (charge; U[-1] = 0)
+    S[t]  = Θ(H[t] - θ)              Θ(z) = 1 if z > 0 else 0   (strict comparison)
+    U[t]  = H[t] - θ S[t]            reset = "subtract"
+          = H[t] (1 - S[t])          reset = "zero"
+          = H[t]                     reset = "none"
+
+The reset acts in the same step as the spike (SpikingJelly's default; snnTorch with
+``reset_delay=False``) and the reset term is not detached from the graph. In the backward pass
+``dS/dH`` is replaced by the surrogate derivative of ``H - θ`` (:data:`SURROGATES`).
+
+The network's output is the last layer's spikes ``S[t]`` and charge ``H[t]`` (the membrane before
+reset, which is what a membrane-potential loss reads) for every step.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+if TYPE_CHECKING:
+    import torch
+
+Reset = Literal["subtract", "zero", "none"]
+Surrogate = Literal["fast_sigmoid", "arctan", "sigmoid"]
+
+#: Surrogate derivatives ``dS/dH`` of ``z = H - θ`` with slope ``k`` (the same in every backend):
+#: fast_sigmoid: 1 / (1 + k|z|)^2            (snnTorch ``fast_sigmoid(slope=k)``)
+#: arctan:       (k/2) / (1 + (π/2 · k · z)^2)  (snnTorch ``atan(alpha=k)``, SpikingJelly ``ATan(alpha=k)``)
+#: sigmoid:      k σ(kz)(1 - σ(kz))          (snnTorch ``sigmoid(slope=k)``, SpikingJelly ``Sigmoid(alpha=k)``)
+SURROGATES: tuple[str, ...] = ("fast_sigmoid", "arctan", "sigmoid")
+RESETS: tuple[str, ...] = ("subtract", "zero", "none")
+
+
+class BackendError(ValueError):
+    """A backend cannot build or run what was asked (unsupported neuron, rule, surrogate...)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkSpec:
+    """Framework-neutral description of a feed-forward LIF network.
+
+    ``sizes`` lists layer widths from input to output, e.g. ``(64, 128, 2)``: two LIF layers.
+    """
+
+    sizes: tuple[int, ...]
+    beta: float = 0.9
+    threshold: float = 1.0
+    reset: Reset = "subtract"
+    surrogate: Surrogate = "fast_sigmoid"
+    slope: float = 25.0
+    neuron: str = "lif"
+    bias: bool = True
+
+    def __post_init__(self) -> None:
+        sizes = tuple(int(s) for s in self.sizes)
+        object.__setattr__(self, "sizes", sizes)
+        if len(sizes) < 2 or min(sizes) < 1:
+            raise BackendError(f"NetworkSpec.sizes must list >= 2 positive widths, got {sizes}")
+        if not 0.0 <= self.beta <= 1.0:
+            raise BackendError(f"NetworkSpec.beta must be in [0, 1], got {self.beta}")
+        if self.threshold <= 0:
+            raise BackendError(f"NetworkSpec.threshold must be > 0, got {self.threshold}")
+        if self.reset not in RESETS:
+            raise BackendError(f"NetworkSpec.reset must be one of {RESETS}, got {self.reset!r}")
+        if self.surrogate not in SURROGATES:
+            raise BackendError(
+                f"NetworkSpec.surrogate must be one of {SURROGATES}, got {self.surrogate!r}"
+            )
+        if self.slope <= 0:
+            raise BackendError(f"NetworkSpec.slope must be > 0, got {self.slope}")
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.sizes) - 1
+
+    def synapses(self) -> int:
+        """Number of weights, i.e. synaptic operations per input spike fan-out summed over layers."""
+        return sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+
+
+@dataclasses.dataclass
+class NetworkOutput:
+    """What one forward pass over ``[T, B, F]`` input returns.
+
+    ``spikes`` and ``membrane`` are the output layer's ``S[t]`` and ``H[t]``, shape ``[T, B, O]``;
+    ``layer_spike_counts`` holds, per layer, the total number of spikes in the batch (a 0-d tensor,
+    for spike and synaptic-operation statistics).
+    """
+
+    spikes: torch.Tensor
+    membrane: torch.Tensor
+    layer_spike_counts: list[torch.Tensor]
+
+
+class SpikingNetwork(abc.ABC):
+    """A network built by a backend. Concrete classes also subclass ``torch.nn.Module``.
+
+    Weights are exchanged in one neutral format (``[(W [out, in], b [out] or None), ...]`` per
+    layer, float tensors) so the same weights can be loaded into every backend.
+    """
+
+    spec: NetworkSpec
+
+    @abc.abstractmethod
+    def forward(self, x: torch.Tensor) -> NetworkOutput:
+        """Run all time steps of ``x`` (``[T, B, F]``) from a fresh (zero) state."""
+
+    @abc.abstractmethod
+    def get_weights(self) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """Detached copies of each layer's ``(W, b)``."""
+
+    @abc.abstractmethod
+    def set_weights(self, weights: Sequence[tuple[torch.Tensor, torch.Tensor | None]]) -> None:
+        """Load ``(W, b)`` per layer (shapes must match the spec)."""
+
+
+class Backend(abc.ABC):
+    """A pluggable SNN implementation, registered in the ``spikebench.backends`` entry-point group.
+
+    Subclasses set the class attributes to declare what they support and implement :meth:`build`.
+    Run :func:`spikebench.backends.conformance.check_backend` from your tests to prove conformance.
+    """
+
+    name: ClassVar[str]
+    #: Python distribution that provides the framework, for version reporting.
+    framework: ClassVar[str] = ""
+    neurons: ClassVar[frozenset[str]] = frozenset({"lif"})
+    resets: ClassVar[frozenset[str]] = frozenset(RESETS)
+    surrogates: ClassVar[frozenset[str]] = frozenset(SURROGATES)
+    #: Names of the learning rules this backend can serve (see ``spikebench rules``).
+    rules: ClassVar[frozenset[str]] = frozenset({"surrogate"})
+
+    @abc.abstractmethod
+    def build(
+        self,
+        spec: NetworkSpec,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+        seed: int | None = None,
+    ) -> SpikingNetwork:
+        """Build a network for ``spec`` on ``device``; ``seed`` fixes the initial weights."""
+
+    def version(self) -> str:
+        """Version of the underlying framework (or of spikebench for the custom engine)."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version(self.framework or "spikebench")
+        except PackageNotFoundError:
+            return "unknown"
+
+    def check_supported(self, spec: NetworkSpec, rule: str | None = None) -> None:
+        """Raise :class:`BackendError` naming the field if ``spec``/``rule`` is not supported."""
+        problems = []
+        if spec.neuron not in self.neurons:
+            problems.append(f"neuron {spec.neuron!r} (supported: {sorted(self.neurons)})")
+        if spec.reset not in self.resets:
+            problems.append(f"reset {spec.reset!r} (supported: {sorted(self.resets)})")
+        if spec.surrogate not in self.surrogates:
+            problems.append(f"surrogate {spec.surrogate!r} (supported: {sorted(self.surrogates)})")
+        if rule is not None and rule not in self.rules:
+            problems.append(f"rule {rule!r} (supported: {sorted(self.rules)})")
+        if problems:
+            raise BackendError(f"backend {self.name!r} does not support " + "; ".join(problems))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version(),
+            "rules": sorted(self.rules),
+            "neurons": sorted(self.neurons),
+            "resets": sorted(self.resets),
+            "surrogates": sorted(self.surrogates),
+        }

@@ -1,0 +1,3 @@
+from spikebench.harness.cli import main
+
+raise SystemExit(main())
