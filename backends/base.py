@@ -42,8 +42,7 @@ SURROGATES: tuple[str, ...] = ("fast_sigmoid", "arctan", "sigmoid")
 RESETS: tuple[str, ...] = ("subtract", "zero", "none")
 
 
-class BackendError(ValueError):
-    """A backend cannot build or run what was asked (unsupported neuron, rule, surrogate...)."""
+from spikebench.errors import BackendError  # noqa: E402  (re-exported here for plugins)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,6 +124,30 @@ class SpikingNetwork(abc.ABC):
         """Load ``(W, b)`` per layer (shapes must match the spec)."""
 
 
+class TempotronNetwork(abc.ABC):
+    """A Tempotron layer (Gütig & Sompolinsky 2006). Concrete classes also subclass ``nn.Module``.
+
+    ``forward(spike_times)`` takes one spike time per afferent, ``[B, N_in]`` in time-step units
+    (``inf`` or NaN = no spike), and returns the *unshunted* potential on the grid
+    ``t = 0, 1, ..., steps-1``::
+
+        V[t, b, o] = Σ_i weight[o, i] K(t - t_i)      K(s) = V0 (e^{-s/τ} - e^{-s/τs}) for s >= 0
+
+    with ``V0`` normalising the kernel's peak to 1 (:func:`spikebench.backends.tempotron.
+    psp_kernel`). Shunting after the first threshold crossing and the learning rule live in
+    :mod:`spikebench.harness.rules.tempotron`, identical for every backend.
+    """
+
+    weight: torch.Tensor  # [N_out, N_in], an nn.Parameter
+    steps: int
+    tau: float
+    tau_s: float
+
+    @abc.abstractmethod
+    def forward(self, spike_times: torch.Tensor) -> torch.Tensor:
+        """``[B, N_in]`` spike times -> ``[steps, B, N_out]`` potentials."""
+
+
 class Backend(abc.ABC):
     """A pluggable SNN implementation, registered in the ``spikebench.backends`` entry-point group.
 
@@ -160,6 +183,25 @@ class Backend(abc.ABC):
             return version(self.framework or "spikebench")
         except PackageNotFoundError:
             return "unknown"
+
+    def build_tempotron(
+        self,
+        n_inputs: int,
+        n_outputs: int,
+        *,
+        steps: int,
+        tau: float = 15.0,
+        tau_s: float | None = None,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+        seed: int | None = None,
+    ) -> TempotronNetwork:
+        """Build a Tempotron layer from this framework's primitives (optional capability).
+
+        Backends that list ``"tempotron"`` in :attr:`rules` override this; see
+        :class:`TempotronNetwork` for the contract.
+        """
+        raise BackendError(f"backend {self.name!r} does not provide a Tempotron primitive")
 
     def check_supported(self, spec: NetworkSpec, rule: str | None = None) -> None:
         """Raise :class:`BackendError` naming the field if ``spec``/``rule`` is not supported."""
