@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from importlib.metadata import EntryPoint, entry_points
+from typing import cast
 
-from spikebench.backends.base import Backend, BackendError
+from spikebench.backends.base import Backend
+from spikebench.errors import BackendError
+from spikebench.plugins import load_plugin, plugin_entry_points
 
 GROUP = "spikebench.backends"
 
@@ -17,16 +19,9 @@ _BUILTIN = {
 }
 
 
-def _entry_points() -> dict[str, EntryPoint]:
-    found = {ep.name: ep for ep in entry_points(group=GROUP)}
-    for name, target in _BUILTIN.items():
-        found.setdefault(name, EntryPoint(name=name, value=target, group=GROUP))
-    return found
-
-
 def available_backends() -> list[str]:
     """Names of every registered backend (installed or not: see :func:`get_backend`)."""
-    return sorted(_entry_points())
+    return sorted(plugin_entry_points(GROUP, _BUILTIN))
 
 
 def get_backend(name: str) -> Backend:
@@ -35,18 +30,4 @@ def get_backend(name: str) -> Backend:
     Raises :class:`BackendError` naming the installed backends if ``name`` is unknown, and the
     missing package if its framework is not installed.
     """
-    eps = _entry_points()
-    if name not in eps:
-        raise BackendError(
-            f"unknown backend {name!r}; installed backends: {', '.join(sorted(eps))}"
-        )
-    try:
-        cls = eps[name].load()
-    except ImportError as exc:
-        raise BackendError(
-            f"backend {name!r} is registered but cannot be imported ({exc}); "
-            f"install its framework, e.g. `pip install spikebench[{name}]`"
-        ) from exc
-    if not (isinstance(cls, type) and issubclass(cls, Backend)):
-        raise BackendError(f"entry point {name!r} -> {eps[name].value} is not a Backend subclass")
-    return cls()
+    return cast(Backend, load_plugin(GROUP, _BUILTIN, name, Backend, BackendError, "backend"))

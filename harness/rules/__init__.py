@@ -1,0 +1,38 @@
+"""Learning rules, discovered through the ``spikebench.rules`` entry points (pluggable like
+backends). Users see ``get_rule("surrogate")``; a third-party package registers its own
+:class:`Rule` subclass under the same group."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from spikebench.errors import RuleError
+from spikebench.harness.rules.base import (
+    DivergedError,
+    FitContext,
+    Rule,
+    Split,
+    TrainedModel,
+)
+from spikebench.plugins import load_plugin, plugin_entry_points
+
+GROUP = "spikebench.rules"
+_BUILTIN = {
+    "surrogate": "spikebench.harness.rules.surrogate:SurrogateGradient",
+    "tempotron": "spikebench.harness.rules.tempotron:Tempotron",
+    "active": "spikebench.harness.rules.active:ActiveLearning",
+}
+
+
+def available_rules() -> list[str]:
+    return sorted(plugin_entry_points(GROUP, _BUILTIN))
+
+
+def get_rule(name: str) -> Rule:
+    """Instantiate the rule registered as ``name`` (``RuleError`` lists the installed ones)."""
+    return cast(Rule, load_plugin(GROUP, _BUILTIN, name, Rule, RuleError, "rule"))
+
+
+__all__ = [
+    "DivergedError", "FitContext", "Rule", "Split", "TrainedModel", "available_rules", "get_rule",
+]

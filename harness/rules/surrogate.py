@@ -1,0 +1,199 @@
+"""Surrogate-gradient BPTT: backpropagation through time with a smooth stand-in for dΘ/dH.
+
+The network is any backend's feed-forward LIF network (two output neurons, one per class).
+Losses over the output layer's spikes ``S[t]`` and charge ``H[t]`` (``t = 1..T``):
+
+- ``count``:    CE(Σ_t S[t], y)                              (snnTorch's ``ce_count_loss``)
+- ``membrane``: CE((1/T) Σ_t H[t], y)
+- ``tet``:      (1 − λ) (1/T) Σ_t CE(H[t], y) + λ (1/T) Σ_t MSE(H[t], φ)
+                (Temporal Efficient Training, Deng et al. 2022, arXiv 2202.11946; φ = threshold)
+
+Cross-entropies are class-weighted (inverse frequency). ``P(lesion)`` is the softmax of the
+same logits the loss reads (counts, mean charge, or mean charge for TET). With
+``mixed_steps`` each batch draws T from {⌈T/2⌉, T, 2T} so the model works at several T
+(in the spirit of arXiv 2503.17394).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from spikebench.backends.base import NetworkSpec
+from spikebench.harness.encoding import ENCODINGS, encode
+from spikebench.harness.rules.base import (
+    DivergedError,
+    FitContext,
+    Rule,
+    Split,
+    TrainedModel,
+    class_weights,
+)
+from spikebench.harness.space import Categorical, Fixed, Float, Int, Param
+
+LOSSES = ("count", "membrane", "tet")
+#: |H| beyond this is an exploding membrane: the trial is pruned.
+MEMBRANE_LIMIT = 1e6
+
+
+def logits_of(spikes: torch.Tensor, membrane: torch.Tensor, loss: str) -> torch.Tensor:
+    """``[B, 2]`` class scores the loss and the probabilities read."""
+    if loss == "count":
+        return spikes.sum(0)
+    return membrane.mean(0)
+
+
+def tet_loss(membrane: torch.Tensor, y: torch.Tensor, *, lam: float, phi: float,
+             weight: torch.Tensor | None = None) -> torch.Tensor:
+    """TET: ``(1-λ) mean_t CE(H[t], y) + λ mean_t MSE(H[t], φ)`` over ``[T, B, C]`` charges."""
+    steps = membrane.shape[0]
+    ce = torch.stack([F.cross_entropy(membrane[t], y, weight=weight) for t in range(steps)]).mean()
+    mse = ((membrane - phi) ** 2).mean()
+    return (1 - lam) * ce + lam * mse
+
+
+def spike_loss(out_spikes: torch.Tensor, membrane: torch.Tensor, y: torch.Tensor, loss: str, *,
+               weight: torch.Tensor | None, lam: float, phi: float) -> torch.Tensor:
+    if loss == "tet":
+        return tet_loss(membrane, y, lam=lam, phi=phi, weight=weight)
+    return F.cross_entropy(logits_of(out_spikes, membrane, loss), y, weight=weight)
+
+
+class SurrogateModel(TrainedModel):
+    """A trained LIF network plus its encoder settings."""
+
+    def __init__(self, net: Any, params: Mapping[str, Any], device: Any, info: dict) -> None:
+        self.net, self.params, self.device, self.info = net, dict(params), device, info
+        self.train_steps = int(params["steps"])
+
+    def _forward(self, X: np.ndarray, steps: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
+        p = self.params
+        dtype = next(self.net.parameters()).dtype
+        x = torch.as_tensor(X, dtype=dtype, device=self.device)
+        gen = torch.Generator(device=x.device).manual_seed(seed)
+        outs, mems, counts = [], [], None
+        with torch.no_grad():
+            for start in range(0, len(x), 1024):
+                xb = encode(x[start:start + 1024], p["encoding"], steps, gain=p["gain"],
+                            generator=gen)
+                o = self.net(xb)
+                outs.append(o.spikes)
+                mems.append(o.membrane)
+                c = torch.stack([n.float() for n in o.layer_spike_counts])
+                c_in = (xb != 0).sum().float()
+                counts = (c, c_in) if counts is None else (counts[0] + c, counts[1] + c_in)
+        return torch.cat(outs, 1), torch.cat(mems, 1), counts[0], counts[1]
+
+    def predict_proba(self, X: np.ndarray, *, steps: int | None = None) -> np.ndarray:
+        spikes, mem, _, _ = self._forward(X, steps or self.train_steps)
+        logits = logits_of(spikes, mem, self.params["loss"])
+        return torch.softmax(logits.double(), -1)[:, 1].cpu().numpy()
+
+    def activity(self, X: np.ndarray, *, steps: int | None = None) -> dict[str, float]:
+        _, _, layer_counts, input_events = self._forward(X, steps or self.train_steps)
+        sizes = self.net.spec.sizes
+        # synaptic events: every non-zero input (a spike or a current) fans out to the next layer
+        presyn = [input_events, *layer_counts[:-1]]
+        synops = sum(float(n) * fan_out for n, fan_out in zip(presyn, sizes[1:]))
+        n = max(len(X), 1)
+        return {"spikes_per_sample": float(layer_counts.sum()) / n, "synops_per_sample": synops / n}
+
+    def export(self):
+        return self.net.spec, self.net.get_weights()
+
+
+class SurrogateGradient(Rule):
+    """Surrogate-gradient BPTT on any backend (see the module docstring for the losses)."""
+
+    name = "surrogate"
+    summary = "surrogate-gradient BPTT (count / membrane / TET loss; direct, rate, latency)"
+
+    def search_space(self) -> dict[str, Param]:
+        return {
+            "hidden": Int(16, 128, log=True),
+            "steps": Int(8, 24),
+            "lr": Float(1e-3, 3e-2, log=True),
+            "beta": Float(0.5, 0.95),
+            "threshold": Float(0.5, 1.5),
+            "surrogate": Categorical(("fast_sigmoid", "arctan", "sigmoid")),
+            "slope": Float(2.0, 25.0, log=True),
+            "encoding": Categorical(("direct", "rate", "latency")),
+            "gain": Fixed(1.0),
+            "loss": Categorical(LOSSES),
+            "tet_lambda": Fixed(0.05),
+            "mixed_steps": Fixed(False),
+            "batch_size": Fixed(64),
+            "epochs": Fixed(30),
+            "patience": Fixed(6),
+            "weight_decay": Fixed(1e-4),
+        }
+
+    def fit(self, train: Split, val: Split, params: Mapping[str, Any], ctx: FitContext
+            ) -> SurrogateModel:
+        p = dict(params)
+        if p["encoding"] not in ENCODINGS:
+            raise ValueError(f"encoding must be one of {ENCODINGS}, got {p['encoding']!r}")
+        if p["loss"] not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {p['loss']!r}")
+        spec = NetworkSpec(
+            sizes=(train.X.shape[1], int(p["hidden"]), 2), beta=float(p["beta"]),
+            threshold=float(p["threshold"]), surrogate=p["surrogate"], slope=float(p["slope"]),
+        )
+        ctx.backend.check_supported(spec, self.name)
+        net = ctx.backend.build(spec, device=ctx.device, seed=ctx.seed)
+        device = next(net.parameters()).device
+        x = torch.as_tensor(train.X, dtype=torch.float32, device=device)
+        y = torch.as_tensor(train.y, dtype=torch.long, device=device)
+        weight = torch.as_tensor(class_weights(train.y), device=device)
+        opt = torch.optim.Adam(net.parameters(), lr=float(p["lr"]),
+                               weight_decay=float(p["weight_decay"]))
+        gen = torch.Generator(device=device).manual_seed(ctx.seed)
+        rng = np.random.default_rng(ctx.seed)
+        steps = int(p["steps"])
+        step_set = (max(2, math.ceil(steps / 2)), steps, 2 * steps)
+        model = SurrogateModel(net, p, device, info={})
+        best, best_state, stale, epochs = -math.inf, copy.deepcopy(net.state_dict()), 0, 0
+        batch = int(p["batch_size"])
+        for epoch in range(int(p["epochs"])):
+            net.train()
+            order = torch.as_tensor(rng.permutation(len(x)), device=device)
+            for start in range(0, len(x), batch):
+                idx = order[start:start + batch]
+                t = int(rng.choice(step_set)) if p["mixed_steps"] else steps
+                out = net(encode(x[idx], p["encoding"], t, gain=p["gain"], generator=gen))
+                loss = spike_loss(out.spikes, out.membrane, y[idx], p["loss"], weight=weight,
+                                  lam=float(p["tet_lambda"]), phi=spec.threshold)
+                if not torch.isfinite(loss):
+                    raise DivergedError(f"non-finite loss ({loss.item()}) at epoch {epoch}")
+                if out.membrane.detach().abs().max() > MEMBRANE_LIMIT:
+                    raise DivergedError(f"exploding membrane (|H| > {MEMBRANE_LIMIT:g})")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            epochs = epoch + 1
+            net.eval()
+            score = _score(model, val, ctx)
+            ctx.report_epoch(epoch, score)
+            if score > best + 1e-9:
+                best, best_state, stale = score, copy.deepcopy(net.state_dict()), 0
+            else:
+                stale += 1
+                if stale >= int(p["patience"]):
+                    break
+        net.load_state_dict(best_state)
+        net.eval()
+        model.info = {"epochs": epochs, "labels_used": len(train), "best_val": best}
+        return model
+
+
+def _score(model: TrainedModel, val: Split, ctx: FitContext) -> float:
+    from spikebench.harness.metrics import score
+
+    prob = model.predict_proba(val.X)
+    return ctx.metric(val.y, prob) if ctx.metric else score("balanced_accuracy", val.y, prob)

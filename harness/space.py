@@ -1,0 +1,136 @@
+"""Search spaces: a rule's default hyperparameter ranges, overridden key by key from the spec.
+
+In a spec (``[search.<rule>]``) a parameter is a fixed value, a range or a list of choices::
+
+    lr = {low = 1e-4, high = 1e-1, log = true}   # float range (log-uniform)
+    hidden = {low = 16, high = 128, step = 16}   # int range (both bounds ints)
+    encoding = {choices = ["direct", "rate"]}    # categorical
+    epochs = 20                                  # fixed
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from spikebench.errors import SpecError
+
+
+@dataclasses.dataclass(frozen=True)
+class Float:
+    low: float
+    high: float
+    log: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Int:
+    low: int
+    high: int
+    log: bool = False
+    step: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Categorical:
+    choices: tuple[Any, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Fixed:
+    value: Any
+
+
+Param = Float | Int | Categorical | Fixed
+
+
+def parse_param(where: str, raw: Any) -> Param:
+    """Turn a spec value into a :data:`Param`; ``where`` names the key in error messages."""
+    if isinstance(raw, Float | Int | Categorical | Fixed):
+        return raw
+    if not isinstance(raw, Mapping):
+        if isinstance(raw, list):
+            raise SpecError(f"{where}: a list is ambiguous; write {{choices = {raw!r}}}")
+        return Fixed(raw)
+    keys = set(raw)
+    if "choices" in keys:
+        if keys - {"choices"}:
+            raise SpecError(f"{where}: 'choices' cannot be combined with {sorted(keys - {'choices'})}")
+        choices = raw["choices"]
+        if not isinstance(choices, list) or not choices:
+            raise SpecError(f"{where}.choices must be a non-empty list, got {choices!r}")
+        return Categorical(tuple(choices))
+    unknown = keys - {"low", "high", "log", "step"}
+    if unknown:
+        raise SpecError(
+            f"{where}: unknown key(s) {sorted(unknown)}; a range takes low, high, log, step"
+        )
+    if not {"low", "high"} <= keys:
+        raise SpecError(f"{where}: a range needs both 'low' and 'high' (got {sorted(keys)})")
+    low, high, log = raw["low"], raw["high"], raw.get("log", False)
+    for name, v in (("low", low), ("high", high)):
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise SpecError(f"{where}.{name} must be a finite number, got {v!r}")
+    if not isinstance(log, bool):
+        raise SpecError(f"{where}.log must be true or false, got {log!r}")
+    if low > high:
+        raise SpecError(f"{where}: low ({low}) > high ({high}); swap them")
+    if log and low <= 0:
+        raise SpecError(f"{where}: a log range needs low > 0 (got low = {low})")
+    if isinstance(low, int) and isinstance(high, int):
+        step = raw.get("step", 1)
+        if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+            raise SpecError(f"{where}.step must be a positive integer, got {step!r}")
+        if log and step != 1:
+            raise SpecError(f"{where}: an int log range cannot have step != 1")
+        return Int(low, high, log, step)
+    if "step" in keys:
+        raise SpecError(f"{where}.step is only for integer ranges (low and high both integers)")
+    return Float(float(low), float(high), log)
+
+
+def merge_space(
+    defaults: Mapping[str, Param], overrides: Mapping[str, Any], where: str
+) -> dict[str, Param]:
+    """Defaults updated by the spec's overrides; unknown names are errors listing the known."""
+    space = dict(defaults)
+    for key, raw in overrides.items():
+        if key not in defaults:
+            raise SpecError(
+                f"{where}.{key}: unknown parameter; known: {', '.join(sorted(defaults))}"
+            )
+        space[key] = parse_param(f"{where}.{key}", raw)
+    return space
+
+
+def suggest(trial: Any, space: Mapping[str, Param]) -> dict[str, Any]:
+    """Draw one value per parameter from an Optuna ``trial``."""
+    params: dict[str, Any] = {}
+    for name, p in space.items():
+        if isinstance(p, Fixed):
+            params[name] = p.value
+        elif isinstance(p, Float):
+            params[name] = trial.suggest_float(name, p.low, p.high, log=p.log)
+        elif isinstance(p, Int):
+            params[name] = trial.suggest_int(name, p.low, p.high, log=p.log, step=p.step)
+        else:
+            params[name] = trial.suggest_categorical(name, list(p.choices))
+    return params
+
+
+def default_values(space: Mapping[str, Param]) -> dict[str, Any]:
+    """A deterministic point of the space (the middle / first choice), for quick runs and tests."""
+    out: dict[str, Any] = {}
+    for name, p in space.items():
+        if isinstance(p, Fixed):
+            out[name] = p.value
+        elif isinstance(p, Float):
+            out[name] = math.sqrt(p.low * p.high) if p.log else (p.low + p.high) / 2
+        elif isinstance(p, Int):
+            mid = (p.low + p.high) // 2
+            out[name] = p.low + (mid - p.low) // p.step * p.step
+        else:
+            out[name] = p.choices[0]
+    return out
