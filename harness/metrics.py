@@ -70,7 +70,9 @@ def score(name: str, y: np.ndarray, prob: np.ndarray, groups: np.ndarray | None 
         name = name.removeprefix("patient_")
     fns = _slice_metrics()
     if name not in fns:
-        raise ValueError(f"unknown metric {name!r}; known: {sorted(fns)} and patient_roc_auc/pr_auc")
+        raise ValueError(
+            f"unknown metric {name!r}; known: {sorted(fns)} and patient_roc_auc/pr_auc"
+        )
     return fns[name](y, prob)
 
 

@@ -57,7 +57,8 @@ def parse_param(where: str, raw: Any) -> Param:
     keys = set(raw)
     if "choices" in keys:
         if keys - {"choices"}:
-            raise SpecError(f"{where}: 'choices' cannot be combined with {sorted(keys - {'choices'})}")
+            other = sorted(keys - {"choices"})
+            raise SpecError(f"{where}: 'choices' cannot be combined with {other}")
         choices = raw["choices"]
         if not isinstance(choices, list) or not choices:
             raise SpecError(f"{where}.choices must be a non-empty list, got {choices!r}")

@@ -20,7 +20,6 @@ from spikebench.errors import RuleError
 
 if TYPE_CHECKING:
     import torch
-
     from spikebench.backends.base import Backend, NetworkSpec
     from spikebench.harness.space import Param
 
@@ -85,7 +84,9 @@ class TrainedModel(abc.ABC):
         """``spikes_per_sample`` and ``synops_per_sample`` on ``X`` (NaN when not spiking)."""
         return {"spikes_per_sample": float("nan"), "synops_per_sample": float("nan")}
 
-    def export(self) -> tuple[NetworkSpec, Sequence[tuple[torch.Tensor, torch.Tensor | None]]] | None:
+    def export(
+        self,
+    ) -> tuple[NetworkSpec, Sequence[tuple[torch.Tensor, torch.Tensor | None]]] | None:
         """The trained feed-forward LIF network as (spec, weights), if it is one (for NIR)."""
         return None
 

@@ -1,0 +1,38 @@
+# Two commands: `make demo` (install + run the demo end to end) and `make test` (install + tests).
+# torch is installed first from the pinned CPU wheel so no CUDA build is pulled on a CPU machine;
+# an already installed torch (e.g. a CUDA one) satisfies the package's `torch>=2.2` and is kept.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH ?= torch==2.13.0
+
+.PHONY: install demo test test-fast lint bench clean
+
+$(BIN)/spikebench: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e ".[snntorch,spikingjelly,postgres,nir,fast-gzip,test]"
+	$(BIN)/pip install -q --no-deps "spikingjelly==2.0.0"
+	touch $(BIN)/spikebench
+
+install: $(BIN)/spikebench
+
+demo: install
+	$(BIN)/spikebench demo --out results/demo
+
+test: install
+	$(BIN)/pip install -q --no-deps ./examples/spikebench-reference-plugin 2>/dev/null || true
+	$(BIN)/python -m pytest -q --timeout 900
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow and not postgres and not cuda"
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install
+	$(BIN)/spikebench bench
+
+clean:
+	rm -rf results .pytest_cache .ruff_cache

@@ -1,0 +1,254 @@
+"""The ``spikebench`` command line. Imports are lazy so ``spikebench --help`` is instant."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from spikebench import __version__
+from spikebench.errors import SpikebenchError
+
+DEMO_SPEC = "studies/demo.toml"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="spikebench",
+        description="Leakage-free benchmark of spiking neural network backends × learning rules "
+        "on liver CT (Medical Segmentation Decathlon Task03).",
+    )
+    p.add_argument("--version", action="version", version=f"spikebench {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("demo", help="phantom data -> study -> report, end to end (minutes)")
+    s.add_argument("--out", default="results/demo", help="results folder (default results/demo)")
+    s.add_argument("--spec", default=None, help=f"study spec (default {DEMO_SPEC})")
+    s.add_argument("--trials", type=int, default=None, help="override [search].trials")
+    s.add_argument("--workers", type=int, default=1)
+
+    s = sub.add_parser("phantom", help="write a synthetic data set in the MSD Task03 layout")
+    s.add_argument("out", type=Path)
+    s.add_argument("--cases", type=int, default=12, help="training volumes (default 12)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--shape", type=int, nargs=2, default=(96, 96), metavar=("H", "W"))
+    s.add_argument("--slices", type=int, nargs=2, default=(24, 48), metavar=("MIN", "MAX"))
+    s.add_argument("--test-cases", type=int, default=2)
+
+    s = sub.add_parser("extract", help="features per liver slice from an MSD-layout folder")
+    s.add_argument("root", type=Path, help="folder holding dataset.json")
+    s.add_argument("--out", type=Path, required=True, help="features .parquet to write")
+    s.add_argument("--workers", type=int, default=1)
+    s.add_argument("--min-lesion-voxels", type=int, default=1)
+    s.add_argument("--on-error", choices=("fail", "skip"), default="fail")
+
+    s = sub.add_parser("study", help="run or inspect an Optuna study")
+    ss = s.add_subparsers(dest="study_command", required=True, metavar="ACTION")
+    r = ss.add_parser("run", help="run (or resume) a study spec")
+    r.add_argument("spec", type=Path)
+    r.add_argument("--out", type=Path, required=True, help="results folder")
+    r.add_argument("--trials", type=int, default=None, help="override [search].trials per cell")
+    r.add_argument("--storage", default=None,
+                   help="Optuna storage URL, e.g. postgresql://user:pw@host/db "
+                   "(default: journal file in --out; or $SPIKEBENCH_STORAGE)")
+    r.add_argument("--workers", type=int, default=1, help="local worker processes")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    st = ss.add_parser("status", help="per-cell trial counts, best value, elapsed")
+    st.add_argument("target", type=Path, help="results folder or spec file")
+    st.add_argument("--storage", default=None)
+
+    s = sub.add_parser("report", help="tables, statistics and figures from a results folder")
+    s.add_argument("dir", type=Path)
+    s.add_argument("--out", type=Path, default=None, help="default DIR/report")
+    s.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+
+    sub.add_parser("backends", help="installed backends, versions, supported rules")
+    sub.add_parser("rules", help="installed learning rules and the backends serving each")
+
+    s = sub.add_parser("bench", help="time train/inference steps of every backend side by side")
+    s.add_argument("--backends", nargs="+", default=None)
+    s.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
+    s.add_argument("--batch", type=int, default=128)
+    s.add_argument("--inputs", type=int, default=64)
+    s.add_argument("--hidden", type=int, default=128)
+    s.add_argument("--steps", type=int, default=25)
+    s.add_argument("--threads", type=int, default=2)
+    s.add_argument("--repeats", type=int, default=20)
+    s.add_argument("--sweep", action="store_true", help="vary T and hidden size")
+    s.add_argument("--check", action="store_true",
+                   help="exit 1 when custom is slower than a peer measured in the same run")
+    s.add_argument("--extract", type=Path, default=None, metavar="ROOT",
+                   help="instead: time feature extraction vs plain reading of ROOT's volumes")
+    s.add_argument("--workers", type=int, default=1, help="with --extract")
+
+    s = sub.add_parser("export", help="export a trained network of a results folder to NIR")
+    s.add_argument("run", type=Path, help="results folder (or one models/*.pt file)")
+    s.add_argument("--to", type=Path, required=True, help="output .nir file")
+    s.add_argument("--cell", default=None, help="backend/rule (default: best on test)")
+    s.add_argument("--repeat", type=int, default=0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(_dispatch(args) or 0)
+    except SpikebenchError as exc:
+        print(f"spikebench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("spikebench: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int | None:
+    cmd = args.command
+    if cmd == "phantom":
+        from spikebench.datasets.phantom import write_phantom
+
+        out = write_phantom(args.out, cases=args.cases, seed=args.seed, shape=tuple(args.shape),
+                            slices=tuple(args.slices), test_cases=args.test_cases, progress=True)
+        print(f"wrote {args.cases} training + {args.test_cases} test volumes to {out}")
+    elif cmd == "extract":
+        from spikebench.datasets.features import extract_features
+
+        res = extract_features(args.root, args.out, workers=args.workers,
+                               min_lesion_voxels=args.min_lesion_voxels, on_error=args.on_error,
+                               progress=True)
+        print(f"{res.n_rows} slices from {res.n_cases} cases -> {args.out} "
+              f"({res.seconds:.1f} s)")
+        for pid, reason in res.skipped:
+            print(f"  skipped {pid}: {reason}")
+    elif cmd == "study":
+        if args.study_command == "run":
+            return _study_run(args.spec, args.out, args.trials, args.storage, args.workers,
+                              not args.quiet)
+        from spikebench.harness.study import study_status
+
+        print(_table(study_status(args.target, args.storage)))
+    elif cmd == "demo":
+        spec = Path(args.spec) if args.spec else _demo_spec()
+        code = _study_run(spec, Path(args.out), args.trials, None, args.workers, True)
+        from spikebench.reports import build_report
+
+        report = build_report(Path(args.out))
+        print(f"report: {report / 'report.html'}")
+        return code
+    elif cmd == "report":
+        from spikebench.reports import build_report
+
+        out = build_report(args.dir, args.out, n_bootstrap=args.bootstrap)
+        print(f"report written to {out} (report.md, report.html, tables/, figures/)")
+    elif cmd == "backends":
+        _list_backends()
+    elif cmd == "rules":
+        _list_rules()
+    elif cmd == "bench":
+        return _bench(args)
+    elif cmd == "export":
+        from spikebench.harness.export import export_run
+
+        path = export_run(args.run, args.to, cell=args.cell, repeat=args.repeat)
+        print(f"wrote {path}")
+    return 0
+
+
+def _demo_spec() -> Path:
+    here = Path(DEMO_SPEC)
+    if here.exists():
+        return here
+    packaged = Path(__file__).resolve().parent.parent / DEMO_SPEC
+    return packaged
+
+
+def _study_run(spec: Path, out: Path, trials: int | None, storage: str | None, workers: int,
+               progress: bool) -> int:
+    import time
+
+    from spikebench.harness.study import run_study
+    from spikebench.harness.summary import summary_table
+
+    started = time.perf_counter()
+    run_study(spec, out, trials=trials, storage=storage, workers=workers, progress=progress)
+    print(summary_table(out))
+    print(f"\nresults folder: {out.resolve()}  ({time.perf_counter() - started:.0f} s)")
+    return 0
+
+
+def _table(frame: Any) -> str:
+    return frame.to_string(index=False, float_format=lambda v: f"{v:.3f}")
+
+
+def _list_backends() -> None:
+    from spikebench.backends import available_backends, get_backend
+
+    for name in available_backends():
+        try:
+            d = get_backend(name).describe()
+        except SpikebenchError as exc:
+            print(f"{name:14s} not usable: {exc}")
+            continue
+        print(f"{name:14s} {d['version']:10s} rules: {', '.join(d['rules'])}; "
+              f"resets: {', '.join(d['resets'])}; surrogates: {', '.join(d['surrogates'])}")
+
+
+def _list_rules() -> None:
+    from spikebench.backends import available_backends, get_backend
+    from spikebench.harness.rules import available_rules, get_rule
+
+    backends = {}
+    for name in available_backends():
+        try:
+            backends[name] = get_backend(name)
+        except SpikebenchError:
+            continue
+    for name in available_rules():
+        try:
+            rule = get_rule(name)
+        except SpikebenchError as exc:
+            print(f"{name:10s} not usable: {exc}")
+            continue
+        serve = [b for b, be in backends.items() if name in be.rules]
+        cannot = [b for b in backends if b not in serve]
+        line = f"{name:10s} {rule.summary}\n{'':10s} backends: {', '.join(serve) or '-'}"
+        if cannot:
+            line += f"; not on: {', '.join(cannot)} (framework lacks the primitive)"
+        print(line)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    if args.extract is not None:
+        from spikebench.datasets.extract_bench import benchmark_extraction
+
+        res = benchmark_extraction(args.extract, workers=args.workers)
+        print(json.dumps(res, indent=2))
+        if args.json:
+            args.json.write_text(json.dumps(res, indent=2))
+        return 0
+    from spikebench.harness import bench
+
+    kw = dict(batch=args.batch, inputs=args.inputs, hidden=args.hidden, steps=args.steps,
+              threads=args.threads, repeats=args.repeats)
+    if args.sweep:
+        results = bench.sweep(args.backends, **kw)
+        for res in results:
+            print(bench.format_bench(res), end="\n\n")
+        payload: Any = results
+        problems = [p for res in results for p in bench.check_regression(res)]
+    else:
+        res = bench.run_bench(args.backends, **kw)
+        print(bench.format_bench(res))
+        payload, problems = res, bench.check_regression(res)
+    if args.json:
+        args.json.write_text(json.dumps(payload, indent=2))
+    if args.check and problems:
+        for p in problems:
+            print(f"REGRESSION: {p}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

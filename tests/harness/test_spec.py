@@ -1,0 +1,81 @@
+"""Study specs: the shipped ones validate; every mistake is a SpecError naming the key."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from spikebench.harness.spec import load_spec, parse_spec
+
+from spikebench.errors import SpecError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "studies").glob("*.toml")), ids=lambda p: p.name)
+def test_shipped_specs_validate(path):
+    spec = load_spec(path)
+    assert spec.grid.backends and spec.grid.rules
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"data": {"source": "phantom", "cses": 3}}, r"\[data\]\.cses: unknown key"),
+        ({"data": {"source": "dicom"}}, r"\[data\]\.source"),
+        ({"data": {"source": "table"}}, r"needs 'path'"),
+        ({}, r"key 'data': required key is missing"),
+        ({"data": {"source": "phantom"}, "search": {"trials": "3"}}, r"\[search\]\.trials"),
+        ({"data": {"source": "phantom"}, "search": {"trials": 0}}, r"\[search\]\.trials"),
+        ({"data": {"source": "phantom"}, "split": {"repeats": True}}, r"\[split\]\.repeats"),
+        ({"data": {"source": "phantom"}, "grid": {"backends": ["brian2"]}},
+         r"unknown backend 'brian2'; installed: .*custom"),
+        ({"data": {"source": "phantom"}, "grid": {"rules": ["hebb"]}},
+         r"unknown rule 'hebb'; installed: .*surrogate"),
+        ({"data": {"source": "phantom"}, "space": {"surrogate": {"lr": {"low": 1, "high": 0.1}}}},
+         r"\[space.surrogate\]\.lr: low \(1\) > high \(0.1\)"),
+        ({"data": {"source": "phantom"}, "space": {"surrogate": {"lr": {"low": 0, "high": 1,
+                                                                         "log": True}}}},
+         r"log range needs low > 0"),
+        ({"data": {"source": "phantom"}, "space": {"surrogate": {"lrr": 0.1}}},
+         r"\[space.surrogate\]\.lrr: unknown parameter; known: .*lr"),
+        ({"data": {"source": "phantom"}, "space": {"tempotron": {}}},
+         r"\[space\] has tables for rules not in \[grid\]"),
+        ({"data": {"source": "phantom"}, "study": {"name": "a/b"}}, r"\[study\]\.name"),
+    ],
+)
+def test_spec_errors_name_the_key(raw, message):
+    with pytest.raises(SpecError, match=message):
+        parse_spec(raw)
+
+
+def test_load_spec_file_errors(tmp_path):
+    with pytest.raises(SpecError, match="not found"):
+        load_spec(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[study\nname = 1")
+    with pytest.raises(SpecError, match="not valid TOML"):
+        load_spec(bad)
+
+
+toml_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 100) | st.floats(allow_nan=True)
+    | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(st.sampled_from(["low", "high", "log", "choices", "source", "x"]),
+                      children, max_size=3),
+    max_leaves=8,
+)
+sections = st.sampled_from(["study", "data", "grid", "split", "search", "space", "bogus"])
+keys = st.sampled_from(["name", "source", "path", "trials", "repeats", "backends", "rules",
+                        "surrogate", "lr", "sampler", "seed", "cases", "shape", "typo"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(sections, st.dictionaries(keys, toml_values, max_size=4), max_size=5))
+def test_fuzzed_specs_raise_only_spec_errors(raw):
+    with contextlib.suppress(SpecError):
+        parse_spec(raw)
