@@ -331,6 +331,7 @@ class Runner:
             return score(metric, y, prob, val.groups)
 
         def objective(trial: optuna.Trial) -> Any:
+            trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
             params = suggest(trial, space)
 
             def report(epoch: int, value: float) -> None:
@@ -447,6 +448,7 @@ class Runner:
         self._save_model(model, cell.key, repeat, params)
         self._write_extras(model, cell, repeat, seed, parts)
         write_parquet(self.row_path(cell.key, repeat), pd.DataFrame([self._complete_row(row)]))
+        self.row_path(cell.key, -1).unlink(missing_ok=True)  # an earlier failure is superseded
 
     def reference(self, name: str, repeat: int) -> None:
         import pandas as pd
@@ -572,28 +574,38 @@ class Runner:
         return todo
 
     def run_jobs(self, *, steal: bool = False) -> None:
+        """Do every missing refit / reference row. Jobs another live process has claimed are
+        waited for; a claim left by a dead process is taken over."""
         todo = self.jobs()
         bar = _bar(self.progress and bool(todo), len(todo), "refit + test")
         failed: set[str] = set()
         try:
-            for kind, what, repeat in todo:
-                key = what.key if kind == "refit" else f"reference__{what}"
-                if key in failed:
+            while todo:
+                waiting = []
+                for kind, what, repeat in todo:
+                    key = what.key if kind == "refit" else f"reference__{what}"
+                    if key in failed or self.row_path(key, repeat).exists():
+                        bar.update(1)
+                        continue
+                    with _claim(self.out / "rows" / f".{key}__r{repeat}.lock", steal) as mine:
+                        if not mine:
+                            waiting.append((kind, what, repeat))
+                            continue
+                        if not self.row_path(key, repeat).exists():
+                            try:
+                                if kind == "refit":
+                                    self.refit(what, repeat)
+                                else:
+                                    self.reference(what, repeat)
+                            except SpikebenchError as exc:
+                                if kind != "refit":
+                                    raise
+                                failed.add(key)
+                                self.skipped_row(what, str(exc), status="failed")
                     bar.update(1)
-                    continue
-                with _claim(self.out / "rows" / f".{key}__r{repeat}.lock", steal) as mine:
-                    if mine and not self.row_path(key, repeat).exists():
-                        try:
-                            if kind == "refit":
-                                self.refit(what, repeat)
-                            else:
-                                self.reference(what, repeat)
-                        except SpikebenchError as exc:
-                            if kind != "refit":
-                                raise
-                            failed.add(key)
-                            self.skipped_row(what, str(exc), status="failed")
-                bar.update(1)
+                todo = waiting
+                if todo:
+                    time.sleep(0.5)
         finally:
             bar.close()
 

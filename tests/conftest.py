@@ -1,0 +1,66 @@
+"""Shared fixtures: generated feature tables and a throwaway PostgreSQL database."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def write_feature_table(path: Path, *, patients: int = 24, features: int = 8, seed: int = 0,
+                        shift: float = 1.5) -> Path:
+    """A features table like ``spikebench extract`` writes: half the patients have lesion
+    slices whose first features are shifted by ``shift`` (learnable, not trivially)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for p in range(patients):
+        n = int(rng.integers(8, 16))
+        lesion = np.zeros(n, dtype=int)
+        if p % 2 == 0:
+            start = int(rng.integers(0, n - 3))
+            lesion[start:start + int(rng.integers(2, 5))] = 1
+        base = rng.normal(0, 0.5, features)
+        for i in range(n):
+            f = base + rng.normal(0, 1, features)
+            f[:3] += shift * lesion[i]
+            rows.append({"patient_id": f"liver_{p}", "slice_idx": i, "label": int(lesion[i]),
+                         **{f"f{j}": float(f[j]) for j in range(features)}})
+    frame = pd.DataFrame(rows)
+    frame.to_parquet(path, index=False)
+    return path
+
+
+@pytest.fixture
+def make_feature_table():
+    """The generator itself, for tests that need several or bigger tables."""
+    return write_feature_table
+
+
+@pytest.fixture
+def feature_table(tmp_path: Path) -> Path:
+    return write_feature_table(tmp_path / "features.parquet")
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """A fresh, empty database on the server named by ``$SPIKEBENCH_TEST_POSTGRES_URL``
+    (`.ci/run` starts Debian's PostgreSQL and sets it); skipped when unset."""
+    base = os.environ.get("SPIKEBENCH_TEST_POSTGRES_URL")
+    if not base:
+        pytest.skip("set SPIKEBENCH_TEST_POSTGRES_URL to run PostgreSQL tests (.ci/run does)")
+    import sqlalchemy
+
+    name = f"spikebench_{uuid.uuid4().hex[:10]}"
+    admin = sqlalchemy.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    url = base.rsplit("/", 1)[0] + "/" + name
+    yield url
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()

@@ -1,0 +1,160 @@
+"""A user runs a tiny study on a feature table: results, splits and resume behave as documented."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from spikebench.harness.cli import main
+from spikebench.harness.results import METRICS, RESULT_COLUMNS
+from spikebench.harness.study import redact, run_study, study_status
+
+TINY = """
+[study]
+name = "tiny"
+references = ["logistic_regression"]
+eval_steps = [0.5, 1.0, 2.0]
+[data]
+source = "table"
+path = "{table}"
+[grid]
+backends = ["custom"]
+rules = ["surrogate"]
+[split]
+repeats = 2
+[search]
+trials = 3
+[space.surrogate]
+epochs = 4
+hidden = 16
+steps = 6
+encoding = "direct"
+"""
+
+
+def write_spec(tmp_path: Path, table: Path, text: str = TINY) -> Path:
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(text.format(table=table))
+    return spec
+
+
+def test_tiny_study_writes_results_splits_and_resumes(tmp_path, feature_table, capsys):
+    spec = write_spec(tmp_path, feature_table)
+    out = tmp_path / "run"
+    assert main(["study", "run", str(spec), "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "results folder:" in printed and "majority class" in printed
+
+    results = pd.read_parquet(out / "results.parquet")
+    for col in ("backend", "rule", "repeat", "seed", "params", "train_seconds",
+                "n_train_patients", "n_test_patients"):
+        assert col in results.columns
+    for prefix in ("val_", "test_"):
+        for m in METRICS:
+            assert prefix + m in results.columns
+    assert set(RESULT_COLUMNS) <= set(results.columns)
+    snn = results[results["kind"] == "snn"]
+    assert sorted(snn["repeat"]) == [0, 1] and (snn["status"] == "ok").all()
+    assert set(results[results["kind"] == "reference"]["rule"]) == {"logistic_regression"}
+    json.loads(snn["params"].iloc[0])
+
+    # splits: patient-disjoint, test sealed and identical across repeats, counts match rows
+    splits = json.loads((out / "splits.json").read_text())
+    assert sorted(splits) == ["0", "1"]
+    assert splits["0"]["test"] == splits["1"]["test"]
+    for s in splits.values():
+        assert not set(s["train"]) & set(s["test"]) and not set(s["val"]) & set(s["test"])
+    table = pd.read_parquet(feature_table)
+    row = snn[snn["repeat"] == 0].iloc[0]
+    assert row["n_test_patients"] == len(splits["0"]["test"])
+    assert row["n_test_slices"] == table["patient_id"].isin(splits["0"]["test"]).sum()
+
+    # predictions: test patients only, at 0.5T, T and 2T
+    pred = pd.read_parquet(out / "predictions.parquet")
+    assert set(pred["patient_id"]) == set(splits["0"]["test"])
+    p0 = pred[(pred["backend"] == "custom") & (pred["repeat"] == 0)]
+    assert sorted(p0["steps"].unique()) == [3, 6, 12] and (p0["train_steps"] == 6).all()
+    assert ((pred["prob"] >= 0) & (pred["prob"] <= 1)).all()
+
+    trials = pd.read_parquet(out / "trials.parquet")
+    assert len(trials) == 3 and trials["pareto"].sum() == 1
+    status = study_status(out)
+    assert int(status.loc[0, "complete"] + status.loc[0, "pruned"]) == 3
+    assert status.loc[0, "repeats_done"] == "2/2"
+
+    # resume: nothing to do, nothing duplicated
+    mtime = (out / "rows" / "custom__surrogate__r0.parquet").stat().st_mtime
+    run_study(spec, out, progress=False)
+    assert len(pd.read_parquet(out / "trials.parquet")) == 3
+    assert len(pd.read_parquet(out / "results.parquet")) == len(results)
+    assert (out / "rows" / "custom__surrogate__r0.parquet").stat().st_mtime == mtime
+    # asking for more trials runs only the missing ones
+    run_study(spec, out, trials=4, progress=False)
+    assert len(pd.read_parquet(out / "trials.parquet")) == 4
+
+
+def test_unsupported_cell_is_skipped_with_reason(tmp_path, feature_table, monkeypatch):
+    from spikebench.backends.custom import CustomBackend
+
+    monkeypatch.setattr(CustomBackend, "rules", frozenset({"surrogate"}))
+    text = TINY.replace('rules = ["surrogate"]', 'rules = ["surrogate", "tempotron"]')
+    out = run_study(write_spec(tmp_path, feature_table, text), tmp_path / "run", trials=1,
+                    progress=False)
+    results = pd.read_parquet(out / "results.parquet")
+    skipped = results[results["rule"] == "tempotron"]
+    assert len(skipped) == 1 and skipped["status"].iloc[0] == "skipped"
+    assert "does not support rule 'tempotron'" in skipped["reason"].iloc[0]
+
+
+def test_same_spec_and_seed_give_the_same_table(tmp_path, feature_table):
+    spec = write_spec(tmp_path, feature_table)
+    a = pd.read_parquet(run_study(spec, tmp_path / "a", progress=False) / "results.parquet")
+    b = pd.read_parquet(run_study(spec, tmp_path / "b", progress=False) / "results.parquet")
+    cols = [c for c in a.columns if c.startswith(("val_", "test_")) or c == "params"]
+    pd.testing.assert_frame_equal(a[cols], b[cols])
+
+
+def test_storage_passwords_are_redacted(tmp_path, feature_table):
+    assert redact("postgresql+psycopg://bob:s3cret@db:5432/x") == (
+        "postgresql+psycopg://bob:***@db:5432/x")
+    assert redact("journal:/tmp/a.journal") == "journal:/tmp/a.journal"
+    out = run_study(write_spec(tmp_path, feature_table), tmp_path / "run", trials=1,
+                    storage=f"sqlite:///{tmp_path}/db.sqlite3", progress=False)
+    assert "db.sqlite3" in (out / "protocol.json").read_text()
+
+
+def test_cli_errors_are_one_line_without_traceback(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[data]\nsource = "table"\npath = "x.csv"\n[grid]\nrules = ["hebb"]\n')
+    assert main(["study", "run", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown rule 'hebb'" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("flag", [["--help"], ["study", "run", "--help"]])
+def test_help_does_not_import_torch(flag):
+    import subprocess
+    import sys
+
+    code = ("import sys; from spikebench.harness.cli import main\n"
+            f"try: main({flag!r})\nexcept SystemExit: pass\n"
+            "assert 'torch' not in sys.modules, 'torch imported by --help'")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_standardisation_uses_train_rows_only(feature_table):
+    from spikebench.harness.study import Dataset, standardised_splits
+
+    t = pd.read_parquet(feature_table)
+    X = t[[c for c in t.columns if c.startswith("f")]].to_numpy(np.float32)
+    X[t["patient_id"] == "liver_1"] += 1000.0  # an extreme test patient must not move scaling
+    data = Dataset(X, t["label"].to_numpy(), t["patient_id"].to_numpy(), None, [], {})
+    split = {"train": [f"liver_{i}" for i in range(2, 24)], "val": ["liver_0"],
+             "test": ["liver_1"]}
+    parts = standardised_splits(data, split)
+    assert abs(parts["train"].X.mean()) < 1e-5
+    assert parts["test"].X.mean() > 100
