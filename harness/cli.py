@@ -82,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--extract", type=Path, default=None, metavar="ROOT",
                    help="instead: time feature extraction vs plain reading of ROOT's volumes")
     s.add_argument("--workers", type=int, default=1, help="with --extract")
+    s.add_argument("--study", type=Path, default=None, metavar="SPEC",
+                   help="instead: trials/minute of SPEC's first cell with 1 and 2 workers")
+    s.add_argument("--trials", type=int, default=12, help="with --study")
 
     s = sub.add_parser("export", help="export a trained network of a results folder to NIR")
     s.add_argument("run", type=Path, help="results folder (or one models/*.pt file)")
@@ -219,6 +222,14 @@ def _list_rules() -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    if args.study is not None:
+        from spikebench.harness.bench_study import format_throughput, study_throughput
+
+        res = study_throughput(args.study, trials=args.trials, workers=(1, 2))
+        print(format_throughput(res))
+        if args.json:
+            args.json.write_text(json.dumps(res, indent=2))
+        return 0
     if args.extract is not None:
         from spikebench.datasets.extract_bench import benchmark_extraction
 

@@ -42,6 +42,7 @@ def export_run(run: str | Path, to: str | Path, *, cell: str | None = None,
                repeat: int = 0) -> Path:
     """Write the chosen network as a NIR file ``to``; returns its path."""
     import nir
+
     from spikebench.backends.nir_io import to_nir
     from spikebench.backends.serialize import load_network
 

@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from spikebench.errors import BackendError, DataError, RuleError, SpecError, SpikebenchError
 from spikebench.harness.results import (
     METRICS,
     RESULT_COLUMNS,
@@ -37,8 +39,6 @@ from spikebench.harness.results import (
 )
 from spikebench.harness.spec import StudySpec, load_spec, parse_spec
 from spikebench.harness.splits import patient_level_split, split_masks, write_splits
-
-from spikebench.errors import BackendError, DataError, RuleError, SpecError, SpikebenchError
 
 #: Heartbeat settings for RDB storages: a SIGKILLed worker's trial is failed after the grace
 #: period and re-queued by the retry callback.
@@ -315,6 +315,7 @@ class Runner:
 
     def objective(self, cell: Cell) -> Callable[[Any], Any]:
         import optuna
+
         from spikebench.backends import get_backend
         from spikebench.harness.metrics import score
         from spikebench.harness.rules import DivergedError, FitContext, get_rule
@@ -403,6 +404,7 @@ class Runner:
         """Parameters for the refit: the best trial (multi-objective: the Pareto trial with the
         best validation metric), the number of complete trials and the best value."""
         from optuna.trial import TrialState
+
         from spikebench.harness.space import Fixed
 
         study = self.load_study(cell)
@@ -422,6 +424,7 @@ class Runner:
     def refit(self, cell: Cell, repeat: int) -> None:
         """Refit the best parameters on one repeat, evaluate once on the sealed test set."""
         import pandas as pd
+
         from spikebench.backends import get_backend
         from spikebench.harness.metrics import score
         from spikebench.harness.rules import FitContext, get_rule
@@ -452,6 +455,7 @@ class Runner:
 
     def reference(self, name: str, repeat: int) -> None:
         import pandas as pd
+
         from spikebench.harness.references import fit_reference
 
         parts = standardised_splits(self.data(), self.splits()[str(repeat)])

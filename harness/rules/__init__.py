@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import cast
 
+from spikebench.errors import RuleError
 from spikebench.harness.rules.base import (
     DivergedError,
     FitContext,
@@ -13,8 +14,6 @@ from spikebench.harness.rules.base import (
     Split,
     TrainedModel,
 )
-
-from spikebench.errors import RuleError
 from spikebench.plugins import load_plugin, plugin_entry_points
 
 GROUP = "spikebench.rules"

@@ -20,6 +20,7 @@ from spikebench.errors import RuleError
 
 if TYPE_CHECKING:
     import torch
+
     from spikebench.backends.base import Backend, NetworkSpec
     from spikebench.harness.space import Param
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+
 from spikebench.backends.base import NetworkSpec
 from spikebench.harness.encoding import ENCODINGS, encode
 from spikebench.harness.rules.base import (

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 from sklearn import metrics as skm
+
 from spikebench.harness.metrics import all_metrics, patient_scores, score
 from spikebench.harness.results import METRICS
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from spikebench.harness.spec import load_spec, parse_spec
 
 from spikebench.errors import SpecError
+from spikebench.harness.spec import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from spikebench.errors import DataError
 from spikebench.harness.splits import (
     patient_labels,
     patient_level_split,
     split_masks,
     write_splits,
 )
-
-from spikebench.errors import DataError
 
 
 @st.composite
