@@ -1,0 +1,167 @@
+"""Load and validate a feature table (extracted, or supplied by the user) before any training.
+
+Every problem is one :class:`~spikebench.errors.DataError` naming the file and the columns at
+fault, raised here rather than deep inside a training loop. Decisions:
+
+* Columns other than the label, the group, ``patient_id`` and ``slice_idx`` are features
+  (``patient_id`` is never a feature, even with ``group=None``) and must be numeric
+  (booleans count as numeric); a text column is an error naming it (drop it or use it as the
+  group).
+* NaN/inf in a feature is an error (columns and counts named): silently imputing would hide a
+  broken extraction.
+* **Constant feature columns are dropped with a warning**, not an error: they carry no
+  information, break standardisation (zero std) and are common and harmless in radiomics
+  tables (e.g. a HU band no slice reaches). The dropped names are in ``dropped_constant``.
+* Labels must be 0/1 (or booleans) with both classes present.
+* Without a group column (``group=None``, or the default ``patient_id`` absent) every row is
+  its own patient: ``groups`` are the row indices as strings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from spikebench.errors import DataError
+
+DEFAULT_GROUP = "patient_id"
+_SLICE = "slice_idx"
+
+
+@dataclass
+class FeatureTable:
+    """A validated feature table: ``X`` float32 [n, F], ``y`` int64 [n] in {0, 1},
+    ``groups`` str [n] (patient of each row), ``slice_idx`` int64 [n] or ``None``."""
+
+    X: np.ndarray
+    y: np.ndarray
+    groups: np.ndarray
+    slice_idx: np.ndarray | None
+    feature_names: list[str]
+    path: Path
+    sha256: str
+    dropped_constant: list[str] = field(default_factory=list)
+
+    @property
+    def n_patients(self) -> int:
+        """Number of distinct groups (patients)."""
+        return len(np.unique(self.groups))
+
+
+def load_feature_table(path: str | Path, *, label: str = "label",
+                       group: str | None = DEFAULT_GROUP) -> FeatureTable:
+    """Read a ``.parquet`` or ``.csv`` feature table and check it is trainable."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: feature table not found; run `spikebench extract` first or "
+                        "check the path")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        elif suffix in (".csv", ".txt"):
+            frame = pd.read_csv(path)
+        else:
+            raise DataError(f"{path}: unknown table format {suffix!r}; use .parquet or .csv")
+    except DataError:
+        raise
+    except Exception as exc:  # pyarrow / pandas raise many types for a corrupt file
+        raise DataError(f"{path}: cannot read as {suffix[1:]} ({type(exc).__name__}: "
+                        f"{str(exc)[:200]}); is the file complete and in that format?") from None
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    columns = [str(c) for c in frame.columns]
+    frame.columns = columns
+    if label not in columns:
+        raise DataError(f"{path}: no label column {label!r}; columns present: {columns}")
+    if group is not None and group not in columns and group != DEFAULT_GROUP:
+        raise DataError(f"{path}: no group column {group!r}; columns present: {columns} "
+                        "(pass group=None to treat every row as its own patient)")
+    if len(frame) == 0:
+        raise DataError(f"{path}: the table has no rows")
+
+    y = _labels(path, frame[label], label)
+    if group is not None and group in columns:
+        col = frame[group]
+        if col.isna().any():
+            raise DataError(f"{path}: group column {group!r} has {int(col.isna().sum())} "
+                            "empty values; every row needs a patient id")
+        groups = col.astype(str).to_numpy(dtype=str)
+        used_group = group
+    else:
+        if group is not None:
+            warnings.warn(f"{path}: no {group!r} column, so every row is treated as its own "
+                          "patient; slices of one patient may then land in train and test",
+                          stacklevel=2)
+        groups = np.arange(len(frame)).astype(str)
+        used_group = None
+    slice_idx = None
+    if _SLICE in columns and _SLICE not in (label, used_group):
+        slice_idx = pd.to_numeric(frame[_SLICE], errors="coerce").to_numpy()
+        slice_idx = None if np.isnan(slice_idx).any() else slice_idx.astype(np.int64)
+    meta = {label, _SLICE, DEFAULT_GROUP} | ({used_group} if used_group else set())
+    names = [c for c in columns if c not in meta]
+    if not names:
+        raise DataError(f"{path}: no feature columns besides {sorted(meta)}")
+    bad = [c for c in names if not (pd.api.types.is_numeric_dtype(frame[c])
+                                    or pd.api.types.is_bool_dtype(frame[c]))]
+    if bad:
+        raise DataError(f"{path}: non-numeric feature columns {bad}; drop them from the table "
+                        "(or name one as the group column)")
+    X = frame[names].to_numpy(dtype=np.float64)
+    finite = np.isfinite(X)
+    if not finite.all():
+        counts = {n: int((~finite[:, j]).sum()) for j, n in enumerate(names)
+                  if not finite[:, j].all()}
+        raise DataError(f"{path}: NaN/inf values in feature columns {counts} (column: count); "
+                        "fix the extraction or drop those rows/columns")
+    const = [n for j, n in enumerate(names) if np.ptp(X[:, j]) == 0]
+    if const:
+        if len(const) == len(names):
+            raise DataError(f"{path}: every feature column is constant ({const}); nothing to "
+                            "learn from")
+        warnings.warn(f"{path}: dropping constant feature columns {const}", stacklevel=2)
+        keep = [j for j, n in enumerate(names) if n not in const]
+        X, names = X[:, keep], [names[j] for j in keep]
+    return FeatureTable(X=X.astype(np.float32), y=y, groups=groups, slice_idx=slice_idx,
+                        feature_names=names, path=path, sha256=digest, dropped_constant=const)
+
+
+def _labels(path: Path, col, label: str) -> np.ndarray:
+    import pandas as pd
+
+    if col.isna().any():
+        raise DataError(f"{path}: label column {label!r} has {int(col.isna().sum())} empty "
+                        "values")
+    if pd.api.types.is_bool_dtype(col):
+        y = col.to_numpy().astype(np.int64)
+    else:
+        num = pd.to_numeric(col, errors="coerce")
+        values = sorted({str(v) for v in col[num.isna() | ~num.isin([0, 1])].unique()})[:10]
+        if values:
+            raise DataError(f"{path}: label column {label!r} must be binary 0/1; found values "
+                            f"{values}")
+        y = num.to_numpy().astype(np.int64)
+    classes = np.unique(y)
+    if len(classes) < 2:
+        raise DataError(f"{path}: label column {label!r} has a single class ({int(classes[0])}) "
+                        "in all rows; a classifier needs positive and negative slices")
+    return y
+
+
+def check_splittable(table: FeatureTable, min_patients: int = 4) -> None:
+    """Raise if the table cannot be split by patient: too few patients, or too few patients
+    with a positive slice (each split needs at least one on both sides)."""
+    n = table.n_patients
+    if n < min_patients:
+        raise DataError(f"{table.path}: only {n} patients (groups); patient-level splits need "
+                        f"at least {min_patients}")
+    positive = len(np.unique(table.groups[table.y == 1]))
+    if positive < 2:
+        raise DataError(f"{table.path}: only {positive} patient(s) have positive slices; "
+                        "patient-level splits need at least 2")
