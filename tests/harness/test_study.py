@@ -158,3 +158,41 @@ def test_standardisation_uses_train_rows_only(feature_table):
     parts = standardised_splits(data, split)
     assert abs(parts["train"].X.mean()) < 1e-5
     assert parts["test"].X.mean() > 100
+
+
+def test_multi_objective_study_keeps_a_pareto_front(tmp_path, feature_table):
+    text = TINY.replace("[search]\ntrials = 3", '[search]\ntrials = 5\nsampler = "nsga2"\n'
+                        'pruner = "none"\nminimize = "synops"')
+    out = run_study(write_spec(tmp_path, feature_table, text), tmp_path / "run", progress=False)
+    trials = pd.read_parquet(out / "trials.parquet")
+    assert {"values_0", "values_1"} <= set(trials.columns)
+    front = trials[trials["pareto"]]
+    assert len(front) >= 1
+    # no Pareto trial is dominated by another complete trial
+    done = trials[trials["state"] == "COMPLETE"]
+    for _, a in front.iterrows():
+        dominated = ((done["values_0"] >= a["values_0"]) & (done["values_1"] <= a["values_1"])
+                     & ((done["values_0"] > a["values_0"]) | (done["values_1"] < a["values_1"])))
+        assert not dominated.any()
+    assert (pd.read_parquet(out / "results.parquet")["status"] == "ok").all()
+
+
+def test_diverging_trials_are_pruned_with_reason(tmp_path, feature_table, monkeypatch):
+    from spikebench.harness.rules import DivergedError
+    from spikebench.harness.rules.surrogate import SurrogateGradient
+
+    real_fit = SurrogateGradient.fit
+    calls = {"n": 0}
+
+    def flaky_fit(self, train, val, params, ctx):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise DivergedError("non-finite loss (nan) at epoch 0")
+        return real_fit(self, train, val, params, ctx)
+
+    monkeypatch.setattr(SurrogateGradient, "fit", flaky_fit)
+    out = run_study(write_spec(tmp_path, feature_table), tmp_path / "run", progress=False)
+    trials = pd.read_parquet(out / "trials.parquet")
+    pruned = trials[trials["state"] == "PRUNED"]
+    assert "non-finite loss" in " ".join(pruned["user_attrs_reason"].dropna())
+    assert (trials["state"].isin(["COMPLETE", "PRUNED"])).sum() == 3
