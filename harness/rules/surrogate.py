@@ -137,6 +137,7 @@ class SurrogateGradient(Rule):
     def fit(self, train: Split, val: Split, params: Mapping[str, Any], ctx: FitContext
             ) -> SurrogateModel:
         p = dict(params)
+        check_finite(train, val)
         if p["encoding"] not in ENCODINGS:
             raise ValueError(f"encoding must be one of {ENCODINGS}, got {p['encoding']!r}")
         if p["loss"] not in LOSSES:
@@ -171,7 +172,10 @@ class SurrogateGradient(Rule):
                                   lam=float(p["tet_lambda"]), phi=spec.threshold)
                 if not torch.isfinite(loss):
                     raise DivergedError(f"non-finite loss ({loss.item()}) at epoch {epoch}")
-                if out.membrane.detach().abs().max() > MEMBRANE_LIMIT:
+                peak = out.membrane.detach().abs().max()
+                if not torch.isfinite(peak):  # NaN/inf input or weights: NaN never compares >
+                    raise DivergedError(f"non-finite membrane at epoch {epoch}")
+                if peak > MEMBRANE_LIMIT:
                     raise DivergedError(f"exploding membrane (|H| > {MEMBRANE_LIMIT:g})")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -190,6 +194,17 @@ class SurrogateGradient(Rule):
         net.eval()
         model.info = {"epochs": epochs, "labels_used": len(train), "best_val": best}
         return model
+
+
+def check_finite(train: Split, val: Split) -> None:
+    """Raise :class:`DivergedError` naming the split if its features hold NaN/inf: a spiking
+    layer would silently read NaN as "no spike" and train on garbage."""
+    for name, split in (("train", train), ("val", val)):
+        bad = ~np.isfinite(np.asarray(split.X, dtype=np.float64))
+        if bad.any():
+            rows, cols = np.nonzero(bad)
+            raise DivergedError(f"non-finite input: {int(bad.sum())} NaN/inf feature values in "
+                                f"the {name} split (first at row {rows[0]}, feature {cols[0]})")
 
 
 def _score(model: TrainedModel, val: Split, ctx: FitContext) -> float:

@@ -1,0 +1,77 @@
+"""Local plasticity for the bio-inspired rule: pair-based STDP with traces, competitive
+(winner-take-all) learning, weight normalisation and homeostatic thresholds.
+
+Pair-based STDP (nearest neighbour-free "all-to-all" pairing, Song et al. 2000; Morrison et al.
+2008) with exponentially decaying traces on the time grid ``t = 0..T−1``::
+
+    x_pre[t]  = e^{−1/τ+} x_pre[t−1]  + s_pre[t]            (x[−1] = 0)
+    x_post[t] = e^{−1/τ−} x_post[t−1] + s_post[t]
+    Δw_ji     = A+ Σ_t s_post,j[t] x_pre,i[t]  −  A− Σ_t s_pre,i[t] e^{−1/τ−} x_post,j[t−1]
+
+A post spike potentiates by ``A+`` times the presynaptic trace (which includes a presynaptic
+spike in the same step: in the discrete LIF that input caused the spike), a presynaptic spike
+depresses by ``A−`` times the postsynaptic trace of *earlier* post spikes, decayed to now.
+Summed over pairs this is the classic pair window, ``Δt = t_post − t_pre``::
+
+    W(Δt) = A+ e^{−Δt/τ+}   (Δt ≥ 0)        W(Δt) = −A− e^{Δt/τ−}   (Δt < 0)
+
+Sums run over the patterns of a batch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def spike_traces(spikes: torch.Tensor, tau: float) -> torch.Tensor:
+    """``x[t] = e^{−1/τ} x[t−1] + s[t]`` over ``[T, ...]`` spikes (same shape)."""
+    decay = math.exp(-1.0 / tau)
+    traces = torch.empty_like(spikes)
+    acc = torch.zeros_like(spikes[0])
+    for t in range(spikes.shape[0]):
+        acc = acc * decay + spikes[t]
+        traces[t] = acc
+    return traces
+
+
+def stdp_update(pre: torch.Tensor, post: torch.Tensor, *, a_plus: float, a_minus: float,
+                tau_plus: float, tau_minus: float) -> torch.Tensor:
+    """Pair-based STDP weight change ``ΔW [N_post, N_pre]`` from ``pre`` ``[T, B, N_pre]`` and
+    ``post`` ``[T, B, N_post]`` spike trains (see the module docstring)."""
+    x_pre = spike_traces(pre, tau_plus)
+    x_post = spike_traces(post, tau_minus)
+    # e^{−1/τ−} x_post[t−1]: earlier post spikes only, decayed to t
+    x_post_before = math.exp(-1.0 / tau_minus) * torch.cat([torch.zeros_like(x_post[:1]),
+                                                            x_post[:-1]])
+    potentiation = torch.einsum("tbj,tbi->ji", post, x_pre)
+    depression = torch.einsum("tbj,tbi->ji", x_post_before, pre)
+    return a_plus * potentiation - a_minus * depression
+
+
+def first_spike_winners(spikes: torch.Tensor) -> torch.Tensor:
+    """Winner-take-all by lateral inhibition at the first spike: per pattern, the neuron that
+    fires first (ties: the one with more spikes, then the lower index) wins; ``[B, N]`` one-hot
+    mask, all-zero for a pattern that made no neuron fire."""
+    steps = spikes.shape[0]
+    fired = spikes > 0
+    first = torch.where(fired.any(0), fired.to(torch.int8).argmax(0),
+                        torch.full(spikes.shape[1:], steps, device=spikes.device))
+    count = spikes.sum(0)
+    key = first.to(spikes.dtype) * (steps + 1) - count  # earlier first, then more spikes
+    winner = key.argmin(1)
+    mask = torch.zeros_like(count)
+    mask.scatter_(1, winner[:, None], 1.0)
+    return mask * fired.any(0).any(1, keepdim=True).to(mask.dtype)
+
+
+def normalise_rows(weight: torch.Tensor, total: float) -> torch.Tensor:
+    """Clip to ``w >= 0`` and scale each neuron's incoming weights to sum to ``total``."""
+    w = weight.clamp(min=0.0)
+    sums = w.sum(1, keepdim=True)
+    return torch.where(sums > 0, w * (total / sums.clamp(min=1e-12)),
+                       torch.full_like(w, total / w.shape[1]))
+
+
+__all__ = ["first_spike_winners", "normalise_rows", "spike_traces", "stdp_update"]
