@@ -36,8 +36,10 @@ Surrogate = Literal["fast_sigmoid", "arctan", "sigmoid"]
 
 #: Surrogate derivatives ``dS/dH`` of ``z = H - θ`` with slope ``k`` (the same in every backend):
 #: fast_sigmoid: 1 / (1 + k|z|)^2            (snnTorch ``fast_sigmoid(slope=k)``)
-#: arctan:       (k/2) / (1 + (π/2 · k · z)^2)  (snnTorch ``atan(alpha=k)``, SpikingJelly ``ATan(alpha=k)``)
-#: sigmoid:      k σ(kz)(1 - σ(kz))          (snnTorch ``sigmoid(slope=k)``, SpikingJelly ``Sigmoid(alpha=k)``)
+#: arctan:       (k/2) / (1 + (π/2 · k · z)^2)  (snnTorch ``atan(alpha=k)``,
+#:                                              SpikingJelly ``ATan(alpha=k)``)
+#: sigmoid:      k σ(kz)(1 - σ(kz))          (snnTorch ``sigmoid(slope=k)``,
+#:                                            SpikingJelly ``Sigmoid(alpha=k)``)
 SURROGATES: tuple[str, ...] = ("fast_sigmoid", "arctan", "sigmoid")
 RESETS: tuple[str, ...] = ("subtract", "zero", "none")
 
@@ -84,7 +86,8 @@ class NetworkSpec:
         return len(self.sizes) - 1
 
     def synapses(self) -> int:
-        """Number of weights, i.e. synaptic operations per input spike fan-out summed over layers."""
+        """Number of weights, i.e. synaptic operations per input spike fan-out summed over
+        layers."""
         return sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
 
 

@@ -1,53 +1,323 @@
-"""The from-scratch LIF engine: plain PyTorch, the reference every other backend is checked against.
+"""The from-scratch LIF engine: plain PyTorch, written for speed; the reference every backend is
+checked against.
 
-Implements exactly the equations of :mod:`spikebench.backends.base`. The input currents of all
-time steps are one matrix product per layer; only the recurrence runs step by step.
+It implements exactly the pinned equation of :mod:`spikebench.backends.base` (per layer, with
+``I[t] = W x[t] + b``)::
+
+    H[t] = beta U[t-1] + I[t]            U[-1] = 0
+    S[t] = Θ(H[t] - θ)                   Θ(z) = [z > 0]
+    U[t] = H[t] - θ S[t]  |  H[t] (1 - S[t])  |  H[t]        (subtract | zero | none)
+
+How it is fast (each measured on the default bench workload, see ``docs/plugins.md``):
+
+* **One matrix product per layer and pass.** ``I`` for all ``T`` steps is one ``addmm`` over
+  ``[T·B, F]``; the backward pass computes ``dW = gIᵀ x``, ``db`` and ``dx = gI W`` as one
+  matrix product each. Only the recurrence runs step by step.
+* **A hand-written backward through time** (:class:`LIFLayerFunction`). Writing
+  ``σ'[t] = surrogate'(H[t] - θ)`` and ``gH``/``gS`` for the gradients arriving at the outputs,
+  the chain rule through the pinned equation (reset term *not* detached) is the linear
+  recurrence::
+
+      dL/dH[t] = gH[t] + gS[t] σ'[t] + D[t] · dL/dH[t+1]
+      D[t]     = beta (1 - θ σ'[t])                       subtract
+               = beta (1 - S[t] - H[t] σ'[t])              zero
+               = beta                                      none
+
+  ``σ'``, ``D`` and the first two terms are computed for all steps at once (a few vectorised
+  ops over ``[T, B, N]``); the loop is one in-place ``addcmul_`` per step. The whole network is
+  one autograd node (:class:`LIFNetworkFunction`): it saves the charges ``H`` and spikes of each
+  layer, and the gradients between layers never leave it, so the backward temporaries are
+  reused buffers (:class:`Workspace`) instead of fresh multi-megabyte tensors.
+* **No per-step allocation.** The current buffer from the ``addmm`` becomes the charge ``H`` in
+  place, and the reset is folded into the next step's charge: ``H[t+1] += beta H[t] - beta θ
+  S[t]`` (subtract), ``H[t+1] += beta H[t] [H[t] <= θ]`` (zero), ``H[t+1] += beta H[t]``
+  (none): two or three small in-place ops per step, with the step's spike/keep mask in one
+  reused cache-resident buffer. The ``[T, B, N]`` spike tensor is written afterwards by a single
+  vectorised ``H > θ`` (writing it step by step was measurably slower: first-touch page faults
+  and a bool→float copy per step).
+* **No graph in inference**: under ``torch.no_grad()`` (or when nothing requires a gradient) the
+  same kernels run without an autograd node.
+
+The device is taken from the input and parameters, so the same code runs on CUDA.
 """
 
 from __future__ import annotations
 
 import math
+import threading
+import warnings
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from spikebench.backends.base import Backend, NetworkOutput, NetworkSpec, SpikingNetwork
+from spikebench.backends.base import (
+    Backend,
+    NetworkOutput,
+    NetworkSpec,
+    SpikingNetwork,
+    TempotronNetwork,
+)
+from spikebench.backends.tempotron import DirectTempotron
 
-
-class _Spike(torch.autograd.Function):
-    """Heaviside forward Θ(z) = [z > 0]; surrogate derivative backward (see ``SURROGATES``)."""
-
-    @staticmethod
-    def forward(ctx, z: torch.Tensor, kind: str, slope: float) -> torch.Tensor:  # type: ignore[override]
-        ctx.save_for_backward(z)
-        ctx.kind, ctx.slope = kind, slope
-        return (z > 0).to(z.dtype)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        (z,) = ctx.saved_tensors
-        return grad * surrogate_derivative(z, ctx.kind, ctx.slope), None, None
+_RESET_CODES = {"subtract": 0, "zero": 1, "none": 2}
 
 
 def surrogate_derivative(z: torch.Tensor, kind: str, slope: float) -> torch.Tensor:
-    """dS/dz of the named surrogate at ``z = H - θ``."""
+    """dS/dz of the named surrogate at ``z = H - θ`` (a new tensor; ``z`` is not modified).
+
+    fast_sigmoid ``1/(1+k|z|)²``, arctan ``(k/2)/(1+(π/2·k·z)²)``, sigmoid ``kσ(kz)(1-σ(kz))``.
+    """
     if kind == "fast_sigmoid":
-        return 1.0 / (slope * z.abs() + 1.0) ** 2
+        return z.abs().mul_(slope).add_(1.0).square_().reciprocal_()
     if kind == "arctan":
-        return (slope / 2) / (1 + (math.pi / 2 * slope * z) ** 2)
+        return z.mul(math.pi / 2 * slope).square_().add_(1.0).reciprocal_().mul_(slope / 2)
     if kind == "sigmoid":
-        s = torch.sigmoid(slope * z)
-        return slope * s * (1 - s)
+        s = z.mul(slope).sigmoid_()
+        return s.mul_(torch.rsub(s, 1.0)).mul_(slope)
     raise ValueError(f"unknown surrogate {kind!r}")
 
 
-def spike(z: torch.Tensor, kind: str, slope: float) -> torch.Tensor:
-    return _Spike.apply(z, kind, slope)
+def _surrogate_derivative_(z: torch.Tensor, kind: str, slope: float) -> torch.Tensor:
+    """In-place variant of :func:`surrogate_derivative` (overwrites and returns ``z``)."""
+    if kind == "fast_sigmoid":
+        return z.abs_().mul_(slope).add_(1.0).square_().reciprocal_()
+    if kind == "arctan":
+        return z.mul_(math.pi / 2 * slope).square_().add_(1.0).reciprocal_().mul_(slope / 2)
+    if kind == "sigmoid":
+        s = z.mul_(slope).sigmoid_()
+        return s.mul_(torch.rsub(s, 1.0)).mul_(slope)
+    raise ValueError(f"unknown surrogate {kind!r}")
+
+
+def _recurrence_py(charge: torch.Tensor, spikes: torch.Tensor, beta: float, threshold: float,
+                   reset: int) -> None:
+    """The step loop of :func:`lif_recurrence_` (``reset``: 0 subtract, 1 zero, 2 none)."""
+    hs = charge.unbind(0)
+    steps = len(hs)
+    if reset == 0:
+        c = -beta * threshold
+        s = torch.empty_like(hs[0])  # one cache-resident step buffer; spikes written at the end
+        for t in range(steps - 1):
+            h = hs[t]
+            torch.gt(h, threshold, out=s)
+            # U[t] = H[t] - θ S[t];  H[t+1] = I[t+1] + beta U[t]
+            hs[t + 1].add_(h, alpha=beta).add_(s, alpha=c)
+        torch.gt(charge, threshold, out=spikes)
+    elif reset == 1:
+        keep = torch.empty_like(hs[0])
+        for t in range(steps - 1):
+            h = hs[t]
+            torch.le(h, threshold, out=keep)
+            # U[t] = H[t] (1 - S[t]);  H[t+1] = I[t+1] + beta U[t]
+            hs[t + 1].addcmul_(h, keep, value=beta)
+        torch.gt(charge, threshold, out=spikes)
+    else:
+        for t in range(steps - 1):
+            hs[t + 1].add_(hs[t], alpha=beta)
+        torch.gt(charge, threshold, out=spikes)
+
+
+def _backward_loop_py(grad: torch.Tensor, coef: torch.Tensor, beta: float) -> None:
+    """``grad[t] += coef[t] * grad[t+1]`` backwards in time (``coef`` empty: ``beta``)."""
+    gs = grad.unbind(0)
+    if coef.numel() == 0:
+        for t in range(len(gs) - 2, -1, -1):
+            gs[t].add_(gs[t + 1], alpha=beta)
+    else:
+        cs = coef.unbind(0)
+        for t in range(len(gs) - 2, -1, -1):
+            gs[t].addcmul_(cs[t], gs[t + 1])
+
+
+def _script(fn):
+    """TorchScript ``fn`` (less per-op interpreter overhead in the step loops); the plain
+    function where TorchScript is unavailable (it is deprecated in recent PyTorch)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return torch.jit.script(fn)
+    except Exception:  # pragma: no cover - depends on the torch build
+        return fn
+
+
+_recurrence = _script(_recurrence_py)
+_backward_loop = _script(_backward_loop_py)
+
+
+def lif_recurrence_(charge: torch.Tensor, beta: float, threshold: float, reset: str
+                    ) -> torch.Tensor:
+    """Run the LIF recurrence over ``charge`` (``[T, ...]``, holding the input currents ``I``).
+
+    Overwrites ``charge`` with ``H`` in place and returns the spikes ``S`` (same shape/dtype).
+    """
+    spikes = torch.empty_like(charge)
+    _recurrence(charge, spikes, float(beta), float(threshold), _RESET_CODES[reset])
+    return spikes
+
+
+class Workspace(threading.local):
+    """Per-thread scratch buffers for the backward pass, reused across calls.
+
+    Fresh multi-megabyte tensors cost page faults on every step (measured: a new ``[25, 128,
+    128]`` float32 product took ~0.3-0.4 ms against ~0.05 ms into a reused buffer); the
+    backward temporaries never leave :func:`lif_backward_` (the caller turns ``dL/dI`` into
+    weight/input gradients before returning), so they can live here. Keeps the buffers of the
+    last few shapes only.
+    """
+
+    max_entries = 16
+
+    def __init__(self) -> None:
+        self.buffers: dict[tuple, list[torch.Tensor]] = {}
+
+    def get(self, like: torch.Tensor, count: int, tag: object = None) -> list[torch.Tensor]:
+        """``count`` buffers shaped like ``like``; the same ``tag`` returns the same buffers."""
+        key = (tag, tuple(like.shape), like.dtype, like.device)
+        bufs = self.buffers.pop(key, None)
+        if bufs is None or len(bufs) < count:
+            bufs = [torch.empty(like.shape, dtype=like.dtype, device=like.device)
+                    for _ in range(count)]
+        self.buffers[key] = bufs  # most recently used last
+        while len(self.buffers) > self.max_entries:
+            self.buffers.pop(next(iter(self.buffers)))
+        return bufs
+
+    def clear(self) -> None:
+        self.buffers.clear()
+
+
+WORKSPACE = Workspace()
+
+
+def lif_backward_(charge: torch.Tensor, grad_spikes: torch.Tensor | None,
+                  grad_charge: torch.Tensor | None, beta: float, threshold: float, reset: str,
+                  surrogate: str, slope: float, out: Sequence[torch.Tensor] | None = None
+                  ) -> torch.Tensor:
+    """``dL/dI`` from the gradients at the outputs ``S`` and ``H`` (see the module docstring).
+
+    ``out``: two scratch tensors shaped like ``charge`` (the result is written into the first);
+    new ones are allocated when omitted.
+    """
+    if out is None:
+        out = [torch.empty_like(charge), torch.empty_like(charge)]
+    grad, coef = out[0], out[1]
+    if grad_spikes is not None or reset != "none":  # else no path through the surrogate
+        sg = _surrogate_derivative_(torch.sub(charge, threshold, out=grad), surrogate, slope)
+        if reset == "subtract":
+            torch.mul(sg, -beta * threshold, out=coef).add_(beta)
+        elif reset == "zero":
+            torch.le(charge, threshold, out=coef).addcmul_(charge, sg, value=-1.0).mul_(beta)
+    if grad_spikes is None:
+        grad.copy_(grad_charge)
+    else:
+        grad.mul_(grad_spikes)  # grad holds σ', no longer needed
+        if grad_charge is not None:
+            grad.add_(grad_charge)
+    _backward_loop(grad, coef if reset != "none" else grad.new_empty(0), float(beta))
+    return grad
+
+
+def _currents(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``I = x Wᵀ + b`` for all steps at once: one ``[T·B, F] × [F, N]`` product."""
+    flat = x.reshape(-1, x.shape[-1])
+    cur = torch.addmm(bias, flat, weight.t()) if bias is not None else flat.mm(weight.t())
+    return cur.view(*x.shape[:-1], weight.shape[0])
+
+
+class LIFNetworkFunction(torch.autograd.Function):
+    """A whole feed-forward LIF network over all steps as one autograd node.
+
+    ``apply(params, x, W_1, b_1, ..., W_L, b_L)`` (``b_l`` may be ``None``) returns the last
+    layer's ``(S, H)`` and the per-layer spike counts (not differentiable). ``params`` is
+    ``(beta, threshold, reset, surrogate, slope)``. The backward pass is written by hand (module
+    docstring); gradients between layers never leave it, so every ``[T, B, N]`` temporary of the
+    backward pass lives in the per-thread :data:`WORKSPACE`.
+    """
+
+    @staticmethod
+    def forward(ctx, params, x, *weights):  # type: ignore[override]
+        beta, threshold, reset, _surrogate, _slope = params
+        spikes, saved, counts = x, [x], []
+        for i in range(0, len(weights), 2):
+            charge = _currents(spikes, weights[i], weights[i + 1])
+            spikes = lif_recurrence_(charge, beta, threshold, reset)
+            counts.append(spikes.sum())
+            saved += [charge, spikes]
+        ctx.save_for_backward(*saved[:-1], *weights[0::2])  # x, H_1, S_1, ..., H_L, W_1..W_L
+        ctx.params = params
+        ctx.has_bias = [b is not None for b in weights[1::2]]
+        ctx.set_materialize_grads(False)
+        counts_t = torch.stack(counts)
+        ctx.mark_non_differentiable(counts_t)
+        return spikes, charge, counts_t
+
+    @staticmethod
+    def backward(ctx, grad_spikes, grad_charge, _grad_counts):  # type: ignore[override]
+        beta, threshold, reset, surrogate, slope = ctx.params
+        saved = ctx.saved_tensors
+        n_layers = len(ctx.has_bias)
+        acts, ws = saved[: 2 * n_layers], saved[2 * n_layers:]
+        x = acts[0]
+        grads: list[torch.Tensor | None] = [None] * (2 * n_layers)
+        gx = None
+        g_s, g_h = grad_spikes, grad_charge
+        for layer in range(n_layers - 1, -1, -1):
+            if g_s is None and g_h is None:
+                break
+            charge = acts[2 * layer + 1]
+            inp = acts[2 * layer]  # x for the first layer, else the spikes of the layer below
+            grad = lif_backward_(charge, g_s, g_h, beta, threshold, reset, surrogate, slope,
+                                 out=WORKSPACE.get(charge, 2, tag=layer))
+            flat = grad.view(-1, grad.shape[-1])
+            weight = ws[layer]
+            if ctx.needs_input_grad[2 + 2 * layer]:
+                grads[2 * layer] = flat.t().mm(inp.reshape(-1, inp.shape[-1]))
+            if ctx.has_bias[layer] and ctx.needs_input_grad[3 + 2 * layer]:
+                grads[2 * layer + 1] = flat.sum(0)
+            if layer > 0:
+                (buf,) = WORKSPACE.get(inp, 1, tag=("input", layer))
+                g_s = torch.mm(flat, weight, out=buf.view(-1, inp.shape[-1])).view(inp.shape)
+                g_h = None
+            elif ctx.needs_input_grad[1]:
+                gx = flat.mm(weight).view(x.shape)
+        return (None, gx, *grads)
+
+
+def lif_network(x: torch.Tensor, weights: Sequence[tuple[torch.Tensor, torch.Tensor | None]], *,
+                beta: float, threshold: float, reset: str, surrogate: str, slope: float
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Last layer's ``(S, H)`` (each ``[T, B, N_L]``) and per-layer spike counts ``[L]`` of the
+    LIF network with layer weights ``[(W, b), ...]`` driven by ``x``."""
+    flat = [t for wb in weights for t in wb]
+    params = (float(beta), float(threshold), reset, surrogate, float(slope))
+    needs_grad = torch.is_grad_enabled() and (
+        x.requires_grad or any(t is not None and t.requires_grad for t in flat))
+    if needs_grad:
+        return LIFNetworkFunction.apply(params, x, *flat)
+    spikes, counts = x, []
+    for w, b in weights:
+        charge = _currents(spikes, w, b)
+        spikes = lif_recurrence_(charge, params[0], params[1], reset)
+        counts.append(spikes.sum())
+    return spikes, charge, torch.stack(counts)
+
+
+def lif_layer(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *, beta: float,
+              threshold: float, reset: str, surrogate: str, slope: float
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spikes and charges ``(S, H)``, each ``[T, B, N]``, of one LIF layer driven by ``x``."""
+    spikes, charge, _ = lif_network(x, [(weight, bias)], beta=beta, threshold=threshold,
+                                    reset=reset, surrogate=surrogate, slope=slope)
+    return spikes, charge
 
 
 class CustomNetwork(nn.Module, SpikingNetwork):
-    """Feed-forward LIF network; ``forward`` takes ``[T, B, F]`` and returns :class:`NetworkOutput`."""
+    """Feed-forward LIF network; ``forward`` takes ``[T, B, F]`` and returns :class:`NetworkOutput`.
+
+    Layers are ``nn.Linear`` modules (their parameters are the weights); the LIF dynamics run in
+    :func:`lif_layer`.
+    """
 
     def __init__(self, spec: NetworkSpec) -> None:
         super().__init__()
@@ -58,26 +328,14 @@ class CustomNetwork(nn.Module, SpikingNetwork):
 
     def forward(self, x: torch.Tensor) -> NetworkOutput:
         spec = self.spec
-        counts = []
-        h_seq = x
-        for layer in self.layers:
-            current = layer(h_seq)  # [T, B, out]: all time steps in one matrix product
-            u = torch.zeros_like(current[0])
-            spikes, charges = [], []
-            for t in range(current.shape[0]):
-                h = spec.beta * u + current[t]
-                s = spike(h - spec.threshold, spec.surrogate, spec.slope)
-                if spec.reset == "subtract":
-                    u = h - spec.threshold * s
-                elif spec.reset == "zero":
-                    u = h * (1 - s)
-                else:
-                    u = h
-                spikes.append(s)
-                charges.append(h)
-            h_seq = torch.stack(spikes)
-            counts.append(h_seq.sum())
-        return NetworkOutput(spikes=h_seq, membrane=torch.stack(charges), layer_spike_counts=counts)
+        weight = self.layers[0].weight
+        if x.dtype != weight.dtype:
+            x = x.to(weight.dtype)
+        spikes, charge, counts = lif_network(
+            x, [(lin.weight, lin.bias) for lin in self.layers], beta=spec.beta,
+            threshold=spec.threshold, reset=spec.reset, surrogate=spec.surrogate,
+            slope=spec.slope)
+        return NetworkOutput(spikes=spikes, membrane=charge, layer_spike_counts=list(counts))
 
     def get_weights(self) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
         return [
@@ -86,11 +344,46 @@ class CustomNetwork(nn.Module, SpikingNetwork):
         ]
 
     def set_weights(self, weights: Sequence[tuple[torch.Tensor, torch.Tensor | None]]) -> None:
-        with torch.no_grad():
-            for lin, (w, b) in zip(self.layers, weights, strict=True):
-                lin.weight.copy_(w)
-                if lin.bias is not None and b is not None:
+        set_linear_weights(list(self.layers), weights)
+
+
+def set_linear_weights(layers: Sequence[nn.Linear],
+                       weights: Sequence[tuple[torch.Tensor, torch.Tensor | None]]) -> None:
+    """Copy neutral ``(W, b)`` pairs into ``nn.Linear`` layers, checking shapes (shared helper)."""
+    from spikebench.errors import BackendError
+
+    weights = list(weights)
+    if len(weights) != len(layers):
+        raise BackendError(f"expected weights for {len(layers)} layers, got {len(weights)}")
+    with torch.no_grad():
+        for i, (lin, (w, b)) in enumerate(zip(layers, weights)):
+            if tuple(w.shape) != tuple(lin.weight.shape):
+                raise BackendError(f"layer {i}: weight shape {tuple(w.shape)} != "
+                                   f"{tuple(lin.weight.shape)}")
+            lin.weight.copy_(w)
+            if lin.bias is not None:
+                if b is None:
+                    lin.bias.zero_()
+                elif tuple(b.shape) != tuple(lin.bias.shape):
+                    raise BackendError(f"layer {i}: bias shape {tuple(b.shape)} != "
+                                       f"{tuple(lin.bias.shape)}")
+                else:
                     lin.bias.copy_(b)
+            elif b is not None and bool(torch.any(b != 0)):
+                raise BackendError(f"layer {i}: spec has bias=False but a non-zero bias was given")
+
+
+def build_seeded(factory, seed: int | None):
+    """Call ``factory()`` with the global RNG seeded (and restored afterwards) when ``seed`` is set.
+
+    Shared by the backends so that the same ``seed`` gives every backend the same initial weights
+    (all of them initialise ``nn.Linear`` layers in the same order).
+    """
+    if seed is None:
+        return factory()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return factory()
 
 
 class CustomBackend(Backend):
@@ -98,14 +391,15 @@ class CustomBackend(Backend):
 
     name = "custom"
     framework = "torch"
-    rules = frozenset({"surrogate"})
+    rules = frozenset({"surrogate", "tempotron", "active"})
 
     def build(self, spec, *, device="cpu", dtype=None, seed=None) -> CustomNetwork:
         self.check_supported(spec)
-        if seed is not None:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                net = CustomNetwork(spec)
-        else:
-            net = CustomNetwork(spec)
+        net = build_seeded(lambda: CustomNetwork(spec), seed)
         return net.to(device=device, dtype=dtype or torch.float32)
+
+    def build_tempotron(self, n_inputs, n_outputs, *, steps, tau=15.0, tau_s=None,
+                        device="cpu", dtype=None, seed=None) -> TempotronNetwork:
+        layer = build_seeded(
+            lambda: DirectTempotron(n_inputs, n_outputs, steps=steps, tau=tau, tau_s=tau_s), seed)
+        return layer.to(device=device, dtype=dtype or torch.float32)

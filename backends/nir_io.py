@@ -1,0 +1,219 @@
+"""Export/import a feed-forward LIF network to/from NIR (the Neuromorphic Intermediate
+Representation, ``nir`` package).
+
+NIR describes continuous-time neurons; a discrete-time network maps onto them through a time
+step ``dt``. This module uses the convention of snnTorch's ``export_to_nir``/``import_from_nir``
+and SpikingJelly's ``nir_exchange`` (both ``dt = 1e-4``; see those sources), so files written
+here import there and vice versa::
+
+    nir.LIF:  τ dv/dt = (v_leak - v) + R I,   forward Euler with step dt:
+              v[t] = (1 - dt/τ) v[t-1] + (dt/τ) R I[t]
+    with      τ = dt / (1 - β),  R = τ / dt = 1 / (1 - β),  v_leak = 0,  v_reset = 0
+    gives     v[t] = β v[t-1] + I[t]                      (the pinned charge equation)
+
+``β = 1`` (no leak) is a ``nir.IF`` with ``R = 1/dt`` (SpikingJelly's IF convention), since
+``τ`` would be infinite. Each layer is ``nir.Affine`` (``nir.Linear`` without bias) followed by
+the neuron, chained ``input → affine_0 → lif_0 → ... → output``.
+
+NIR's LIF/IF resets the membrane *to* ``v_reset`` (spikebench's ``"zero"`` reset with
+``v_reset = 0``); it has no subtractive or absent reset. The spikebench reset mode is therefore
+also stored in each neuron node's ``metadata["spikebench_reset"]`` and the surrogate settings
+(training-only, not part of NIR) in the graph's ``metadata``; other tools ignore them and will
+run ``"subtract"``/``"none"`` networks with a reset to zero. Importing a graph without that
+metadata (e.g. one exported by snnTorch or SpikingJelly) gives ``reset="zero"``.
+
+On import a LIF whose ``R`` is not ``τ/dt`` is accepted by scaling the weights and bias of the
+layer feeding it by ``R dt / τ`` (what snnTorch's importer does); ``v_leak`` and ``v_reset``
+must be 0 and ``τ``, ``v_threshold`` uniform across the layer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from spikebench.backends.base import NetworkSpec
+from spikebench.errors import BackendError
+
+#: Time step of the discrete ↔ continuous mapping (snnTorch's and SpikingJelly's default).
+DT = 1e-4
+
+Weights = list[tuple[torch.Tensor, torch.Tensor | None]]
+
+
+def to_nir(spec: NetworkSpec, weights: Sequence[tuple[torch.Tensor, torch.Tensor | None]], *,
+           dt: float = DT):
+    """A ``nir.NIRGraph`` for ``spec`` with layer weights ``[(W [out, in], b [out] | None)]``."""
+    import nir
+
+    if len(weights) != spec.n_layers:
+        raise BackendError(f"to_nir: {len(weights)} weight pairs for {spec.n_layers} layers")
+    if spec.neuron != "lif":
+        raise BackendError(f"to_nir: only the 'lif' neuron is exportable, not {spec.neuron!r}")
+    nodes: dict[str, Any] = {"input": nir.Input(input_type=np.array([spec.sizes[0]]))}
+    edges: list[tuple[str, str]] = []
+    prev = "input"
+    for i, ((w, b), n_in, n_out) in enumerate(zip(weights, spec.sizes[:-1], spec.sizes[1:])):
+        w_np = w.detach().cpu().double().numpy()
+        if w_np.shape != (n_out, n_in):
+            raise BackendError(f"to_nir: layer {i} weight shape {w_np.shape} != {(n_out, n_in)}")
+        if b is None:
+            nodes[f"affine_{i}"] = nir.Linear(weight=w_np)
+        else:
+            nodes[f"affine_{i}"] = nir.Affine(weight=w_np, bias=b.detach().cpu().double().numpy())
+        nodes[f"lif_{i}"] = _neuron_node(spec, n_out, dt)
+        edges += [(prev, f"affine_{i}"), (f"affine_{i}", f"lif_{i}")]
+        prev = f"lif_{i}"
+    nodes["output"] = nir.Output(output_type=np.array([spec.sizes[-1]]))
+    edges.append((prev, "output"))
+    meta = {"spikebench_surrogate": spec.surrogate, "spikebench_slope": float(spec.slope),
+            "spikebench_reset": spec.reset, "spikebench_dt": float(dt),
+            "spikebench_beta": float(spec.beta)}
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta)
+
+
+def _neuron_node(spec: NetworkSpec, n: int, dt: float):
+    import nir
+
+    ones = np.ones(n)
+    meta = {"spikebench_reset": spec.reset}
+    if spec.beta >= 1.0:
+        return nir.IF(r=ones / dt, v_threshold=ones * spec.threshold, v_reset=ones * 0.0,
+                      metadata=meta)
+    tau = dt / (1.0 - spec.beta)
+    return nir.LIF(tau=ones * tau, r=ones * (tau / dt), v_leak=ones * 0.0,
+                   v_threshold=ones * spec.threshold, v_reset=ones * 0.0, metadata=meta)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray) and value.shape == ():
+        return _text(value.item())
+    return str(value)
+
+
+def _uniform(values: Any, what: str) -> float:
+    arr = np.asarray(values, dtype=float).reshape(-1)
+    if arr.size == 0 or not np.allclose(arr, arr[0], rtol=1e-12, atol=0):
+        raise BackendError(f"from_nir: {what} must be the same for every neuron of a layer")
+    return float(arr[0])
+
+
+def _chain(graph) -> list[str]:
+    """Node names from the input to the output, requiring a simple chain."""
+    succ: dict[str, list[str]] = {}
+    for a, b in graph.edges:
+        succ.setdefault(a, []).append(b)
+    import nir
+
+    starts = [k for k, n in graph.nodes.items() if isinstance(n, nir.Input)]
+    if len(starts) != 1:
+        raise BackendError(f"from_nir: expected one Input node, found {len(starts)}")
+    order, node = [starts[0]], starts[0]
+    while succ.get(node):
+        if len(succ[node]) != 1:
+            raise BackendError(f"from_nir: node {node!r} fans out; only feed-forward chains are "
+                               "supported")
+        node = succ[node][0]
+        if node in order:
+            raise BackendError("from_nir: recurrent graphs are not supported")
+        order.append(node)
+    return order
+
+
+def from_nir(graph, *, dt: float | None = None) -> tuple[NetworkSpec, Weights]:
+    """``(NetworkSpec, weights)`` of a NIR graph ``input → (Affine|Linear → LIF|IF)* → output``.
+
+    ``dt`` defaults to the graph's ``spikebench_dt`` metadata, else :data:`DT`.
+    """
+    import nir
+
+    meta = dict(getattr(graph, "metadata", None) or {})
+    if dt is None:
+        dt = float(np.asarray(meta.get("spikebench_dt", DT)))
+    order = _chain(graph)
+    nodes = [graph.nodes[k] for k in order[1:]]
+    if nodes and isinstance(nodes[-1], nir.Output):
+        nodes = nodes[:-1]
+    if len(nodes) % 2 or not nodes:
+        raise BackendError("from_nir: expected pairs of (Affine|Linear, LIF|IF) between input "
+                           f"and output, got {[type(n).__name__ for n in nodes]}")
+    weights: Weights = []
+    sizes: list[int] = []
+    betas, thresholds, resets = [], [], []
+    any_bias = False
+    for i in range(0, len(nodes), 2):
+        lin, neuron = nodes[i], nodes[i + 1]
+        if not isinstance(lin, nir.Affine | nir.Linear):
+            raise BackendError(f"from_nir: node {order[i + 1]!r} is {type(lin).__name__}, "
+                               "expected Affine or Linear")
+        w = torch.as_tensor(np.asarray(lin.weight, dtype=np.float64))
+        b = (torch.as_tensor(np.asarray(lin.bias, dtype=np.float64))
+             if isinstance(lin, nir.Affine) else None)
+        any_bias = any_bias or b is not None
+        if isinstance(neuron, nir.LIF):
+            tau = _uniform(neuron.tau, "LIF tau")
+            r = _uniform(neuron.r, "LIF r")
+            if _uniform(neuron.v_leak, "LIF v_leak") != 0.0:
+                raise BackendError("from_nir: LIF v_leak must be 0")
+            beta = 1.0 - dt / tau
+            scale = r * dt / tau
+        elif isinstance(neuron, nir.IF):
+            r = _uniform(neuron.r, "IF r")
+            beta, scale = 1.0, r * dt
+        else:
+            raise BackendError(f"from_nir: node {order[i + 2]!r} is {type(neuron).__name__}, "
+                               "expected LIF or IF")
+        if not 0.0 <= beta <= 1.0 + 1e-12:
+            raise BackendError(f"from_nir: tau/dt gives beta={beta:g} outside [0, 1] (dt={dt:g})")
+        v_reset = getattr(neuron, "v_reset", None)
+        if v_reset is not None and _uniform(v_reset, "v_reset") != 0.0:
+            raise BackendError("from_nir: v_reset must be 0 (reset to zero)")
+        if not math.isclose(scale, 1.0, rel_tol=1e-12):
+            w = w * scale
+            b = None if b is None else b * scale
+        node_meta = getattr(neuron, "metadata", None) or {}
+        resets.append(_text(node_meta.get("spikebench_reset", "zero")))
+        betas.append(min(beta, 1.0))
+        thresholds.append(_uniform(neuron.v_threshold, "v_threshold"))
+        if not sizes:
+            sizes.append(int(w.shape[1]))
+        sizes.append(int(w.shape[0]))
+        weights.append((w, b))
+    for what, vals in (("beta", betas), ("threshold", thresholds), ("reset", resets)):
+        if any(v != vals[0] and not (isinstance(v, float) and math.isclose(v, vals[0],
+                                                                            rel_tol=1e-9))
+               for v in vals):
+            raise BackendError(f"from_nir: {what} differs between layers ({vals}); a NetworkSpec "
+                               "has one value for the whole network")
+    beta = float(np.asarray(meta["spikebench_beta"])) if "spikebench_beta" in meta and \
+        math.isclose(float(np.asarray(meta["spikebench_beta"])), betas[0], abs_tol=1e-9) \
+        else betas[0]
+    if any_bias:
+        weights = [(w, b if b is not None else torch.zeros(w.shape[0], dtype=w.dtype))
+                   for w, b in weights]
+    spec = NetworkSpec(
+        sizes=tuple(sizes), beta=beta, threshold=thresholds[0], reset=resets[0],  # type: ignore[arg-type]
+        surrogate=_text(meta.get("spikebench_surrogate", "fast_sigmoid")),  # type: ignore[arg-type]
+        slope=float(np.asarray(meta.get("spikebench_slope", 25.0))), bias=any_bias)
+    return spec, weights
+
+
+def write_nir(path, spec: NetworkSpec, weights: Sequence[tuple[torch.Tensor, torch.Tensor | None]]
+              ) -> None:
+    """``nir.write(path, to_nir(spec, weights))``."""
+    import nir
+
+    nir.write(str(path), to_nir(spec, weights))
+
+
+def read_nir(path) -> tuple[NetworkSpec, Weights]:
+    """``from_nir(nir.read(path))``."""
+    import nir
+
+    return from_nir(nir.read(str(path)))

@@ -1,0 +1,302 @@
+"""Engine benchmark: the same surrogate-gradient train step and inference pass on every backend,
+timed side by side in one process, against the dense-matmul floor of that step.
+
+Workload (defaults = the study's typical network): input ``[T, B, F]`` Bernoulli(0.3) spikes,
+LIF layers ``F → hidden → outputs`` with the default :class:`NetworkSpec` neuron (β 0.9, θ 1,
+subtract reset, fast-sigmoid surrogate), float32.
+
+* **train**: forward over ``T``, cross-entropy on output spike counts, backward, Adam step.
+* **infer**: the forward pass under ``torch.no_grad()``.
+* **floor**: the dense matrix products that train step cannot avoid at this shape: per layer the
+  input projection ``[T·B, F_in] × [F_in, F_out]``, the weight gradient ``gIᵀ x`` and (above the
+  first layer) the input gradient ``gI W``; timed in the same run with the same threads.
+* **peak_mb**: the activation memory of the train step: MiB of distinct tensor storages that the
+  forward pass saves for the backward pass (counted with ``torch.autograd.graph.
+  saved_tensors_hooks``; parameters excluded). It is what grows with ``T × B × hidden`` and
+  what limits batch size; deterministic, unlike process-level figures.
+* **rss_growth_mb**: growth of the process's resident set during one train step (Linux
+  ``VmHWM`` after a reset through ``/proc/self/clear_refs``, else the ``ru_maxrss`` delta).
+  Often 0: the C allocator keeps freed memory of earlier steps, so only a step that needs more
+  than any before shows; reported for completeness.
+
+Repeats are interleaved (one step of each backend in turn) so that load from other processes on
+a shared machine spreads over all backends instead of hitting one; ratios within a run are the
+robust figure. Timings use ``time.perf_counter`` (CUDA: synchronised).
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import platform
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+#: Sweep grid of :func:`sweep`.
+SWEEP_STEPS: tuple[int, ...] = (25, 50, 100)
+SWEEP_HIDDEN: tuple[int, ...] = (128, 256, 512)
+
+
+def _rss_mb() -> float | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_mb() -> float | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def measure_peak_mb(fn: Callable[[], Any]) -> float | None:
+    """Resident-set growth (MiB) while running ``fn`` once (see the module docstring)."""
+    gc.collect()
+    if _reset_peak():
+        before = _rss_mb()
+        fn()
+        after = _peak_mb()
+        if before is None or after is None:
+            return None
+        return round(max(after - before, 0.0), 2)
+    before_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    fn()
+    after_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    scale = 1024 * 1024 if sys.platform == "darwin" else 1024  # macOS reports bytes
+    return round((after_kb - before_kb) / scale, 2)
+
+
+def saved_tensor_mb(fn: Callable[[], Any], exclude: Sequence[Any] = ()) -> float:
+    """MiB of distinct storages saved for backward while ``fn()`` runs (``exclude``: e.g. the
+    parameters, which exist anyway)."""
+    import torch
+
+    skip = {t.untyped_storage().data_ptr() for t in exclude}
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        st = t.untyped_storage()
+        if st.data_ptr() not in skip:
+            seen[st.data_ptr()] = st.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return round(sum(seen.values()) / 2**20, 3)
+
+
+def _stats(samples: Sequence[float]) -> dict[str, float]:
+    return {"median_ms": round(statistics.median(samples), 3), "min_ms": round(min(samples), 3),
+            "max_ms": round(max(samples), 3)}
+
+
+def _machine() -> dict[str, Any]:
+    import os
+
+    import torch
+
+    return {"platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "python": platform.python_version(),
+            "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def _floor_fn(sizes: Sequence[int], batch: int, steps: int, device: Any
+              ) -> Callable[[], None]:
+    import torch
+
+    rows = batch * steps
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    xs = [(torch.rand(rows, a, generator=gen) < 0.3).float().to(device) for a in sizes[:-1]]
+    ws = [torch.randn(b, a, generator=gen).to(device) for a, b in itertools.pairwise(sizes)]
+    gs = [torch.randn(rows, b, generator=gen).to(device) for b in sizes[1:]]
+
+    def run() -> None:
+        for i, (x, w, g) in enumerate(zip(xs, ws, gs)):
+            x.mm(w.t())  # forward input projection
+            g.t().mm(x)  # weight gradient
+            if i:
+                g.mm(w)  # input gradient (not needed for the network input)
+
+    return run
+
+
+def run_bench(backends: list[str] | None = None, *, batch: int = 128, inputs: int = 64,
+              hidden: int = 128, outputs: int = 2, steps: int = 25, threads: int = 2,
+              repeats: int = 20, warmup: int = 3, device: str = "cpu", seed: int = 0
+              ) -> dict[str, Any]:
+    """Time train step and inference of ``backends`` (default: every installed one).
+
+    Returns ``{"train": {name: {"median_ms", "min_ms", "max_ms", "peak_mb", "rss_growth_mb"}},
+    "infer": {...},
+    "floor_ms", "floor": {...}, "workload", "versions", "machine", "skipped": {name: reason}}``.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from spikebench.backends import NetworkSpec, available_backends, get_backend
+    from spikebench.errors import SpikebenchError
+
+    names = list(backends) if backends else available_backends()
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    dev = torch.device(device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    try:
+        spec = NetworkSpec(sizes=(inputs, hidden, outputs))
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        x = (torch.rand(steps, batch, inputs, generator=gen) < 0.3).float().to(dev)
+        y = torch.randint(0, outputs, (batch,), generator=gen).to(dev)
+
+        cases: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {}
+        activation_mb: dict[str, float] = {}
+        versions: dict[str, str] = {"torch": torch.__version__}
+        skipped: dict[str, str] = {}
+        for name in names:
+            try:
+                backend = get_backend(name)
+                net = backend.build(spec, device=dev, seed=seed)
+            except (SpikebenchError, ImportError) as exc:
+                skipped[name] = str(exc)
+                continue
+            versions[name] = backend.version()
+            opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+
+            def train(net=net, opt=opt) -> None:
+                out = net(x)
+                loss = F.cross_entropy(out.spikes.sum(0), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sync()
+
+            def forward_loss(net=net) -> None:
+                F.cross_entropy(net(x).spikes.sum(0), y)
+
+            def infer(net=net) -> None:
+                with torch.no_grad():
+                    net(x)
+                sync()
+
+            cases[name] = (train, infer)
+            activation_mb[name] = saved_tensor_mb(forward_loss, exclude=list(net.parameters()))
+        floor = _floor_fn(spec.sizes, batch, steps, dev)
+
+        def floor_step() -> None:
+            floor()
+            sync()
+
+        timed: dict[str, Callable[[], None]] = {"__floor__": floor_step}
+        for name, (train, infer) in cases.items():
+            timed[f"train:{name}"] = train
+            timed[f"infer:{name}"] = infer
+        for fn in timed.values():
+            for _ in range(warmup):
+                fn()
+        samples: dict[str, list[float]] = {k: [] for k in timed}
+        for _ in range(repeats):
+            for key, fn in timed.items():
+                t0 = time.perf_counter()
+                fn()
+                samples[key].append((time.perf_counter() - t0) * 1e3)
+        result: dict[str, Any] = {"train": {}, "infer": {}}
+        for name, (train, _infer) in cases.items():
+            result["train"][name] = {**_stats(samples[f"train:{name}"]),
+                                     "peak_mb": activation_mb[name],
+                                     "rss_growth_mb": measure_peak_mb(train)}
+            result["infer"][name] = _stats(samples[f"infer:{name}"])
+        result["floor"] = _stats(samples["__floor__"])
+        result["floor_ms"] = result["floor"]["median_ms"]
+        result["workload"] = {"batch": batch, "inputs": inputs, "hidden": hidden,
+                              "outputs": outputs, "steps": steps, "threads": threads,
+                              "repeats": repeats, "warmup": warmup, "device": str(dev),
+                              "dtype": "float32", "neuron": {"beta": spec.beta,
+                                                             "threshold": spec.threshold,
+                                                             "reset": spec.reset,
+                                                             "surrogate": spec.surrogate}}
+        result["versions"] = versions
+        result["machine"] = _machine()
+        result["skipped"] = skipped
+        return result
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def sweep(backends: list[str] | None = None, *, steps_grid: Sequence[int] = SWEEP_STEPS,
+          hidden_grid: Sequence[int] = SWEEP_HIDDEN, **kwargs: Any) -> list[dict[str, Any]]:
+    """:func:`run_bench` over ``T`` in ``steps_grid`` (at the given ``hidden``) and over
+    ``hidden`` in ``hidden_grid`` (at the given ``steps``); ``kwargs`` go to :func:`run_bench`."""
+    base_steps = int(kwargs.pop("steps", 25))
+    base_hidden = int(kwargs.pop("hidden", 128))
+    points = [(t, base_hidden) for t in steps_grid]
+    points += [(base_steps, h) for h in hidden_grid if (base_steps, h) not in points]
+    return [run_bench(backends, steps=t, hidden=h, **kwargs) for t, h in points]
+
+
+def format_bench(result: dict[str, Any]) -> str:
+    """A plain-text table: median (min–max) ms, ratio to custom, peak MB; floor and custom/floor."""
+    w = result["workload"]
+    lines = [f"workload: batch {w['batch']}, {w['inputs']}→{w['hidden']}→{w['outputs']} LIF, "
+             f"T={w['steps']}, {w['dtype']}, {w['device']}, {w['threads']} threads, "
+             f"{w['repeats']} repeats"]
+    floor = result["floor_ms"]
+    for phase in ("train", "infer"):
+        rows = result[phase]
+        ref = rows.get("custom", {}).get("median_ms")
+        lines.append(f"{phase:6s} {'backend':14s} {'median ms':>10s} {'(min–max)':>20s} "
+                     f"{'×custom':>8s} {'act. MB':>8s}")
+        for name, r in sorted(rows.items(), key=lambda kv: kv[1]["median_ms"]):
+            ratio = f"{r['median_ms'] / ref:8.2f}" if ref else f"{'-':>8s}"
+            peak = r.get("peak_mb")
+            peak_s = f"{peak:8.1f}" if isinstance(peak, int | float) else f"{'-':>8s}"
+            span = f"({r['min_ms']:.2f}–{r['max_ms']:.2f})"
+            lines.append(f"{'':6s} {name:14s} {r['median_ms']:10.2f} {span:>20s} {ratio} {peak_s}")
+    custom = result["train"].get("custom", {}).get("median_ms")
+    tail = (f"act. MB = activations saved for backward; floor (dense matmuls of the train "
+            f"step): {floor:.2f} ms")
+    if custom:
+        tail += f"; custom train / floor = {custom / floor:.2f}"
+    lines.append(tail)
+    for name, reason in result.get("skipped", {}).items():
+        lines.append(f"skipped {name}: {reason}")
+    return "\n".join(lines)
+
+
+def check_regression(result: dict[str, Any]) -> list[str]:
+    """Problems when the custom engine is slower than a peer measured in the same run."""
+    problems = []
+    for phase in ("train", "infer"):
+        rows = result.get(phase, {})
+        if "custom" not in rows:
+            continue
+        mine = rows["custom"]["median_ms"]
+        for name, r in rows.items():
+            if name != "custom" and r["median_ms"] < mine:
+                problems.append(f"{phase}: custom {mine:.2f} ms is slower than {name} "
+                                f"{r['median_ms']:.2f} ms (T={result['workload']['steps']}, "
+                                f"hidden={result['workload']['hidden']})")
+    return problems

@@ -1,0 +1,41 @@
+"""The engine benchmark runs every backend side by side and reports ratios to the custom engine."""
+
+from __future__ import annotations
+
+from spikebench.harness.bench import check_regression, format_bench, run_bench, sweep
+
+
+def test_run_bench_tiny_workload_reports_every_backend_and_the_floor():
+    res = run_bench(["custom", "snntorch", "spikingjelly"], batch=4, inputs=5, hidden=6,
+                    outputs=2, steps=3, threads=1, repeats=2, warmup=1)
+    assert set(res) >= {"train", "infer", "floor_ms", "workload", "versions", "machine"}
+    for phase in ("train", "infer"):
+        for name in ("custom", "snntorch", "spikingjelly"):
+            r = res[phase][name]
+            assert 0 < r["min_ms"] <= r["median_ms"] <= r["max_ms"]
+    assert "peak_mb" in res["train"]["custom"]
+    assert res["floor_ms"] > 0 and res["workload"]["steps"] == 3
+    text = format_bench(res)
+    assert "custom" in text and "floor" in text and "×custom" in text
+    assert isinstance(check_regression(res), list)
+
+
+def test_unknown_backend_is_skipped_not_fatal():
+    res = run_bench(["custom", "no-such-backend"], batch=2, inputs=3, hidden=3, steps=2,
+                    repeats=1, warmup=0)
+    assert "no-such-backend" in res["skipped"] and "custom" in res["train"]
+
+
+def test_check_regression_flags_a_slower_custom_engine():
+    fake = {"train": {"custom": {"median_ms": 5.0}, "peer": {"median_ms": 4.0}},
+            "infer": {"custom": {"median_ms": 1.0}, "peer": {"median_ms": 2.0}},
+            "workload": {"steps": 25, "hidden": 128}}
+    problems = check_regression(fake)
+    assert len(problems) == 1 and "train" in problems[0] and "peer" in problems[0]
+
+
+def test_sweep_varies_steps_and_hidden():
+    runs = sweep(["custom"], steps_grid=(2, 3), hidden_grid=(3, 4), batch=2, inputs=3,
+                 hidden=3, steps=2, repeats=1, warmup=0)
+    points = [(r["workload"]["steps"], r["workload"]["hidden"]) for r in runs]
+    assert points == [(2, 3), (3, 3), (2, 4)]
