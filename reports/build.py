@@ -1,0 +1,411 @@
+"""``build_report``: a study folder in, a report folder out (Markdown, HTML, CSV, LaTeX, figures).
+
+Reading (:mod:`~spikebench.reports.load`), numbers (:mod:`~spikebench.reports.tables`,
+:mod:`~spikebench.reports.stats`, :mod:`~spikebench.reports.bootstrap`), text
+(:mod:`~spikebench.reports.render`) and each figure kind (``figure_*`` modules) are separate;
+this module only wires them together and writes the files::
+
+    OUT/report.md        tables in Markdown, figures linked
+    OUT/report.html      one self-contained page (figures as base64 PNG, inline CSS)
+    OUT/tables/*.csv     numeric tables      OUT/tables/*.tex   booktabs tables
+    OUT/figures/*.png / *.svg
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import (
+    figure_confusion,
+    figure_heatmap,
+    figure_history,
+    figure_importance,
+    figure_labels,
+    figure_pareto,
+    figure_patient_curves,
+    figure_steps,
+    figure_training_time,
+)
+from .bootstrap import CONFIDENCE
+from .energy import CITATION, E_AC_PJ, E_MAC_PJ
+from .load import ReportError, StudyTables, load_study
+from .plotting import FigureFile, save
+from .render import STAR, TextTable, fmt_cost, fmt_metric, to_html, to_latex, to_markdown
+from .stats import ALPHA, WILCOXON_MIN_N, best_cell, min_p_value, pairwise_comparisons
+from .tables import (
+    COST_COLUMNS,
+    TEST_METRICS,
+    coverage_table,
+    excluded_cases,
+    main_table,
+    metric_label,
+    protocol_items,
+    splits_table,
+)
+
+#: Metrics the pairwise tests run on besides the primary one.
+SECONDARY_TESTED = ("test_balanced_accuracy",)
+
+
+@dataclass
+class Report:
+    """Everything the writers need, computed once."""
+
+    tables: StudyTables
+    primary: str
+    main: pd.DataFrame
+    coverage: pd.DataFrame
+    comparisons: pd.DataFrame
+    best_tests: pd.DataFrame
+    marks: dict[str, tuple[str, str]]
+    text_tables: dict[str, TextTable] = field(default_factory=dict)
+    figures: list[FigureFile] = field(default_factory=list)
+    missing_figures: list[str] = field(default_factory=list)
+
+
+def build_report(study_dir: str | Path, out: Path | None = None, *, n_bootstrap: int = 1000,
+                 seed: int = 0, primary: str = "test_patient_pr_auc",
+                 figures: bool = True) -> Path:
+    """Write the report of the study in ``study_dir`` to ``out`` (default
+    ``study_dir/report``) and return ``out``. Works on partial studies (it lists what is
+    missing); raises :class:`~spikebench.reports.load.ReportError` when ``results.parquet`` is
+    missing or unreadable, or ``primary`` is not a test metric. ``figures=False`` skips the
+    figures (tables and text only: a quick look at a running study)."""
+    if primary not in TEST_METRICS:
+        raise ReportError(f"primary metric {primary!r} is not one of {list(TEST_METRICS)}")
+    if n_bootstrap < 1:
+        raise ReportError(f"n_bootstrap must be at least 1, got {n_bootstrap}")
+    tables = load_study(study_dir)
+    out = Path(out) if out is not None else tables.root / "report"
+    started = time.perf_counter()
+    report = _compute(tables, primary, n_bootstrap=n_bootstrap, seed=seed)
+    for sub in ("figures", "tables"):
+        shutil.rmtree(out / sub, ignore_errors=True)
+    if figures:
+        _draw_figures(report, out / "figures")
+    _write_tables(report, out / "tables")
+    elapsed = time.perf_counter() - started
+    (out / "report.md").write_text(_markdown(report, n_bootstrap, seed, elapsed))
+    (out / "report.html").write_text(_html(report, n_bootstrap, seed, elapsed))
+    return out
+
+
+# -- numbers ----------------------------------------------------------------------------------
+
+def _compute(tables: StudyTables, primary: str, *, n_bootstrap: int, seed: int) -> Report:
+    main = main_table(tables, n_bootstrap=n_bootstrap, seed=seed)
+    ok = tables.ok
+    tested = tuple(dict.fromkeys((primary, *SECONDARY_TESTED)))
+    comparisons = pairwise_comparisons(ok, tested)
+    marks: dict[str, tuple[str, str]] = {}
+    best_frames = []
+    for col in TEST_METRICS:
+        if ok.empty:
+            break
+        best, significant, tests = best_cell(ok, col)
+        if len(tests):
+            tests = tests.assign(significant_all=significant)
+            best_frames.append(tests)
+        if best is not None and significant:
+            marks[col] = best
+    best_tests = pd.concat(best_frames, ignore_index=True) if best_frames else pd.DataFrame()
+    report = Report(tables, primary, main, coverage_table(tables), comparisons, best_tests, marks)
+    report.text_tables = _text_tables(report)
+    return report
+
+
+def _metric_columns(primary: str) -> list[str]:
+    return [primary, *(m for m in TEST_METRICS if m != primary)]
+
+
+def _text_tables(r: Report) -> dict[str, TextTable]:
+    out: dict[str, TextTable] = {}
+    main = r.main
+    if not main.empty:
+        cols = _metric_columns(r.primary)
+        rows, bold = [], set()
+        for i, rec in enumerate(main.to_dict("records")):
+            row = [rec["backend"], rec["rule"], str(rec["n_repeats"])]
+            for j, col in enumerate(cols, start=3):
+                text = fmt_metric(rec[f"{col}_mean"], rec[f"{col}_std"], rec[f"{col}_ci_low"],
+                                  rec[f"{col}_ci_high"])
+                if r.marks.get(col) == (rec["backend"], rec["rule"]) and text:
+                    text += f" {STAR}"
+                    bold.add((i, j))
+                row.append(text)
+            rows.append(row)
+        out["performance"] = TextTable(
+            "performance", "Test-set performance: mean ± std over repeats "
+            f"[{CONFIDENCE:.0%} patient-bootstrap interval]",
+            ["backend", "rule", "repeats", *(metric_label(c) for c in cols)], rows,
+            bold)
+        cost_rows = [[rec["backend"], rec["rule"], str(rec["n_repeats"]),
+                      *(fmt_cost(rec[f"{c}_mean"], rec[f"{c}_std"]) for c in COST_COLUMNS)]
+                     for rec in main.to_dict("records")]
+        out["cost"] = TextTable("cost", "Cost per test sample and training time "
+                                "(mean ± std over repeats)",
+                                ["backend", "rule", "repeats", *COST_COLUMNS.values()], cost_rows)
+    incomplete = r.coverage[r.coverage["state"] != "complete"]
+    if not incomplete.empty:
+        out["coverage"] = TextTable.from_frame(
+            "coverage", "Incomplete, skipped or failed cells",
+            incomplete.rename(columns={"repeats_done": "done", "repeats_expected": "expected",
+                                       "missing_repeats": "missing repeats"}))
+    if not r.comparisons.empty:
+        comp = r.comparisons.copy()
+        comp["metric"] = comp["metric"].map(metric_label)
+        comp["significant"] = np.where(comp["significant"], "yes", "no")
+        comp = comp.rename(columns={"mean_diff": "mean a − b", "n_pairs": "pairs",
+                                    "p_holm": "p (Holm)"})
+        for col in ("mean a − b", "p", "p (Holm)"):
+            comp[col] = comp[col].map(lambda v: "" if not math.isfinite(v) else f"{v:.4f}")
+        out["comparisons"] = TextTable.from_frame("comparisons", "Paired comparisons", comp)
+    splits = splits_table(r.tables)
+    if not splits.empty:
+        out["splits"] = TextTable.from_frame("splits", "Patients and slices per split", splits)
+    excluded = excluded_cases(r.tables)
+    if not excluded.empty:
+        out["excluded"] = TextTable.from_frame("excluded", "Excluded cases", excluded)
+    return out
+
+
+# -- figures ----------------------------------------------------------------------------------
+
+def _draw_figures(r: Report, folder: Path) -> None:
+    t = r.tables
+    preds = t.primary_predictions()
+    prevalence = _patient_prevalence(preds)
+    primary = r.primary
+    plans: list[tuple[str, str, Callable[[], object]]] = [
+        ("heatmap", f"Backend × rule heatmap of test {metric_label(primary)} (SNN cells).",
+         lambda: figure_heatmap.draw(*figure_heatmap.data(r.main, primary), primary)),
+        ("optimisation_history", "Optuna optimisation history per cell (validation objective).",
+         lambda: figure_history.draw(figure_history.data(t.trials))),
+        ("parameter_importance", "Hyper-parameter importance per cell (η² main effects, "
+         "see Methods).", lambda: figure_importance.draw(figure_importance.data(t.trials))),
+        ("pareto", "Metric vs synaptic operations with the Pareto front.",
+         lambda: figure_pareto.draw(figure_pareto.trial_points(t.trials),
+                                    figure_pareto.cell_points(r.main, primary), primary)),
+        ("training_time", "Training seconds per epoch per backend and rule.",
+         lambda: figure_training_time.draw(figure_training_time.data(r.main))),
+        ("patient_roc_pr", "Patient-level ROC and precision–recall curves pooled over repeats "
+         "(patient score = max slice probability; dotted: chance).",
+         lambda: figure_patient_curves.draw(figure_patient_curves.data(preds), prevalence)),
+        ("confusion", "Slice-level confusion matrices at threshold 0.5 (all repeats).",
+         lambda: figure_confusion.draw(figure_confusion.data(preds))),
+        ("inference_steps", "Test metrics vs time steps at inference (trained T ringed).",
+         lambda: figure_steps.draw(figure_steps.data(t.predictions, primary))),
+        ("labels_used", "Active learning: validation metrics vs labels used per strategy.",
+         lambda: figure_labels.draw(figure_labels.data(t.curves))),
+    ]
+    for name, caption, make in plans:
+        fig = make()
+        if fig is None:
+            r.missing_figures.append(name)
+            continue
+        r.figures.append(save(fig, folder, name, caption))
+
+
+def _patient_prevalence(preds: pd.DataFrame | None) -> float | None:
+    if preds is None or preds.empty:
+        return None
+    patients = figure_patient_curves.pooled_patients(preds)
+    return float(patients["label"].mean())
+
+
+# -- tables on disk ---------------------------------------------------------------------------
+
+def _write_tables(r: Report, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    numeric = {"main": r.main, "coverage": r.coverage, "comparisons": r.comparisons,
+               "best_cell_tests": r.best_tests, "splits": splits_table(r.tables),
+               "excluded_cases": excluded_cases(r.tables)}
+    for name, frame in numeric.items():
+        if not frame.empty:
+            frame.to_csv(folder / f"{name}.csv", index=False)
+    for name, table in r.text_tables.items():
+        (folder / f"{name}.tex").write_text(to_latex(table))
+
+
+# -- text -------------------------------------------------------------------------------------
+
+def _study_name(r: Report) -> str:
+    name = r.tables.protocol.get("study")
+    if not name and "study" in r.tables.results and r.tables.results["study"].notna().any():
+        name = r.tables.results["study"].dropna().iloc[0]
+    return str(name or r.tables.root.name)
+
+
+def _status_lines(r: Report) -> list[str]:
+    cov = r.coverage
+    lines = []
+    incomplete = cov[cov["state"] != "complete"]
+    if cov.empty:
+        lines.append("No result rows yet.")
+    elif incomplete.empty:
+        lines.append(f"All {len(cov)} cells are complete.")
+    else:
+        lines.append(f"{len(incomplete)} of {len(cov)} cells are incomplete, skipped or failed "
+                     "(table below); means and tests use the repeats that exist.")
+    return lines + [f"Note: {n}" for n in r.tables.notes]
+
+
+def _significance_lines(r: Report) -> list[str]:
+    n = int(r.main["n_repeats"].max()) if not r.main.empty else 0
+    marked = ", ".join(f"{metric_label(c)}: {b} / {rl}" for c, (b, rl) in r.marks.items())
+    test = ("Wilcoxon signed-rank" if n >= WILCOXON_MIN_N
+            else "exact paired sign-flip permutation test")
+    lines = [
+        f"Cells are compared on matched repeats with the {test} (Wilcoxon when ≥ "
+        f"{WILCOXON_MIN_N} pairs, else the exact sign-flip test), two-sided, Holm–Bonferroni "
+        f"within each metric; significant means adjusted p < {ALPHA}.",
+        f"With {n} repeats the smallest attainable two-sided p is {min_p_value(n):.4f}"
+        + (" — above 0.05, so **no difference can be declared significant** with this many "
+           "repeats (Wilcoxon's minimum p with 5 pairs is 0.0625); run more repeats."
+           if min_p_value(n) >= ALPHA else "."),
+        f"A {STAR} marks a column's best cell only when it beats every other cell "
+        "significantly (Holm over those comparisons). "
+        + (f"Marked: {marked}." if marked else "No cell is marked."),
+    ]
+    return lines
+
+
+def _methods_lines(n_bootstrap: int, seed: int) -> list[str]:
+    return [
+        f"**Confidence intervals.** {CONFIDENCE:.0%} percentile bootstrap by patient, "
+        f"{n_bootstrap} resamples, seed {seed}: within each repeat the test patients are "
+        "resampled with replacement (generator `numpy.random.default_rng([seed, repeat])`, "
+        "the same draws for every cell of a repeat), every metric is recomputed on the slices of "
+        "the drawn patients (patient-level metrics on their max-probability scores), the "
+        "replicate values are averaged over repeats, and the 2.5 / 97.5 percentiles of those "
+        "averages form the interval. It reflects which test patients were drawn; the ± std "
+        "reflects training seeds and splits.",
+        "**Metrics.** Thresholded metrics at probability 0.5; PR-AUC is average precision; a "
+        "patient's score is its maximum slice probability and its label 1 when any slice has a "
+        "lesion. Chance level of PR-AUC is the prevalence.",
+        f"**Energy.** SNN: synaptic operations × E_AC = {E_AC_PJ:.1f} pJ; reference ANN: "
+        f"MACs × E_MAC = {E_MAC_PJ:.1f} pJ (float mult 3.7 + add 0.9). Source: {CITATION}. Memory "
+        "access is not counted; this compares operation counts, not measured energy.",
+        "**Parameter importance.** Per parameter, the share of the objective's variance "
+        "explained by that parameter alone (correlation ratio η² over its categories or ≤ 5 "
+        "quantile bins), normalised per cell; main effects only.",
+    ]
+
+
+def _markdown(r: Report, n_bootstrap: int, seed: int, elapsed: float) -> str:
+    out = [f"# spikebench report: {_study_name(r)}", ""]
+    out += [f"Primary metric: **test {metric_label(r.primary)}**. Built in {elapsed:.1f} s.", ""]
+    out += ["## Status", "", *(f"- {line}" for line in _status_lines(r)), ""]
+    if "coverage" in r.text_tables:
+        out += [to_markdown(r.text_tables["coverage"]), ""]
+    out += ["## Main table", ""]
+    for name in ("performance", "cost"):
+        if name in r.text_tables:
+            t = r.text_tables[name]
+            out += [f"**{t.title}**", "", to_markdown(t), ""]
+    if "performance" not in r.text_tables:
+        out += ["No finished cell yet.", ""]
+    out += ["## Which differences are real", "", *(f"- {line}" for line in
+                                                   _significance_lines(r)), ""]
+    if "comparisons" in r.text_tables:
+        out += [to_markdown(r.text_tables["comparisons"]), ""]
+    out += ["## Figures", ""]
+    for f in r.figures:
+        out += [f"![{f.caption}](figures/{f.png.name})", "", f"*{f.caption}* "
+                f"([SVG](figures/{f.svg.name}))", ""]
+    if r.missing_figures:
+        out += [f"Not drawn (no data): {', '.join(r.missing_figures)}.", ""]
+    out += ["## Protocol", ""]
+    out += [f"- **{k}**: {v}" for k, v in protocol_items(r.tables)] or ["- (no protocol.json)"]
+    out += [""]
+    for name in ("splits", "excluded"):
+        if name in r.text_tables:
+            out += [f"**{r.text_tables[name].title}**", "", to_markdown(r.text_tables[name]), ""]
+    out += ["## Methods", "", *(f"- {line}" for line in _methods_lines(n_bootstrap, seed)), ""]
+    return "\n".join(out)
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:2em auto;
+max-width:1300px;padding:0 1.5em;color:#222;line-height:1.45}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.8em}
+.scroll{overflow-x:auto;margin:.6em 0 1.2em;border:1px solid #e4e4e4}
+table{border-collapse:collapse;font-size:.86em;white-space:nowrap}
+th,td{padding:.35em .55em;border-bottom:1px solid #eee;text-align:left}
+thead th{background:#f4f6f8;border-bottom:2px solid #bbb;position:sticky;top:0}
+td.num{font-variant-numeric:tabular-nums}
+tbody tr:nth-child(even){background:#fafafa}
+figure{margin:1.2em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
+figcaption{color:#555;font-size:.9em}.ci{color:#666;font-size:.85em}.note{color:#8a5300}
+dl.protocol{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em;font-size:.9em}
+dl.protocol dt{font-weight:600}dl.protocol dd{margin:0;word-break:break-all}
+nav a{margin-right:1em}
+"""
+
+
+def _html(r: Report, n_bootstrap: int, seed: int, elapsed: float) -> str:
+    def para(lines: list[str]) -> str:
+        return "<ul>" + "".join(f"<li>{_inline(line)}</li>" for line in lines) + "</ul>"
+
+    title = f"spikebench report: {_study_name(r)}"
+    parts = [f"<h1>{html.escape(title)}</h1>",
+             '<nav><a href="#status">Status</a><a href="#main">Main table</a>'
+             '<a href="#tests">Significance</a><a href="#figures">Figures</a>'
+             '<a href="#protocol">Protocol</a><a href="#methods">Methods</a></nav>',
+             f"<p>Primary metric: <strong>test {html.escape(metric_label(r.primary))}</strong>. "
+             f"Built in {elapsed:.1f} s.</p>",
+             '<h2 id="status">Status</h2>', para(_status_lines(r))]
+    if "coverage" in r.text_tables:
+        parts.append(to_html(r.text_tables["coverage"]))
+    parts.append('<h2 id="main">Main table</h2>')
+    for name in ("performance", "cost"):
+        if name in r.text_tables:
+            t = r.text_tables[name]
+            parts += [f"<h3>{html.escape(t.title)}</h3>", to_html(t)]
+    if "performance" not in r.text_tables:
+        parts.append("<p>No finished cell yet.</p>")
+    parts += ['<h2 id="tests">Which differences are real</h2>', para(_significance_lines(r))]
+    if "comparisons" in r.text_tables:
+        parts.append(to_html(r.text_tables["comparisons"]))
+    parts.append('<h2 id="figures">Figures</h2>')
+    for f in r.figures:
+        data = base64.b64encode(f.png.read_bytes()).decode("ascii")
+        parts.append(f'<figure id="fig-{f.name}"><img alt="{html.escape(f.caption)}" '
+                     f'src="data:image/png;base64,{data}">'
+                     f"<figcaption>{html.escape(f.caption)}</figcaption></figure>")
+    if r.missing_figures:
+        parts.append(f"<p>Not drawn (no data): {html.escape(', '.join(r.missing_figures))}.</p>")
+    parts.append('<h2 id="protocol">Protocol</h2>')
+    items = protocol_items(r.tables)
+    if items:
+        parts.append('<dl class="protocol">' + "".join(
+            f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in items) + "</dl>")
+    else:
+        parts.append("<p>No protocol.json.</p>")
+    for name in ("splits", "excluded"):
+        if name in r.text_tables:
+            parts += [f"<h3>{html.escape(r.text_tables[name].title)}</h3>",
+                      to_html(r.text_tables[name])]
+    parts += ['<h2 id="methods">Methods</h2>', para(_methods_lines(n_bootstrap, seed))]
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+            + "\n".join(parts) + "</body></html>\n")
+
+
+def _inline(text: str) -> str:
+    """Markdown ``**bold**`` and ``code`` in one line of text → HTML (text escaped)."""
+    out = html.escape(text)
+    pieces = out.split("**")
+    out = "".join(f"<strong>{p}</strong>" if i % 2 else p for i, p in enumerate(pieces))
+    pieces = out.split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(pieces))

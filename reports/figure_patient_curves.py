@@ -1,0 +1,84 @@
+"""Patient-level ROC and precision–recall curves per cell, pooled over repeats.
+
+A patient's score is its maximum slice probability and its label is 1 when any slice has a
+lesion (as for ``patient_roc_auc`` / ``patient_pr_auc``). The (repeat, patient) pairs of all
+repeats are pooled into one curve per cell; the legend gives the pooled area, which can differ
+from the mean over repeats in the tables.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .plotting import LINESTYLES, cell_label, colour_map, new_figure
+from .scoring import curve_points, patient_table, ranking
+
+
+def pooled_patients(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Columns backend, rule, repeat, patient_id, label, prob (one row per repeat × patient)."""
+    frames = []
+    for (backend, rule, repeat), g in predictions.groupby(["backend", "rule", "repeat"],
+                                                          sort=False):
+        p = patient_table(g)
+        p.insert(0, "repeat", repeat)
+        p.insert(0, "rule", rule)
+        p.insert(0, "backend", backend)
+        frames.append(p)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def data(predictions: pd.DataFrame | None) -> pd.DataFrame:
+    """Long table backend, rule, curve (roc / pr), x, y, area (pooled)."""
+    if predictions is None or predictions.empty:
+        return pd.DataFrame()
+    patients = pooled_patients(predictions)
+    frames = []
+    for (backend, rule), g in patients.groupby(["backend", "rule"], sort=False):
+        y, p = g["label"].to_numpy(), g["prob"].to_numpy(float)
+        if len(np.unique(y)) < 2:
+            continue
+        # pooled areas with the same code as the tables (every pooled patient weight 1)
+        areas = {k: float(v[0]) for k, v in ranking(("roc_auc", "pr_auc"), y, p,
+                                                     np.ones((1, len(y)))).items()}
+        pts = curve_points(y, p)
+        frames.append(pd.DataFrame({"backend": backend, "rule": rule, "curve": "roc",
+                                    "x": pts["fpr"], "y": pts["tpr"], "area": areas["roc_auc"]}))
+        frames.append(pd.DataFrame({"backend": backend, "rule": rule, "curve": "pr",
+                                    "x": np.r_[0.0, pts["recall"]],
+                                    "y": np.r_[pts["precision"][0], pts["precision"]],
+                                    "area": areas["pr_auc"]}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def draw(frame: pd.DataFrame, prevalence: float | None = None) -> Figure | None:
+    """ROC (left) and PR (right); colour = backend, line style = rule, legend outside."""
+    if frame.empty:
+        return None
+    colours = colour_map(list(dict.fromkeys(frame["backend"])))
+    rules = list(dict.fromkeys(frame["rule"]))
+    style = {r: LINESTYLES[i % len(LINESTYLES)] for i, r in enumerate(rules)}
+    fig = new_figure(12.5, 4.6)
+    ax_roc, ax_pr = fig.subplots(1, 2)
+    for (backend, rule), g in frame.groupby(["backend", "rule"], sort=False):
+        for ax, curve in ((ax_roc, "roc"), (ax_pr, "pr")):
+            c = g[g["curve"] == curve]
+            kw = {"color": colours[backend], "ls": style[rule], "lw": 1.4,
+                  "label": f"{cell_label(backend, rule)} ({c['area'].iloc[0]:.3f})"}
+            if curve == "roc":  # straight segments: the trapezoidal area in the legend
+                ax.plot(c["x"], c["y"], **kw)
+            else:  # precision holds on (R_{k-1}, R_k]: average precision is this step area
+                ax.step(c["x"], c["y"], where="pre", **kw)
+    ax_roc.plot([0, 1], [0, 1], color="#999999", lw=0.8, ls=":")
+    if prevalence is not None and np.isfinite(prevalence):
+        ax_pr.axhline(prevalence, color="#999999", lw=0.8, ls=":")
+    ax_roc.set(xlabel="false positive rate", ylabel="true positive rate",
+               title="Patient ROC (pooled over repeats; legend: AUC)", xlim=(0, 1), ylim=(0, 1.02))
+    ax_pr.set(xlabel="recall", ylabel="precision",
+              title="Patient precision–recall (legend: AP)", xlim=(0, 1), ylim=(0, 1.02))
+    for ax in (ax_roc, ax_pr):
+        ax.grid(alpha=0.3)
+        ax.set_aspect("equal")
+    ax_pr.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
+    return fig

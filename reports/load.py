@@ -1,0 +1,177 @@
+"""Read a study's results folder into plain tables, defensively.
+
+A report must work on a finished study, on a study still running (``results.parquet`` holds only
+some rows) and on an old study written before a column existed. So this module is the only
+place that touches files: it checks the one file a report cannot do without
+(``results.parquet``), fills in missing optional columns with NaN, and turns every optional file
+it cannot read (``predictions.parquet``, ``trials.parquet``, ``curves.parquet``,
+``protocol.json``, ``spec.toml``) into ``None`` plus a note the report prints. Everything after
+this module is a pure function of :class:`StudyTables`.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from spikebench.errors import SpikebenchError
+from spikebench.harness.results import CURVE_COLUMNS, PREDICTION_COLUMNS, RESULT_COLUMNS
+
+#: Identity columns a results table cannot do without.
+REQUIRED_RESULT_COLUMNS = ("backend", "rule")
+
+
+class ReportError(SpikebenchError, ValueError):
+    """A results folder a report cannot be built from (missing or unreadable table)."""
+
+
+@dataclass
+class StudyTables:
+    """Everything a report reads from one study folder (optional tables may be ``None``)."""
+
+    root: Path
+    results: pd.DataFrame
+    predictions: pd.DataFrame | None = None
+    trials: pd.DataFrame | None = None
+    curves: pd.DataFrame | None = None
+    protocol: dict[str, Any] = field(default_factory=dict)
+    spec: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> pd.DataFrame:
+        """Result rows that finished (``status == "ok"``)."""
+        return self.results[self.results["status"] == "ok"]
+
+    def primary_predictions(self) -> pd.DataFrame | None:
+        """Test predictions at the trained number of time steps (what the test metrics used)."""
+        pred = self.predictions
+        if pred is None or pred.empty:
+            return None
+        return pred[pred["steps"] == pred["train_steps"]]
+
+
+def load_study(study_dir: str | Path) -> StudyTables:
+    """Read ``study_dir``; raise :class:`ReportError` naming the file when ``results.parquet``
+    is missing or unreadable, note (not raise) every optional file that is."""
+    root = Path(study_dir)
+    if not root.is_dir():
+        raise ReportError(f"{root} is not a folder: give the --out folder of a study")
+    path = root / "results.parquet"
+    if not path.exists():
+        raise ReportError(
+            f"{path} not found: a report needs the study's results table "
+            f"(run `spikebench study run SPEC --out {root}` first)"
+        )
+    notes: list[str] = []
+    results = _normalise_results(_read_parquet(path, required=True), path)
+    predictions = _optional_table(root, "predictions", PREDICTION_COLUMNS, notes)
+    if predictions is not None:
+        predictions = _normalise_predictions(predictions)
+    curves = _optional_table(root, "curves", CURVE_COLUMNS, notes)
+    trials = _optional_table(root, "trials", ("backend", "rule", "number"), notes)
+    protocol = _read_json(root / "protocol.json", notes)
+    spec = _read_toml(root / "spec.toml", notes)
+    return StudyTables(root=root, results=results, predictions=predictions, trials=trials,
+                       curves=curves, protocol=protocol, spec=spec, notes=notes)
+
+
+def _read_parquet(path: Path, *, required: bool) -> pd.DataFrame | None:
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises many types for a damaged file
+        if required:
+            raise ReportError(f"{path} cannot be read as parquet: {exc}") from exc
+        return None
+
+
+def _optional_table(root: Path, name: str, columns: tuple[str, ...], notes: list[str]
+                    ) -> pd.DataFrame | None:
+    """``NAME.parquet``, else the per-row files ``NAME/*.parquet`` a running study writes first."""
+    path = root / f"{name}.parquet"
+    frame: pd.DataFrame | None = None
+    if path.exists():
+        frame = _read_parquet(path, required=False)
+        if frame is None:
+            notes.append(f"{path.name} could not be read; its figures are left out")
+    elif (root / name).is_dir() and any((root / name).glob("*.parquet")):
+        parts = [_read_parquet(f, required=False) for f in sorted((root / name).glob("*.parquet"))]
+        parts = [p for p in parts if p is not None and len(p)]
+        frame = pd.concat(parts, ignore_index=True) if parts else None
+        notes.append(f"{path.name} not collected yet: read {len(parts)} files from {name}/")
+    else:
+        notes.append(f"{path.name} not present; its figures are left out")
+    if frame is None or frame.empty:
+        return None
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        notes.append(f"{path.name} lacks columns {missing}; it is ignored")
+        return None
+    return frame
+
+
+def _normalise_results(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    missing = [c for c in REQUIRED_RESULT_COLUMNS if c not in frame.columns]
+    if missing and len(frame):
+        raise ReportError(
+            f"{path} lacks the column(s) {missing}; is it a spikebench results table?")
+    frame = frame.copy()
+    for col in REQUIRED_RESULT_COLUMNS:
+        if col not in frame.columns:
+            frame[col] = pd.Series(dtype=object)
+    if "kind" not in frame.columns:
+        frame["kind"] = np.where(frame["backend"] == "reference", "reference", "snn")
+    if "status" not in frame.columns:
+        frame["status"] = "ok"
+    if "reason" not in frame.columns:
+        frame["reason"] = ""
+    frame["reason"] = frame["reason"].fillna("").astype(str)
+    frame["status"] = frame["status"].fillna("ok").astype(str)
+    for col in RESULT_COLUMNS:
+        if col not in frame.columns:
+            frame[col] = np.nan
+    frame["repeat"] = pd.to_numeric(frame["repeat"], errors="coerce")
+    for col in frame.columns:
+        if col.startswith(("test_", "val_")) or col.endswith(("_per_sample", "_per_epoch")):
+            frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    frame["backend"] = frame["backend"].astype(str)
+    frame["rule"] = frame["rule"].astype(str)
+    return frame
+
+
+def _normalise_predictions(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.copy()
+    frame["backend"] = frame["backend"].astype(str)
+    frame["rule"] = frame["rule"].astype(str)
+    frame["patient_id"] = frame["patient_id"].astype(str)
+    frame["label"] = pd.to_numeric(frame["label"], errors="coerce").fillna(0).astype(int)
+    frame["prob"] = pd.to_numeric(frame["prob"], errors="coerce").astype(float)
+    return frame
+
+
+def _read_json(path: Path, notes: list[str]) -> dict[str, Any]:
+    if not path.exists():
+        notes.append(f"{path.name} not present; the protocol section is incomplete")
+        return {}
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        notes.append(f"{path.name} could not be read ({exc}); the protocol section is incomplete")
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def _read_toml(path: Path, notes: list[str]) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        return tomllib.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        notes.append(f"{path.name} could not be read ({exc})")
+        return {}

@@ -1,0 +1,253 @@
+"""A synthetic study folder generator that follows ``spikebench.harness.results`` exactly.
+
+Predictions are seeded random probabilities per patient / slice whose separation of lesion and
+normal slices is set per cell (``strength``); results rows carry test metrics computed from
+those predictions with the harness's own metric code, so a report that recomputes them must
+agree. Trials, active-learning curves, a skipped cell and reference rows are included.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from spikebench.harness.metrics import all_metrics
+from spikebench.harness.results import (
+    CURVE_COLUMNS,
+    METRICS,
+    PREDICTION_COLUMNS,
+    RESULT_COLUMNS,
+    write_json,
+    write_parquet,
+)
+
+TRAIN_STEPS = 8
+STEPS = (4, 8, 16)
+N_FEATURES = 12
+
+
+@dataclass
+class StudyPlan:
+    """What to generate (defaults: a demo-size study)."""
+
+    backends: tuple[str, ...] = ("custom", "snntorch", "spikingjelly")
+    rules: tuple[str, ...] = ("surrogate", "tempotron", "active")
+    repeats: int = 5
+    n_patients: int = 60
+    test_fraction: float = 0.25
+    references: tuple[str, ...] = ("logistic_regression", "mlp")
+    #: separation per (backend, rule); default 1.5
+    strength: dict[tuple[str, str], float] = field(default_factory=dict)
+    #: cells whose predictions reuse another cell's noise (an exact tie)
+    same_as: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    skipped: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: (backend, rule) -> repeats that are missing (still running)
+    missing: dict[tuple[str, str], tuple[int, ...]] = field(default_factory=dict)
+    trials: bool = True
+    curves: bool = True
+    protocol: bool = True
+    n_trials: int = 12
+    seed: int = 0
+
+
+def _patients(rng: np.random.Generator, n: int) -> pd.DataFrame:
+    rows = []
+    for p in range(n):
+        n_slices = int(rng.integers(12, 28))
+        lesion = np.zeros(n_slices, dtype=int)
+        if p % 2 == 0:
+            start = int(rng.integers(0, n_slices - 6))
+            lesion[start:start + int(rng.integers(2, 6))] = 1
+        rows += [{"patient_id": f"liver_{p:03d}", "slice_idx": i, "label": int(lesion[i])}
+                 for i in range(n_slices)]
+    return pd.DataFrame(rows)
+
+
+def _probs(labels: np.ndarray, strength: float, noise: np.ndarray, steps: int) -> np.ndarray:
+    # fewer time steps → weaker separation, more → slightly stronger
+    s = strength * (min(steps, TRAIN_STEPS * 2) / TRAIN_STEPS) ** 0.5
+    logit = s * (labels - 0.5) * 2 + noise - 0.6
+    return 1 / (1 + np.exp(-logit))
+
+
+def make_study(root: Path, plan: StudyPlan | None = None) -> Path:
+    """Write a complete results folder for ``plan`` into ``root`` and return ``root``."""
+    plan = plan or StudyPlan()
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(plan.seed)
+    data = _patients(rng, plan.n_patients)
+    ids = np.array(sorted(data["patient_id"].unique()))
+    splits, per_split = {}, {}
+    for r in range(plan.repeats):
+        perm = np.random.default_rng([plan.seed, 1000 + r]).permutation(ids)
+        n_test = max(4, round(plan.test_fraction * len(ids)))
+        n_val = n_test
+        test, val, train = perm[:n_test], perm[n_test:n_test + n_val], perm[n_test + n_val:]
+        splits[str(r)] = {"train": sorted(train), "val": sorted(val), "test": sorted(test)}
+        per_split[str(r)] = {
+            **{f"n_{k}_patients": len(v) for k, v in splits[str(r)].items()},
+            **{f"n_{k}_slices": int(data["patient_id"].isin(v).sum())
+               for k, v in splits[str(r)].items()}}
+    results, preds, trials, curves = [], [], [], []
+    cells = [(b, rl) for b in plan.backends for rl in plan.rules]
+    for ci, cell in enumerate(cells):
+        backend, rule = cell
+        if cell in plan.skipped:
+            results.append(_row(plan, backend, rule, "snn", -1, status="skipped",
+                                reason=plan.skipped[cell]))
+            continue
+        strength = plan.strength.get(cell, 1.5)
+        noise_cell = plan.same_as.get(cell, cell)
+        noise_index = cells.index(noise_cell)
+        for r in range(plan.repeats):
+            if r in plan.missing.get(cell, ()):
+                continue
+            test = data[data["patient_id"].isin(splits[str(r)]["test"])].reset_index(drop=True)
+            noise = np.random.default_rng([plan.seed, noise_index, r]).normal(0, 1, len(test))
+            frames = []
+            for steps in STEPS:
+                frames.append(test.assign(
+                    backend=backend, rule=rule, repeat=r, seed=r, steps=steps,
+                    train_steps=TRAIN_STEPS,
+                    prob=_probs(test["label"].to_numpy(), strength, noise, steps)))
+            pred = pd.concat(frames, ignore_index=True)
+            preds.append(pred)
+            at_t = pred[pred["steps"] == TRAIN_STEPS]
+            row = _row(plan, backend, rule, "snn", r)
+            row.update(all_metrics(at_t["label"].to_numpy(), at_t["prob"].to_numpy(),
+                                   at_t["patient_id"].to_numpy(), "test_"))
+            row.update(_cost(rng, ci, r, per_split[str(r)]))
+            results.append(row)
+            if plan.curves and rule == "active":
+                curves += _curves(backend, rule, r, rng)
+        if plan.trials:
+            trials += _trials(backend, rule, plan.n_trials, rng, strength)
+    for name in plan.references:
+        for r in range(plan.repeats):
+            test = data[data["patient_id"].isin(splits[str(r)]["test"])].reset_index(drop=True)
+            noise = np.random.default_rng([plan.seed, 500 + len(name), r]).normal(
+                0, 1, len(test))
+            prob = _probs(test["label"].to_numpy(), 1.2, noise, 1)
+            preds.append(test.assign(backend="reference", rule=name, repeat=r, seed=r, steps=1,
+                                     train_steps=1, prob=prob))
+            row = _row(plan, "reference", name, "reference", r)
+            row.update(all_metrics(test["label"].to_numpy(), prob,
+                                   test["patient_id"].to_numpy(), "test_"))
+            row.update(_cost(rng, 99, r, per_split[str(r)]))
+            row.update(spikes_per_sample=np.nan, synops_per_sample=np.nan, train_steps=1,
+                       params=json.dumps({"hidden_layer_sizes": [16]} if name == "mlp"
+                                         else {"C": 1.0}))
+            results.append(row)
+    frame = pd.DataFrame(results)
+    frame = frame[[*RESULT_COLUMNS, *(f"{p}_{m}" for p in ("val", "test") for m in METRICS)]]
+    write_parquet(root / "results.parquet", frame)
+    if preds:
+        write_parquet(root / "predictions.parquet",
+                      pd.concat(preds, ignore_index=True)[list(PREDICTION_COLUMNS)])
+    if trials:
+        write_parquet(root / "trials.parquet", pd.DataFrame(trials))
+    if curves:
+        write_parquet(root / "curves.parquet", pd.DataFrame(curves)[list(CURVE_COLUMNS)])
+    write_json(root / "splits.json", splits)
+    if plan.protocol:
+        write_json(root / "protocol.json", {
+            "study": "synthetic", "data": {"source": "table", "path": "/data/f.parquet",
+                                           "sha256": "ab" * 32, "n_patients": len(ids),
+                                           "n_slices": len(data), "n_features": N_FEATURES},
+            "excluded_cases": [{"patient_id": "liver_999", "reason": "no liver label"}],
+            "splits": per_split, "repeats": plan.repeats,
+            "seeds": {"study": plan.seed, "split": plan.seed,
+                      "refit": list(range(plan.repeats))},
+            "grid": {"backends": list(plan.backends), "rules": list(plan.rules)},
+            "metric": "pr_auc", "versions": {"numpy": np.__version__, "pandas": pd.__version__},
+            "machine": {"cpu": "test cpu", "cores": 2, "gpu": "", "python": "3.11",
+                        "platform": "linux"},
+            "storage": "journal:optuna.journal", "started": "2026-01-01T00:00:00+00:00",
+            "finished": "2026-01-01T01:00:00+00:00"})
+        (root / "spec.toml").write_text(
+            '[study]\nname = "synthetic"\nreferences = '
+            + json.dumps(list(plan.references)) + f"\n[split]\nrepeats = {plan.repeats}\n")
+    return root
+
+
+def _row(plan: StudyPlan, backend: str, rule: str, kind: str, repeat: int, *,
+         status: str = "ok", reason: str = "") -> dict:
+    row = {c: None for c in RESULT_COLUMNS}
+    row.update(study="synthetic", backend=backend, rule=rule, kind=kind, status=status,
+               reason=reason, repeat=repeat, seed=max(repeat, 0), params="{}",
+               n_trials=plan.n_trials, best_val=0.8, train_steps=TRAIN_STEPS, device="cpu")
+    for p in ("val", "test"):
+        for m in METRICS:
+            row[f"{p}_{m}"] = np.nan
+    if status == "ok":
+        row.update({f"val_{m}": 0.7 for m in METRICS})
+    return row
+
+
+def _cost(rng: np.random.Generator, ci: int, r: int, split: dict) -> dict:
+    epochs = int(rng.integers(5, 20))
+    train = float((1 + ci) * 0.3 * epochs * rng.uniform(0.9, 1.1))
+    return {"epochs": epochs, "train_seconds": train, "train_seconds_per_epoch": train / epochs,
+            "infer_ms_per_sample": float(rng.uniform(0.01, 0.5)),
+            "spikes_per_sample": float(rng.uniform(10, 200)),
+            "synops_per_sample": float((ci + 1) * 500 * rng.uniform(0.9, 1.1)),
+            "labels_used": split["n_train_slices"], **{k: split[k] for k in split}}
+
+
+def _trials(backend: str, rule: str, n: int, rng: np.random.Generator, strength: float
+            ) -> list[dict]:
+    rows = []
+    for k in range(n):
+        lr = float(10 ** rng.uniform(-4, -1))
+        beta = float(rng.uniform(0.5, 0.99))
+        surrogate = str(rng.choice(["sigmoid", "fast_sigmoid", "atan"]))
+        value = float(np.clip(0.5 + 0.1 * strength - 0.08 * abs(np.log10(lr) + 2.5)
+                              + rng.normal(0, 0.01), 0, 1))
+        state = "PRUNED" if k == n - 1 else "COMPLETE"
+        rows.append({"backend": backend, "rule": rule, "number": k,
+                     "value": value if state == "COMPLETE" else np.nan,
+                     "values_0": value if state == "COMPLETE" else np.nan,
+                     "params_beta": beta, "params_lr": lr, "params_surrogate": surrogate,
+                     "state": state, "user_attrs_synops_per_sample": float(rng.uniform(200, 5e3)),
+                     "user_attrs_train_seconds": float(rng.uniform(0.5, 3)),
+                     "datetime_start": pd.Timestamp("2026-01-01") + pd.Timedelta(seconds=k),
+                     "duration_seconds": float(rng.uniform(0.5, 3)), "pareto": False})
+    best = max((r for r in rows if r["state"] == "COMPLETE"), key=lambda r: r["value"])
+    best["pareto"] = True
+    return rows
+
+
+def _curves(backend: str, rule: str, repeat: int, rng: np.random.Generator) -> list[dict]:
+    rows = []
+    for strategy, gain in (("uncertainty", 0.35), ("random", 0.25)):
+        for labels in range(10, 110, 20):
+            acc = 0.5 + gain * (1 - np.exp(-labels / 40)) + rng.normal(0, 0.01)
+            rows.append({"backend": backend, "rule": rule, "repeat": repeat,
+                         "strategy": strategy, "labels_used": labels,
+                         "val_balanced_accuracy": acc, "val_pr_auc": acc - 0.05})
+    return rows
+
+
+@pytest.fixture(scope="session")
+def study_plan() -> type[StudyPlan]:
+    return StudyPlan
+
+
+@pytest.fixture(scope="session")
+def make_synthetic_study():
+    """The generator itself: ``make_synthetic_study(path, StudyPlan(...))``."""
+    return make_study
+
+
+@pytest.fixture(scope="session")
+def demo_study(tmp_path_factory) -> Path:
+    """A demo-size study: 3 backends × 3 rules × 5 repeats + 2 references, one skipped cell,
+    ~15 test patients (a few hundred slices) per repeat."""
+    plan = StudyPlan(skipped={("spikingjelly", "tempotron"): "tempotron needs latency coding, "
+                                                              "which spikingjelly lacks here"})
+    return make_study(tmp_path_factory.mktemp("demo") / "study", plan)
