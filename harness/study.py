@@ -786,8 +786,9 @@ def trials_frame(spec: StudySpec, url: str) -> Any:
             continue
         if study is None:
             continue
-        df = study.trials_dataframe(attrs=("number", "value", "values", "params", "state",
-                                           "duration", "user_attrs", "datetime_start"))
+        value = "values" if spec.multi_objective else "value"
+        df = study.trials_dataframe(attrs=("number", value, "params", "state", "duration",
+                                           "user_attrs", "datetime_start"))
         if df.empty:
             continue
         df["state"] = df["state"].astype(str)
