@@ -196,3 +196,25 @@ def test_diverging_trials_are_pruned_with_reason(tmp_path, feature_table, monkey
     pruned = trials[trials["state"] == "PRUNED"]
     assert "non-finite loss" in " ".join(pruned["user_attrs_reason"].dropna())
     assert (trials["state"].isin(["COMPLETE", "PRUNED"])).sum() == 3
+
+
+def test_refit_claimed_by_a_dead_worker_is_taken_over(tmp_path, feature_table):
+    """A worker SIGKILLed during the final evaluation leaves its claim behind; the next run
+    takes the job over and writes the row once."""
+    import socket
+    import subprocess
+    import sys
+
+    spec = write_spec(tmp_path, feature_table)
+    out = run_study(spec, tmp_path / "run", progress=False)
+    row = out / "rows" / "custom__surrogate__r1.parquet"
+    row.unlink()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock = out / "rows" / ".custom__surrogate__r1.lock"
+    lock.write_text(f"{socket.gethostname()}:{dead.pid}")
+    run_study(spec, out, progress=False)
+    assert row.exists() and not lock.exists()
+    results = pd.read_parquet(out / "results.parquet")
+    assert results.duplicated(["backend", "rule", "repeat"]).sum() == 0
+    assert len(results[results["backend"] == "custom"]) == 2
