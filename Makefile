@@ -21,9 +21,12 @@ install: $(BIN)/spikebench
 demo: install
 	$(BIN)/spikebench demo --out results/demo
 
+# Every test, slow ones included; PostgreSQL tests run when SPIKEBENCH_TEST_POSTGRES_URL is set
+# (.ci/run sets it), CUDA tests when a GPU is present. The example plugin is installed like a
+# third party would and its own conformance tests run too.
 test: install
-	$(BIN)/pip install -q --no-deps ./examples/spikebench-reference-plugin 2>/dev/null || true
-	$(BIN)/python -m pytest -q --timeout 900
+	$(BIN)/pip install -q --no-deps ./examples/spikebench-torchscript
+	$(BIN)/python -m pytest -q --timeout 900 tests examples/spikebench-torchscript/tests
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow and not postgres and not cuda"
