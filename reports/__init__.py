@@ -15,7 +15,7 @@ from typing import Any
 __all__ = ["ReportError", "StudyTables", "build_report", "load_study", "screenshot"]
 
 _HOMES = {"build_report": "build", "ReportError": "load", "StudyTables": "load",
-          "load_study": "load", "screenshot": "screenshot"}
+          "load_study": "load", "screenshot": "browser"}
 
 
 def __getattr__(name: str) -> Any:

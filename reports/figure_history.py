@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .plotting import cell_label, grid_shape, new_figure
 
@@ -48,6 +49,7 @@ def draw(frame: pd.DataFrame, objective: str = "validation objective") -> Figure
         ax.step(g["number"], g["best_so_far"], where="post", color="#D55E00", label="best so far")
         ax.set_title(cell_label(backend, rule), fontsize=10)
         ax.set_xlabel("trial")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     for ax in axes[:, 0]:
         ax.set_ylabel(objective)

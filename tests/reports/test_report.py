@@ -291,7 +291,7 @@ def test_a_folder_without_results_parquet_is_a_clear_error(tmp_path):
 def test_screenshot_of_the_report(small_report, tmp_path):
     from PIL import Image
 
-    from spikebench.reports.screenshot import find_browser, screenshot
+    from spikebench.reports.browser import find_browser, screenshot
 
     if find_browser() is None:
         pytest.skip("no chromium installed")
