@@ -151,7 +151,8 @@ def test_standardisation_uses_train_rows_only(feature_table):
 
     t = pd.read_parquet(feature_table)
     X = t[[c for c in t.columns if c.startswith("f")]].to_numpy(np.float32).copy()
-    X[(t["patient_id"] == "liver_1").to_numpy()] += 1000.0  # an extreme test patient must not move scaling
+    extreme = (t["patient_id"] == "liver_1").to_numpy()  # a test patient must not move scaling
+    X[extreme] += 1000.0
     data = Dataset(X, t["label"].to_numpy(), t["patient_id"].to_numpy(), None, [], {})
     split = {"train": [f"liver_{i}" for i in range(2, 24)], "val": ["liver_0"],
              "test": ["liver_1"]}
