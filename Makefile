@@ -19,7 +19,7 @@ $(BIN)/spikebench: pyproject.toml
 install: $(BIN)/spikebench
 
 demo: install
-	$(BIN)/spikebench demo --out results/demo
+	$(BIN)/spikebench demo --out results/demo --workers 2
 
 # Every test, slow ones included; PostgreSQL tests run when SPIKEBENCH_TEST_POSTGRES_URL is set
 # (.ci/run sets it), CUDA tests when a GPU is present. The example plugin is installed like a

@@ -47,6 +47,7 @@ def study_throughput(spec_path: str | Path, *, trials: int = 12, workers: tuple[
 
     from spikebench.harness.study import Runner, _threads_per_worker, plan_cells
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = _one_cell(load_spec(spec_path), backend, rule)
     cell = plan_cells(spec)[0]
     if cell.skip_reason:

@@ -22,6 +22,7 @@ import platform
 import socket
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -386,7 +387,8 @@ class Runner:
                 if done + running >= self.trials:
                     # Others are finishing the last trials; a dead worker's trial is failed
                     # once its heartbeat is stale and re-queued by the retry callback.
-                    with contextlib.suppress(Exception):
+                    with contextlib.suppress(Exception), warnings.catch_warnings():
+                        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                         optuna.storages.fail_stale_trials(study)
                     time.sleep(0.5)
                     continue
@@ -690,7 +692,7 @@ def _threads_per_worker(workers: int) -> int:
 
 
 def _worker_main(raw_spec: dict[str, Any], out: str, storage: str, trials: int | None,
-                 worker: int, threads: int) -> None:
+                 worker: int, threads: int, progress: bool = False) -> None:
     import torch
 
     torch.set_num_threads(threads)
@@ -698,7 +700,7 @@ def _worker_main(raw_spec: dict[str, Any], out: str, storage: str, trials: int |
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    Runner(spec, Path(out), storage, trials=trials, worker=worker, progress=False).run()
+    Runner(spec, Path(out), storage, trials=trials, worker=worker, progress=progress).run()
 
 
 def run_study(
@@ -748,7 +750,8 @@ def run_study(
     else:
         ctx = mp.get_context("spawn")
         raw = spec.model_dump(mode="python")
-        procs = [ctx.Process(target=_worker_main, args=(raw, str(out), url, trials, i, threads))
+        procs = [ctx.Process(target=_worker_main,
+                             args=(raw, str(out), url, trials, i, threads, progress and i == 0))
                  for i in range(workers)]
         for p in procs:
             p.start()
