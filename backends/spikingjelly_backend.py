@@ -40,6 +40,7 @@ The state is reset with ``functional.reset_net`` at the start of every forward p
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 
@@ -56,6 +57,10 @@ from spikebench.backends.base import (
 from spikebench.backends.custom import build_seeded, set_linear_weights
 from spikebench.backends.tempotron import kernel_v0
 from spikebench.errors import BackendError
+
+# SpikingJelly's custom ops make torch look for Triton kernels; on a CPU machine torch logs
+# "Triton not available" once per op, which is noise to users.
+logging.getLogger("torch._library.triton").setLevel(logging.ERROR)
 
 try:
     from spikingjelly.activation_based import functional as sj_functional
