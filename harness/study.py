@@ -390,6 +390,7 @@ class Runner:
                     with contextlib.suppress(Exception), warnings.catch_warnings():
                         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                         optuna.storages.fail_stale_trials(study)
+                    _fail_dead_local_trials(study)
                     time.sleep(0.5)
                     continue
                 failed = sum(t.state == TrialState.FAIL for t in trials)
@@ -629,6 +630,32 @@ class Runner:
         self.run_jobs()
 
 
+def _fail_dead_local_trials(study: Any) -> None:
+    """Storages without heartbeats (the journal file) never fail a killed worker's trial: fail
+    RUNNING trials whose worker process on this host is gone and queue their parameters again."""
+    from optuna.trial import TrialState
+
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = str(t.user_attrs.get("worker", ""))
+        host, _, pid = worker.rpartition(":")
+        if host != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
+            continue
+        with contextlib.suppress(Exception):  # another process may have done it first
+            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number},
+                                skip_if_exists=False)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _fail_reasons(trials: list[Any]) -> str:
     reasons = [str(t.user_attrs.get("reason") or t.system_attrs.get("fail_reason", ""))
                for t in trials]
@@ -668,13 +695,7 @@ def _stale(lock: Path) -> bool:
         return True
     if host != socket.gethostname():
         return time.time() - lock.stat().st_mtime > 3600
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, ValueError):
-        return False
-    return False
+    return pid.isdigit() and not _alive(int(pid))
 
 
 def _bar(enabled: bool, total: int, desc: str) -> Any:

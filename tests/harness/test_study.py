@@ -219,3 +219,31 @@ def test_refit_claimed_by_a_dead_worker_is_taken_over(tmp_path, feature_table):
     results = pd.read_parquet(out / "results.parquet")
     assert results.duplicated(["backend", "rule", "repeat"]).sum() == 0
     assert len(results[results["backend"] == "custom"]) == 2
+
+
+def test_trial_of_a_killed_local_worker_is_failed_and_retried_on_the_journal(tmp_path,
+                                                                              feature_table):
+    """The journal file has no heartbeat: a RUNNING trial whose process is gone must not stall
+    the study forever; it is failed and its parameters are queued again."""
+    import socket
+    import subprocess
+    import sys
+
+    import optuna
+    from optuna.trial import TrialState
+
+    from spikebench.harness.study import open_storage
+
+    spec = write_spec(tmp_path, feature_table)
+    out = run_study(spec, tmp_path / "run", trials=1, progress=False)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    study = optuna.load_study(study_name="tiny/custom/surrogate",
+                              storage=open_storage(f"journal:{out / 'optuna.journal'}"))
+    orphan = study.ask({"lr": optuna.distributions.FloatDistribution(1e-3, 3e-2, log=True)})
+    orphan.set_user_attr("worker", f"{socket.gethostname()}:{dead.pid}")
+    run_study(spec, out, trials=2, progress=False)  # would wait forever for the orphan
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    assert TrialState.RUNNING not in states
+    assert study.trials[orphan.number].state == TrialState.FAIL
+    assert sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) == 2
