@@ -57,6 +57,7 @@ RESULT_COLUMNS = (
     "infer_ms_per_sample",  # test inference wall time per slice
     "spikes_per_sample",    # all layers' spikes per test slice at train_steps
     "synops_per_sample",    # synaptic operations per test slice (spikes × fan-out)
+    "macs_per_sample",      # multiply-accumulates per test slice (non-spiking references)
     "labels_used",          # labels the rule consumed (active learning; else n_train_slices)
     "n_train_patients", "n_val_patients", "n_test_patients",
     "n_train_slices", "n_val_slices", "n_test_slices",

@@ -864,6 +864,7 @@ def _protocol(spec: StudySpec, data: Dataset, splits: dict[str, dict[str, list[s
                   "refit": [spec.study.seed + r for r in range(spec.split.repeats)]},
         "metric": spec.study.metric,
         "grid": {"backends": spec.grid.backends, "rules": spec.grid.rules},
+        "references": spec.study.references,
         "search": {**spec.search.model_dump(), "storage": redact(url)},
         "versions": versions,
         "machine": _machine(),
