@@ -10,6 +10,8 @@ Two things live here:
   slices at a time, so memory stays bounded on real 512×512×987 volumes. Problems found in a
   case's files (missing, truncated gzip, not NIfTI, image/label mismatch, bad label values,
   empty liver, NaN/inf voxels) raise one :class:`~spikebench.errors.DataError` naming the file.
+  :func:`iter_case_stored_slices` is the same stream with integer images left as stored
+  (plus a bit-exact ``to_hu``), so the extraction converts only the liver's bounding box.
 
 Orientation: the slice axis is voxel axis 2 *as stored*, for image and label alike (they must
 share the affine, which is checked), and ``slice_idx`` is that stored voxel index, so a row
@@ -28,7 +30,7 @@ import json
 import os
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -229,19 +231,71 @@ class Volume:
         self.affine = np.asarray(self.image.affine, dtype=np.float64)
         self.spacing = tuple(float(s) for s in np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0)))
 
-    def chunks(self, chunk: int = CHUNK_SLICES) -> Iterator[tuple[int, np.ndarray]]:
+    @property
+    def stored_integers(self) -> bool:
+        """True when voxels are stored as integers with finite scaling: :meth:`chunks` can
+        then hand out the stored values (``raw=True``) and :meth:`to_physical` scales only
+        the part a caller uses, exactly as nibabel would scale the whole slab."""
+        proxy = self.image.dataobj
+        return (self.header.get_data_dtype().kind in "iu" and self._fh is not None
+                and bool(np.isfinite(proxy.slope)) and bool(np.isfinite(proxy.inter)))
+
+    def to_physical(self, stored: np.ndarray) -> np.ndarray:
+        """Stored values -> scaled values, bit for bit as ``dataobj[...]`` computes them
+        (nibabel's ``ArrayProxy._get_scaled``; the identity returns ``stored`` itself)."""
+        from nibabel.volumeutils import apply_read_scaling
+
+        proxy = self.image.dataobj
+        slope = np.asanyarray(proxy.slope)
+        inter = np.asanyarray(proxy.inter)
+        if np.can_cast(inter, slope.dtype):
+            inter = inter.astype(slope.dtype)
+        return apply_read_scaling(stored, slope, inter)
+
+    def chunks(self, chunk: int = CHUNK_SLICES, raw: bool = False
+               ) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(first_slice, data[:, :, first:first+chunk])`` with scaling applied
-        (scl_slope / scl_inter), in stored dtype (integers) or float."""
+        (scl_slope / scl_inter), in stored dtype (integers) or float.
+
+        ``raw=True`` and :attr:`stored_integers`: the stored integers, read straight from the
+        stream (no scaling pass, no float copy of the whole slab); callers scale only what they
+        use with :meth:`to_physical`. Otherwise ``raw`` changes nothing.
+        """
         nz = self.shape[2]
+        direct = raw and self.stored_integers
+        if direct:
+            dtype = self.header.get_data_dtype()
+            offset = int(self.image.dataobj.offset)
+            plane = self.shape[0] * self.shape[1]
         for start in range(0, nz, chunk):
             stop = min(nz, start + chunk)
             try:
-                data = np.asarray(self.image.dataobj[:, :, start:stop])
+                if direct:
+                    n = plane * (stop - start) * dtype.itemsize
+                    self._fh.seek(offset + plane * start * dtype.itemsize)
+                    buf = self._fh.read(n)
+                    if len(buf) != n:
+                        raise EOFError(f"expected {n} bytes, got {len(buf)}")
+                    data = np.frombuffer(buf, dtype=dtype).reshape(
+                        (self.shape[0], self.shape[1], stop - start), order="F")
+                else:
+                    data = np.asarray(self.image.dataobj[:, :, start:stop])
             except _READ_ERRORS as exc:
                 raise DataError(f"{self.path}: truncated or corrupt data at slices "
                                 f"{start}-{stop - 1} ({_describe(exc)}); re-download the file"
                                 ) from None
             yield start, data
+        if direct:
+            self._check_end()
+
+    def _check_end(self) -> None:
+        """Read the stream to its end so a truncated tail / bad CRC is still reported."""
+        try:
+            while self._fh.read(1 << 20):
+                pass
+        except _READ_ERRORS as exc:
+            raise DataError(f"{self.path}: truncated or corrupt data after the last slice "
+                            f"({_describe(exc)}); re-download the file") from None
 
     def close(self) -> None:
         """Close the underlying file handle."""
@@ -280,6 +334,28 @@ def iter_case_slices(case: Case, chunk: int = CHUNK_SLICES
     mismatch, label values outside {0, 1, 2}, NaN/inf voxels, and (after the last slice) a
     label volume without any liver voxel.
     """
+    for start, img, lab, spacing, to_hu in _iter_case_chunks(case, chunk, raw=False):
+        hu = to_hu(img)
+        for j in range(hu.shape[2]):
+            yield start + j, hu[:, :, j], lab[:, :, j], spacing
+
+
+def iter_case_stored_slices(case: Case, chunk: int = CHUNK_SLICES
+                            ) -> Iterator[tuple[int, np.ndarray, np.ndarray,
+                                                tuple[float, float], Callable]]:
+    """Like :func:`iter_case_slices`, but the image slice comes as stored (integers when the
+    file stores integers) with a function ``to_hu`` mapping any part of it to the float32 HU
+    values :func:`iter_case_slices` would yield there, bit for bit. The feature extraction
+    converts only the liver's bounding box instead of every whole slice.
+    """
+    for start, img, lab, spacing, to_hu in _iter_case_chunks(case, chunk, raw=True):
+        for j in range(img.shape[2]):
+            yield start + j, img[:, :, j], lab[:, :, j], spacing, to_hu
+
+
+def _iter_case_chunks(case: Case, chunk: int, raw: bool
+                      ) -> Iterator[tuple[int, np.ndarray, np.ndarray, tuple[float, float],
+                                          Callable]]:
     if case.label is None:
         raise DataError(f"{case.image}: test image without a label volume; only training "
                         "cases can be extracted")
@@ -293,17 +369,26 @@ def iter_case_slices(case: Case, chunk: int = CHUNK_SLICES
                             f"(max difference {np.abs(image.affine - label.affine).max():.4g}); "
                             "image and label must share the affine")
         spacing = (image.spacing[0], image.spacing[1])
+        raw = raw and image.stored_integers
+
+        def to_hu(stored: np.ndarray) -> np.ndarray:
+            return np.asarray(image.to_physical(stored)).astype(np.float32, copy=False)
+
+        def as_float32(data: np.ndarray) -> np.ndarray:
+            return data.astype(np.float32, copy=False)
+
         any_liver = False
-        for (start, img), (_, lab) in zip(image.chunks(chunk), label.chunks(chunk)):
-            hu = img.astype(np.float32, copy=False)
-            if hu.dtype.kind == "f" and not np.isfinite(hu).all():
-                bad = int((~np.isfinite(hu)).sum())
-                raise DataError(f"{case.image}: {bad} NaN/inf voxels in slices "
-                                f"{start}-{start + hu.shape[2] - 1}; fix or exclude the volume")
+        for (start, img), (_, lab) in zip(image.chunks(chunk, raw=raw), label.chunks(chunk)):
+            if not raw:  # integers (raw) are finite; stored floats are checked here
+                img = as_float32(img)
+                if not np.isfinite(img).all():
+                    bad = int((~np.isfinite(img)).sum())
+                    raise DataError(f"{case.image}: {bad} NaN/inf voxels in slices "
+                                    f"{start}-{start + img.shape[2] - 1}; fix or exclude the "
+                                    "volume")
             lab_u8 = _check_label_chunk(case.label, lab, start)
             any_liver = any_liver or bool(lab_u8.any())
-            for j in range(hu.shape[2]):
-                yield start + j, hu[:, :, j], lab_u8[:, :, j], spacing
+            yield start, img, lab_u8, spacing, (to_hu if raw else as_float32)
         if not any_liver:
             raise DataError(f"{case.label}: no liver voxels (label > 0) at all; the mask is "
                             "empty - check the label file or exclude the case")

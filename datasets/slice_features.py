@@ -32,6 +32,8 @@ Features (all float):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy import ndimage
 
@@ -60,24 +62,27 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 
 
-def slice_features(hu: np.ndarray, roi: np.ndarray, spacing: tuple[float, float]
-                   ) -> np.ndarray:
+def slice_features(hu: np.ndarray, roi: np.ndarray, spacing: tuple[float, float],
+                   to_hu: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """Feature vector (``FEATURE_NAMES`` order, float64) of one axial slice.
 
     ``hu`` is the slice in Hounsfield units, ``roi`` a boolean mask with at least one voxel
-    (the liver outline, ``label > 0``), ``spacing`` the in-plane voxel size in mm.
+    (the liver outline, ``label > 0``), ``spacing`` the in-plane voxel size in mm. With
+    ``to_hu``, ``hu`` holds stored values and ``to_hu`` maps them to HU; it is applied to the
+    ROI's bounding box only.
     """
     rows = np.flatnonzero(roi.any(axis=1))
     cols = np.flatnonzero(roi.any(axis=0))
     r0, r1 = max(rows[0] - _MARGIN, 0), min(rows[-1] + _MARGIN + 1, roi.shape[0])
     c0, c1 = max(cols[0] - _MARGIN, 0), min(cols[-1] + _MARGIN + 1, roi.shape[1])
-    img = np.asarray(hu[r0:r1, c0:c1], dtype=np.float64)
+    crop = hu[r0:r1, c0:c1]
+    img = np.asarray(crop if to_hu is None else to_hu(crop), dtype=np.float64)
     mask = np.asarray(roi[r0:r1, c0:c1], dtype=bool)
     v = img[mask]
     n = v.size
     out: list[float] = []
 
-    pct = np.percentile(v, (5, 25, 50, 75, 95))
+    pct = percentile_sorted(np.sort(v), (5, 25, 50, 75, 95))
     mean = float(v.mean())
     dev = v - mean
     dev2 = dev * dev
@@ -101,43 +106,81 @@ def slice_features(hu: np.ndarray, roi: np.ndarray, spacing: tuple[float, float]
 
     # Mask-normalised filters: values outside the ROI never leak into the ROI's statistics.
     # float32 halves the memory traffic of the filters (the slowest part).
-    m = mask.astype(np.float32)
+    # Planes are stacked and filtered in one call (sigma / size 0 across planes): each plane
+    # is filtered exactly as on its own, at a third of the Python overhead.
     img32 = img.astype(np.float32)
-    inside = img32 * m
-    wsum = ndimage.gaussian_filter(m, _SMOOTH_SIGMA, mode="constant")
-    smooth = ndimage.gaussian_filter(inside, _SMOOTH_SIGMA, mode="constant")
+    planes = np.empty((3, *mask.shape), dtype=np.float32)
+    m, inside, inside_sq = planes
+    np.copyto(m, mask)
+    np.multiply(img32, m, out=inside)
+    np.multiply(inside, img32, out=inside_sq)
+    wsum, smooth = ndimage.gaussian_filter(planes[:2], (0, _SMOOTH_SIGMA, _SMOOTH_SIGMA),
+                                           mode="constant")
     smooth = np.divide(smooth, wsum, out=np.zeros_like(smooth), where=wsum > 1e-6)
     s = smooth[mask]
-    sp = np.percentile(s, (2, 50, 98))
+    sp = percentile_sorted(np.sort(s), (2, 50, 98))
     out += [float(s.std(dtype=np.float64)), float(sp[0] - sp[1]), float(sp[2] - sp[1]),
             float(np.count_nonzero(s < sp[1] - 15)) / n,
             float(np.count_nonzero(s > sp[1] + 15)) / n]
 
-    cnt = ndimage.uniform_filter(m, 3, mode="constant")
-    loc_mean = ndimage.uniform_filter(inside, 3, mode="constant")
-    loc_sq = ndimage.uniform_filter(inside * img32, 3, mode="constant")
+    cnt, loc_mean, loc_sq = ndimage.uniform_filter(planes, (1, 3, 3), mode="constant")
     safe = np.where(cnt > 1e-6, cnt, 1.0)
     loc_var = np.maximum(loc_sq / safe - (loc_mean / safe) ** 2, 0.0)
     loc_std = np.sqrt(loc_var[mask])
-    out += [float(loc_std.mean(dtype=np.float64)), float(np.percentile(loc_std, 90))]
+    out += [float(loc_std.mean(dtype=np.float64)),
+            float(percentile_sorted(np.sort(loc_std), 90))]
 
     gx, gy = np.gradient(smooth, spacing[0], spacing[1])
     core = mask & (cnt > 1 - 1e-4)  # ROI pixels whose 3×3 neighbourhood is all ROI
     sel = core if core.any() else mask
     grad = np.hypot(gx[sel], gy[sel])
-    out += [float(grad.mean(dtype=np.float64)), float(np.percentile(grad, 90))]
+    out += [float(grad.mean(dtype=np.float64)), float(percentile_sorted(np.sort(grad), 90))]
 
     ii, jj = np.nonzero(mask)
     di = (ii - ii.mean()) * spacing[0]
     dj = (jj - jj.mean()) * spacing[1]
     dist = np.hypot(di, dj)
-    inner = dist <= np.median(dist)
+    inner = dist <= percentile_sorted(np.sort(dist), 50)
     outer = ~inner
     core_rim = float(v[inner].mean() - v[outer].mean()) if outer.any() else 0.0
     out.append(core_rim)
 
     out += glcm_features(img, mask)
     return np.asarray(out, dtype=np.float64)
+
+
+def percentile_sorted(a: np.ndarray, q):
+    """``np.percentile(a, q)`` (linear method, bit for bit) of an already sorted 1-D ``a``.
+
+    ``np.percentile`` costs ~100-250 µs of Python overhead and an introselect per call, several
+    times the ~40 µs of one (SIMD) ``np.sort`` of a ROI; this mirrors numpy's arithmetic
+    exactly (virtual index ``(n - 1) q``, numpy's ``_lerp``, weak promotion for a scalar ``q``),
+    and a test checks it against ``np.percentile``.
+    """
+    weak = type(q) in (int, float)
+    qs = np.true_divide(q, 100)
+    n = a.shape[0]
+    virtual = np.asanyarray((n - 1) * qs)
+    prev = np.floor(virtual, out=...)
+    nxt = np.add(prev, 1, out=...)
+    above = virtual >= n - 1
+    if above.any():
+        prev[above] = -1
+        nxt[above] = -1
+    below = virtual < 0
+    if below.any():
+        prev[below] = 0
+        nxt[below] = 0
+    gamma = np.asanyarray(virtual - prev, dtype=virtual.dtype)
+    if weak:
+        gamma = float(gamma)
+    lo = a[prev.astype(np.intp)]
+    hi = a[nxt.astype(np.intp)]
+    diff = hi - lo
+    res = np.add(lo, diff * gamma, out=...)
+    np.subtract(hi, diff * (1 - gamma), out=res, where=gamma >= 0.5, casting="unsafe",
+                dtype=type(res.dtype))
+    return res[()] if res.ndim == 0 else res
 
 
 def glcm_features(img: np.ndarray, mask: np.ndarray) -> list[float]:
