@@ -33,9 +33,14 @@ i.e. ``Δw_i = ±λ_y ∂V_sh(t_max)/∂w_i`` (K vanishes for ``t_i > t_max``, s
 ``t_i ≤ t_max`` as in the paper). Updates of a mini-batch are summed, then applied.
 
 Decision. ``neurons_per_class`` neurons per class (class c's neurons have the target "fire iff
-y = c") vote with their margins; ``P(lesion) = softmax(m_0, m_1)_1 = σ(m_1 − m_0)`` with
-``m_c = mean_{o ∈ c} (max_t V_sh,o(t) − θ)``, so ROC and PR curves rank by a continuous score.
-Early stopping keeps the weights of the best validation epoch.
+y = c") vote with their margins ``d = m_1 − m_0``, ``m_c = mean_{o ∈ c} (max_t V_sh,o(t) − θ)``,
+so ROC and PR curves rank by a continuous score. The two populations' margins are not on a common
+scale (one population may stay silent on most patterns), so ``d = 0`` is not the balanced
+decision point; ``P(lesion) = σ(a·d + b)`` with ``(a, b)`` fitted by class-weighted Platt scaling
+on the *training* patterns after training (:class:`PlattScaling`; never on val or test), so
+``P ≥ 0.5`` is the model's own balanced decision. Early stopping keeps the weights of the best
+validation epoch (the validation metric during training reads ``σ(d)``; ranking metrics are
+unaffected by the calibration).
 """
 
 from __future__ import annotations
@@ -142,6 +147,9 @@ class TempotronModel(TrainedModel):
             layer, dict(params), backend, device, info)
         self.train_steps = int(params["steps"])
         self._layers: dict[int, TempotronNetwork] = {self.train_steps: layer}
+        #: maps the vote ``d = m_1 − m_0`` to ``P(lesion)``; σ(d) until :meth:`Tempotron.fit`
+        #: fits it on the training patterns.
+        self.calibration = PlattScaling()
 
     @property
     def n_per_class(self) -> int:
@@ -204,11 +212,15 @@ class TempotronModel(TrainedModel):
         vmax, _, _ = self._run(X, steps or self.train_steps)
         return self.margins(vmax)
 
+    def decision(self, X: np.ndarray, steps: int | None = None) -> np.ndarray:
+        """The vote ``d = m_1 − m_0`` per row of ``X`` (float64)."""
+        m = self.scores(X, steps).double()
+        return (m[:, 1] - m[:, 0]).cpu().numpy()
+
     def predict_proba(self, X: np.ndarray, *, steps: int | None = None) -> np.ndarray:
         if len(X) == 0:
             return np.zeros(0)
-        m = self.scores(X, steps).double()
-        return torch.softmax(m, -1)[:, 1].cpu().numpy()
+        return self.calibration(self.decision(X, steps))
 
     def activity(self, X: np.ndarray, *, steps: int | None = None) -> dict[str, float]:
         """Output spikes (at most one per neuron) per sample; synaptic events = afferent spikes
@@ -228,15 +240,15 @@ class Tempotron(Rule):
 
     def search_space(self) -> dict[str, Param]:
         return {
-            "tau": Float(5.0, 25.0),
-            "lr": Float(3e-4, 3e-3, log=True),
+            "tau": Float(6.0, 14.0),
+            "lr": Float(3e-4, 1.5e-3, log=True),
             "epochs": Fixed(20),
-            "neurons_per_class": Int(1, 5),
-            "population": Int(1, 5),
-            "steps": Int(12, 40),
-            "gain": Float(0.5, 2.0),
+            "neurons_per_class": Int(3, 5),
+            "population": Int(3, 6),
+            "steps": Int(16, 32),
+            "gain": Float(0.8, 1.6),
             "threshold": Fixed(1.0),
-            "momentum": Fixed(0.9),
+            "momentum": Fixed(0.0),
             "init_std": Fixed(0.01),
             "batch_size": Fixed(64),
             "patience": Fixed(8),
@@ -308,9 +320,56 @@ class Tempotron(Rule):
                 break
         with torch.no_grad():
             weight.copy_(best_w)
+        vmax, _ = model.potentials(times, kernel, steps)
+        d_train = model.margins(vmax).double()
+        model.calibration.fit((d_train[:, 1] - d_train[:, 0]).cpu().numpy(), train.y)
         model.info = {"epochs": epochs, "labels_used": len(train), "best_val": best,
-                      "val_history": history}
+                      "val_history": history,
+                      "calibration": {"a": model.calibration.a, "b": model.calibration.b}}
         return model
+
+
+class PlattScaling:
+    """``P = σ(a·d + b)`` for a 1-D decision score ``d`` (Platt 1999), fitted on the *training*
+    patterns with inverse-frequency class weights, so ``P = 0.5`` is the balanced decision point
+    of the score the model actually computes (never fitted on validation or test data).
+
+    A weak Gaussian prior on ``a`` (precision ``l2``, centred on 0) keeps the slope finite
+    when the training scores are separable. Without :meth:`fit` it is ``σ(d)``.
+    """
+
+    def __init__(self, a: float = 1.0, b: float = 0.0) -> None:
+        self.a, self.b = a, b
+
+    def __call__(self, d: np.ndarray) -> np.ndarray:
+        z = np.clip(self.a * np.asarray(d, dtype=np.float64) + self.b, -50.0, 50.0)
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def fit(self, d: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, iters: int = 50
+            ) -> PlattScaling:
+        """Newton's method on the class-weighted, L2-regularised log-loss (convex)."""
+        d = np.asarray(d, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        if len(np.unique(y)) < 2 or not np.all(np.isfinite(d)):
+            return self
+        scale = float(d.std()) or 1.0
+        u = d / scale  # work on a unit-scale score, then fold the scale into a
+        w = class_weights(y.astype(np.int64)).astype(np.float64)[y.astype(np.int64)]
+        w = w / w.sum()
+        theta = np.zeros(2)  # (a, b) on u
+        feats = np.stack([u, np.ones_like(u)], 1)
+        prior = np.array([l2, 0.0])
+        for _ in range(iters):
+            p = 1.0 / (1.0 + np.exp(-np.clip(feats @ theta, -50, 50)))
+            grad = feats.T @ (w * (p - y)) + prior * theta
+            hess = (feats * (w * p * (1 - p))[:, None]).T @ feats + np.diag(prior + 1e-9)
+            step = np.linalg.solve(hess, grad)
+            theta -= step
+            if float(np.abs(step).max()) < 1e-10:
+                break
+        if np.all(np.isfinite(theta)):
+            self.a, self.b = float(theta[0] / scale), float(theta[1])
+        return self
 
 
 def require_rule(backend: Any, rule: str) -> None:
