@@ -64,3 +64,31 @@ def postgres_url() -> str:
     with admin.connect() as conn:
         conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+def make_patient_problem(seed: int, n_patients: int = 24, features: int = 24) -> tuple:
+    """A harder, phantom-like table: patients with their own offsets (so a patient-level split
+    shifts the data), about 25 % lesion slices that move six features by 0.9 SD with noise,
+    split 14 / 4 / 6 patients into train / val / test and standardised on train."""
+    from spikebench.harness.rules import Split
+
+    rng = np.random.default_rng(seed)
+    rows, labels, groups = [], [], []
+    for patient in range(n_patients):
+        m = int(rng.integers(15, 30))
+        y = (rng.random(m) < 0.25).astype(np.int64)
+        X = rng.normal(0, 1, (m, features)) + rng.normal(0, 0.5, features)
+        X[:, :6] += 0.9 * y[:, None] * rng.uniform(0.5, 1.5, (m, 1))
+        rows.append(X), labels.append(y), groups.append(np.full(m, patient))
+    X, y, g = np.concatenate(rows), np.concatenate(labels), np.concatenate(groups)
+    order = rng.permutation(n_patients)
+    parts = [np.isin(g, order[:14]), np.isin(g, order[14:18]), np.isin(g, order[18:])]
+    mu, sd = X[parts[0]].mean(0), X[parts[0]].std(0)
+    return tuple(Split(((X[p] - mu) / sd).astype(np.float32), y[p], g[p])
+                 for p in parts)
+
+
+@pytest.fixture
+def patient_problem():
+    """:func:`make_patient_problem`, for the rules' held-out-patient tests."""
+    return make_patient_problem
