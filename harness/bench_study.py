@@ -39,7 +39,8 @@ def _one_cell(spec: StudySpec, backend: str | None, rule: str | None) -> StudySp
     return spec.model_copy(update={"grid": grid, "space": space, "study": study})
 
 
-def study_throughput(spec_path: str | Path, *, trials: int = 12, workers: tuple[int, ...] = (1, 2),
+def study_throughput(spec_path: str | Path, *, trials: int = 40,
+                     workers: tuple[int, ...] = (1, 2),
                      backend: str | None = None, rule: str | None = None) -> dict[str, Any]:
     """Tune one cell of ``spec_path`` with each worker count; returns trials/minute per count
     and the speed-up of each count over one worker."""

@@ -84,7 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=1, help="with --extract")
     s.add_argument("--study", type=Path, default=None, metavar="SPEC",
                    help="instead: trials/minute of SPEC's first cell with 1 and 2 workers")
-    s.add_argument("--trials", type=int, default=12, help="with --study")
+    s.add_argument("--trials", type=int, default=40,
+                   help="with --study: trials per worker count (the last trials run alone, "
+                        "so a few trials understate the speed-up)")
 
     s = sub.add_parser("export", help="export a trained network of a results folder to NIR")
     s.add_argument("run", type=Path, help="results folder (or one models/*.pt file)")
