@@ -34,13 +34,14 @@ def patient_labels(y: np.ndarray, groups: np.ndarray) -> dict[str, int]:
 
 
 def _stratified_take(ids_by_class: dict[int, list[str]], fraction: float,
-                     rng: np.random.Generator) -> set[str]:
+                     rng: np.random.Generator, leave: int = 1) -> set[str]:
+    """About ``fraction`` of each class's ids, at least one, and at least ``leave`` left over."""
     taken: set[str] = set()
     for cls in sorted(ids_by_class):
         ids = sorted(ids_by_class[cls])
         n = len(ids)
         k = round(fraction * n)
-        k = min(max(k, 1), n - 1)  # at least one per class, never all of a class
+        k = min(max(k, 1), n - leave)
         taken.update(rng.permutation(ids)[:k].tolist())
     return taken
 
@@ -80,7 +81,8 @@ def patient_level_split(
                 "fill train, validation and test; add patients (e.g. more phantom cases)"
             )
     rng = np.random.default_rng(seed)
-    test = _stratified_take(by_class, test_fraction, rng)
+    # leave two patients per class, so that train and validation each get one
+    test = _stratified_take(by_class, test_fraction, rng, leave=2)
     rest = set(labels) - test
     out: dict[str, dict[str, list[str]]] = {}
     for r in range(repeats):

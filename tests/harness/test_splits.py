@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from spikebench.errors import DataError
@@ -35,6 +35,9 @@ def slice_tables(draw):
 
 
 @settings(max_examples=60, deadline=None)
+# found by hypothesis: three patients per class and a large test fraction once left val empty
+@example(table=(np.array([1, 1, 1, 0, 0, 0]), np.array([f"liver_{i}" for i in range(6)])),
+         repeats=1, seed=0, test_fraction=0.5, val_fraction=0.5)
 @given(table=slice_tables(), repeats=st.integers(1, 4), seed=st.integers(0, 10_000),
        test_fraction=st.floats(0.1, 0.5), val_fraction=st.floats(0.1, 0.5))
 def test_splits_are_patient_disjoint_and_cover_everyone(table, repeats, seed, test_fraction,
