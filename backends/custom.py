@@ -13,28 +13,41 @@ How it is fast (each measured on the default bench workload, see ``docs/plugins.
 * **One matrix product per layer and pass.** ``I`` for all ``T`` steps is one ``addmm`` over
   ``[T·B, F]``; the backward pass computes ``dW = gIᵀ x``, ``db`` and ``dx = gI W`` as one
   matrix product each. Only the recurrence runs step by step.
-* **A hand-written backward through time** (:class:`LIFLayerFunction`). Writing
-  ``σ'[t] = surrogate'(H[t] - θ)`` and ``gH``/``gS`` for the gradients arriving at the outputs,
-  the chain rule through the pinned equation (reset term *not* detached) is the linear
-  recurrence::
+* **A hand-written backward through time.** Writing ``σ'[t] = surrogate'(H[t] - θ)`` and
+  ``gH``/``gS`` for the gradients arriving at the outputs, the chain rule through the pinned
+  equation (reset term *not* detached) is the linear recurrence::
 
       dL/dH[t] = gH[t] + gS[t] σ'[t] + D[t] · dL/dH[t+1]
       D[t]     = beta (1 - θ σ'[t])                       subtract
                = beta (1 - S[t] - H[t] σ'[t])              zero
                = beta                                      none
 
-  ``σ'``, ``D`` and the first two terms are computed for all steps at once (a few vectorised
-  ops over ``[T, B, N]``); the loop is one in-place ``addcmul_`` per step. The whole network is
-  one autograd node (:class:`LIFNetworkFunction`): it saves the charges ``H`` and spikes of each
-  layer, and the gradients between layers never leave it, so the backward temporaries are
-  reused buffers (:class:`Workspace`) instead of fresh multi-megabyte tensors.
-* **No per-step allocation.** The current buffer from the ``addmm`` becomes the charge ``H`` in
-  place, and the reset is folded into the next step's charge: ``H[t+1] += beta H[t] - beta θ
-  S[t]`` (subtract), ``H[t+1] += beta H[t] [H[t] <= θ]`` (zero), ``H[t+1] += beta H[t]``
-  (none): two or three small in-place ops per step, with the step's spike/keep mask in one
-  reused cache-resident buffer. The ``[T, B, N]`` spike tensor is written afterwards by a single
-  vectorised ``H > θ`` (writing it step by step was measurably slower: first-touch page faults
-  and a bool→float copy per step).
+  The whole network is one autograd node (:class:`LIFNetworkFunction`): it saves the charges
+  ``H`` and spikes of each layer, and the gradients between layers never leave it, so the
+  backward temporaries are reused buffers (:class:`Workspace`) instead of fresh multi-megabyte
+  tensors.
+* **Fused C++ kernels on CPU** (:mod:`spikebench.backends._lif_kernels`, ``lif_kernels.cpp``).
+  The forward recurrence (the current buffer from the ``addmm`` becomes the charge ``H`` in
+  place; spikes written and counted on the way) and the whole backward above (``σ'``, ``D``,
+  ``gS σ' + gH`` and the reverse-time recurrence) are each one pass over ``[T, B·N]``: blocks
+  of neurons in parallel (``at::parallel_for``, ``torch.get_num_threads()``), the time loop per
+  block and a vectorised loop over the block's contiguous neurons inside, instead of two or
+  three ATen dispatches per step (~3 µs each) and ~8 passes over ``[T, B, N]`` in the backward.
+  The results equal the TorchScript path below bit for bit (same roundings and fused
+  multiply-adds as ATen's CPU kernels; the sigmoid surrogate's ``sigmoid`` is ATen's own). The
+  library is compiled on first CPU use into torch's extension cache (seconds, once per machine
+  and torch version), never at import.
+* **The TorchScript step loops** (:func:`_recurrence_py`, :func:`_backward_loop_py`) are the
+  reference and the path for CUDA, for dtypes other than float32/float64, with
+  ``SPIKEBENCH_NO_CPP_KERNELS=1``, and wherever the C++ kernels cannot be built or loaded (no
+  compiler or ninja, a build error, a CPU without AVX2/FMA: one log line says why, nothing is
+  raised). No per-step allocation there either: the reset is folded into the next step's charge
+  (``H[t+1] += beta H[t] - beta θ S[t]`` subtract, ``H[t+1] += beta H[t] [H[t] <= θ]`` zero,
+  ``H[t+1] += beta H[t]`` none), two or three small in-place ops per step with the step's
+  spike/keep mask in one reused cache-resident buffer, and the ``[T, B, N]`` spike tensor
+  written afterwards by a single vectorised ``H > θ``; the backward computes ``σ'``, ``D`` and
+  the first two terms for all steps at once (a few vectorised ops) and loops one in-place
+  ``addcmul_`` per step.
 * **No graph in inference**: under ``torch.no_grad()`` (or when nothing requires a gradient) the
   same kernels run without an autograd node.
 
@@ -51,6 +64,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from spikebench.backends import _lif_kernels
 from spikebench.backends.base import (
     Backend,
     NetworkOutput,
@@ -151,9 +165,21 @@ def lif_recurrence_(charge: torch.Tensor, beta: float, threshold: float, reset: 
 
     Overwrites ``charge`` with ``H`` in place and returns the spikes ``S`` (same shape/dtype).
     """
+    return _lif_step(charge, beta, threshold, reset)[0]
+
+
+def _lif_step(charge: torch.Tensor, beta: float, threshold: float, reset: str
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`lif_recurrence_` plus the number of spikes (0-d): counted exactly by the fused C++
+    kernel on the way (saves a pass over ``S``; equal to ``spikes.sum()``, which is exact below
+    2**24 spikes in float32), else ``spikes.sum()``."""
     spikes = torch.empty_like(charge)
+    if _lif_kernels.usable(charge):
+        count = _lif_kernels.forward_(charge, spikes, float(beta), float(threshold),
+                                      _RESET_CODES[reset])
+        return spikes, count
     _recurrence(charge, spikes, float(beta), float(threshold), _RESET_CODES[reset])
-    return spikes
+    return spikes, spikes.sum()
 
 
 class Workspace(threading.local):
@@ -196,12 +222,17 @@ def lif_backward_(charge: torch.Tensor, grad_spikes: torch.Tensor | None,
                   ) -> torch.Tensor:
     """``dL/dI`` from the gradients at the outputs ``S`` and ``H`` (see the module docstring).
 
-    ``out``: two scratch tensors shaped like ``charge`` (the result is written into the first);
-    new ones are allocated when omitted.
+    ``out``: two scratch tensors shaped like ``charge`` (the result is written into the first;
+    the fused C++ kernel needs only that one); new ones are allocated when omitted.
     """
-    if out is None:
-        out = [torch.empty_like(charge), torch.empty_like(charge)]
-    grad, coef = out[0], out[1]
+    grad = out[0] if out is not None else torch.empty_like(charge)
+    if (surrogate in _lif_kernels.SURROGATE_CODES and grad.is_contiguous()
+            and _lif_kernels.backward_ok(charge, grad_spikes, grad_charge, grad)
+            and _lif_kernels.usable(charge)):
+        _lif_kernels.backward_(charge, grad_spikes, grad_charge, grad, float(beta),
+                               float(threshold), _RESET_CODES[reset], surrogate, float(slope))
+        return grad
+    coef = out[1] if out is not None else torch.empty_like(charge)
     if grad_spikes is not None or reset != "none":  # else no path through the surrogate
         sg = _surrogate_derivative_(torch.sub(charge, threshold, out=grad), surrogate, slope)
         if reset == "subtract":
@@ -241,8 +272,8 @@ class LIFNetworkFunction(torch.autograd.Function):
         spikes, saved, counts = x, [x], []
         for i in range(0, len(weights), 2):
             charge = _currents(spikes, weights[i], weights[i + 1])
-            spikes = lif_recurrence_(charge, beta, threshold, reset)
-            counts.append(spikes.sum())
+            spikes, count = _lif_step(charge, beta, threshold, reset)
+            counts.append(count)
             saved += [charge, spikes]
         ctx.save_for_backward(*saved[:-1], *weights[0::2])  # x, H_1, S_1, ..., H_L, W_1..W_L
         ctx.params = params
@@ -298,8 +329,8 @@ def lif_network(x: torch.Tensor, weights: Sequence[tuple[torch.Tensor, torch.Ten
     spikes, counts = x, []
     for w, b in weights:
         charge = _currents(spikes, w, b)
-        spikes = lif_recurrence_(charge, params[0], params[1], reset)
-        counts.append(spikes.sum())
+        spikes, count = _lif_step(charge, params[0], params[1], reset)
+        counts.append(count)
     return spikes, charge, torch.stack(counts)
 
 

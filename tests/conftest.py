@@ -92,3 +92,20 @@ def make_patient_problem(seed: int, n_patients: int = 24, features: int = 24) ->
 def patient_problem():
     """:func:`make_patient_problem`, for the rules' held-out-patient tests."""
     return make_patient_problem
+
+
+
+@pytest.fixture(scope="session")
+def fused_kernels() -> None:
+    """Skip when the custom engine's fused C++ kernels cannot be built here; fail instead when
+    ``SPIKEBENCH_REQUIRE_CPP_KERNELS=1`` (CI sets it: a silent fallback there would keep the
+    fused path out of every test)."""
+    from spikebench.backends import _lif_kernels
+
+    reason = _lif_kernels.unavailable_reason()
+    if reason is None:
+        return
+    message = f"fused C++ kernels unavailable: {reason}"
+    if os.environ.get("SPIKEBENCH_REQUIRE_CPP_KERNELS") == "1":
+        pytest.fail(message)
+    pytest.skip(message)

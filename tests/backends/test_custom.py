@@ -7,9 +7,21 @@ import math
 import pytest
 import torch
 
-from spikebench.backends import NetworkSpec, get_backend
+from spikebench.backends import NetworkSpec, _lif_kernels, get_backend
 from spikebench.backends.conformance import random_weights, spiking_input
 from spikebench.backends.custom import WORKSPACE, lif_layer
+
+
+@pytest.fixture(autouse=True, params=["fused", "torchscript"])
+def engine_path(request, monkeypatch):
+    """Every test here runs on both CPU paths: the fused C++ kernels (the default) and the
+    TorchScript step loops (the fallback, forced with SPIKEBENCH_NO_CPP_KERNELS=1)."""
+    if request.param == "torchscript":
+        monkeypatch.setenv(_lif_kernels.ENV_DISABLE, "1")
+    else:
+        monkeypatch.delenv(_lif_kernels.ENV_DISABLE, raising=False)
+        request.getfixturevalue("fused_kernels")
+    return request.param
 
 
 class _Spike(torch.autograd.Function):

@@ -1,0 +1,218 @@
+"""Fused C++ CPU kernels for the LIF engine of :mod:`spikebench.backends.custom`.
+
+The TorchScript step loops of :mod:`~spikebench.backends.custom` issue two or three tiny ATen ops
+per time step (dispatch-bound) and the backward pass makes about eight passes over ``[T, B, N]``
+tensors. ``lif_kernels.cpp`` (next to this file) does each in one pass over the neurons, with the
+time loop per block of neurons and the neuron loop innermost, parallel over neuron blocks with
+``at::parallel_for``. Its results equal the TorchScript path bit for bit (same roundings and
+fused multiply-adds as ATen's CPU kernels; ``tests/backends/test_custom_fused.py`` checks it).
+
+The source is compiled on first use (never at import) with ``torch.utils.cpp_extension.load``
+into torch's extension cache (``~/.cache/torch_extensions`` or ``$TORCH_EXTENSIONS_DIR``, with
+a file lock there, so concurrent processes build it once) and registered as
+``torch.ops.spikebench_lif``. :func:`usable` says whether a tensor can take the fused path; it
+is ``False`` — and the caller keeps to the TorchScript path — for CUDA tensors, dtypes other
+than float32/float64, with ``SPIKEBENCH_NO_CPP_KERNELS=1``, on CPUs/platforms where the
+reference rounding is not reproduced (x86-64 with AVX2+FMA only), and when the build or load
+fails for any reason (no compiler, no ninja, a compile error). Each reason is logged once on the
+``spikebench`` logger; a failed build is not retried within the process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import platform
+import re
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ENV_DISABLE = "SPIKEBENCH_NO_CPP_KERNELS"
+SOURCE = Path(__file__).with_name("lif_kernels.cpp")
+SURROGATE_CODES = {"fast_sigmoid": 0, "arctan": 1, "sigmoid": 2}
+
+_log = logging.getLogger("spikebench")
+_lock = threading.Lock()
+_ops: Any = None  # torch.ops.spikebench_lif once loaded
+_forward: Any = None  # its overloads, looked up once (no per-call overload resolution)
+_backward: Any = None
+_failure: str | None = None  # why the kernels are unavailable (set once, never retried)
+_env_logged = False
+_DTYPES = (torch.float32, torch.float64)
+
+
+def _unsupported_platform() -> str | None:
+    """Why this machine cannot reproduce the reference rounding, or ``None``.
+
+    ATen's vectorised CPU kernels use fused multiply-adds for ``add_(alpha=)``/``addcmul_``
+    only with the AVX2/AVX512 kernels on x86-64; the C++ kernels replicate exactly that.
+    """
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return f"untested CPU architecture {platform.machine()!r}"
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability not in ("AVX2", "AVX512"):
+        return f"ATen CPU capability {capability} (needs AVX2 or AVX512)"
+    return None
+
+
+def _extension_name() -> str:
+    """Build name, distinct per torch version (a cached build is only valid for its headers)."""
+    return "spikebench_lif_avx2_torch" + re.sub(r"\W", "_", torch.__version__)
+
+
+#: A build lock file older than this is stale (a build takes seconds; the holder was killed).
+STALE_LOCK_SECONDS = 600.0
+
+
+def remove_stale_lock(build_dir: str | Path, max_age: float = STALE_LOCK_SECONDS) -> bool:
+    """Delete ``build_dir/lock`` if it is older than ``max_age`` seconds; whether it did.
+
+    torch's extension builds serialise on that file and wait for it without a time limit, so a
+    build process killed mid-way (SIGKILL, OOM) would otherwise hang every later first use.
+    """
+    lock = Path(build_dir) / "lock"
+    try:
+        if time.time() - lock.stat().st_mtime <= max_age:
+            return False
+        lock.unlink()
+    except OSError:
+        return False
+    _log.info("spikebench: removed a stale C++ build lock %s", lock)
+    return True
+
+
+def _build() -> Any:
+    """Compile (or reuse the cached build) and load the kernels; returns the ops namespace."""
+    from torch.utils import cpp_extension
+
+    # _get_build_directory is private torch API (the directory load() picks): no check if it moved
+    with contextlib.suppress(Exception):
+        remove_stale_lock(cpp_extension._get_build_directory(_extension_name(), verbose=False))
+
+    # torch's compiler-ABI notes (a warning or a log record) would add noise; the one line that
+    # load() logs on failure says enough.
+    torch_log = logging.getLogger("torch.utils.cpp_extension")
+    level = torch_log.level
+    torch_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cpp_extension.load(
+                name=_extension_name(),
+                sources=[str(SOURCE)],
+                extra_cflags=["-O3", "-ffp-contract=off", "-fopenmp", "-mavx2", "-mfma"],
+                extra_ldflags=["-fopenmp"],
+                is_python_module=False,
+                verbose=False,
+            )
+    finally:
+        torch_log.setLevel(level)
+    return torch.ops.spikebench_lif
+
+
+def _summary(exc: Exception) -> str:
+    """One line for the log: the exception's first line, plus the compiler's first error line
+    (a failed build's message starts with the long command line)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    head = lines[0][:160] if lines else ""
+    error = next((line for line in lines[1:] if re.search(
+        r"error|not found|no such file|cannot|fatal", line, re.IGNORECASE)), None)
+    text = f"{type(exc).__name__}: {head}"
+    return f"{text} ... {error[:200]}" if error else text
+
+
+def load() -> Any:
+    """``torch.ops.spikebench_lif`` after building/loading it once; ``None`` if unavailable.
+
+    Thread-safe; the first caller builds (seconds, once per machine and torch version: later
+    processes load the cached library), the others wait for it. A failure is remembered: no
+    second attempt in this process.
+    """
+    global _ops, _failure, _forward, _backward
+    if _ops is not None or _failure is not None:
+        return _ops
+    with _lock:
+        if _ops is not None or _failure is not None:
+            return _ops
+        reason = _unsupported_platform()
+        if reason is not None:
+            _failure = reason
+            _log.info("spikebench: fused C++ LIF kernels not used (%s); using the TorchScript "
+                      "step loops", reason)
+            return None
+        start = time.perf_counter()
+        try:
+            ops = _build()
+            forward, backward = ops.forward_.default, ops.backward_.default
+        except Exception as exc:  # no compiler, no ninja, build error, ...: never raise
+            _failure = f"build failed: {_summary(exc)}"
+            _log.debug("spikebench: C++ LIF kernel build error", exc_info=True)
+            _log.warning("spikebench: fused C++ LIF kernels unavailable (%s); using the "
+                         "TorchScript step loops", _failure)
+            return None
+        _log.info("spikebench: fused C++ LIF kernels ready (%.1f s to build or load)",
+                  time.perf_counter() - start)
+        _forward, _backward, _ops = forward, backward, ops
+        return _ops
+
+
+def unavailable_reason() -> str | None:
+    """Why the fused kernels cannot be used on this machine/process (loading them if needed)."""
+    if _disabled_by_env():
+        return f"disabled by {ENV_DISABLE}"
+    load()
+    return _failure
+
+
+def _disabled_by_env() -> bool:
+    global _env_logged
+    if os.environ.get(ENV_DISABLE, "").strip() in ("", "0"):
+        return False
+    if not _env_logged:
+        _env_logged = True
+        _log.info("spikebench: fused C++ LIF kernels disabled by %s", ENV_DISABLE)
+    return True
+
+
+def usable(charge: torch.Tensor) -> bool:
+    """Whether the fused kernels take ``charge``: a contiguous float32/float64 CPU tensor, not
+    disabled by the environment, and the kernels built (building them on the first call)."""
+    if charge.device.type != "cpu" or charge.dtype not in _DTYPES or not charge.is_contiguous():
+        return False
+    if _disabled_by_env():
+        return False
+    return load() is not None
+
+
+def forward_(charge: torch.Tensor, spikes: torch.Tensor, beta: float, threshold: float,
+             reset: int) -> torch.Tensor:
+    """The LIF recurrence in place over ``charge`` (``I`` → ``H``), spikes into ``spikes``;
+    returns the number of spikes (0-d, ``charge``'s dtype), counted on the way.
+
+    Same contract as ``custom._recurrence_py`` (``reset``: 0 subtract, 1 zero, 2 none); call
+    only after :func:`usable` returned ``True`` for ``charge``. The count is exact, so it equals
+    ``spikes.sum()`` whenever that is exact (fewer than 2**24 spikes in float32).
+    """
+    return _forward(charge, spikes, beta, threshold, reset)
+
+
+def backward_ok(charge: torch.Tensor, *grads: torch.Tensor | None) -> bool:
+    """Whether the gradients can go to :func:`backward_` with ``charge`` (same dtype, device and
+    shape; any strides)."""
+    return all(g is None or (g.dtype == charge.dtype and g.device == charge.device
+                             and g.shape == charge.shape) for g in grads)
+
+
+def backward_(charge: torch.Tensor, grad_spikes: torch.Tensor | None,
+              grad_charge: torch.Tensor | None, out: torch.Tensor, beta: float, threshold: float,
+              reset: int, surrogate: str, slope: float) -> None:
+    """``dL/dI`` into ``out`` (contiguous, ``charge``'s shape) in one fused pass; the contract of
+    ``custom.lif_backward_``. Call only after :func:`usable` and :func:`backward_ok`."""
+    _backward(charge, grad_spikes, grad_charge, out, beta, threshold, reset,
+              SURROGATE_CODES[surrogate], slope)
