@@ -32,7 +32,9 @@ def summary_frame(out: str | Path):  # -> pandas.DataFrame
                            ("test_patient_pr_auc", "test patient PR-AUC"),
                            ("test_pr_auc", "test slice PR-AUC")):
             vals = ok[col].astype(float)
-            row[label] = f"{np.nanmean(vals):.3f} ± {np.nanstd(vals):.3f}"
+            # sample std (ddof=1), as in the report's tables; 0 for a single repeat
+            std = np.nanstd(vals, ddof=1) if vals.notna().sum() > 1 else 0.0
+            row[label] = f"{np.nanmean(vals):.3f} ± {std:.3f}"
         row["train s"] = f"{ok['train_seconds'].mean():.2f}"
         row["note"] = ""
         rows.append(row)

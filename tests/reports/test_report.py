@@ -93,6 +93,21 @@ def test_main_table_means_and_stds_equal_results_parquet(small_study):
     assert ("snntorch", "active") not in table.index
 
 
+def test_cli_summary_quotes_the_report_mean_and_std(small_study):
+    """The table `study run` prints and the report's main table use the same (sample) std."""
+    from spikebench.harness.summary import summary_frame
+
+    table = main_table(load_study(small_study), n_bootstrap=20).set_index(["backend", "rule"])
+    summary = summary_frame(small_study)
+    summary = summary[summary["backend"] != "baseline"].set_index(["backend", "rule"])
+    for (backend, rule), row in summary.iterrows():
+        if row["repeats"] == 0:
+            continue
+        m, s = table.loc[(backend, rule), ["test_balanced_accuracy_mean",
+                                            "test_balanced_accuracy_std"]]
+        assert row["test bal. acc"] == f"{m:.3f} ± {s:.3f}"
+
+
 def test_bootstrap_interval_follows_the_documented_scheme(small_study):
     """A naive re-implementation (resample patients, concatenate their slices, score with the
     harness metrics, average over repeats, percentiles) gives the same interval."""
