@@ -122,7 +122,8 @@ def extract_features(root: str | Path, out: str | Path, *, workers: int = 1,
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(jobs), initial=cached, desc="extract", unit="case")
+        # disable=None: no bar when stderr is not a terminal (CI logs, files)
+        bar = tqdm(total=len(jobs), initial=cached, desc="extract", unit="case", disable=None)
     try:
         _run_jobs(todo, workers, record, bar)
     finally:

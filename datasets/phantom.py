@@ -59,7 +59,7 @@ def write_phantom(out: str | Path, cases: int = 12, *, seed: int = 0,
     if progress:
         from tqdm.auto import tqdm
 
-        ids = tqdm(ids, desc="phantom", unit="vol")
+        ids = tqdm(ids, desc="phantom", unit="vol", disable=None)  # no bar off a terminal
     for k in ids:
         rng = np.random.default_rng(int(seeds[k]))
         nz = int(rng.integers(slices[0], slices[1] + 1))

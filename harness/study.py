@@ -701,7 +701,9 @@ def _stale(lock: Path) -> bool:
 def _bar(enabled: bool, total: int, desc: str) -> Any:
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, disable=not enabled, leave=False, file=sys.stderr)
+    # disable=None: tqdm shows the bar only when stderr is a terminal (clean CI logs and files)
+    return tqdm(total=total, desc=desc, disable=None if enabled else True, leave=False,
+                file=sys.stderr)
 
 
 # --------------------------------------------------------------------------------------------
