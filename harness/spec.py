@@ -117,6 +117,9 @@ class SearchTable(_Strict):
     trials: int = Field(20, ge=1)
     sampler: Literal["tpe", "random", "cmaes", "gp", "nsga2"] = "tpe"
     pruner: Literal["median", "hyperband", "none"] = "median"
+    #: Random start-up trials before TPE / GP model the objective. Default: a third of the
+    #: trials, at most 10 (Optuna's own default), so short studies are tuned, not only sampled.
+    startup_trials: int | None = Field(None, ge=1)
     #: Empty: Optuna's journal file in the results folder. Else any Optuna storage URL.
     storage: str = ""
     #: Second objective for multi-objective mode: minimise synaptic operations per sample or

@@ -177,17 +177,25 @@ def open_storage(url: str) -> Any:
         ) from None
 
 
-def make_sampler(name: str, seed: int, multi: bool) -> Any:
+def startup_trials(requested: int | None, trials: int) -> int:
+    """Random start-up trials before a model-based sampler: ``requested``, else a third of
+    ``trials`` capped at Optuna's default of 10 (with 10 trials Optuna's default would leave
+    TPE nothing to do)."""
+    return requested if requested is not None else max(1, min(10, trials // 3))
+
+
+def make_sampler(name: str, seed: int, multi: bool, startup: int = 10) -> Any:
+    """The ``[search].sampler`` named ``name``; ``startup``: random trials before TPE / GP."""
     import optuna
 
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
     if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed)
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
     if name == "cmaes":
         if multi:
             raise SpecError("[search].sampler = 'cmaes' is single-objective; use 'nsga2' or 'tpe'")
@@ -300,7 +308,8 @@ class Runner:
             study_name=cell_study_name(self.spec, cell.backend, cell.rule),
             storage=self.storage, load_if_exists=True, directions=directions,
             sampler=make_sampler(self.spec.search.sampler, self.spec.study.seed + self.worker,
-                                 multi),
+                                 multi, startup_trials(self.spec.search.startup_trials,
+                                                       self.trials)),
             pruner=make_pruner(self.spec.search.pruner),
         )
 

@@ -247,3 +247,24 @@ def test_trial_of_a_killed_local_worker_is_failed_and_retried_on_the_journal(tmp
     assert TrialState.RUNNING not in states
     assert study.trials[orphan.number].state == TrialState.FAIL
     assert sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) == 2
+
+
+def test_short_studies_leave_trials_to_the_model_based_sampler():
+    """With Optuna's default 10 random start-up trials, a 10-trial cell would never use TPE."""
+    from spikebench.harness.study import make_sampler, startup_trials
+
+    assert startup_trials(None, 10) == 3
+    assert startup_trials(None, 50) == 10 and startup_trials(None, 2) == 1
+    assert startup_trials(5, 10) == 5
+    sampler = make_sampler("tpe", 0, False, startup_trials(None, 10))
+    assert getattr(sampler, "_n_startup_trials", 3) == 3  # private in Optuna; checked if present
+
+
+def test_startup_trials_must_be_positive(tmp_path, feature_table):
+    from spikebench.errors import SpecError
+    from spikebench.harness.spec import load_spec
+
+    text = TINY.replace("[search]", "[search]\nstartup_trials = 0")
+    spec = write_spec(tmp_path, feature_table, text)
+    with pytest.raises(SpecError, match="startup_trials"):
+        load_spec(spec)
