@@ -229,3 +229,48 @@ class Backend(abc.ABC):
             "resets": sorted(self.resets),
             "surrogates": sorted(self.surrogates),
         }
+
+
+def build_seeded(factory: Any, seed: int | None) -> Any:
+    """Call ``factory()`` with the global RNG seeded (and restored afterwards) when ``seed`` is set.
+
+    Shared by the backends so that the same ``seed`` gives every backend the same initial weights
+    (all of them initialise ``nn.Linear`` layers in the same order).
+    """
+    if seed is None:
+        return factory()
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return factory()
+
+
+class ModuleBackend(Backend):
+    """A :class:`Backend` whose network and Tempotron are ``torch.nn.Module`` classes built from
+    their arguments: set :attr:`network_cls` (called as ``network_cls(spec)``) and, for the
+    Tempotron rule, :attr:`tempotron_cls` (``tempotron_cls(n_inputs, n_outputs, steps=, tau=,
+    tau_s=)``). Building checks support, seeds the initial weights (:func:`build_seeded`) and
+    moves the module to the device and dtype (float32 by default), as the built-ins do.
+    """
+
+    network_cls: ClassVar[Any]
+    tempotron_cls: ClassVar[Any] = None
+
+    def build(self, spec, *, device="cpu", dtype=None, seed=None):  # type: ignore[override]
+        import torch
+
+        self.check_supported(spec)
+        net = build_seeded(lambda: self.network_cls(spec), seed)
+        return net.to(device=device, dtype=dtype or torch.float32)
+
+    def build_tempotron(self, n_inputs, n_outputs, *, steps, tau=15.0, tau_s=None,  # type: ignore[override]
+                        device="cpu", dtype=None, seed=None):
+        if self.tempotron_cls is None:
+            return super().build_tempotron(n_inputs, n_outputs, steps=steps, tau=tau,
+                                           tau_s=tau_s, device=device, dtype=dtype, seed=seed)
+        import torch
+
+        layer = build_seeded(lambda: self.tempotron_cls(n_inputs, n_outputs, steps=steps,
+                                                        tau=tau, tau_s=tau_s), seed)
+        return layer.to(device=device, dtype=dtype or torch.float32)

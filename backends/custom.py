@@ -66,11 +66,10 @@ from torch import nn
 
 from spikebench.backends import _lif_kernels
 from spikebench.backends.base import (
-    Backend,
+    ModuleBackend,
     NetworkOutput,
     NetworkSpec,
     SpikingNetwork,
-    TempotronNetwork,
 )
 from spikebench.backends.tempotron import DirectTempotron
 
@@ -404,33 +403,11 @@ def set_linear_weights(layers: Sequence[nn.Linear],
                 raise BackendError(f"layer {i}: spec has bias=False but a non-zero bias was given")
 
 
-def build_seeded(factory, seed: int | None):
-    """Call ``factory()`` with the global RNG seeded (and restored afterwards) when ``seed`` is set.
-
-    Shared by the backends so that the same ``seed`` gives every backend the same initial weights
-    (all of them initialise ``nn.Linear`` layers in the same order).
-    """
-    if seed is None:
-        return factory()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return factory()
-
-
-class CustomBackend(Backend):
+class CustomBackend(ModuleBackend):
     """spikebench's own engine (no framework dependency beyond PyTorch)."""
 
     name = "custom"
     framework = "torch"
     rules = frozenset({"surrogate", "tempotron", "active"})
-
-    def build(self, spec, *, device="cpu", dtype=None, seed=None) -> CustomNetwork:
-        self.check_supported(spec)
-        net = build_seeded(lambda: CustomNetwork(spec), seed)
-        return net.to(device=device, dtype=dtype or torch.float32)
-
-    def build_tempotron(self, n_inputs, n_outputs, *, steps, tau=15.0, tau_s=None,
-                        device="cpu", dtype=None, seed=None) -> TempotronNetwork:
-        layer = build_seeded(
-            lambda: DirectTempotron(n_inputs, n_outputs, steps=steps, tau=tau, tau_s=tau_s), seed)
-        return layer.to(device=device, dtype=dtype or torch.float32)
+    network_cls = CustomNetwork
+    tempotron_cls = DirectTempotron

@@ -42,13 +42,13 @@ import torch
 from torch import nn
 
 from spikebench.backends.base import (
-    Backend,
+    ModuleBackend,
     NetworkOutput,
     NetworkSpec,
     SpikingNetwork,
     TempotronNetwork,
 )
-from spikebench.backends.custom import build_seeded, set_linear_weights
+from spikebench.backends.custom import set_linear_weights
 from spikebench.backends.tempotron import kernel_v0
 from spikebench.errors import BackendError
 
@@ -233,21 +233,11 @@ class SnnTorchTempotron(nn.Module, TempotronNetwork):
         return (self.v0 * (self.beta - self.alpha)) * v
 
 
-class SnnTorchBackend(Backend):
+class SnnTorchBackend(ModuleBackend):
     """snnTorch (``snntorch.Leaky`` / ``snntorch.Synaptic``), pinned to the shared equation."""
 
     name = "snntorch"
     framework = "snntorch"
     rules = frozenset({"surrogate", "tempotron", "active"})
-
-    def build(self, spec, *, device="cpu", dtype=None, seed=None) -> SnnTorchNetwork:
-        self.check_supported(spec)
-        net = build_seeded(lambda: SnnTorchNetwork(spec), seed)
-        return net.to(device=device, dtype=dtype or torch.float32)
-
-    def build_tempotron(self, n_inputs, n_outputs, *, steps, tau=15.0, tau_s=None,
-                        device="cpu", dtype=None, seed=None) -> TempotronNetwork:
-        layer = build_seeded(
-            lambda: SnnTorchTempotron(n_inputs, n_outputs, steps=steps, tau=tau, tau_s=tau_s),
-            seed)
-        return layer.to(device=device, dtype=dtype or torch.float32)
+    network_cls = SnnTorchNetwork
+    tempotron_cls = SnnTorchTempotron

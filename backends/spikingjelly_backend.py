@@ -48,13 +48,13 @@ import torch
 from torch import nn
 
 from spikebench.backends.base import (
-    Backend,
+    ModuleBackend,
     NetworkOutput,
     NetworkSpec,
     SpikingNetwork,
     TempotronNetwork,
 )
-from spikebench.backends.custom import build_seeded, set_linear_weights
+from spikebench.backends.custom import set_linear_weights
 from spikebench.backends.tempotron import kernel_v0
 from spikebench.errors import BackendError
 
@@ -286,21 +286,11 @@ class SpikingJellyTempotron(nn.Module, TempotronNetwork):
                                        float(threshold))
 
 
-class SpikingJellyBackend(Backend):
+class SpikingJellyBackend(ModuleBackend):
     """SpikingJelly (``activation_based`` LIF nodes, ``timing_based`` Tempotron), pinned."""
 
     name = "spikingjelly"
     framework = "spikingjelly"
     rules = frozenset({"surrogate", "tempotron", "active"})
-
-    def build(self, spec, *, device="cpu", dtype=None, seed=None) -> SpikingJellyNetwork:
-        self.check_supported(spec)
-        net = build_seeded(lambda: SpikingJellyNetwork(spec), seed)
-        return net.to(device=device, dtype=dtype or torch.float32)
-
-    def build_tempotron(self, n_inputs, n_outputs, *, steps, tau=15.0, tau_s=None,
-                        device="cpu", dtype=None, seed=None) -> TempotronNetwork:
-        layer = build_seeded(
-            lambda: SpikingJellyTempotron(n_inputs, n_outputs, steps=steps, tau=tau,
-                                          tau_s=tau_s), seed)
-        return layer.to(device=device, dtype=dtype or torch.float32)
+    network_cls = SpikingJellyNetwork
+    tempotron_cls = SpikingJellyTempotron
