@@ -342,7 +342,23 @@ def lif_layer(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, 
     return spikes, charge
 
 
-class CustomNetwork(nn.Module, SpikingNetwork):
+class LinearLayersWeights:
+    """``get_weights`` / ``set_weights`` for a network whose layers are ``self.layers``, a list
+    of ``nn.Linear`` (the neutral ``[(W, b), ...]`` format); shared by the built-in networks."""
+
+    layers: nn.ModuleList
+
+    def get_weights(self) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        return [
+            (lin.weight.detach().clone(), None if lin.bias is None else lin.bias.detach().clone())
+            for lin in self.layers
+        ]
+
+    def set_weights(self, weights: Sequence[tuple[torch.Tensor, torch.Tensor | None]]) -> None:
+        set_linear_weights(list(self.layers), weights)
+
+
+class CustomNetwork(LinearLayersWeights, nn.Module, SpikingNetwork):
     """Feed-forward LIF network; ``forward`` takes ``[T, B, F]`` and returns :class:`NetworkOutput`.
 
     Layers are ``nn.Linear`` modules (their parameters are the weights); the LIF dynamics run in
@@ -367,14 +383,6 @@ class CustomNetwork(nn.Module, SpikingNetwork):
             slope=spec.slope)
         return NetworkOutput(spikes=spikes, membrane=charge, layer_spike_counts=list(counts))
 
-    def get_weights(self) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
-        return [
-            (lin.weight.detach().clone(), None if lin.bias is None else lin.bias.detach().clone())
-            for lin in self.layers
-        ]
-
-    def set_weights(self, weights: Sequence[tuple[torch.Tensor, torch.Tensor | None]]) -> None:
-        set_linear_weights(list(self.layers), weights)
 
 
 def set_linear_weights(layers: Sequence[nn.Linear],

@@ -36,7 +36,7 @@ network's dtype so float64 runs stay float64.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -48,7 +48,7 @@ from spikebench.backends.base import (
     SpikingNetwork,
     TempotronNetwork,
 )
-from spikebench.backends.custom import set_linear_weights
+from spikebench.backends.custom import LinearLayersWeights
 from spikebench.backends.tempotron import kernel_v0
 from spikebench.errors import BackendError
 
@@ -128,7 +128,7 @@ class _ExactSynaptic(snntorch.Synaptic):
         return out
 
 
-class SnnTorchNetwork(nn.Module, SpikingNetwork):
+class SnnTorchNetwork(LinearLayersWeights, nn.Module, SpikingNetwork):
     """``nn.Linear`` → :class:`PinnedLeaky` per layer, stepped over time in Python (the
     idiomatic snnTorch loop, with explicit ``mem`` state initialised by ``reset_mem``)."""
 
@@ -160,14 +160,6 @@ class SnnTorchNetwork(nn.Module, SpikingNetwork):
         return NetworkOutput(spikes=torch.stack(out_spikes), membrane=torch.stack(out_charge),
                              layer_spike_counts=counts)
 
-    def get_weights(self) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
-        return [
-            (lin.weight.detach().clone(), None if lin.bias is None else lin.bias.detach().clone())
-            for lin in self.layers
-        ]
-
-    def set_weights(self, weights: Sequence[tuple[torch.Tensor, torch.Tensor | None]]) -> None:
-        set_linear_weights(list(self.layers), weights)
 
 
 class SnnTorchTempotron(nn.Module, TempotronNetwork):

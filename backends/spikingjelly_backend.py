@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -54,7 +53,7 @@ from spikebench.backends.base import (
     SpikingNetwork,
     TempotronNetwork,
 )
-from spikebench.backends.custom import set_linear_weights
+from spikebench.backends.custom import LinearLayersWeights
 from spikebench.backends.tempotron import kernel_v0
 from spikebench.errors import BackendError
 
@@ -185,7 +184,7 @@ def make_node(spec: NetworkSpec, store_v_seq: bool) -> nn.Module:
     return _LIFNode(spec.beta, spec.threshold, spec.reset, sg, store_v_seq)
 
 
-class SpikingJellyNetwork(nn.Module, SpikingNetwork):
+class SpikingJellyNetwork(LinearLayersWeights, nn.Module, SpikingNetwork):
     """``layer.Linear(step_mode="m")`` → LIF node per layer, each run over all ``T`` steps."""
 
     def __init__(self, spec: NetworkSpec) -> None:
@@ -210,14 +209,6 @@ class SpikingJellyNetwork(nn.Module, SpikingNetwork):
         charge = self.neurons[-1].charge_seq(current)
         return NetworkOutput(spikes=s, membrane=charge, layer_spike_counts=counts)
 
-    def get_weights(self) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
-        return [
-            (lin.weight.detach().clone(), None if lin.bias is None else lin.bias.detach().clone())
-            for lin in self.layers
-        ]
-
-    def set_weights(self, weights: Sequence[tuple[torch.Tensor, torch.Tensor | None]]) -> None:
-        set_linear_weights(list(self.layers), weights)
 
 
 class SpikingJellyTempotron(nn.Module, TempotronNetwork):
