@@ -274,3 +274,45 @@ class ModuleBackend(Backend):
         layer = build_seeded(lambda: self.tempotron_cls(n_inputs, n_outputs, steps=steps,
                                                         tau=tau, tau_s=tau_s), seed)
         return layer.to(device=device, dtype=dtype or torch.float32)
+
+
+class LinearLayersWeights:
+    """``get_weights`` / ``set_weights`` for a network whose layers are ``self.layers``, a list
+    of ``nn.Linear`` (the neutral ``[(W, b), ...]`` format); shared by the built-in networks."""
+
+    layers: Any  # torch.nn.ModuleList of nn.Linear
+
+    def get_weights(self) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        return [
+            (lin.weight.detach().clone(), None if lin.bias is None else lin.bias.detach().clone())
+            for lin in self.layers
+        ]
+
+    def set_weights(self, weights: Sequence[tuple[torch.Tensor, torch.Tensor | None]]) -> None:
+        set_linear_weights(list(self.layers), weights)
+
+
+def set_linear_weights(layers: Sequence[torch.nn.Linear],
+                       weights: Sequence[tuple[torch.Tensor, torch.Tensor | None]]) -> None:
+    """Copy neutral ``(W, b)`` pairs into ``nn.Linear`` layers, checking shapes (shared helper)."""
+    import torch
+
+    weights = list(weights)
+    if len(weights) != len(layers):
+        raise BackendError(f"expected weights for {len(layers)} layers, got {len(weights)}")
+    with torch.no_grad():
+        for i, (lin, (w, b)) in enumerate(zip(layers, weights)):
+            if tuple(w.shape) != tuple(lin.weight.shape):
+                raise BackendError(f"layer {i}: weight shape {tuple(w.shape)} != "
+                                   f"{tuple(lin.weight.shape)}")
+            lin.weight.copy_(w)
+            if lin.bias is not None:
+                if b is None:
+                    lin.bias.zero_()
+                elif tuple(b.shape) != tuple(lin.bias.shape):
+                    raise BackendError(f"layer {i}: bias shape {tuple(b.shape)} != "
+                                       f"{tuple(lin.bias.shape)}")
+                else:
+                    lin.bias.copy_(b)
+            elif b is not None and bool(torch.any(b != 0)):
+                raise BackendError(f"layer {i}: spec has bias=False but a non-zero bias was given")

@@ -66,6 +66,7 @@ from torch import nn
 
 from spikebench.backends import _lif_kernels
 from spikebench.backends.base import (
+    LinearLayersWeights,
     ModuleBackend,
     NetworkOutput,
     NetworkSpec,
@@ -342,22 +343,6 @@ def lif_layer(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, 
     return spikes, charge
 
 
-class LinearLayersWeights:
-    """``get_weights`` / ``set_weights`` for a network whose layers are ``self.layers``, a list
-    of ``nn.Linear`` (the neutral ``[(W, b), ...]`` format); shared by the built-in networks."""
-
-    layers: nn.ModuleList
-
-    def get_weights(self) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
-        return [
-            (lin.weight.detach().clone(), None if lin.bias is None else lin.bias.detach().clone())
-            for lin in self.layers
-        ]
-
-    def set_weights(self, weights: Sequence[tuple[torch.Tensor, torch.Tensor | None]]) -> None:
-        set_linear_weights(list(self.layers), weights)
-
-
 class CustomNetwork(LinearLayersWeights, nn.Module, SpikingNetwork):
     """Feed-forward LIF network; ``forward`` takes ``[T, B, F]`` and returns :class:`NetworkOutput`.
 
@@ -382,33 +367,6 @@ class CustomNetwork(LinearLayersWeights, nn.Module, SpikingNetwork):
             threshold=spec.threshold, reset=spec.reset, surrogate=spec.surrogate,
             slope=spec.slope)
         return NetworkOutput(spikes=spikes, membrane=charge, layer_spike_counts=list(counts))
-
-
-
-def set_linear_weights(layers: Sequence[nn.Linear],
-                       weights: Sequence[tuple[torch.Tensor, torch.Tensor | None]]) -> None:
-    """Copy neutral ``(W, b)`` pairs into ``nn.Linear`` layers, checking shapes (shared helper)."""
-    from spikebench.errors import BackendError
-
-    weights = list(weights)
-    if len(weights) != len(layers):
-        raise BackendError(f"expected weights for {len(layers)} layers, got {len(weights)}")
-    with torch.no_grad():
-        for i, (lin, (w, b)) in enumerate(zip(layers, weights)):
-            if tuple(w.shape) != tuple(lin.weight.shape):
-                raise BackendError(f"layer {i}: weight shape {tuple(w.shape)} != "
-                                   f"{tuple(lin.weight.shape)}")
-            lin.weight.copy_(w)
-            if lin.bias is not None:
-                if b is None:
-                    lin.bias.zero_()
-                elif tuple(b.shape) != tuple(lin.bias.shape):
-                    raise BackendError(f"layer {i}: bias shape {tuple(b.shape)} != "
-                                       f"{tuple(lin.bias.shape)}")
-                else:
-                    lin.bias.copy_(b)
-            elif b is not None and bool(torch.any(b != 0)):
-                raise BackendError(f"layer {i}: spec has bias=False but a non-zero bias was given")
 
 
 class CustomBackend(ModuleBackend):

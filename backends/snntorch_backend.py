@@ -42,13 +42,13 @@ import torch
 from torch import nn
 
 from spikebench.backends.base import (
+    LinearLayersWeights,
     ModuleBackend,
     NetworkOutput,
     NetworkSpec,
     SpikingNetwork,
     TempotronNetwork,
 )
-from spikebench.backends.custom import LinearLayersWeights
 from spikebench.backends.tempotron import kernel_v0
 from spikebench.errors import BackendError
 
