@@ -202,17 +202,22 @@ def forward_(charge: torch.Tensor, spikes: torch.Tensor, beta: float, threshold:
     return _forward(charge, spikes, beta, threshold, reset)
 
 
-def backward_ok(charge: torch.Tensor, *grads: torch.Tensor | None) -> bool:
-    """Whether the gradients can go to :func:`backward_` with ``charge`` (same dtype, device and
-    shape; any strides)."""
-    return all(g is None or (g.dtype == charge.dtype and g.device == charge.device
-                             and g.shape == charge.shape) for g in grads)
+def backward_usable(charge: torch.Tensor, grad_spikes: torch.Tensor | None,
+                    grad_charge: torch.Tensor | None, out: torch.Tensor, surrogate: str) -> bool:
+    """Whether :func:`backward_` takes these arguments: a surrogate it implements, a contiguous
+    ``out``, gradients of ``charge``'s dtype, device and shape (any strides), and :func:`usable`
+    for ``charge`` (building the kernels on the first call)."""
+    return (surrogate in SURROGATE_CODES and out.is_contiguous()
+            and all(g is None or (g.dtype == charge.dtype and g.device == charge.device
+                                  and g.shape == charge.shape)
+                    for g in (grad_spikes, grad_charge, out))
+            and usable(charge))
 
 
 def backward_(charge: torch.Tensor, grad_spikes: torch.Tensor | None,
               grad_charge: torch.Tensor | None, out: torch.Tensor, beta: float, threshold: float,
               reset: int, surrogate: str, slope: float) -> None:
     """``dL/dI`` into ``out`` (contiguous, ``charge``'s shape) in one fused pass; the contract of
-    ``custom.lif_backward_``. Call only after :func:`usable` and :func:`backward_ok`."""
+    ``custom.lif_backward_``. Call only after :func:`backward_usable` returned ``True``."""
     _backward(charge, grad_spikes, grad_charge, out, beta, threshold, reset,
               SURROGATE_CODES[surrogate], slope)

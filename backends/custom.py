@@ -226,9 +226,7 @@ def lif_backward_(charge: torch.Tensor, grad_spikes: torch.Tensor | None,
     the fused C++ kernel needs only that one); new ones are allocated when omitted.
     """
     grad = out[0] if out is not None else torch.empty_like(charge)
-    if (surrogate in _lif_kernels.SURROGATE_CODES and grad.is_contiguous()
-            and _lif_kernels.backward_ok(charge, grad_spikes, grad_charge, grad)
-            and _lif_kernels.usable(charge)):
+    if _lif_kernels.backward_usable(charge, grad_spikes, grad_charge, grad, surrogate):
         _lif_kernels.backward_(charge, grad_spikes, grad_charge, grad, float(beta),
                                float(threshold), _RESET_CODES[reset], surrogate, float(slope))
         return grad

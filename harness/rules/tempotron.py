@@ -212,10 +212,15 @@ class TempotronModel(TrainedModel):
         vmax, _, _ = self._run(X, steps or self.train_steps)
         return self.margins(vmax)
 
+    def vote(self, vmax: torch.Tensor) -> np.ndarray:
+        """The vote ``d = m_1 − m_0`` (float64) from the peak potentials ``vmax`` ``[n, O]``."""
+        m = self.margins(vmax).double()
+        return (m[:, 1] - m[:, 0]).cpu().numpy()
+
     def decision(self, X: np.ndarray, steps: int | None = None) -> np.ndarray:
         """The vote ``d = m_1 − m_0`` per row of ``X`` (float64)."""
-        m = self.scores(X, steps).double()
-        return (m[:, 1] - m[:, 0]).cpu().numpy()
+        vmax, _, _ = self._run(X, steps or self.train_steps)
+        return self.vote(vmax)
 
     def predict_proba(self, X: np.ndarray, *, steps: int | None = None) -> np.ndarray:
         if len(X) == 0:
@@ -321,8 +326,7 @@ class Tempotron(Rule):
         with torch.no_grad():
             weight.copy_(best_w)
         vmax, _ = model.potentials(times, kernel, steps)
-        d_train = model.margins(vmax).double()
-        model.calibration.fit((d_train[:, 1] - d_train[:, 0]).cpu().numpy(), train.y)
+        model.calibration.fit(model.vote(vmax), train.y)
         model.info = {"epochs": epochs, "labels_used": len(train), "best_val": best,
                       "val_history": history,
                       "calibration": {"a": model.calibration.a, "b": model.calibration.b}}
