@@ -89,10 +89,33 @@ def make_patient_problem(seed: int, n_patients: int = 24, features: int = 24) ->
 
 
 @pytest.fixture
-def patient_problem():
-    """:func:`make_patient_problem`, for the rules' held-out-patient tests."""
-    return make_patient_problem
+def held_out_fits():
+    """``fit(rule_name)``: the rule at the default point of its search space, fitted on the
+    custom backend to :func:`make_patient_problem` seeds 0-2; one namespace per seed with
+    ``model``, ``params``, ``train``, ``test`` and the test ``balanced_accuracy`` at P = 0.5."""
+    from types import SimpleNamespace
 
+    from spikebench.backends import get_backend
+    from spikebench.harness.metrics import score
+    from spikebench.harness.rules import FitContext, get_rule
+    from spikebench.harness.space import default_values
+
+    def fit(rule_name: str) -> list[SimpleNamespace]:
+        rule = get_rule(rule_name)
+        params = default_values(rule.search_space())
+        fits = []
+        for seed in range(3):
+            train, val, test = make_patient_problem(seed)
+            model = rule.fit(train, val, params,
+                             FitContext(backend=get_backend("custom"), seed=seed))
+            ba = score("balanced_accuracy", test.y, model.predict_proba(test.X))
+            fits.append(SimpleNamespace(model=model, params=params, train=train, test=test,
+                                        balanced_accuracy=ba))
+        print(f"{rule_name} test balanced accuracy: "
+              f"{np.round([f.balanced_accuracy for f in fits], 3)}")
+        return fits
+
+    return fit
 
 
 @pytest.fixture(scope="session")
