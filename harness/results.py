@@ -23,12 +23,12 @@ leaves a half-written table and a rerun never duplicates a row.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from collections.abc import Iterable
-from pathlib import Path
-from typing import Any
+from spikebench.io import (  # noqa: F401  (re-exported for existing callers)
+    atomic_write_bytes,
+    concat_parquet,
+    write_json,
+    write_parquet,
+)
 
 #: Slice-level metrics (probability threshold 0.5 for the thresholded ones).
 SLICE_METRICS = ("accuracy", "balanced_accuracy", "roc_auc", "pr_auc", "f1", "mcc")
@@ -71,43 +71,3 @@ CURVE_COLUMNS = (
     "backend", "rule", "repeat", "strategy", "labels_used", "val_balanced_accuracy", "val_pr_auc",
 )
 
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file + rename (never a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    text = json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
-    atomic_write_bytes(path, text.encode())
-
-
-def write_parquet(path: str | os.PathLike[str], frame: Any) -> None:
-    """Atomically write a pandas DataFrame as parquet."""
-    import io
-
-    buf = io.BytesIO()
-    frame.to_parquet(buf, index=False)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def concat_parquet(files: Iterable[Path], out: str | os.PathLike[str]) -> int:
-    """Concatenate parquet ``files`` (sorted by name) into ``out`` atomically; returns rows."""
-    import pandas as pd
-
-    frames = [pd.read_parquet(f) for f in sorted(files)]
-    frames = [f for f in frames if len(f)]
-    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    write_parquet(out, frame)
-    return len(frame)

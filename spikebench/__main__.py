@@ -1,3 +1,3 @@
-from spikebench.harness.cli import main
+from spikebench.cli import main
 
 raise SystemExit(main())

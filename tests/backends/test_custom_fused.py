@@ -190,7 +190,7 @@ def test_failed_build_falls_back_once_and_logs_the_reason(monkeypatch, caplog):
 def test_import_and_cli_help_do_not_build():
     code = ("import sys\n"
             "sys.argv = ['spikebench', '--help']\n"
-            "from spikebench.harness.cli import main\n"
+            "from spikebench.cli import main\n"
             "import spikebench.backends.custom\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\n"
             "from spikebench.backends import _lif_kernels as k\n"

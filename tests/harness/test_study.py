@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spikebench.harness.cli import main
+from spikebench.cli import main
 from spikebench.harness.results import METRICS, RESULT_COLUMNS
 from spikebench.harness.study import redact, run_study, study_status
 
@@ -140,7 +140,7 @@ def test_help_does_not_import_torch(flag):
     import subprocess
     import sys
 
-    code = ("import sys; from spikebench.harness.cli import main\n"
+    code = ("import sys; from spikebench.cli import main\n"
             f"try: main({flag!r})\nexcept SystemExit: pass\n"
             "assert 'torch' not in sys.modules, 'torch imported by --help'")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
