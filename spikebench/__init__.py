@@ -4,7 +4,115 @@ The package is laid out along the data flow (see DESIGN.md):
 ``spikebench.datasets`` reads CT volumes and writes feature tables, ``spikebench.backends`` builds
 spiking networks on several frameworks from one neutral spec, ``spikebench.harness`` splits,
 trains, tunes (Optuna) and evaluates, ``spikebench.reports`` turns results into tables and figures.
-Heavy imports (torch, frameworks) happen lazily so ``spikebench --help`` is instant.
+
+The public API is this package's root; the names below are what a script needs, from synthetic
+data to a report::
+
+    import spikebench
+
+    spikebench.write_phantom("data/phantom", cases=16)           # MSD Task03 layout
+    spikebench.extract("data/phantom", "data/features.parquet")  # one row per liver slice
+    out = spikebench.run_study("demo", "results/demo", trials=3)  # shipped spec or a path
+    tables = spikebench.load_results(out)                        # results, predictions, trials
+    spikebench.build_report(out)                                 # results/demo/report/
+
+Each name is imported on first use, so ``import spikebench`` and ``spikebench --help`` stay
+instant and import neither torch nor pandas; ``help(spikebench.run_study)`` shows the real
+function's signature and docstring.
 """
 
+from __future__ import annotations
+
+from importlib import import_module
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from spikebench.errors import SpikebenchError
+
+if TYPE_CHECKING:
+    from spikebench.harness.spec import StudySpec
+    from spikebench.reports.load import StudyTables
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "SpikebenchError",
+    "StudyTables",
+    "__version__",
+    "build_report",
+    "extract",
+    "load_results",
+    "run_study",
+    "write_phantom",
+]
+
+#: Public name → (module, attribute) it is loaded from on first use.
+_LAZY = {
+    "build_report": ("spikebench.reports.build", "build_report"),
+    "extract": ("spikebench.datasets.features", "extract_features"),
+    "write_phantom": ("spikebench.datasets.phantom", "write_phantom"),
+    "StudyTables": ("spikebench.reports.load", "StudyTables"),
+}
+
+
+def run_study(spec: StudySpec | str | Path, out: str | Path, *, trials: int | None = None,
+              storage: str | None = None, workers: int = 1, progress: bool = True) -> Path:
+    """Run (or resume) a study and return its results folder ``out``.
+
+    ``spec`` is a study spec file (TOML), the name of a spec shipped with spikebench
+    (``"demo"``, ``"msd-liver"``, ``"multi-objective"``; a path that exists wins), or an
+    already loaded :class:`~spikebench.harness.spec.StudySpec`. Every backend × rule cell of
+    its grid is tuned by Optuna on validation patients only, refit, and scored once on the
+    sealed test patients; ``out`` receives ``results.parquet``, ``predictions.parquet``,
+    ``trials.parquet``, ``protocol.json`` and the Optuna journal. Rerunning the same call
+    resumes: finished trials and rows are kept.
+
+    ``trials`` overrides ``[search].trials`` per cell; ``storage`` is an Optuna RDB URL
+    (PostgreSQL) shared by several machines, default the journal file in ``out`` (or
+    ``$SPIKEBENCH_STORAGE``); ``workers`` starts that many local worker processes;
+    ``progress=False`` hides the progress bars. Raises
+    :class:`~spikebench.errors.SpecError` for a spec that is missing or invalid.
+    This wraps :func:`spikebench.harness.study.run_study`, adding the spec-name lookup.
+    """
+    from spikebench.harness.study import run_study as _run_study
+    from spikebench.studies import resolve_spec
+
+    if isinstance(spec, (str, Path)):
+        spec = resolve_spec(spec)
+    return _run_study(spec, out, trials=trials, storage=storage, workers=workers,
+                      progress=progress)
+
+
+def load_results(out: str | Path) -> StudyTables:
+    """Read the results folder ``out`` of a study into one typed object.
+
+    Returns a :class:`~spikebench.reports.load.StudyTables` whose fields are the folder's
+    tables as pandas data frames: ``results`` (one row per backend × rule × repeat, always
+    present), ``predictions`` (test-slice probabilities), ``trials`` (every Optuna trial) and
+    ``curves`` (active-learning curves), each ``None`` when the file is absent, plus
+    ``protocol`` (protocol.json) and ``spec`` (spec.toml) as dictionaries and ``notes`` on
+    whatever could not be read. ``tables.ok`` holds the finished rows only.
+
+    It works on a study that is still running. Raises
+    :class:`~spikebench.reports.load.ReportError` (a :class:`SpikebenchError`) naming the file
+    when ``results.parquet`` is missing or unreadable.
+    """
+    from spikebench.reports.load import load_study
+
+    return load_study(out)
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name on first use and cache it in the module."""
+    if name in _LAZY:
+        module, attribute = _LAZY[name]
+        value = getattr(import_module(module), attribute)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public names (lazy ones included) and the module's dunders, for ``dir()`` and
+    tab completion."""
+    return sorted({*__all__, *(n for n in globals() if n.startswith("__"))})

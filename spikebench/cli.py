@@ -11,7 +11,9 @@ from typing import Any
 from spikebench import __version__
 from spikebench.errors import SpikebenchError
 
-DEMO_SPEC = "studies/demo.toml"
+#: The shipped spec ``spikebench demo`` runs (package data ``spikebench/studies/demo.toml``).
+DEMO_SPEC = "demo"
+QUIET_HELP = "no progress bars and no summary (errors still go to stderr)"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,9 +27,11 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="phantom data -> study -> report, end to end (minutes)")
     s.add_argument("--out", default="results/demo", help="results folder (default results/demo)")
-    s.add_argument("--spec", default=None, help=f"study spec (default {DEMO_SPEC})")
+    s.add_argument("--spec", default=None,
+                   help=f"study spec file or shipped spec name (default {DEMO_SPEC!r})")
     s.add_argument("--trials", type=int, default=None, help="override [search].trials")
     s.add_argument("--workers", type=int, default=1)
+    s.add_argument("--quiet", action="store_true", help=QUIET_HELP)
 
     s = sub.add_parser("phantom", help="write a synthetic data set in the MSD Task03 layout")
     s.add_argument("out", type=Path)
@@ -36,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--shape", type=int, nargs=2, default=(96, 96), metavar=("H", "W"))
     s.add_argument("--slices", type=int, nargs=2, default=(24, 48), metavar=("MIN", "MAX"))
     s.add_argument("--test-cases", type=int, default=2)
+    s.add_argument("--quiet", action="store_true", help=QUIET_HELP)
 
     s = sub.add_parser("extract", help="features per liver slice from an MSD-layout folder")
     s.add_argument("root", type=Path, help="folder holding dataset.json")
@@ -43,18 +48,20 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=1)
     s.add_argument("--min-lesion-voxels", type=int, default=1)
     s.add_argument("--on-error", choices=("fail", "skip"), default="fail")
+    s.add_argument("--quiet", action="store_true", help=QUIET_HELP)
 
     s = sub.add_parser("study", help="run or inspect an Optuna study")
     ss = s.add_subparsers(dest="study_command", required=True, metavar="ACTION")
     r = ss.add_parser("run", help="run (or resume) a study spec")
-    r.add_argument("spec", type=Path)
+    r.add_argument("spec", help="study spec file, or the name of a shipped spec "
+                   "(demo, msd-liver, multi-objective); a path that exists wins")
     r.add_argument("--out", type=Path, required=True, help="results folder")
     r.add_argument("--trials", type=int, default=None, help="override [search].trials per cell")
     r.add_argument("--storage", default=None,
                    help="Optuna storage URL, e.g. postgresql://user:pw@host/db "
                    "(default: journal file in --out; or $SPIKEBENCH_STORAGE)")
     r.add_argument("--workers", type=int, default=1, help="local worker processes")
-    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     st = ss.add_parser("status", help="per-cell trial counts, best value, elapsed")
     st.add_argument("target", type=Path, help="results folder or spec file")
     st.add_argument("--storage", default=None)
@@ -63,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("dir", type=Path)
     s.add_argument("--out", type=Path, default=None, help="default DIR/report")
     s.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    s.add_argument("--quiet", action="store_true", help=QUIET_HELP)
 
     sub.add_parser("backends", help="installed backends, versions, supported rules")
     sub.add_parser("rules", help="installed learning rules and the backends serving each")
@@ -87,6 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--trials", type=int, default=40,
                    help="with --study: trials per worker count (the last trials run alone, "
                         "so a few trials understate the speed-up)")
+    s.add_argument("--quiet", action="store_true",
+                   help="print nothing on stdout (use with --json); regressions still go to "
+                        "stderr")
 
     s = sub.add_parser("export", help="export a trained network of a results folder to NIR")
     s.add_argument("run", type=Path, help="results folder (or one models/*.pt file)")
@@ -114,38 +125,39 @@ def _dispatch(args: argparse.Namespace) -> int | None:
         from spikebench.datasets.phantom import write_phantom
 
         out = write_phantom(args.out, cases=args.cases, seed=args.seed, shape=tuple(args.shape),
-                            slices=tuple(args.slices), test_cases=args.test_cases, progress=True)
-        print(f"wrote {args.cases} training + {args.test_cases} test volumes to {out}")
+                            slices=tuple(args.slices), test_cases=args.test_cases,
+                            progress=not args.quiet)
+        _say(args, f"wrote {args.cases} training + {args.test_cases} test volumes to {out}")
     elif cmd == "extract":
         from spikebench.datasets.features import extract_features
 
         res = extract_features(args.root, args.out, workers=args.workers,
                                min_lesion_voxels=args.min_lesion_voxels, on_error=args.on_error,
-                               progress=True)
-        print(f"{res.n_rows} slices from {res.n_cases} cases -> {args.out} "
-              f"({res.seconds:.1f} s)")
+                               progress=not args.quiet)
+        _say(args, f"{res.n_rows} slices from {res.n_cases} cases -> {args.out} "
+             f"({res.seconds:.1f} s)")
         for pid, reason in res.skipped:
-            print(f"  skipped {pid}: {reason}")
+            _say(args, f"  skipped {pid}: {reason}")
     elif cmd == "study":
         if args.study_command == "run":
-            return _study_run(args.spec, args.out, args.trials, args.storage, args.workers,
-                              not args.quiet)
+            return _study_run(_resolve_spec(args.spec), args.out, args.trials, args.storage,
+                              args.workers, not args.quiet)
         from spikebench.harness.study import study_status
 
         print(_table(study_status(args.target, args.storage)))
     elif cmd == "demo":
-        spec = Path(args.spec) if args.spec else _demo_spec()
-        code = _study_run(spec, Path(args.out), args.trials, None, args.workers, True)
+        spec = _resolve_spec(args.spec or DEMO_SPEC)
+        code = _study_run(spec, Path(args.out), args.trials, None, args.workers, not args.quiet)
         from spikebench.reports import build_report
 
         report = build_report(Path(args.out))
-        print(f"report: {report / 'report.html'}")
+        _say(args, f"report: {report / 'report.html'}")
         return code
     elif cmd == "report":
         from spikebench.reports import build_report
 
         out = build_report(args.dir, args.out, n_bootstrap=args.bootstrap)
-        print(f"report written to {out} (report.md, report.html, tables/, figures/)")
+        _say(args, f"report written to {out} (report.md, report.html, tables/, figures/)")
     elif cmd == "backends":
         _list_backends()
     elif cmd == "rules":
@@ -160,16 +172,22 @@ def _dispatch(args: argparse.Namespace) -> int | None:
     return 0
 
 
-def _demo_spec() -> Path:
-    here = Path(DEMO_SPEC)
-    if here.exists():
-        return here
-    packaged = Path(__file__).resolve().parent.parent / DEMO_SPEC
-    return packaged
+def _say(args: argparse.Namespace, text: str) -> None:
+    """Print ``text`` unless the command was given ``--quiet``."""
+    if not getattr(args, "quiet", False):
+        print(text)
+
+
+def _resolve_spec(spec: str | Path) -> Path:
+    """A spec path that exists, else the spec of that name shipped with the package."""
+    from spikebench.studies import resolve_spec
+
+    return resolve_spec(spec)
 
 
 def _study_run(spec: Path, out: Path, trials: int | None, storage: str | None, workers: int,
                progress: bool) -> int:
+    """Run the study; with ``progress`` (no ``--quiet``) also print its summary table."""
     import time
 
     from spikebench.harness.study import run_study
@@ -177,8 +195,9 @@ def _study_run(spec: Path, out: Path, trials: int | None, storage: str | None, w
 
     started = time.perf_counter()
     run_study(spec, out, trials=trials, storage=storage, workers=workers, progress=progress)
-    print(summary_table(out))
-    print(f"\nresults folder: {out.resolve()}  ({time.perf_counter() - started:.0f} s)")
+    if progress:
+        print(summary_table(out))
+        print(f"\nresults folder: {out.resolve()}  ({time.perf_counter() - started:.0f} s)")
     return 0
 
 
@@ -228,7 +247,7 @@ def _bench(args: argparse.Namespace) -> int:
         from spikebench.harness.bench_study import format_throughput, study_throughput
 
         res = study_throughput(args.study, trials=args.trials, workers=(1, 2))
-        print(format_throughput(res))
+        _say(args, format_throughput(res))
         if args.json:
             args.json.write_text(json.dumps(res, indent=2))
         return 0
@@ -236,7 +255,7 @@ def _bench(args: argparse.Namespace) -> int:
         from spikebench.datasets.extract_bench import benchmark_extraction
 
         res = benchmark_extraction(args.extract, workers=args.workers)
-        print(json.dumps(res, indent=2))
+        _say(args, json.dumps(res, indent=2))
         if args.json:
             args.json.write_text(json.dumps(res, indent=2))
         return 0
@@ -247,12 +266,12 @@ def _bench(args: argparse.Namespace) -> int:
     if args.sweep:
         results = bench.sweep(args.backends, **kw)
         for res in results:
-            print(bench.format_bench(res), end="\n\n")
+            _say(args, bench.format_bench(res) + "\n")
         payload: Any = results
         problems = [p for res in results for p in bench.check_regression(res)]
     else:
         res = bench.run_bench(args.backends, **kw)
-        print(bench.format_bench(res))
+        _say(args, bench.format_bench(res))
         payload, problems = res, bench.check_regression(res)
     if args.json:
         args.json.write_text(json.dumps(payload, indent=2))
