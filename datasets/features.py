@@ -1,44 +1,79 @@
 """Extract the per-slice feature table of an MSD liver folder, resumably and in parallel.
 
 One row per axial slice that contains liver (``label > 0``): ``patient_id``, ``slice_idx``,
-``label`` (1 when the slice holds at least ``min_lesion_voxels`` tumour voxels) and the
-features of :mod:`spikebench.datasets.slice_features`, computed on the liver ROI only.
+``label``, ``lesion_mm2`` (metadata, see :data:`META_COLUMNS`) and the features of
+:mod:`spikebench.datasets.slice_features`, computed on the liver ROI only.
 
-Nothing computed is lost: each case's rows are cached atomically (temp file + ``os.replace``)
-in ``<out>.cache/`` under a key made of the feature version and the image/label files' size
-and mtime, so a rerun after Ctrl-C / SIGKILL / a bad case only computes what is missing and
-yields the same table as an uninterrupted run. The cache stores the tumour-voxel count, not
-the label, so changing ``min_lesion_voxels`` reuses it. The final parquet is written
-atomically too, rows sorted by (patient id in natural order, slice index).
+Labels: a slice is positive when it holds at least ``min_lesion_voxels`` tumour voxels *and*
+(with ``min_lesion_mm2``) a tumour area of at least ``min_lesion_mm2`` mm². With
+``ambiguous_margin_mm2`` the negative slices whose tumour area is above zero and within that
+margin below ``min_lesion_mm2`` are dropped as ambiguous (neither clearly tumour-free nor
+clearly positive).
+
+Nothing computed is lost, nothing that is not ours is touched:
+
+* each case's rows are cached atomically in ``<out>.cache/`` under ``<hash of the case
+  id>.<key>.parquet``, the key made of the feature version and the image/label files' size
+  and mtime, so a rerun after Ctrl-C / SIGKILL / a bad case only computes what is missing and
+  yields the same table as an uninterrupted run. Case ids never enter a glob or a file name
+  (``a`` and ``a.b``, ``liver_[0]`` or ``*`` cannot touch each other's cache); a zero-byte
+  or unreadable cache file counts as missing. The cache stores tumour-voxel counts and areas,
+  not labels, so changing the label thresholds reuses it;
+* ``out`` (and its cache and manifest) may not alias an input: ``dataset.json``, a listed
+  volume, or anything inside the folders that hold the volumes; an existing ``out`` that
+  spikebench did not write is never overwritten;
+* the same scan listed twice (a link or a copy under another name) is refused, whatever
+  ``on_error`` says: it would put one patient in train and test.
+
+The final parquet is written atomically, rows sorted by (patient id in natural order, slice
+index); its pandas ``attrs["spikebench"]`` and ``<out stem>.manifest.json`` record the
+extraction parameters, the skipped cases and each image's content hash.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
+import math
 import re
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from spikebench.datasets.msd import Case, file_signature, iter_case_stored_slices, training_cases
+from spikebench.datasets.msd import (
+    DEFAULT_LIMITS,
+    Case,
+    VolumeLimits,
+    file_signature,
+    iter_case_stored_slices,
+    read_dataset_json,
+)
 from spikebench.datasets.slice_features import FEATURE_NAMES, FEATURES_VERSION, slice_features
 from spikebench.errors import DataError
+from spikebench.io import write_json, write_parquet
 
-META_COLUMNS: tuple[str, ...] = ("patient_id", "slice_idx", "label")
-"""The only non-feature columns of an extracted table; every other column is a feature."""
+META_COLUMNS: tuple[str, ...] = ("patient_id", "slice_idx", "label", "lesion_mm2")
+"""The non-feature columns of an extracted table; every other column is a feature.
+``lesion_mm2`` (tumour area in the slice, mm²) is ground-truth metadata: no model may train
+on it (``load_feature_table`` keeps it out of ``X``)."""
+
+CACHE_VERSION = "2"
+"""Layout of the per-case cache files; part of every cache key."""
 
 _ON_ERROR = ("fail", "skip")
+_CACHE_META = ("patient_id", "slice_idx", "tumour_voxels", "lesion_mm2", "image_sha256")
+_INPUT_FOLDERS = ("imagesTr", "labelsTr", "imagesTs")
 
 
 @dataclass
 class ExtractionResult:
-    """What :func:`extract_features` did: table path, counts, skipped cases, timings."""
+    """What :func:`extract_features` did: table path, counts, skipped cases, timings, and the
+    parameters recorded in the table's metadata and manifest."""
 
     path: Path
     n_cases: int
@@ -49,6 +84,8 @@ class ExtractionResult:
     read_seconds: float = 0.0
     cached_cases: int = 0
     manifest: Path | None = None
+    n_ambiguous_dropped: int = 0
+    parameters: dict[str, Any] = field(default_factory=dict)
 
 
 def cache_dir_for(out: str | Path) -> Path:
@@ -58,9 +95,26 @@ def cache_dir_for(out: str | Path) -> Path:
 
 
 def manifest_path_for(out: str | Path) -> Path:
-    """Where ``on_error="skip"`` lists the skipped cases: ``<out stem>.manifest.json``."""
+    """Where the extraction records its parameters and skipped cases:
+    ``<out stem>.manifest.json``."""
     out = Path(out)
     return out.with_name(out.stem + ".manifest.json")
+
+
+def case_cache_prefix(patient_id: str) -> str:
+    """The file-name prefix of a case's cache entries: a hash of the case id, so any id
+    (``a.b``, ``liver_[0]``, ``*``, 250 characters) gives a short, glob-free, unique name."""
+    return hashlib.sha256(patient_id.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+
+
+def case_cache_files(out: str | Path, patient_id: str) -> list[Path]:
+    """The cache files of one case of the table ``out`` (normally one)."""
+    prefix = case_cache_prefix(patient_id)
+    folder = cache_dir_for(out)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir()
+                  if p.name.startswith(prefix + ".") and p.name.endswith(".parquet"))
 
 
 def natural_key(text: str) -> tuple:
@@ -71,48 +125,76 @@ def natural_key(text: str) -> tuple:
 
 def extract_features(root: str | Path, out: str | Path, *, workers: int = 1,
                      min_lesion_voxels: int = 1, on_error: str = "fail",
-                     progress: bool = False) -> ExtractionResult:
+                     progress: bool = False, min_lesion_mm2: float | None = None,
+                     ambiguous_margin_mm2: float | None = None,
+                     max_slice_voxels: int = DEFAULT_LIMITS.max_slice_voxels,
+                     max_volume_voxels: int = DEFAULT_LIMITS.max_volume_voxels,
+                     ) -> ExtractionResult:
     """Write the feature table of every training case of ``root`` to ``out`` (parquet).
 
-    ``on_error="fail"`` raises the first case's :class:`DataError`; ``"skip"`` carries on,
-    lists each skipped case and its reason in ``<out stem>.manifest.json`` and in the result.
-    Problems with ``dataset.json`` itself always raise. ``workers > 1`` uses a process pool
-    (forked on Linux, see :func:`_mp_context`; one numpy thread per worker), fed the largest
-    cases first.
-    """
-    import pandas as pd
+    ``on_error="fail"`` raises the first case's :class:`DataError`; ``"skip"`` carries on and
+    lists each skipped case and its reason in the manifest and in the result. Problems with
+    ``dataset.json`` itself, with the output location, and the same scan under two names
+    always raise. ``workers > 1`` uses a process pool (forked on Linux, see
+    :func:`_mp_context`; one numpy thread per worker), fed the largest cases first.
 
+    ``min_lesion_voxels`` / ``min_lesion_mm2``: a slice is positive when both hold (see the
+    module docstring); ``ambiguous_margin_mm2`` drops the negative slices with some tumour
+    within that margin below ``min_lesion_mm2``. ``max_slice_voxels`` / ``max_volume_voxels``
+    bound what a volume header may declare (checked before anything is allocated).
+    """
     t0 = time.perf_counter()
     if on_error not in _ON_ERROR:
         raise DataError(f"on_error={on_error!r}: use 'fail' or 'skip'")
-    if not isinstance(workers, int) or workers < 1:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise DataError(f"workers={workers!r}: must be an integer >= 1")
-    if not isinstance(min_lesion_voxels, int) or min_lesion_voxels < 1:
+    if (isinstance(min_lesion_voxels, bool) or not isinstance(min_lesion_voxels, int)
+            or min_lesion_voxels < 1):
         raise DataError(f"min_lesion_voxels={min_lesion_voxels!r}: must be an integer >= 1")
+    min_lesion_mm2 = _positive_area("min_lesion_mm2", min_lesion_mm2)
+    ambiguous_margin_mm2 = _positive_area("ambiguous_margin_mm2", ambiguous_margin_mm2)
+    if ambiguous_margin_mm2 is not None and min_lesion_mm2 is None:
+        raise DataError("ambiguous_margin_mm2 needs min_lesion_mm2: the margin lies below that "
+                        "threshold; pass both or neither")
+    limits = VolumeLimits(max_slice_voxels, max_volume_voxels)
     root, out = Path(root), Path(out)
-    cases = training_cases(root)
+    all_cases = read_dataset_json(root)
+    cases = [c for c in all_cases if c.label is not None]
     if not cases:
         raise DataError(f"{root / 'dataset.json'}: 'training' lists no cases")
     cache = cache_dir_for(out)
-    cache.mkdir(parents=True, exist_ok=True)
-    jobs = [(case, cache / f"{case.patient_id}.{_cache_key(case)}.parquet") for case in cases]
+    try:
+        _check_output(root, out, all_cases)
+    except OSError as exc:
+        raise DataError(f"{out}: cannot use this output path ({type(exc).__name__}: "
+                        f"{exc.strerror or exc}); choose a shorter, accessible file path"
+                        ) from None
+    _prepare_cache_dir(cache)
+    key_of = {case.patient_id: _cache_key(case) for case in cases}
+    jobs = [(case, cache / f"{case_cache_prefix(case.patient_id)}.{key_of[case.patient_id]}"
+             ".parquet") for case in cases]
 
-    done: dict[str, Path] = {}
+    frames: dict[str, Any] = {}
     skipped: list[tuple[str, str]] = []
     read_seconds = 0.0
     todo = []
     for case, path in jobs:
-        if path.is_file():
-            done[case.patient_id] = path
-        else:
+        frame = _load_cache(path, case.patient_id)
+        if frame is None:
             todo.append((case, path))
-    cached = len(done)
+        else:
+            frames[case.patient_id] = frame
+    cached = len(frames)
 
     def record(pid: str, status: str, payload: str, seconds: float) -> None:
         nonlocal read_seconds
         read_seconds += seconds
         if status == "ok":
-            done[pid] = Path(payload)
+            frame = _load_cache(Path(payload), pid)
+            if frame is None:
+                raise DataError(f"{payload}: the cache file just written for {pid!r} cannot be "
+                                "read back; check the disk holding the output folder")
+            frames[pid] = frame
         elif on_error == "skip":
             skipped.append((pid, payload))
         else:
@@ -125,41 +207,194 @@ def extract_features(root: str | Path, out: str | Path, *, workers: int = 1,
         # disable=None: no bar when stderr is not a terminal (CI logs, files)
         bar = tqdm(total=len(jobs), initial=cached, desc="extract", unit="case", disable=None)
     try:
-        _run_jobs(todo, workers, record, bar)
+        _run_jobs(todo, workers, record, bar, limits)
     finally:
         if bar is not None:
             bar.close()
 
-    frames = [pd.read_parquet(done[c.patient_id]) for c, _ in jobs if c.patient_id in done]
-    if not frames:
+    _refuse_duplicate_scans(root, cases, frames)
+    done = [c for c, _ in jobs if c.patient_id in frames]
+    if not done:
         raise DataError(f"{root}: every case was skipped ({len(skipped)}); see "
                         f"{manifest_path_for(out)} - nothing to extract")
+    table, n_ambiguous = _label_rows([frames[c.patient_id] for c in done], min_lesion_voxels,
+                                     min_lesion_mm2, ambiguous_margin_mm2)
+    skipped.sort(key=lambda item: natural_key(item[0]))
+    parameters = {
+        "features_version": FEATURES_VERSION, "min_lesion_voxels": min_lesion_voxels,
+        "min_lesion_mm2": min_lesion_mm2, "ambiguous_margin_mm2": ambiguous_margin_mm2,
+        "max_slice_voxels": limits.max_slice_voxels,
+        "max_volume_voxels": limits.max_volume_voxels,
+    }
+    hashes = {c.patient_id: str(frames[c.patient_id]["image_sha256"].iat[0]) for c in done}
+    record_ = {"root": str(root), "out": str(out), **parameters, "n_cases": len(done),
+               "n_ambiguous_dropped": n_ambiguous, "on_error": on_error,
+               "skipped": [{"patient_id": p, "reason": r} for p, r in skipped],
+               "image_sha256": hashes}
+    table.attrs["spikebench"] = {"kind": "extracted_features", **record_}
+    manifest = manifest_path_for(out)
+    _write(out, lambda: write_parquet(out, table))
+    _write(manifest, lambda: write_json(manifest, {"spikebench_manifest": 1, **record_}))
+    return ExtractionResult(path=out, n_cases=len(done), n_rows=len(table),
+                            n_positive=int(table["label"].sum()), skipped=skipped,
+                            seconds=time.perf_counter() - t0, read_seconds=read_seconds,
+                            cached_cases=cached, manifest=manifest,
+                            n_ambiguous_dropped=n_ambiguous, parameters=parameters)
+
+
+def _positive_area(name: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value <= 0:
+        raise DataError(f"{name}={value!r}: must be a finite number of mm² > 0 (or None)")
+    return float(value)
+
+
+def _label_rows(frames: list, min_voxels: int, min_mm2: float | None, margin: float | None):
+    """Concatenate cached case frames, label each slice, drop ambiguous ones, sort rows."""
+    import pandas as pd
+
     table = pd.concat(frames, ignore_index=True)
-    table["label"] = (table.pop("tumour_voxels") >= min_lesion_voxels).astype("int64")
+    tumour = table.pop("tumour_voxels").to_numpy()
+    area = table["lesion_mm2"].to_numpy()
+    positive = tumour >= min_voxels
+    if min_mm2 is not None:
+        positive &= area >= min_mm2
+    table["label"] = positive.astype("int64")
+    n_ambiguous = 0
+    if margin is not None:
+        ambiguous = ~positive & (area > 0) & (area > min_mm2 - margin)
+        n_ambiguous = int(ambiguous.sum())
+        table = table[~ambiguous]
     table = table[[*META_COLUMNS, *FEATURE_NAMES]]
     order = sorted(range(len(table)), key=lambda i: (natural_key(table["patient_id"].iat[i]),
                                                      int(table["slice_idx"].iat[i])))
-    table = table.iloc[order].reset_index(drop=True)
-    _atomic_parquet(table, out)
-    manifest = None
-    skipped.sort(key=lambda item: natural_key(item[0]))
-    if on_error == "skip":
-        manifest = manifest_path_for(out)
-        payload = {"root": str(root), "out": str(out), "features_version": FEATURES_VERSION,
-                   "n_cases": len(frames),
-                   "skipped": [{"patient_id": p, "reason": r} for p, r in skipped]}
-        _atomic_write_text(manifest, json.dumps(payload, indent=2) + "\n")
-    return ExtractionResult(path=out, n_cases=len(frames), n_rows=len(table),
-                            n_positive=int(table["label"].sum()), skipped=skipped,
-                            seconds=time.perf_counter() - t0, read_seconds=read_seconds,
-                            cached_cases=cached, manifest=manifest)
+    return table.iloc[order].reset_index(drop=True), n_ambiguous
+
+
+def _refuse_duplicate_scans(root: Path, cases: list[Case], frames: dict) -> None:
+    """Two entries with the same image voxels are one scan under two names: refuse, always."""
+    image = {c.patient_id: c.image for c in cases}
+    seen: dict[str, str] = {}
+    for case in cases:
+        frame = frames.get(case.patient_id)
+        if frame is None:
+            continue
+        digest = str(frame["image_sha256"].iat[0])
+        if digest in seen:
+            first = seen[digest]
+            raise DataError(
+                f"{root / 'dataset.json'}: patients {first!r} ({image[first]}) and "
+                f"{case.patient_id!r} ({case.image}) hold the same image voxels (sha256 "
+                f"{digest[:16]}…); one scan under two names would leak between train and test "
+                "- remove one entry. This is never skipped, even with on_error='skip': "
+                "leakage is not a per-case error")
+        seen[digest] = case.patient_id
+
+
+# ---------------------------------------------------------------------------- output safety
+
+
+def _check_output(root: Path, out: Path, cases: list[Case]) -> None:
+    """Refuse an output (table, cache folder, manifest) that aliases an input or overwrites a
+    file spikebench did not write."""
+    inputs = {_real(root / "dataset.json"): root / "dataset.json"}
+    folders = {_real(root / name): root / name for name in _INPUT_FOLDERS}
+    root_real = _real(root)
+    for case in cases:
+        for path in (case.image, case.label):
+            if path is not None:
+                inputs[_real(path)] = path
+                if _real(path.parent) != root_real:
+                    folders[_real(path.parent)] = path.parent
+    for target in (out, cache_dir_for(out), manifest_path_for(out)):
+        real = _real(target)
+        if real in inputs:
+            raise DataError(f"{target}: this output would overwrite the input "
+                            f"{inputs[real]}; choose an output path outside the dataset's "
+                            "files")
+        for folder_real, folder in folders.items():
+            if real == folder_real or real.is_relative_to(folder_real):
+                raise DataError(f"{target}: this output lies inside the input folder {folder} "
+                                f"of the data root {root}; write it elsewhere (e.g. beside "
+                                "the data root)")
+    if out.is_dir():
+        raise DataError(f"{out}: is a directory; --out must name a .parquet file (e.g. "
+                        f"{out / 'features.parquet'})")
+    if out.exists() and out.stat().st_size > 0 and not _written_by_spikebench(out):
+        raise DataError(f"{out}: exists and was not written by spikebench extract; refusing to "
+                        "overwrite it - choose another output path or remove the file yourself")
+    manifest = manifest_path_for(out)
+    if manifest.exists() and not _is_our_manifest(manifest):
+        raise DataError(f"{manifest}: exists and is not a spikebench manifest; refusing to "
+                        "overwrite it - choose another output path")
+
+
+def _real(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path.absolute()
+
+
+def _written_by_spikebench(path: Path) -> bool:
+    """An extracted table: our parquet metadata, or (tables from before it existed) our
+    exact leading columns and the first feature names."""
+    try:
+        import pyarrow.parquet as pq
+
+        schema = pq.read_schema(path)
+    except Exception:  # not parquet at all, unreadable, or empty: not ours
+        return False
+    attrs = (schema.metadata or {}).get(b"PANDAS_ATTRS", b"")
+    if b'"extracted_features"' in attrs:
+        return True
+    return schema.names[:3] == ["patient_id", "slice_idx", "label"] and set(
+        FEATURE_NAMES[:12]) <= set(schema.names)
+
+
+def _is_our_manifest(path: Path) -> bool:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and ("spikebench_manifest" in meta
+                                       or {"features_version", "skipped"} <= set(meta))
+
+
+def _prepare_cache_dir(cache: Path) -> None:
+    """Create the cache folder and prove it is writable before any work is done."""
+    def probe() -> None:
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=cache):
+            pass
+
+    if cache.exists() and not cache.is_dir():
+        raise DataError(f"{cache}: exists and is not a folder; the extraction keeps its per-case "
+                        "cache there - remove that file or choose another output path")
+    _write(cache, probe)
+
+
+def _write(path: Path, action: Callable[[], None]) -> None:
+    """Run a write, turning an OS refusal into one DataError naming the path and the fix."""
+    try:
+        action()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot write ({type(exc).__name__}: {exc.strerror or exc}); "
+                        "choose an output file path on a writable file system, not a folder, "
+                        "with a name the file system accepts (<= 255 bytes)") from None
+
+
+# ---------------------------------------------------------------------------- workers
 
 
 def _run_jobs(todo: list[tuple[Case, Path]], workers: int,
-              record: Callable[[str, str, str, float], None], bar) -> None:
+              record: Callable[[str, str, str, float], None], bar,
+              limits: VolumeLimits = DEFAULT_LIMITS) -> None:
     if workers == 1 or len(todo) <= 1:  # dataset order: "fail" raises the first bad case
         for case, path in todo:
-            record(*extract_case(case, path))
+            record(*extract_case(case, path, limits))
             if bar is not None:
                 bar.update()
         return
@@ -173,7 +408,7 @@ def _run_jobs(todo: list[tuple[Case, Path]], workers: int,
     pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=_mp_context(),
                                initializer=single_threaded)
     try:
-        futures = [pool.submit(extract_case, case, path) for case, path in todo]
+        futures = [pool.submit(extract_case, case, path, limits) for case, path in todo]
         for fut in as_completed(futures):
             record(*fut.result())
             if bar is not None:
@@ -184,8 +419,8 @@ def _run_jobs(todo: list[tuple[Case, Path]], workers: int,
     pool.shutdown(wait=True)
 
 
-_WORKER_MODULES = ("numpy", "scipy.ndimage", "skimage.feature", "nibabel", "pandas",
-                   "pyarrow.parquet", "spikebench.datasets.features")
+_WORKER_MODULES = ("numpy", "scipy.ndimage", "scipy.stats", "skimage.feature", "nibabel",
+                   "pandas", "pyarrow.parquet", "spikebench.datasets.features")
 
 
 def _mp_context():
@@ -219,15 +454,19 @@ def _size(path: Path) -> int:
         return 0
 
 
-def extract_case(case: Case, cache_path: Path) -> tuple[str, str, str, float]:
+def extract_case(case: Case, cache_path: Path, limits: VolumeLimits = DEFAULT_LIMITS
+                 ) -> tuple[str, str, str, float]:
     """Compute and cache one case; returns ``(patient_id, "ok", cache path, read seconds)``
-    or ``(patient_id, "error", message, read seconds)`` for a :class:`DataError`."""
+    or ``(patient_id, "error", message, read seconds)`` for a :class:`DataError` in the case's
+    files. A failure to write the cache raises (it is not the case's fault)."""
     import pandas as pd
 
     rows, idx, tumour = [], [], []
     read_s = 0.0
+    info: dict[str, Any] = {}
+    spacing = (1.0, 1.0)
     try:
-        it = iter_case_stored_slices(case)
+        it = iter_case_stored_slices(case, limits=limits, info=info)
         while True:
             t = time.perf_counter()
             try:
@@ -239,25 +478,67 @@ def extract_case(case: Case, cache_path: Path) -> tuple[str, str, str, float]:
             roi = lab > 0
             if not roi.any():
                 continue
-            rows.append(slice_features(stored, roi, spacing, to_hu=to_hu))
+            row = slice_features(stored, roi, spacing, to_hu=to_hu)
+            _check_finite_features(case, k, row)
+            rows.append(row)
             idx.append(k)
             tumour.append(int(np.count_nonzero(lab == 2)))
+        area = np.asarray(tumour, dtype=np.float64) * (spacing[0] * spacing[1])
+        if not np.isfinite(area.astype(np.float32)).all():
+            raise DataError(f"{case.image}: tumour areas overflow with voxel spacing "
+                            f"{spacing} mm; fix pixdim / qform / sform in the header")
     except DataError as exc:
         return case.patient_id, "error", str(exc), read_s
     frame = pd.DataFrame(np.vstack(rows), columns=list(FEATURE_NAMES))
+    frame.insert(0, "image_sha256", info["image_sha256"])
+    frame.insert(0, "lesion_mm2", area)
     frame.insert(0, "tumour_voxels", np.asarray(tumour, dtype=np.int64))
     frame.insert(0, "slice_idx", np.asarray(idx, dtype=np.int64))
     frame.insert(0, "patient_id", case.patient_id)
-    for stale in cache_path.parent.glob(f"{case.patient_id}.*.parquet"):
-        if stale != cache_path:
+    _write(cache_path, lambda: write_parquet(cache_path, frame))
+    prefix = case_cache_prefix(case.patient_id) + "."
+    for stale in cache_path.parent.iterdir():  # older keys of this case only: no glob
+        if stale.name.startswith(prefix) and stale.name.endswith(".parquet") \
+                and stale != cache_path:
             stale.unlink(missing_ok=True)
-    _atomic_parquet(frame, cache_path)
     return case.patient_id, "ok", str(cache_path), read_s
+
+
+def _check_finite_features(case: Case, k: int, row: np.ndarray) -> None:
+    """Features must be finite in float64 and in the float32 the models train on."""
+    bad = ~np.isfinite(row) | ~np.isfinite(row.astype(np.float32))
+    if bad.any():
+        names = [FEATURE_NAMES[j] for j in np.flatnonzero(bad)][:6]
+        raise DataError(f"{case.image}: slice {k} gives non-finite features {names} (float32); "
+                        "the volume's values or spacing are extreme - check scl_slope / "
+                        "scl_inter and pixdim in the header, or exclude the case")
+
+
+def _load_cache(path: Path, patient_id: str):
+    """A case's cached rows, or ``None`` when the file is absent, empty, unreadable or not
+    what this version writes (then the case is recomputed, never counted as done)."""
+    import pandas as pd
+
+    try:
+        if not path.is_file() or path.stat().st_size == 0:
+            return None
+        frame = pd.read_parquet(path)
+    except Exception:  # a torn or foreign file: recompute
+        return None
+    if (list(frame.columns) != [*_CACHE_META, *FEATURE_NAMES] or len(frame) == 0
+            or not (frame["patient_id"] == patient_id).all()
+            or frame["image_sha256"].nunique() != 1):
+        return None
+    values = frame[list(FEATURE_NAMES)].to_numpy(dtype=np.float64)
+    if not np.isfinite(values).all():
+        return None
+    return frame
 
 
 def _cache_key(case: Case) -> str:
     assert case.label is not None
-    parts = {"version": FEATURES_VERSION, "features": list(FEATURE_NAMES),
+    parts = {"version": FEATURES_VERSION, "cache": CACHE_VERSION,
+             "features": list(FEATURE_NAMES),
              "image": [case.image.name, _signature(case.image)],
              "label": [case.label.name, _signature(case.label)]}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
@@ -268,25 +549,3 @@ def _signature(path: Path) -> str:
         return file_signature(path)
     except OSError:
         return "missing"
-
-
-def _atomic_parquet(frame, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

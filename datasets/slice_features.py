@@ -35,10 +35,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, stats
 
-FEATURES_VERSION = "1"
-"""Bump when any feature's definition changes: it is part of every cache key."""
+FEATURES_VERSION = "2"
+"""Bump when any feature's definition changes: it is part of every cache key. Version 2:
+percentiles, skewness/kurtosis and GLCM properties come from numpy / scipy.stats /
+scikit-image instead of hand-written copies (largest change on the phantom: see
+``tests/datasets/test_feature_extraction.py``)."""
 
 HU_WINDOW = (-100.0, 250.0)
 GLCM_LEVELS = 32
@@ -82,16 +85,12 @@ def slice_features(hu: np.ndarray, roi: np.ndarray, spacing: tuple[float, float]
     n = v.size
     out: list[float] = []
 
-    pct = percentile_sorted(np.sort(v), (5, 25, 50, 75, 95))
+    pct = np.percentile(v, (5, 25, 50, 75, 95))
     mean = float(v.mean())
-    dev = v - mean
-    dev2 = dev * dev
-    var = float(dev2.mean())
-    std = var**0.5
-    if var > 1e-12:
-        skew = float((dev2 * dev).mean()) / var**1.5
-        kurt = float((dev2 * dev2).mean()) / var**2 - 3.0
-    else:
+    std = float(v.std())
+    if std * std > 1e-12:
+        skew, kurt = float(stats.skew(v)), float(stats.kurtosis(v))
+    else:  # a flat ROI: scipy returns NaN, the texture is simply symmetric and flat
         skew = kurt = 0.0
     bins = np.clip(np.floor((v - _HIST_LO) / _HIST_WIDTH), -1, _HIST_BINS).astype(np.intp) + 1
     counts = np.bincount(bins, minlength=_HIST_BINS + 2)
@@ -118,7 +117,7 @@ def slice_features(hu: np.ndarray, roi: np.ndarray, spacing: tuple[float, float]
                                            mode="constant")
     smooth = np.divide(smooth, wsum, out=np.zeros_like(smooth), where=wsum > 1e-6)
     s = smooth[mask]
-    sp = percentile_sorted(np.sort(s), (2, 50, 98))
+    sp = np.percentile(s, (2, 50, 98))
     out += [float(s.std(dtype=np.float64)), float(sp[0] - sp[1]), float(sp[2] - sp[1]),
             float(np.count_nonzero(s < sp[1] - 15)) / n,
             float(np.count_nonzero(s > sp[1] + 15)) / n]
@@ -128,19 +127,19 @@ def slice_features(hu: np.ndarray, roi: np.ndarray, spacing: tuple[float, float]
     loc_var = np.maximum(loc_sq / safe - (loc_mean / safe) ** 2, 0.0)
     loc_std = np.sqrt(loc_var[mask])
     out += [float(loc_std.mean(dtype=np.float64)),
-            float(percentile_sorted(np.sort(loc_std), 90))]
+            float(np.percentile(loc_std, 90))]
 
     gx, gy = np.gradient(smooth, spacing[0], spacing[1])
     core = mask & (cnt > 1 - 1e-4)  # ROI pixels whose 3×3 neighbourhood is all ROI
     sel = core if core.any() else mask
     grad = np.hypot(gx[sel], gy[sel])
-    out += [float(grad.mean(dtype=np.float64)), float(percentile_sorted(np.sort(grad), 90))]
+    out += [float(grad.mean(dtype=np.float64)), float(np.percentile(grad, 90))]
 
     ii, jj = np.nonzero(mask)
     di = (ii - ii.mean()) * spacing[0]
     dj = (jj - jj.mean()) * spacing[1]
     dist = np.hypot(di, dj)
-    inner = dist <= percentile_sorted(np.sort(dist), 50)
+    inner = dist <= np.percentile(dist, 50)
     outer = ~inner
     core_rim = float(v[inner].mean() - v[outer].mean()) if outer.any() else 0.0
     out.append(core_rim)
@@ -149,78 +148,19 @@ def slice_features(hu: np.ndarray, roi: np.ndarray, spacing: tuple[float, float]
     return np.asarray(out, dtype=np.float64)
 
 
-def percentile_sorted(a: np.ndarray, q):
-    """``np.percentile(a, q)`` (linear method, bit for bit) of an already sorted 1-D ``a``.
-
-    ``np.percentile`` costs ~100-250 µs of Python overhead and an introselect per call, several
-    times the ~40 µs of one (SIMD) ``np.sort`` of a ROI; this mirrors numpy's arithmetic
-    exactly (virtual index ``(n - 1) q``, numpy's ``_lerp``, weak promotion for a scalar ``q``),
-    and a test checks it against ``np.percentile``.
-    """
-    weak = type(q) in (int, float)
-    qs = np.true_divide(q, 100)
-    n = a.shape[0]
-    virtual = np.asanyarray((n - 1) * qs)
-    prev = np.floor(virtual, out=...)
-    nxt = np.add(prev, 1, out=...)
-    above = virtual >= n - 1
-    if above.any():
-        prev[above] = -1
-        nxt[above] = -1
-    below = virtual < 0
-    if below.any():
-        prev[below] = 0
-        nxt[below] = 0
-    gamma = np.asanyarray(virtual - prev, dtype=virtual.dtype)
-    if weak:
-        gamma = float(gamma)
-    lo = a[prev.astype(np.intp)]
-    hi = a[nxt.astype(np.intp)]
-    diff = hi - lo
-    res = np.add(lo, diff * gamma, out=...)
-    np.subtract(hi, diff * (1 - gamma), out=res, where=gamma >= 0.5, casting="unsafe",
-                dtype=type(res.dtype))
-    return res[()] if res.ndim == 0 else res
-
-
 def glcm_features(img: np.ndarray, mask: np.ndarray) -> list[float]:
-    """GLCM contrast, dissimilarity, homogeneity, energy, correlation, ASM inside ``mask``.
-
-    The matrix comes from ``skimage.feature.graycomatrix``; the six properties are computed
-    in one vectorised pass with ``graycoprops``' formulas (a test checks they agree) instead
-    of six ``graycoprops`` calls, then averaged over the four angles.
-    """
-    from skimage.feature import graycomatrix
+    """GLCM contrast, dissimilarity, homogeneity, energy, correlation, ASM inside ``mask``,
+    from scikit-image's ``graycomatrix`` and ``graycoprops``, averaged over the four angles."""
+    from skimage.feature import graycomatrix, graycoprops
 
     lo, hi = HU_WINDOW
     q = np.floor((np.clip(img, lo, hi) - lo) * (GLCM_LEVELS / (hi - lo)))
     q = (np.minimum(q, GLCM_LEVELS - 1) + 1).astype(np.uint8)
     q[~mask] = 0  # reserved level, dropped below
     glcm = graycomatrix(q, [1], _GLCM_ANGLES, levels=GLCM_LEVELS + 1, symmetric=True)
-    glcm = glcm[1:, 1:, 0, :].astype(np.float64)  # [L, L, angle]
-    totals = glcm.sum(axis=(0, 1))
-    keep = totals > 0
+    glcm = glcm[1:, 1:, :, :]  # [L, L, 1 distance, angle]
+    keep = glcm.sum(axis=(0, 1))[0] > 0
     if not keep.any():  # a ROI without any neighbouring pair (e.g. one voxel): a flat texture
         return [0.0, 0.0, 1.0, 1.0, 1.0, 1.0]
-    return [float(v) for v in glcm_properties(glcm[:, :, keep]).mean(axis=1)]
-
-
-def glcm_properties(glcm: np.ndarray) -> np.ndarray:
-    """``graycoprops`` contrast, dissimilarity, homogeneity, energy, correlation, ASM of
-    co-occurrence matrices ``glcm`` [L, L, k] (each normalised to sum 1 here): [6, k]."""
-    p = glcm / glcm.sum(axis=(0, 1), keepdims=True)
-    i = np.arange(p.shape[0], dtype=np.float64)[:, None, None]
-    j = i.transpose(1, 0, 2)
-    diff = i - j
-    contrast = (p * diff**2).sum(axis=(0, 1))
-    dissimilarity = (p * np.abs(diff)).sum(axis=(0, 1))
-    homogeneity = (p / (1.0 + diff**2)).sum(axis=(0, 1))
-    asm = (p**2).sum(axis=(0, 1))
-    mu_i = (p * i).sum(axis=(0, 1))
-    mu_j = (p * j).sum(axis=(0, 1))
-    std_i = np.sqrt((p * (i - mu_i) ** 2).sum(axis=(0, 1)))
-    std_j = np.sqrt((p * (j - mu_j) ** 2).sum(axis=(0, 1)))
-    cov = (p * (i - mu_i) * (j - mu_j)).sum(axis=(0, 1))
-    flat = (std_i < 1e-15) | (std_j < 1e-15)
-    corr = np.where(flat, 1.0, cov / np.where(flat, 1.0, std_i * std_j))
-    return np.stack([contrast, dissimilarity, homogeneity, np.sqrt(asm), corr, asm])
+    glcm = glcm[:, :, :, keep].astype(np.float64)
+    return [float(graycoprops(glcm, prop).mean()) for prop in _GLCM_PROPS]

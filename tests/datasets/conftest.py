@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from broken_inputs import write_broken_variants
 
-from spikebench.datasets.fixtures import write_broken_variants
 from spikebench.datasets.phantom import write_phantom
 
 SMALL = {"cases": 6, "shape": (48, 48), "slices": (10, 16), "test_cases": 1, "seed": 3}
@@ -28,7 +28,7 @@ def phantom_copy(phantom_root: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def broken_variants(phantom_root: Path, tmp_path_factory) -> dict[str, Path]:
-    """One broken copy of the phantom per defect (see spikebench.datasets.fixtures)."""
+    """One broken copy of the phantom per defect (see broken_inputs.py)."""
     return write_broken_variants(phantom_root, tmp_path_factory.mktemp("broken"))
 
 

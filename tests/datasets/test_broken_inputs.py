@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from broken_inputs import EXPECTED
 
-from spikebench.datasets.features import cache_dir_for, extract_features, manifest_path_for
-from spikebench.datasets.fixtures import EXPECTED
+from spikebench.datasets.features import case_cache_files, extract_features, manifest_path_for
 from spikebench.errors import DataError
 
 GLOBAL = sorted(name for name, (is_global, _) in EXPECTED.items() if is_global)
@@ -84,9 +84,9 @@ def test_resource_fork_files_are_never_opened(phantom_copy: Path, tmp_path: Path
     opened = []
     real_init = msd.Volume.__init__
 
-    def spy(self, path):
+    def spy(self, path, *args, **kwargs):
         opened.append(Path(path).name)
-        real_init(self, path)
+        real_init(self, path, *args, **kwargs)
 
     monkeypatch.setattr(msd.Volume, "__init__", spy)
     res = extract_features(phantom_copy, tmp_path / "f.parquet")
@@ -98,8 +98,8 @@ _KILL_SCRIPT = """
 import sys, time
 import spikebench.datasets.features as F
 real = F.extract_case
-def slow(case, path):
-    out = real(case, path)
+def slow(case, path, *args):
+    out = real(case, path, *args)
     print("cached", case.patient_id, flush=True)
     time.sleep(30)
     return out
@@ -121,7 +121,7 @@ def test_sigkill_mid_run_then_resume_equals_clean_run(phantom_root: Path, tmp_pa
         proc.wait(timeout=30)
         proc.stdout.close()
     assert not out.exists()
-    assert len(list(cache_dir_for(out).glob("liver_0.*.parquet"))) == 1
+    assert len(case_cache_files(out, "liver_0")) == 1
     start = time.perf_counter()
     res = extract_features(phantom_root, out)
     assert res.cached_cases == 1 and time.perf_counter() - start < 60

@@ -1,5 +1,5 @@
-"""The extraction shortcuts (issue 8) change no value: sort-based percentiles, stored-dtype
-slices scaled on the ROI only, forked workers."""
+"""The extraction shortcuts (issue 8) change no value: stored-dtype slices scaled on the ROI
+only, forked workers."""
 
 from __future__ import annotations
 
@@ -16,21 +16,8 @@ from spikebench.datasets.msd import (
     iter_case_stored_slices,
     training_cases,
 )
-from spikebench.datasets.slice_features import percentile_sorted, slice_features
+from spikebench.datasets.slice_features import slice_features
 from spikebench.errors import DataError
-
-
-def test_percentile_sorted_is_numpy_percentile_bit_for_bit():
-    rng = np.random.default_rng(0)
-    for t in range(600):
-        n = int(rng.integers(1, 200))
-        dtype = (np.float32, np.float64)[t % 2]
-        a = (rng.integers(-50, 50, n) if t % 3 else rng.normal(size=n) * 100).astype(dtype)
-        for q in ((5, 25, 50, 75, 95), (2, 50, 98), 90, 50, 0, 100, (0, 100), 37.3):
-            want = np.percentile(a, q)
-            got = percentile_sorted(np.sort(a), q)
-            assert np.array_equal(want, got)
-            assert type(want) is type(got) and np.asarray(want).dtype == np.asarray(got).dtype
 
 
 def test_stored_slices_scale_to_the_same_hu_and_features(phantom_root: Path):
