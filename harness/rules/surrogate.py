@@ -128,6 +128,7 @@ class SurrogateGradient(Rule):
             "loss": Categorical(LOSSES),
             "tet_lambda": Fixed(0.05),
             "mixed_steps": Fixed(False),
+            "reset": Fixed("subtract"),
             "batch_size": Fixed(64),
             "epochs": Fixed(30),
             "patience": Fixed(6),
@@ -145,6 +146,7 @@ class SurrogateGradient(Rule):
         spec = NetworkSpec(
             sizes=(train.X.shape[1], int(p["hidden"]), 2), beta=float(p["beta"]),
             threshold=float(p["threshold"]), surrogate=p["surrogate"], slope=float(p["slope"]),
+            reset=p.get("reset", "subtract"),
         )
         ctx.backend.check_supported(spec, self.name)
         net = ctx.backend.build(spec, device=ctx.device, seed=ctx.seed)
