@@ -104,6 +104,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--to", type=Path, required=True, help="output .nir file")
     s.add_argument("--cell", default=None, help="backend/rule (default: best on test)")
     s.add_argument("--repeat", type=int, default=0)
+    s.add_argument("--allow-approximate", action="store_true",
+                   help="export a network NIR cannot represent exactly (subtract / no reset) "
+                        "as its reset-to-zero approximation and print the measured "
+                        "disagreement")
     return p
 
 
@@ -167,8 +171,9 @@ def _dispatch(args: argparse.Namespace) -> int | None:
     elif cmd == "export":
         from spikebench.harness.export import export_run
 
-        path = export_run(args.run, args.to, cell=args.cell, repeat=args.repeat)
-        print(f"wrote {path}")
+        result = export_run(args.run, args.to, cell=args.cell, repeat=args.repeat,
+                            allow_approximate=args.allow_approximate)
+        print(result.report())
     return 0
 
 
