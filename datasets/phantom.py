@@ -15,18 +15,36 @@ scaling or as float32, and affines flipping an axis (image and label share it).
 Generation is vectorised numpy (one pass per volume, no voxel loops) so real-size volumes
 (512×512×100) take about a second each. Output is byte-deterministic given ``seed``: gzip is
 written with ``mtime=0`` and no file name.
+
+Ownership: the folder gets a marker, :data:`MARKER` (``.spikebench-phantom.json``), holding
+the generation parameters, written *before* any volume and marked complete after
+``dataset.json``. :func:`write_phantom` never writes into a folder holding an MSD layout
+without that marker (someone else's data), reuses a complete phantom made with the same
+parameters, and refuses one made with other parameters, naming what changed. Every file is
+written to a unique temporary name and renamed into place (:mod:`spikebench.io`), so two
+processes generating the same phantom at once both succeed and leave a valid folder.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from spikebench.errors import DataError
+from spikebench.io import atomic_write_bytes, atomic_write_text, write_json
+
 LABELS = {"0": "background", "1": "liver", "2": "cancer"}
 _STORAGE = ("int16", "int16_intercept", "float32", "int16_slope")
+MARKER = ".spikebench-phantom.json"
+"""File marking a folder as a phantom spikebench wrote, with its generation parameters."""
+PHANTOM_VERSION = 1
+"""Bump when the generator's output changes for the same parameters."""
+_LAYOUT = ("dataset.json", "imagesTr", "labelsTr", "imagesTs")
 
 
 def write_phantom(out: str | Path, cases: int = 12, *, seed: int = 0,
@@ -37,9 +55,11 @@ def write_phantom(out: str | Path, cases: int = 12, *, seed: int = 0,
     Layout: ``dataset.json``, ``imagesTr/liver_K.nii.gz``, ``labelsTr/liver_K.nii.gz``,
     ``imagesTs/liver_K.nii.gz`` (test patients numbered after the training ones). ``slices``
     is the inclusive range of slice counts drawn per volume. Returns ``out``.
-    """
-    from spikebench.errors import DataError
 
+    A complete phantom with the same parameters already in ``out`` is reused as it is; a
+    phantom with other parameters, or an MSD layout spikebench did not write, is refused
+    with a :class:`DataError` (pick a new folder).
+    """
     if cases < 1 or test_cases < 0:
         raise DataError(f"phantom: need cases >= 1 and test_cases >= 0, got {cases}, "
                         f"{test_cases}")
@@ -47,6 +67,11 @@ def write_phantom(out: str | Path, cases: int = 12, *, seed: int = 0,
         raise DataError(f"phantom: shape {shape} / slices {slices} too small; use at least "
                         "32×32 in-plane and 4 slices")
     out = Path(out)
+    params = {"version": PHANTOM_VERSION, "cases": int(cases), "seed": int(seed),
+              "shape": [int(v) for v in shape], "slices": [int(v) for v in slices],
+              "test_cases": int(test_cases), "quirks": bool(quirks)}
+    if _claim_folder(out, params):
+        return out
     for sub in ("imagesTr", "labelsTr", "imagesTs"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     master = np.random.default_rng(seed)
@@ -96,10 +121,44 @@ def write_phantom(out: str | Path, cases: int = 12, *, seed: int = 0,
         "training": training,
         "test": test,
     }
-    tmp = out / "dataset.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=4) + "\n")
-    tmp.replace(out / "dataset.json")
+    atomic_write_text(out / "dataset.json", json.dumps(meta, indent=4) + "\n")
+    write_json(out / MARKER, {"spikebench_phantom": params, "complete": True})
     return out
+
+
+def _claim_folder(out: Path, params: dict[str, Any]) -> bool:
+    """Make ``out`` ours or refuse it; ``True`` when it already holds this exact phantom.
+
+    The layout is looked at *before* the marker: a concurrent writer creates the marker
+    before any subfolder, so a layout seen here without a marker is truly someone else's.
+    """
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: exists and is not a folder; pass a folder for the phantom")
+    has_layout = any((out / name).exists() for name in _LAYOUT)
+    marker = out / MARKER
+    if not marker.exists():
+        if has_layout:
+            raise DataError(f"{out}: holds an MSD layout (dataset.json / imagesTr / labelsTr) "
+                            f"that spikebench did not write (no {MARKER}); refusing to "
+                            "overwrite it - pick a new folder for the phantom")
+        write_json(marker, {"spikebench_phantom": params, "complete": False})
+        return False
+    try:
+        record = json.loads(marker.read_text(encoding="utf-8"))
+        theirs = record["spikebench_phantom"]
+        complete = bool(record.get("complete"))
+        if not isinstance(theirs, dict):
+            raise TypeError(type(theirs).__name__)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DataError(f"{marker}: unreadable phantom marker ({type(exc).__name__}); pick a "
+                        "new folder for the phantom") from None
+    changed = [f"{key}: {theirs.get(key)!r} there, {value!r} asked"
+               for key, value in params.items() if theirs.get(key) != value]
+    if changed:
+        raise DataError(f"{out}: holds a phantom made with other parameters "
+                        f"({'; '.join(changed)}); pick a new folder, or pass the same "
+                        "parameters to reuse it")
+    return complete and (out / "dataset.json").is_file()
 
 
 def generate_volume(rng: np.random.Generator, shape: tuple[int, int], nz: int, *,
@@ -233,16 +292,15 @@ def _write_volume(path: Path, data: np.ndarray, affine: np.ndarray, storage: str
     hdr.set_data_offset(352)
     if storage in ("int16_intercept", "int16_slope"):
         hdr.set_slope_inter(slope, inter)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as raw_fh, gzip.GzipFile(filename="", mode="wb", fileobj=raw_fh,
-                                                  compresslevel=1, mtime=0) as fh:
+    buf = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buf, compresslevel=1, mtime=0) as fh:
         fh.write(hdr.binaryblock)
         fh.write(b"\x00" * 4)  # no extensions
         fh.write(np.asfortranarray(raw).tobytes(order="F"))
-    tmp.replace(path)
+    atomic_write_bytes(path, buf.getvalue())  # unique temp name + rename: concurrent-safe
 
 
 def _write_resource_fork(path: Path, rng: np.random.Generator) -> None:
     """A few hundred junk bytes shaped like an AppleDouble header (what macOS tar leaves)."""
     body = rng.integers(0, 256, size=int(rng.integers(160, 480)), dtype=np.uint8).tobytes()
-    path.write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + body)
+    atomic_write_bytes(path, b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + body)

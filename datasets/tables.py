@@ -15,6 +15,13 @@ fault, raised here rather than deep inside a training loop. Decisions:
 * Labels must be 0/1 (or booleans) with both classes present.
 * Without a group column (``group=None``, or the default ``patient_id`` absent) every row is
   its own patient: ``groups`` are the row indices as strings.
+* The group column is read as text, always (CSV and parquet): patient ids ``001``, ``01`` and
+  ``1`` are three patients, never one integer.
+* ``lesion_mm2`` (tumour area per slice, written by ``spikebench extract``) is ground-truth
+  metadata, like the label: it is never a feature, and is exposed as
+  :attr:`FeatureTable.lesion_mm2`.
+* Finiteness is checked after every cast: a value finite in float64 that overflows the
+  float32 of ``X`` is an error naming the column, not an ``inf`` handed to a model.
 """
 
 from __future__ import annotations
@@ -30,12 +37,16 @@ from spikebench.errors import DataError
 
 DEFAULT_GROUP = "patient_id"
 _SLICE = "slice_idx"
+LESION_AREA = "lesion_mm2"
+"""Meta column of the tumour area per slice (mm²): never a feature."""
 
 
 @dataclass
 class FeatureTable:
     """A validated feature table: ``X`` float32 [n, F], ``y`` int64 [n] in {0, 1},
-    ``groups`` str [n] (patient of each row), ``slice_idx`` int64 [n] or ``None``."""
+    ``groups`` str [n] (patient of each row), ``slice_idx`` int64 [n] or ``None``,
+    ``lesion_mm2`` float64 [n] (tumour area of each slice, metadata) or ``None``, ``meta``
+    the extraction record stored in the table (parameters, skipped cases) or ``{}``."""
 
     X: np.ndarray
     y: np.ndarray
@@ -45,6 +56,8 @@ class FeatureTable:
     path: Path
     sha256: str
     dropped_constant: list[str] = field(default_factory=list)
+    lesion_mm2: np.ndarray | None = None
+    meta: dict = field(default_factory=dict)
 
     @property
     def n_patients(self) -> int:
@@ -67,6 +80,9 @@ def load_feature_table(path: str | Path, *, label: str = "label",
             frame = pd.read_parquet(path)
         elif suffix in (".csv", ".txt"):
             frame = pd.read_csv(path)
+            if group is not None and group in frame.columns:  # ids as text: keep "001"
+                frame[group] = pd.read_csv(path, usecols=[group], dtype=str,
+                                           keep_default_na=False)[group]
         else:
             raise DataError(f"{path}: unknown table format {suffix!r}; use .parquet or .csv")
     except DataError:
@@ -88,8 +104,9 @@ def load_feature_table(path: str | Path, *, label: str = "label",
     y = _labels(path, frame[label], label)
     if group is not None and group in columns:
         col = frame[group]
-        if col.isna().any():
-            raise DataError(f"{path}: group column {group!r} has {int(col.isna().sum())} "
+        empty = col.isna() | (col.astype(str).str.strip() == "")
+        if empty.any():
+            raise DataError(f"{path}: group column {group!r} has {int(empty.sum())} "
                             "empty values; every row needs a patient id")
         groups = col.astype(str).to_numpy(dtype=str)
         used_group = group
@@ -102,24 +119,29 @@ def load_feature_table(path: str | Path, *, label: str = "label",
         used_group = None
     slice_idx = None
     if _SLICE in columns and _SLICE not in (label, used_group):
-        slice_idx = pd.to_numeric(frame[_SLICE], errors="coerce").to_numpy()
-        slice_idx = None if np.isnan(slice_idx).any() else slice_idx.astype(np.int64)
-    meta = {label, _SLICE, DEFAULT_GROUP} | ({used_group} if used_group else set())
-    names = [c for c in columns if c not in meta]
+        values = pd.to_numeric(frame[_SLICE], errors="coerce").to_numpy(dtype=np.float64)
+        if np.isfinite(values).all() and (values == np.round(values)).all() \
+                and (np.abs(values) < 2.0**62).all():
+            slice_idx = values.astype(np.int64)
+    lesion = None
+    if LESION_AREA in columns and LESION_AREA not in (label, used_group):
+        lesion = pd.to_numeric(frame[LESION_AREA], errors="coerce").to_numpy(dtype=np.float64)
+        if not np.isfinite(lesion).all() or (lesion < 0).any():
+            raise DataError(f"{path}: meta column {LESION_AREA!r} must hold finite areas >= 0 "
+                            "(mm²); re-run the extraction or drop the column")
+    meta_cols = {label, _SLICE, DEFAULT_GROUP, LESION_AREA} | ({used_group} - {None})
+    names = [c for c in columns if c not in meta_cols]
     if not names:
-        raise DataError(f"{path}: no feature columns besides {sorted(meta)}")
+        raise DataError(f"{path}: no feature columns besides {sorted(meta_cols)}")
     bad = [c for c in names if not (pd.api.types.is_numeric_dtype(frame[c])
                                     or pd.api.types.is_bool_dtype(frame[c]))]
     if bad:
         raise DataError(f"{path}: non-numeric feature columns {bad}; drop them from the table "
                         "(or name one as the group column)")
     X = frame[names].to_numpy(dtype=np.float64)
-    finite = np.isfinite(X)
-    if not finite.all():
-        counts = {n: int((~finite[:, j]).sum()) for j, n in enumerate(names)
-                  if not finite[:, j].all()}
-        raise DataError(f"{path}: NaN/inf values in feature columns {counts} (column: count); "
-                        "fix the extraction or drop those rows/columns")
+    _check_finite(path, X, names, "")
+    _check_finite(path, X.astype(np.float32), names,
+                  " after conversion to float32 (values beyond ±3.4e38)")
     const = [n for j, n in enumerate(names) if np.ptp(X[:, j]) == 0]
     if const:
         if len(const) == len(names):
@@ -128,8 +150,19 @@ def load_feature_table(path: str | Path, *, label: str = "label",
         warnings.warn(f"{path}: dropping constant feature columns {const}", stacklevel=2)
         keep = [j for j, n in enumerate(names) if n not in const]
         X, names = X[:, keep], [names[j] for j in keep]
+    record = frame.attrs.get("spikebench", {}) if suffix in (".parquet", ".pq") else {}
     return FeatureTable(X=X.astype(np.float32), y=y, groups=groups, slice_idx=slice_idx,
-                        feature_names=names, path=path, sha256=digest, dropped_constant=const)
+                        feature_names=names, path=path, sha256=digest, dropped_constant=const,
+                        lesion_mm2=lesion, meta=dict(record) if isinstance(record, dict) else {})
+
+
+def _check_finite(path: Path, X: np.ndarray, names: list[str], when: str) -> None:
+    finite = np.isfinite(X)
+    if not finite.all():
+        counts = {n: int((~finite[:, j]).sum()) for j, n in enumerate(names)
+                  if not finite[:, j].all()}
+        raise DataError(f"{path}: NaN/inf values in feature columns {counts} (column: count)"
+                        f"{when}; fix the extraction, rescale, or drop those rows/columns")
 
 
 def _labels(path: Path, col, label: str) -> np.ndarray:
