@@ -117,9 +117,9 @@ def export_run(run: str | Path, to: str | Path, *, cell: str | None = None, repe
     if reasons and not allow_approximate:
         raise BackendError(
             f"{path}: NIR cannot represent this network exactly: {'; '.join(reasons)}. Retrain "
-            "with reset 'zero' (surrogate rule: reset = {choices = [\"zero\"]} in the study "
-            "spec), or pass --allow-approximate to export the reset-to-zero graph anyway and "
-            "print the measured disagreement.")
+            "with reset 'zero' (study spec: [space.surrogate] reset = \"zero\"), or pass "
+            "--allow-approximate to export the reset-to-zero graph anyway and print the "
+            "measured disagreement.")
     run_dir = path.parent.parent if path.parent.name == "models" else None  # loose file
     repeat = int(meta.get("repeat", repeat))
     bundle = describe(spec, meta, path, run_dir, repeat)
