@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from . import (
@@ -37,24 +35,26 @@ from . import (
     figure_training_time,
 )
 from .bootstrap import CONFIDENCE
-from .energy import CITATION, E_AC_PJ, E_MAC_PJ
+from .inference import (
+    STATISTICS_TABLES,
+    Statistics,
+    compute_statistics,
+    methods_lines,
+    significance_lines,
+    statistics_text_tables,
+)
 from .load import ReportError, StudyTables, load_study
 from .plotting import FigureFile, save
 from .render import STAR, TextTable, fmt_cost, fmt_metric, to_html, to_latex, to_markdown
-from .stats import ALPHA, WILCOXON_MIN_N, best_cell, min_p_value, pairwise_comparisons
 from .tables import (
     COST_COLUMNS,
     TEST_METRICS,
     coverage_table,
     excluded_cases,
-    main_table,
     metric_label,
     protocol_items,
     splits_table,
 )
-
-#: Metrics the pairwise tests run on besides the primary one.
-SECONDARY_TESTED = ("test_balanced_accuracy",)
 
 
 @dataclass
@@ -68,22 +68,23 @@ class Report:
     comparisons: pd.DataFrame
     best_tests: pd.DataFrame
     marks: dict[str, tuple[str, str]]
+    stats: Statistics
     text_tables: dict[str, TextTable] = field(default_factory=dict)
     figures: list[FigureFile] = field(default_factory=list)
     missing_figures: list[str] = field(default_factory=list)
 
 
-def build_report(study_dir: str | Path, out: Path | None = None, *, n_bootstrap: int = 1000,
-                 seed: int = 0, primary: str = "test_patient_pr_auc",
+def build_report(study_dir: str | Path, out: Path | None = None, *,
+                 n_bootstrap: int | None = None, seed: int = 0, primary: str | None = None,
                  figures: bool = True) -> Path:
     """Write the report of the study in ``study_dir`` to ``out`` (default
     ``study_dir/report``) and return ``out``. Works on partial studies (it lists what is
     missing); raises :class:`~spikebench.reports.load.ReportError` when ``results.parquet`` is
     missing or unreadable, or ``primary`` is not a test metric. ``figures=False`` skips the
     figures (tables and text only: a quick look at a running study)."""
-    if primary not in TEST_METRICS:
+    if primary is not None and primary not in TEST_METRICS:
         raise ReportError(f"primary metric {primary!r} is not one of {list(TEST_METRICS)}")
-    if n_bootstrap < 1:
+    if n_bootstrap is not None and n_bootstrap < 1:
         raise ReportError(f"n_bootstrap must be at least 1, got {n_bootstrap}")
     tables = load_study(study_dir)
     out = Path(out) if out is not None else tables.root / "report"
@@ -102,24 +103,17 @@ def build_report(study_dir: str | Path, out: Path | None = None, *, n_bootstrap:
 
 # -- numbers ----------------------------------------------------------------------------------
 
-def _compute(tables: StudyTables, primary: str, *, n_bootstrap: int, seed: int) -> Report:
-    main = main_table(tables, n_bootstrap=n_bootstrap, seed=seed)
-    ok = tables.ok
-    tested = tuple(dict.fromkeys((primary, *SECONDARY_TESTED)))
-    comparisons = pairwise_comparisons(ok, tested)
-    marks: dict[str, tuple[str, str]] = {}
-    best_frames = []
-    for col in TEST_METRICS:
-        if ok.empty:
-            break
-        best, significant, tests = best_cell(ok, col)
-        if len(tests):
-            tests = tests.assign(significant_all=significant)
-            best_frames.append(tests)
-        if best is not None and significant:
-            marks[col] = best
-    best_tests = pd.concat(best_frames, ignore_index=True) if best_frames else pd.DataFrame()
-    report = Report(tables, primary, main, coverage_table(tables), comparisons, best_tests, marks)
+def _compute(tables: StudyTables, primary: str | None, *, n_bootstrap: int | None,
+             seed: int) -> Report:
+    """The numbers (statistics from :mod:`~spikebench.reports.inference`); ``primary`` None →
+    the protocol's pre-specified primary metric."""
+    if primary is None:
+        from .analysis import analysis_plan
+
+        primary = f"test_{analysis_plan(tables.protocol).primary_metric}"
+    stats = compute_statistics(tables, primary, n_bootstrap=n_bootstrap, seed=seed)
+    report = Report(tables, primary, stats.main, coverage_table(tables), stats.comparisons,
+                    stats.best_tests, stats.marks, stats)
     report.text_tables = _text_tables(report)
     return report
 
@@ -161,15 +155,7 @@ def _text_tables(r: Report) -> dict[str, TextTable]:
             "coverage", "Incomplete, skipped or failed cells",
             incomplete.rename(columns={"repeats_done": "done", "repeats_expected": "expected",
                                        "missing_repeats": "missing repeats"}))
-    if not r.comparisons.empty:
-        comp = r.comparisons.copy()
-        comp["metric"] = comp["metric"].map(metric_label)
-        comp["significant"] = np.where(comp["significant"], "yes", "no")
-        comp = comp.rename(columns={"mean_diff": "mean a − b", "n_pairs": "pairs",
-                                    "p_holm": "p (Holm)"})
-        for col in ("mean a − b", "p", "p (Holm)"):
-            comp[col] = comp[col].map(lambda v: "" if not math.isfinite(v) else f"{v:.4f}")
-        out["comparisons"] = TextTable.from_frame("comparisons", "Paired comparisons", comp)
+    out.update(statistics_text_tables(r.stats))
     splits = splits_table(r.tables)
     if not splits.empty:
         out["splits"] = TextTable.from_frame("splits", "Patients and slices per split", splits)
@@ -229,7 +215,7 @@ def _write_tables(r: Report, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     numeric = {"main": r.main, "coverage": r.coverage, "comparisons": r.comparisons,
                "best_cell_tests": r.best_tests, "splits": splits_table(r.tables),
-               "excluded_cases": excluded_cases(r.tables)}
+               "excluded_cases": excluded_cases(r.tables), **r.stats.frames()}
     for name, frame in numeric.items():
         if not frame.empty:
             frame.to_csv(folder / f"{name}.csv", index=False)
@@ -261,45 +247,14 @@ def _status_lines(r: Report) -> list[str]:
 
 
 def _significance_lines(r: Report) -> list[str]:
-    n = int(r.main["n_repeats"].max()) if not r.main.empty else 0
-    marked = ", ".join(f"{metric_label(c)}: {b} / {rl}" for c, (b, rl) in r.marks.items())
-    test = ("Wilcoxon signed-rank" if n >= WILCOXON_MIN_N
-            else "exact paired sign-flip permutation test")
-    lines = [
-        f"Cells are compared on matched repeats with the {test} (Wilcoxon when ≥ "
-        f"{WILCOXON_MIN_N} pairs, else the exact sign-flip test), two-sided, Holm–Bonferroni "
-        f"within each metric; significant means adjusted p < {ALPHA}.",
-        f"With {n} repeats the smallest attainable two-sided p is {min_p_value(n):.4f}"
-        + (" — above 0.05, so **no difference can be declared significant** with this many "
-           "repeats (Wilcoxon's minimum p with 5 pairs is 0.0625); run more repeats."
-           if min_p_value(n) >= ALPHA else "."),
-        f"A {STAR} marks a column's best cell only when it beats every other cell "
-        "significantly (Holm over those comparisons). "
-        + (f"Marked: {marked}." if marked else "No cell is marked."),
-    ]
-    return lines
+    return significance_lines(r.stats, STAR)
 
 
-def _methods_lines(n_bootstrap: int, seed: int) -> list[str]:
-    return [
-        f"**Confidence intervals.** {CONFIDENCE:.0%} percentile bootstrap by patient, "
-        f"{n_bootstrap} resamples, seed {seed}: within each repeat the test patients are "
-        "resampled with replacement (generator `numpy.random.default_rng([seed, repeat])`, "
-        "the same draws for every cell of a repeat), every metric is recomputed on the slices of "
-        "the drawn patients (patient-level metrics on their max-probability scores), the "
-        "replicate values are averaged over repeats, and the 2.5 / 97.5 percentiles of those "
-        "averages form the interval. It reflects which test patients were drawn; the ± std "
-        "reflects training seeds and splits.",
-        "**Metrics.** Thresholded metrics at probability 0.5; PR-AUC is average precision; a "
-        "patient's score is its maximum slice probability and its label 1 when any slice has a "
-        "lesion. Chance level of PR-AUC is the prevalence.",
-        f"**Energy.** SNN: synaptic operations × E_AC = {E_AC_PJ:.1f} pJ; reference ANN: "
-        f"MACs × E_MAC = {E_MAC_PJ:.1f} pJ (float mult 3.7 + add 0.9). Source: {CITATION}. Memory "
-        "access is not counted; this compares operation counts, not measured energy.",
-        "**Parameter importance.** Per parameter, the share of the objective's variance "
-        "explained by that parameter alone (correlation ratio η² over its categories or ≤ 5 "
-        "quantile bins), normalised per cell; main effects only.",
-    ]
+def _methods_lines(r: Report) -> list[str]:
+    return [*methods_lines(r.stats),
+            "**Parameter importance.** Per parameter, the share of the objective's variance "
+            "explained by that parameter alone (correlation ratio η² over its categories or ≤ 5 "
+            "quantile bins), normalised per cell; main effects only."]
 
 
 def _markdown(r: Report, n_bootstrap: int, seed: int, elapsed: float) -> str:
@@ -317,8 +272,10 @@ def _markdown(r: Report, n_bootstrap: int, seed: int, elapsed: float) -> str:
         out += ["No finished cell yet.", ""]
     out += ["## Which differences are real", "", *(f"- {line}" for line in
                                                    _significance_lines(r)), ""]
-    if "comparisons" in r.text_tables:
-        out += [to_markdown(r.text_tables["comparisons"]), ""]
+    for name in STATISTICS_TABLES:
+        if name in r.text_tables:
+            t = r.text_tables[name]
+            out += [f"**{t.title}**", "", to_markdown(t), ""]
     out += ["## Figures", ""]
     for f in r.figures:
         out += [f"![{f.caption}](figures/{f.png.name})", "", f"*{f.caption}* "
@@ -331,7 +288,7 @@ def _markdown(r: Report, n_bootstrap: int, seed: int, elapsed: float) -> str:
     for name in ("splits", "excluded"):
         if name in r.text_tables:
             out += [f"**{r.text_tables[name].title}**", "", to_markdown(r.text_tables[name]), ""]
-    out += ["## Methods", "", *(f"- {line}" for line in _methods_lines(n_bootstrap, seed)), ""]
+    out += ["## Methods", "", *(f"- {line}" for line in _methods_lines(r)), ""]
     return "\n".join(out)
 
 
@@ -375,8 +332,10 @@ def _html(r: Report, n_bootstrap: int, seed: int, elapsed: float) -> str:
     if "performance" not in r.text_tables:
         parts.append("<p>No finished cell yet.</p>")
     parts += ['<h2 id="tests">Which differences are real</h2>', para(_significance_lines(r))]
-    if "comparisons" in r.text_tables:
-        parts.append(to_html(r.text_tables["comparisons"]))
+    for name in STATISTICS_TABLES:
+        if name in r.text_tables:
+            t = r.text_tables[name]
+            parts += [f"<h3>{html.escape(t.title)}</h3>", to_html(t)]
     parts.append('<h2 id="figures">Figures</h2>')
     for f in r.figures:
         data = base64.b64encode(f.png.read_bytes()).decode("ascii")
@@ -396,7 +355,7 @@ def _html(r: Report, n_bootstrap: int, seed: int, elapsed: float) -> str:
         if name in r.text_tables:
             parts += [f"<h3>{html.escape(r.text_tables[name].title)}</h3>",
                       to_html(r.text_tables[name])]
-    parts += ['<h2 id="methods">Methods</h2>', para(_methods_lines(n_bootstrap, seed))]
+    parts += ['<h2 id="methods">Methods</h2>', para(_methods_lines(r))]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
             + "\n".join(parts) + "</body></html>\n")

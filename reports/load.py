@@ -21,10 +21,19 @@ import numpy as np
 import pandas as pd
 
 from spikebench.errors import SpikebenchError
-from spikebench.harness.results import CURVE_COLUMNS, PREDICTION_COLUMNS, RESULT_COLUMNS
+from spikebench.harness.metrics import THRESHOLD
+from spikebench.harness.results import CURVE_COLUMNS, RESULT_COLUMNS
 
 #: Identity columns a results table cannot do without.
 REQUIRED_RESULT_COLUMNS = ("backend", "rule")
+#: Columns a predictions table cannot do without (``fold`` and ``lesion_mm2`` are optional:
+#: folders written before they existed have one fold, 0, and no lesion areas).
+REQUIRED_PREDICTION_COLUMNS = ("backend", "rule", "repeat", "steps", "train_steps",
+                               "patient_id", "label", "prob")
+#: How a study's test sets relate (protocol.json "scheme"; absent → holdout).
+SCHEMES = ("holdout", "nested-cv", "repeated-splits")
+#: A model's identity in both tables: one row of results.parquet per key.
+UNIT_KEYS = ("backend", "rule", "repeat", "fold")
 
 
 class ReportError(SpikebenchError, ValueError):
@@ -45,16 +54,34 @@ class StudyTables:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def scheme(self) -> str:
+        """``protocol.json["scheme"]``: holdout (default, also for old folders), nested-cv or
+        repeated-splits."""
+        value = str(self.protocol.get("scheme") or "holdout")
+        if value not in SCHEMES:
+            raise ReportError(f"protocol.json scheme {value!r} is not one of {list(SCHEMES)}")
+        return value
+
+    @property
     def ok(self) -> pd.DataFrame:
         """Result rows that finished (``status == "ok"``)."""
         return self.results[self.results["status"] == "ok"]
 
     def primary_predictions(self) -> pd.DataFrame | None:
-        """Test predictions at the trained number of time steps (what the test metrics used)."""
+        """Test predictions at the trained number of time steps (what the test metrics used),
+        each slice with the decision ``threshold`` of the model that predicted it (from its
+        results row; :data:`~spikebench.harness.metrics.THRESHOLD` when unknown)."""
         pred = self.predictions
         if pred is None or pred.empty:
             return None
-        return pred[pred["steps"] == pred["train_steps"]]
+        pred = pred[pred["steps"] == pred["train_steps"]]
+        thresholds = (self.results.dropna(subset=["repeat"])
+                      .groupby(list(UNIT_KEYS), sort=False)["threshold"].first().reset_index())
+        thresholds["repeat"] = thresholds["repeat"].astype(pred["repeat"].dtype)
+        pred = pred.drop(columns=["threshold"], errors="ignore").merge(
+            thresholds, on=list(UNIT_KEYS), how="left")
+        pred["threshold"] = pred["threshold"].fillna(THRESHOLD)
+        return pred
 
 
 def load_study(study_dir: str | Path) -> StudyTables:
@@ -71,10 +98,11 @@ def load_study(study_dir: str | Path) -> StudyTables:
         )
     notes: list[str] = []
     results = _normalise_results(_read_parquet(path, required=True), path)
-    predictions = _optional_table(root, "predictions", PREDICTION_COLUMNS, notes)
+    predictions = _optional_table(root, "predictions", REQUIRED_PREDICTION_COLUMNS, notes)
     if predictions is not None:
         predictions = _normalise_predictions(predictions)
-    curves = _optional_table(root, "curves", CURVE_COLUMNS, notes)
+    curves = _optional_table(root, "curves", tuple(c for c in CURVE_COLUMNS if c != "fold"),
+                             notes)
     trials = _optional_table(root, "trials", ("backend", "rule", "number"), notes)
     protocol = _read_json(root / "protocol.json", notes)
     spec = _read_toml(root / "spec.toml", notes)
@@ -137,6 +165,13 @@ def _normalise_results(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
         if col not in frame.columns:
             frame[col] = np.nan
     frame["repeat"] = pd.to_numeric(frame["repeat"], errors="coerce")
+    frame["fold"] = _fold(frame)
+    if "threshold" not in frame.columns:
+        frame["threshold"] = THRESHOLD
+    frame["threshold"] = pd.to_numeric(frame["threshold"], errors="coerce").fillna(THRESHOLD)
+    for col in ("acs_per_sample", "macs_per_sample"):
+        if col not in frame.columns:
+            frame[col] = np.nan
     for col in frame.columns:
         if col.startswith(("test_", "val_")) or col.endswith(("_per_sample", "_per_epoch")):
             frame[col] = pd.to_numeric(frame[col], errors="coerce")
@@ -145,8 +180,18 @@ def _normalise_results(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     return frame
 
 
+def _fold(frame: pd.DataFrame) -> pd.Series:
+    """The ``fold`` column as int (absent or missing → 0: old folders had one fold)."""
+    if "fold" not in frame.columns:
+        return pd.Series(0, index=frame.index, dtype=np.int64)
+    return pd.to_numeric(frame["fold"], errors="coerce").fillna(0).astype(np.int64)
+
+
 def _normalise_predictions(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
+    frame["fold"] = _fold(frame)
+    if "lesion_mm2" in frame.columns:
+        frame["lesion_mm2"] = pd.to_numeric(frame["lesion_mm2"], errors="coerce")
     frame["backend"] = frame["backend"].astype(str)
     frame["rule"] = frame["rule"].astype(str)
     frame["patient_id"] = frame["patient_id"].astype(str)

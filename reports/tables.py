@@ -2,8 +2,12 @@
 
 - :func:`cell_order` — the order cells appear in (the spec's grid order, references last);
 - :func:`main_table` — one row per finished cell: every test metric as mean, std over repeats
-  (from ``results.parquet``) and a 95 % patient-bootstrap interval (from ``predictions.parquet``,
-  see :mod:`spikebench.reports.bootstrap`), plus cost per sample and the energy estimate;
+  (from ``results.parquet``; under ``nested-cv`` from each repeat's pooled out-of-fold
+  predictions) and a 95 % patient-bootstrap interval (from ``predictions.parquet``, one resample
+  plan shared by all cells, see :mod:`spikebench.reports.bootstrap`), plus ACs, MACs and the
+  energy estimate per sample (:mod:`spikebench.reports.energy`);
+- :func:`lesion_recall_table` — slice recall by tumour-size stratum, when predictions carry
+  ``lesion_mm2``;
 - :func:`coverage_table` — which cells / repeats are missing, skipped or failed, and why;
 - :func:`protocol_items` / :func:`splits_table` — the protocol statement.
 
@@ -12,7 +16,7 @@ Numbers stay numbers here; :mod:`spikebench.reports.render` turns them into text
 
 from __future__ import annotations
 
-import math
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -20,9 +24,9 @@ import pandas as pd
 
 from spikebench.harness.results import METRICS
 
-from .bootstrap import cell_intervals
-from .energy import energy_nj, reference_macs
-from .load import StudyTables
+from .bootstrap import StudyBootstrap
+from .energy import energy_nj, operation_counts
+from .load import UNIT_KEYS, StudyTables
 
 TEST_METRICS = tuple(f"test_{m}" for m in METRICS)
 REFERENCE_RULES = ("logistic_regression", "mlp")
@@ -32,9 +36,12 @@ COST_COLUMNS = {
     "infer_ms_per_sample": "inference ms / sample",
     "spikes_per_sample": "spikes / sample",
     "synops_per_sample": "synops / sample",
+    "acs_per_sample": "ACs / sample",
     "macs_per_sample": "MACs / sample",
     "energy_nj_per_sample": "energy nJ / sample",
 }
+#: Lower edges (mm²) of the lesion-size strata: <100, 100–500, ≥500.
+LESION_STRATA_MM2 = (0.0, 100.0, 500.0)
 METRIC_LABELS = {
     "accuracy": "accuracy", "balanced_accuracy": "balanced acc.", "roc_auc": "ROC-AUC",
     "pr_auc": "PR-AUC", "f1": "F1", "mcc": "MCC", "patient_roc_auc": "patient ROC-AUC",
@@ -89,43 +96,50 @@ def expected_repeats(tables: StudyTables) -> int:
     return int(reps.max()) + 1 if reps.notna().any() and reps.max() >= 0 else 0
 
 
-def _n_features(tables: StudyTables) -> float | None:
-    data = tables.protocol.get("data")
-    if isinstance(data, dict):
-        for key in ("n_features", "features_count"):
-            if isinstance(data.get(key), int | float):
-                return float(data[key])
-    return None
-
-
 def per_row_cost(tables: StudyTables) -> pd.DataFrame:
-    """The finished rows with ``macs_per_sample`` (reference rows) and ``energy_nj_per_sample``
-    filled in (see :mod:`spikebench.reports.energy`)."""
+    """The finished rows with ``acs_per_sample``, ``macs_per_sample``, ``cost_basis`` and
+    ``energy_nj_per_sample`` (see :mod:`spikebench.reports.energy`; old folders fall back to
+    synaptic operations priced as ACs, labelled so)."""
     ok = tables.ok.copy()
-    if "macs_per_sample" not in ok.columns:
-        ok["macs_per_sample"] = np.nan
-    ok["macs_per_sample"] = pd.to_numeric(ok["macs_per_sample"], errors="coerce")
-    n_features = _n_features(tables)
-    macs = []
-    for _, row in ok.iterrows():
-        value = row["macs_per_sample"]
-        if row["kind"] == "reference" and not (isinstance(value, float) and math.isfinite(value)):
-            value = reference_macs(row["rule"], row.get("params"), n_features)
-        macs.append(value if row["kind"] == "reference" else np.nan)
-    ok["macs_per_sample"] = pd.to_numeric(pd.Series(macs, index=ok.index), errors="coerce")
-    ok["energy_nj_per_sample"] = [
-        energy_nj(k, s, m) for k, s, m in
-        zip(ok["kind"], ok["synops_per_sample"], ok["macs_per_sample"])
-    ]
+    counts = [operation_counts(k, a, m, s) for k, a, m, s in zip(
+        ok["kind"], ok["acs_per_sample"], ok["macs_per_sample"], ok["synops_per_sample"])]
+    ok["acs_per_sample"] = [c[0] for c in counts]
+    ok["macs_per_sample"] = [c[1] for c in counts]
+    ok["cost_basis"] = [c[2] for c in counts]
+    ok["energy_nj_per_sample"] = [energy_nj(a, m) for a, m, _ in counts]
     return ok
 
 
-def main_table(tables: StudyTables, *, n_bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:
+def study_bootstrap(tables: StudyTables, *, n_bootstrap: int, seed: int, top_k: int = 3
+                    ) -> StudyBootstrap | None:
+    """One shared resample plan over the primary predictions of every finished model (rows of
+    results.parquet with status ok), or None without predictions."""
+    preds = tables.primary_predictions()
+    if preds is None:
+        return None
+    done = tables.ok[list(UNIT_KEYS)].dropna().drop_duplicates()
+    done["repeat"] = done["repeat"].astype(preds["repeat"].dtype)
+    preds = preds.merge(done, on=list(UNIT_KEYS), how="inner")
+    if preds.empty:
+        return None
+    return StudyBootstrap(preds, scheme=tables.scheme, n_bootstrap=n_bootstrap, seed=seed,
+                          top_k=top_k)
+
+
+def _summary(values: pd.Series) -> tuple[float, float]:
+    values = pd.to_numeric(values, errors="coerce")
+    mean = float(values.mean()) if values.notna().any() else np.nan
+    return mean, float(values.std()) if values.notna().sum() > 1 else np.nan
+
+
+def main_table(tables: StudyTables, *, n_bootstrap: int = 1000, seed: int = 0,
+               bootstrap: StudyBootstrap | None = None) -> pd.DataFrame:
     """One row per finished cell (SNN and reference): ``n_repeats``, for every test metric
     ``<m>_mean``, ``<m>_std`` (sample std over repeats, ddof=1), ``<m>_ci_low``, ``<m>_ci_high``
-    (patient bootstrap) and for every cost column ``<c>_mean``, ``<c>_std``."""
+    (patient bootstrap), for every cost column ``<c>_mean``, ``<c>_std``, and ``cost_basis``.
+    ``bootstrap`` (shared with the paired tests) is built here when not given."""
     ok = per_row_cost(tables)
-    preds = tables.primary_predictions()
+    sb = bootstrap or study_bootstrap(tables, n_bootstrap=n_bootstrap, seed=seed)
     metrics = tuple(m.removeprefix("test_") for m in TEST_METRICS)
     rows = []
     for backend, rule in cell_order(tables):
@@ -133,21 +147,49 @@ def main_table(tables: StudyTables, *, n_bootstrap: int = 1000, seed: int = 0) -
         if g.empty:
             continue
         row: dict[str, Any] = {"backend": backend, "rule": rule, "kind": str(g["kind"].iloc[0]),
-                               "n_repeats": int(g["repeat"].nunique())}
+                               "n_repeats": int(g["repeat"].nunique()),
+                               "cost_basis": ", ".join(dict.fromkeys(g["cost_basis"]))}
         for col in (*TEST_METRICS, *COST_COLUMNS):
-            values = pd.to_numeric(g[col], errors="coerce")
-            row[f"{col}_mean"] = float(values.mean()) if values.notna().any() else np.nan
-            row[f"{col}_std"] = float(values.std()) if values.notna().sum() > 1 else np.nan
-        cis: dict[str, tuple[float, float]] = {}
-        if preds is not None:
-            p = preds[(preds["backend"] == backend) & (preds["rule"] == rule)
-                      & preds["repeat"].isin(g["repeat"])]
-            if not p.empty:
-                cis = cell_intervals(p, metrics, n_bootstrap=n_bootstrap, seed=seed)
+            row[f"{col}_mean"], row[f"{col}_std"] = _summary(
+                g.groupby("repeat")[col].mean() if col in TEST_METRICS else g[col])
+        has_preds = sb is not None and (backend, rule) in sb.cells
+        if has_preds:
+            sb.prefetch((backend, rule), metrics)
         for m in metrics:
-            low, high = cis.get(m, (np.nan, np.nan))
+            low, high = sb.interval((backend, rule), m) if has_preds else (np.nan, np.nan)
             row[f"test_{m}_ci_low"], row[f"test_{m}_ci_high"] = low, high
+            if has_preds and sb.scheme == "nested-cv":  # the pooled out-of-fold estimate
+                point, _ = sb.per_repeat((backend, rule), m)
+                row[f"test_{m}_mean"], row[f"test_{m}_std"] = _summary(pd.Series(point))
         rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def lesion_recall_table(tables: StudyTables, strata_mm2: tuple[float, ...] = LESION_STRATA_MM2
+                        ) -> pd.DataFrame:
+    """Per cell and lesion-size stratum (``[edge_i, edge_{i+1})`` mm², last open): lesion slices,
+    patients, and recall = share of lesion slices called positive at the row's threshold,
+    pooled over repeats and folds. Empty when predictions lack ``lesion_mm2``."""
+    preds = tables.primary_predictions()
+    if preds is None or "lesion_mm2" not in preds.columns:
+        return pd.DataFrame()
+    lesions = preds[(preds["label"] == 1) & preds["lesion_mm2"].notna()].copy()
+    if lesions.empty:
+        return pd.DataFrame()
+    edges = [*strata_mm2, np.inf]
+    names = [f"≥{lo:g}" if hi == np.inf else (f"<{hi:g}" if lo <= 0 else f"{lo:g}–{hi:g}")
+             for lo, hi in pairwise(edges)]
+    lesions["stratum"] = pd.cut(lesions["lesion_mm2"], edges, right=False, labels=names)
+    lesions["hit"] = lesions["prob"] >= lesions["threshold"]
+    rows = []
+    for backend, rule in cell_order(tables):
+        g = lesions[(lesions["backend"] == backend) & (lesions["rule"] == rule)]
+        for name in names:
+            s = g[g["stratum"] == name]
+            if len(g):
+                rows.append({"backend": backend, "rule": rule, "lesion_mm2": name,
+                             "slices": len(s), "patients": s["patient_id"].nunique(),
+                             "recall": float(s["hit"].mean()) if len(s) else np.nan})
     return pd.DataFrame(rows)
 
 

@@ -22,9 +22,11 @@ from spikebench.harness.results import (
     METRICS,
     PREDICTION_COLUMNS,
     RESULT_COLUMNS,
-    write_json,
-    write_parquet,
 )
+from spikebench.io import write_json, write_parquet
+
+#: Columns a results folder written before folds, thresholds and the AC/MAC split lacked.
+NEW_COLUMNS = ("fold", "threshold", "acs_per_sample", "macs_per_sample", "best_trial")
 
 TRAIN_STEPS = 8
 STEPS = (4, 8, 16)
@@ -53,6 +55,10 @@ class StudyPlan:
     protocol: bool = True
     n_trials: int = 12
     seed: int = 0
+    #: write the old format: no fold / threshold / acs / macs columns, no scheme
+    legacy: bool = False
+    #: protocol.json "analysis" (None: absent, the defaults apply)
+    analysis: dict | None = None
 
 
 def _patients(rng: np.random.Generator, n: int) -> pd.DataFrame:
@@ -115,13 +121,15 @@ def make_study(root: Path, plan: StudyPlan | None = None) -> Path:
                     backend=backend, rule=rule, repeat=r, seed=r, steps=steps,
                     train_steps=TRAIN_STEPS,
                     prob=_probs(test["label"].to_numpy(), strength, noise, steps)))
-            pred = pd.concat(frames, ignore_index=True)
+            pred = pd.concat(frames, ignore_index=True).assign(fold=0)
             preds.append(pred)
             at_t = pred[pred["steps"] == TRAIN_STEPS]
             row = _row(plan, backend, rule, "snn", r)
             row.update(all_metrics(at_t["label"].to_numpy(), at_t["prob"].to_numpy(),
                                    at_t["patient_id"].to_numpy(), "test_"))
             row.update(_cost(rng, ci, r, per_split[str(r)]))
+            row.update(fold=0, threshold=0.5, acs_per_sample=0.8 * row["synops_per_sample"],
+                       macs_per_sample=0.2 * row["synops_per_sample"])
             results.append(row)
             if plan.curves and rule == "active":
                 curves += _curves(backend, rule, r, rng)
@@ -133,26 +141,32 @@ def make_study(root: Path, plan: StudyPlan | None = None) -> Path:
             noise = np.random.default_rng([plan.seed, 500 + len(name), r]).normal(
                 0, 1, len(test))
             prob = _probs(test["label"].to_numpy(), 1.2, noise, 1)
-            preds.append(test.assign(backend="reference", rule=name, repeat=r, seed=r, steps=1,
-                                     train_steps=1, prob=prob))
+            preds.append(test.assign(backend="reference", rule=name, repeat=r, fold=0, seed=r,
+                                     steps=1, train_steps=1, prob=prob))
             row = _row(plan, "reference", name, "reference", r)
             row.update(all_metrics(test["label"].to_numpy(), prob,
                                    test["patient_id"].to_numpy(), "test_"))
             row.update(_cost(rng, 99, r, per_split[str(r)]))
             row.update(spikes_per_sample=np.nan, synops_per_sample=np.nan, train_steps=1,
+                       fold=0, threshold=0.5, acs_per_sample=0.0,
+                       macs_per_sample=float(N_FEATURES if name != "mlp" else N_FEATURES * 16 + 16),
                        params=json.dumps({"hidden_layer_sizes": [16]} if name == "mlp"
                                          else {"C": 1.0}))
             results.append(row)
     frame = pd.DataFrame(results)
-    frame = frame[[*RESULT_COLUMNS, *(f"{p}_{m}" for p in ("val", "test") for m in METRICS)]]
+    columns = [*dict.fromkeys([*RESULT_COLUMNS, "threshold"]),
+               *(f"{p}_{m}" for p in ("val", "test") for m in METRICS)]
+    frame = frame[[c for c in columns if not (plan.legacy and c in NEW_COLUMNS)]]
     write_parquet(root / "results.parquet", frame)
     if preds:
+        pred_columns = [c for c in PREDICTION_COLUMNS if not (plan.legacy and c == "fold")]
         write_parquet(root / "predictions.parquet",
-                      pd.concat(preds, ignore_index=True)[list(PREDICTION_COLUMNS)])
+                      pd.concat(preds, ignore_index=True)[pred_columns])
     if trials:
         write_parquet(root / "trials.parquet", pd.DataFrame(trials))
     if curves:
-        write_parquet(root / "curves.parquet", pd.DataFrame(curves)[list(CURVE_COLUMNS)])
+        write_parquet(root / "curves.parquet", pd.DataFrame(curves).assign(fold=0)[
+            [c for c in CURVE_COLUMNS if not (plan.legacy and c == "fold")]])
     write_json(root / "splits.json", splits)
     if plan.protocol:
         write_json(root / "protocol.json", {
@@ -168,7 +182,9 @@ def make_study(root: Path, plan: StudyPlan | None = None) -> Path:
             "machine": {"cpu": "test cpu", "cores": 2, "gpu": "", "python": "3.11",
                         "platform": "linux"},
             "storage": "journal:optuna.journal", "started": "2026-01-01T00:00:00+00:00",
-            "finished": "2026-01-01T01:00:00+00:00"})
+            "finished": "2026-01-01T01:00:00+00:00",
+            **({} if plan.legacy else {"scheme": "repeated-splits"}),
+            **({} if plan.analysis is None else {"analysis": plan.analysis})})
         (root / "spec.toml").write_text(
             '[study]\nname = "synthetic"\nreferences = '
             + json.dumps(list(plan.references)) + f"\n[split]\nrepeats = {plan.repeats}\n")

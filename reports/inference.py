@@ -1,0 +1,189 @@
+"""The report's statistics in one place: numbers, their tables and the sentences about them.
+
+:func:`compute_statistics` builds one shared patient-resample plan
+(:class:`~spikebench.reports.bootstrap.StudyBootstrap`) and from it the main table's intervals,
+the pre-specified primary analysis (:mod:`~spikebench.reports.analysis`), the exploratory
+pairwise comparisons and the best-cell marks (:mod:`~spikebench.reports.paired`), and the recall
+by lesion size. :mod:`~spikebench.reports.build` only places the results on the page.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .analysis import (
+    AnalysisPlan,
+    PrimaryAnalysis,
+    analysis_lines,
+    analysis_plan,
+    primary_analysis,
+)
+from .bootstrap import CONFIDENCE, SHARED_COHORT
+from .energy import CITATION, E_AC_PJ, E_MAC_PJ
+from .load import StudyTables
+from .paired import best_cell, pairwise_comparisons
+from .render import TextTable
+from .tables import TEST_METRICS, lesion_recall_table, main_table, metric_label, study_bootstrap
+
+#: Metrics the exploratory pairwise comparisons run on besides the primary one.
+SECONDARY_TESTED = ("test_balanced_accuracy",)
+#: The statistical text tables, in the order the report prints them.
+STATISTICS_TABLES = ("primary_analysis", "sensitivity", "equivalence", "comparisons",
+                     "lesion_recall")
+
+
+@dataclass
+class Statistics:
+    """Everything statistical a report shows."""
+
+    plan: AnalysisPlan
+    scheme: str
+    n_bootstrap: int
+    seed: int
+    main: pd.DataFrame
+    comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)
+    best_tests: pd.DataFrame = field(default_factory=pd.DataFrame)
+    marks: dict[str, tuple[str, str]] = field(default_factory=dict)
+    analysis: PrimaryAnalysis | None = None
+    lesion_recall: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def frames(self) -> dict[str, pd.DataFrame]:
+        """The numeric tables written as CSV besides main / comparisons / best-cell tests."""
+        a = self.analysis
+        out = {"lesion_recall": self.lesion_recall}
+        if a is not None:
+            out |= {"primary_analysis": a.superiority, "equivalence": a.equivalence,
+                    "sensitivity": a.sensitivity}
+        return out
+
+
+def compute_statistics(tables: StudyTables, primary: str, *, n_bootstrap: int | None,
+                       seed: int) -> Statistics:
+    """All statistics of one report; ``n_bootstrap`` None → the protocol's (default 2000)."""
+    plan = analysis_plan(tables.protocol)
+    n_boot = int(n_bootstrap or plan.n_bootstrap)
+    sb = study_bootstrap(tables, n_bootstrap=n_boot, seed=seed, top_k=plan.top_k)
+    main = main_table(tables, n_bootstrap=n_boot, seed=seed, bootstrap=sb)
+    stats = Statistics(plan, tables.scheme, n_boot, seed, main)
+    stats.lesion_recall = lesion_recall_table(tables)
+    if sb is None:
+        return stats
+    cells = [(b, r) for b, r in zip(main["backend"], main["rule"]) if (b, r) in sb.cells] \
+        if not main.empty else []
+    tested = tuple(dict.fromkeys((primary, *SECONDARY_TESTED)))
+    stats.comparisons = pairwise_comparisons(sb, cells, tested, alpha=plan.alpha)
+    frames = []
+    for col in TEST_METRICS:
+        best, significant, tests = best_cell(sb, cells, col, alpha=plan.alpha)
+        if len(tests):
+            frames.append(tests.assign(significant_all=significant))
+        if best is not None and significant:
+            stats.marks[col] = best
+    stats.best_tests = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    stats.analysis = primary_analysis(tables, sb, plan)
+    return stats
+
+
+def _fmt(value: object, digits: int = 4) -> str:
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else "no"
+    if isinstance(value, float | np.floating):
+        return "" if not math.isfinite(value) else f"{value:.{digits}f}"
+    return str(value)
+
+
+def _table(name: str, title: str, frame: pd.DataFrame, columns: dict[str, str]) -> TextTable:
+    frame = frame[[c for c in columns if c in frame.columns]]
+    rows = [[_fmt(v) for v in rec] for rec in frame.itertuples(index=False)]
+    return TextTable(name, title, [columns[c] for c in frame.columns], rows)
+
+
+_PAIR = {"a": "a", "b": "b", "n_repeats": "repeats", "difference": "a − b",
+         "ci_low": "CI low", "ci_high": "CI high"}
+
+
+def statistics_text_tables(s: Statistics) -> dict[str, TextTable]:
+    """The statistical tables as text: primary, equivalence, sensitivity, exploratory
+    comparisons, lesion-size recall."""
+    out: dict[str, TextTable] = {}
+    a = s.analysis
+    if a is not None and not a.superiority.empty:
+        out["primary_analysis"] = _table(
+            "primary_analysis", f"Primary analysis: superiority family, test "
+            f"{metric_label(s.plan.primary_metric)} ({CONFIDENCE:.0%} paired patient bootstrap)",
+            a.superiority, {**_PAIR, "p": "p", "p_holm": "p (Holm)", "significant": "significant",
+                            "p_delong_patient_roc_auc": "DeLong p (patient ROC-AUC)",
+                            "p_nadeau_bengio": "Nadeau–Bengio p"})
+    if a is not None and not a.equivalence.empty:
+        out["equivalence"] = _table(
+            "equivalence", f"Equivalence (TOST, margin ±{s.plan.equivalence_margin})",
+            a.equivalence, {"a": "a", "b": "b", "n_repeats": "repeats", "difference": "a − b",
+                            "ci90_low": "90% CI low", "ci90_high": "90% CI high",
+                            "p_tost": "p (TOST)", "p_holm": "p (Holm)",
+                            "equivalent": "equivalent"})
+    if a is not None and not a.sensitivity.empty:
+        out["sensitivity"] = _table(
+            "sensitivity", "Sensitivity: the primary comparison under both patient scores",
+            a.sensitivity, {"patient_score": "patient score", **_PAIR, "p": "p",
+                            "p_holm": "p (Holm)", "significant": "significant"})
+    if not s.comparisons.empty:
+        comp = s.comparisons.assign(metric=s.comparisons["metric"].map(metric_label))
+        out["comparisons"] = _table(
+            "comparisons", "Exploratory paired comparisons (not pre-specified; Holm within "
+            "each metric)", comp, {"metric": "metric", "within": "within", **_PAIR, "p": "p",
+                                   "p_holm": "p (Holm)", "significant": "significant"})
+    if not s.lesion_recall.empty:
+        out["lesion_recall"] = _table(
+            "lesion_recall", "Slice recall by lesion size (at each model's threshold, pooled "
+            "over repeats)", s.lesion_recall,
+            {"backend": "backend", "rule": "rule", "lesion_mm2": "lesion mm²",
+             "slices": "slices", "patients": "patients", "recall": "recall"})
+    return out
+
+
+def significance_lines(s: Statistics, star: str) -> list[str]:
+    """What the primary analysis and the marks mean (the report's significance section)."""
+    lines = analysis_lines(s.analysis, CONFIDENCE) if s.analysis is not None else [
+        "No predictions.parquet: the patient-level analysis cannot be run."]
+    marked = ", ".join(f"{metric_label(c)}: {b} / {r}" for c, (b, r) in s.marks.items())
+    lines.append(f"A {star} marks a column's best cell only when it beats every other cell "
+                 "in a paired patient bootstrap, Holm over those comparisons. "
+                 + (f"Marked: {marked}." if marked else "No cell is marked."))
+    return lines
+
+
+def methods_lines(s: Statistics) -> list[str]:
+    """How the intervals, tests and costs were computed (the report's Methods section)."""
+    floor = (" Because every repeat tests the same patients, the interval is never narrower "
+             "than the widest single-repeat interval from the same resamples."
+             if s.scheme in SHARED_COHORT else "")
+    return [
+        f"**Confidence intervals.** {CONFIDENCE:.0%} percentile bootstrap, {s.n_bootstrap} "
+        f"replicates, seed {s.seed}, scheme {s.scheme}. Each replicate draws one resample of "
+        "the test patients and one resample of the repeats, shared by every cell, repeat and "
+        "fold (paired); a cell's replicate is the mean over the drawn repeats of the metric on "
+        "the drawn patients (under nested-cv a repeat's folds are pooled into one out-of-fold "
+        "set). Estimand: the cell's expected test metric over training randomness, for "
+        "patients like the study's; the interval reflects both patient sampling and training "
+        "runs." + floor + " The ± std is the spread over repeats alone.",
+        "**Tests.** Paired patient bootstrap of the difference (two-sided p = twice the "
+        "smaller tail share of replicates beyond 0); DeLong (1988) for patient ROC-AUC; "
+        "Nadeau–Bengio (2003) corrected resampled t-test when repeats use different test "
+        "patients; TOST for equivalence; minimum detectable difference = (z₁₋α/₂ + z₀.₈) × "
+        "bootstrap SE.",
+        "**Metrics.** Thresholded metrics at each model's validation-chosen threshold (0.5 when "
+        "the results do not record one); PR-AUC is average precision; a patient's label is 1 "
+        "when any slice has a lesion, its score the maximum slice probability (sensitivity: "
+        f"the mean of its top-{s.plan.top_k} slices). Chance level of PR-AUC is the "
+        "prevalence.",
+        f"**Energy.** ACs × E_AC + MACs × E_MAC with E_AC = {E_AC_PJ:.1f} pJ (float add) and "
+        f"E_MAC = {E_MAC_PJ:.1f} pJ (float mult 3.7 + add 0.9). A MAC is counted wherever a "
+        "layer's input is real-valued (direct-encoded first layer, real-valued readout, "
+        f"non-spiking references). Source: {CITATION}. Memory access is not counted; this "
+        "compares operation counts, not measured energy. Rows marked 'synops as ACs (old "
+        "results)' predate the AC/MAC split and understate direct-encoded networks.",
+    ]
