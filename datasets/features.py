@@ -459,6 +459,14 @@ def extract_case(case: Case, cache_path: Path, limits: VolumeLimits = DEFAULT_LI
     """Compute and cache one case; returns ``(patient_id, "ok", cache path, read seconds)``
     or ``(patient_id, "error", message, read seconds)`` for a :class:`DataError` in the case's
     files. A failure to write the cache raises (it is not the case's fault)."""
+    # Hostile values overflow silently here and are refused by the finiteness checks below,
+    # with a message naming the file, instead of numpy's RuntimeWarnings.
+    with np.errstate(all="ignore"):
+        return _extract_case(case, cache_path, limits)
+
+
+def _extract_case(case: Case, cache_path: Path, limits: VolumeLimits
+                  ) -> tuple[str, str, str, float]:
     import pandas as pd
 
     rows, idx, tumour = [], [], []

@@ -539,6 +539,10 @@ def check_nifti_header(path: Path, head: bytes, limits: VolumeLimits = DEFAULT_L
         raise DataError(f"{path}: vox_offset {offset} is invalid (a single-file NIfTI needs "
                         f"an integer between 352 and {MAX_HEADER_BYTES}); the header is "
                         "corrupt - re-export the volume")
+    pixdim = [float(v) for v in hdr["pixdim"][1:4]]
+    if not all(np.isfinite(v) and v != 0 for v in pixdim):
+        raise DataError(f"{path}: voxel spacing pixdim[1:4] = {pixdim} mm must be finite and "
+                        "non-zero (nibabel would silently use 1 mm); fix pixdim in the header")
     slope, inter = float(hdr["scl_slope"]), float(hdr["scl_inter"])
     if slope != 0 and np.isfinite(slope) and not np.isfinite(inter):
         raise DataError(f"{path}: scl_inter {inter} is not finite (with scl_slope {slope}); "

@@ -40,8 +40,9 @@ from scipy import ndimage, stats
 FEATURES_VERSION = "2"
 """Bump when any feature's definition changes: it is part of every cache key. Version 2:
 percentiles, skewness/kurtosis and GLCM properties come from numpy / scipy.stats /
-scikit-image instead of hand-written copies (largest change on the phantom: see
-``tests/datasets/test_feature_extraction.py``)."""
+scikit-image instead of hand-written copies; on a 12-case phantom (273 liver slices) the
+largest change of any feature is 1.8e-15 absolute (``hu_std``), 2.2e-15 relative
+(``glcm_correlation``) - rounding only."""
 
 HU_WINDOW = (-100.0, 250.0)
 GLCM_LEVELS = 32
@@ -89,7 +90,7 @@ def slice_features(hu: np.ndarray, roi: np.ndarray, spacing: tuple[float, float]
     mean = float(v.mean())
     std = float(v.std())
     if std * std > 1e-12:
-        skew, kurt = float(stats.skew(v)), float(stats.kurtosis(v))
+        skew, kurt = float(stats.skew(v, axis=None)), float(stats.kurtosis(v, axis=None))
     else:  # a flat ROI: scipy returns NaN, the texture is simply symmetric and flat
         skew = kurt = 0.0
     bins = np.clip(np.floor((v - _HIST_LO) / _HIST_WIDTH), -1, _HIST_BINS).astype(np.intp) + 1

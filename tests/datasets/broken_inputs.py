@@ -228,3 +228,61 @@ _BREAKERS = {
     "nan_voxels": _nan_voxels,
     "mixed": _mixed,
 }
+
+
+# ---------------------------------------------------------------------------- hand-made headers
+
+
+def nifti_bytes(data: np.ndarray, spacing: tuple[float, float, float] = (0.8, 0.8, 2.0),
+                *, tail: bytes = b"", **fields) -> bytes:
+    """An uncompressed single-file NIfTI-1 of ``data`` (header + 4 extension bytes + voxels
+    + ``tail``), with any header ``fields`` overwritten afterwards *without* any checking:
+    the way to build the hostile headers a reader must survive."""
+    import nibabel as nib
+    from nibabel.nifti1 import header_dtype
+
+    hdr = nib.Nifti1Header()
+    hdr.set_data_shape(data.shape)
+    hdr.set_data_dtype(data.dtype)
+    affine = np.diag([*spacing, 1.0])
+    hdr.set_qform(affine, code=1)
+    hdr.set_sform(affine, code=1)
+    hdr.set_zooms(spacing)
+    hdr.set_data_offset(352)
+    block = np.frombuffer(hdr.binaryblock, dtype=header_dtype).copy()
+    for name, value in fields.items():
+        block[0][name] = value
+    return (block.tobytes() + b"\x00" * 4 + np.asfortranarray(data).tobytes(order="F")
+            + tail)
+
+
+def write_volume_bytes(path: Path, raw: bytes, *, compress: bool = True) -> Path:
+    """Write NIfTI bytes as ``path`` (gzipped with mtime 0 when ``compress``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(raw, compresslevel=1, mtime=0) if compress else raw)
+    return path
+
+
+def write_msd_folder(root: Path, cases: dict[str, tuple[bytes, bytes]]) -> Path:
+    """An MSD folder with ``{patient id: (image bytes, label bytes)}`` as gzipped volumes."""
+    training = []
+    for pid, (image, label) in cases.items():
+        write_volume_bytes(root / "imagesTr" / f"{pid}.nii.gz", image)
+        write_volume_bytes(root / "labelsTr" / f"{pid}.nii.gz", label)
+        training.append({"image": f"./imagesTr/{pid}.nii.gz",
+                         "label": f"./labelsTr/{pid}.nii.gz"})
+    meta = {"labels": {"0": "background", "1": "liver", "2": "cancer"},
+            "training": training, "test": []}
+    (root / "dataset.json").write_text(json.dumps(meta, indent=2))
+    return root
+
+
+def small_case(seed: int = 0, shape: tuple[int, int, int] = (12, 10, 4)
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """A tiny valid case: int16 HU image and a label with liver (1) and some tumour (2)."""
+    rng = np.random.default_rng(seed)
+    image = rng.normal(60, 15, shape).round().astype(np.int16)
+    label = np.zeros(shape, dtype=np.uint8)
+    label[2:-2, 2:-2, :] = 1
+    label[4:7, 4:6, 1:3] = 2
+    return image, label
