@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import base64
 import html
-import shutil
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+
+from spikebench.io import atomic_write_text
 
 from . import (
     figure_confusion,
@@ -35,6 +37,7 @@ from . import (
     figure_training_time,
 )
 from .bootstrap import CONFIDENCE
+from .folder import ReportFolder
 from .inference import (
     STATISTICS_TABLES,
     Statistics,
@@ -81,24 +84,43 @@ def build_report(study_dir: str | Path, out: Path | None = None, *,
     ``study_dir/report``) and return ``out``. Works on partial studies (it lists what is
     missing); raises :class:`~spikebench.reports.load.ReportError` when ``results.parquet`` is
     missing or unreadable, or ``primary`` is not a test metric. ``figures=False`` skips the
-    figures (tables and text only: a quick look at a running study)."""
+    figures (tables and text only: a quick look at a running study).
+
+    The report only ever replaces files an earlier report wrote (listed in
+    ``out/.spikebench-report.json``): it raises :class:`ReportError` before writing anything
+    when ``out`` holds other files, or is (or lies in the data of) the results folder."""
     if primary is not None and primary not in TEST_METRICS:
         raise ReportError(f"primary metric {primary!r} is not one of {list(TEST_METRICS)}")
     if n_bootstrap is not None and n_bootstrap < 1:
         raise ReportError(f"n_bootstrap must be at least 1, got {n_bootstrap}")
     tables = load_study(study_dir)
     out = Path(out) if out is not None else tables.root / "report"
+    folder = ReportFolder.open(out, tables.root, _own_name)
     started = time.perf_counter()
     report = _compute(tables, primary, n_bootstrap=n_bootstrap, seed=seed)
-    for sub in ("figures", "tables"):
-        shutil.rmtree(out / sub, ignore_errors=True)
     if figures:
-        _draw_figures(report, out / "figures")
-    _write_tables(report, out / "tables")
+        _draw_figures(report, out / "figures", folder.claim)
+    _write_tables(report, out / "tables", folder.claim)
     elapsed = time.perf_counter() - started
-    (out / "report.md").write_text(_markdown(report, n_bootstrap, seed, elapsed))
-    (out / "report.html").write_text(_html(report, n_bootstrap, seed, elapsed))
+    atomic_write_text(folder.claim(out / "report.md"),
+                      _markdown(report, n_bootstrap, seed, elapsed))
+    atomic_write_text(folder.claim(out / "report.html"),
+                      _html(report, n_bootstrap, seed, elapsed))
+    folder.finish()
     return out
+
+
+#: Files a report wrote before the manifest existed (recognised in such an old report folder).
+_OWN_FILES = re.compile(
+    r"report\.(md|html)|tables/(main|coverage|comparisons|best_cell_tests|splits|excluded_cases"
+    r"|primary_analysis|equivalence|sensitivity|lesion_recall"
+    r"|performance|cost|excluded)\.(csv|tex)|figures/(heatmap|optimisation_history"
+    r"|parameter_importance|pareto|training_time|patient_roc_pr|confusion|inference_steps"
+    r"|labels_used)\.(png|svg)")
+
+
+def _own_name(rel: str) -> bool:
+    return _OWN_FILES.fullmatch(rel) is not None
 
 
 # -- numbers ----------------------------------------------------------------------------------
@@ -167,26 +189,34 @@ def _text_tables(r: Report) -> dict[str, TextTable]:
 
 # -- figures ----------------------------------------------------------------------------------
 
-def _draw_figures(r: Report, folder: Path) -> None:
+def _draw_figures(r: Report, folder: Path, claim: Callable[[Path], Path]) -> None:
     t = r.tables
     preds = t.primary_predictions()
     prevalence = _patient_prevalence(preds)
     primary = r.primary
+    objective = _objective_label(t)
+    multi = figure_pareto.is_multi_objective(t.trials)
     plans: list[tuple[str, str, Callable[[], object]]] = [
         ("heatmap", f"Backend × rule heatmap of test {metric_label(primary)} (SNN cells).",
          lambda: figure_heatmap.draw(*figure_heatmap.data(r.main, primary), primary)),
-        ("optimisation_history", "Optuna optimisation history per cell (validation objective).",
-         lambda: figure_history.draw(figure_history.data(t.trials))),
+        ("optimisation_history", f"Optuna optimisation history per cell ({objective}).",
+         lambda: figure_history.draw(figure_history.data(t.trials), objective)),
         ("parameter_importance", "Hyper-parameter importance per cell (η² main effects, "
          "see Methods).", lambda: figure_importance.draw(figure_importance.data(t.trials))),
-        ("pareto", "Metric vs synaptic operations with the Pareto front.",
+        ("pareto", f"{objective[0].upper()}{objective[1:]} of every tuning trial and test "
+         f"{metric_label(primary)} of every cell vs synaptic operations per sample"
+         + (" with the Pareto front." if multi else " (single objective: no Pareto front)."),
          lambda: figure_pareto.draw(figure_pareto.trial_points(t.trials),
-                                    figure_pareto.cell_points(r.main, primary), primary)),
+                                    figure_pareto.cell_points(r.main, primary), primary,
+                                    multi=multi, objective=objective)),
         ("training_time", "Training seconds per epoch per backend and rule.",
          lambda: figure_training_time.draw(figure_training_time.data(r.main))),
-        ("patient_roc_pr", "Patient-level ROC and precision–recall curves pooled over repeats "
-         "(patient score = max slice probability; dotted: chance).",
-         lambda: figure_patient_curves.draw(figure_patient_curves.data(preds), prevalence)),
+        ("patient_roc_pr", "Patient-level ROC and precision–recall curves, each pooling the "
+         "test patients of all repeats (patient score = max slice probability; dotted grey: "
+         "chance). The legend quotes the main table's mean over repeats, not the area under "
+         "the pooled curve.",
+         lambda: figure_patient_curves.draw(figure_patient_curves.data(preds), prevalence,
+                                            figure_patient_curves.table_areas(r.main))),
         ("confusion", "Slice-level confusion matrices at threshold 0.5 (all repeats).",
          lambda: figure_confusion.draw(figure_confusion.data(preds))),
         ("inference_steps", "Test metrics vs time steps at inference (trained T ringed).",
@@ -199,7 +229,16 @@ def _draw_figures(r: Report, folder: Path) -> None:
         if fig is None:
             r.missing_figures.append(name)
             continue
+        for ext in ("png", "svg"):
+            claim(folder / f"{name}.{ext}")
         r.figures.append(save(fig, folder, name, caption))
+
+
+def _objective_label(t: StudyTables) -> str:
+    """``validation PR-AUC``: the metric Optuna maximised (the spec's ``[study].metric``)."""
+    study = t.spec.get("study") if isinstance(t.spec.get("study"), dict) else {}
+    metric = study.get("metric") or t.protocol.get("metric")
+    return f"validation {metric_label(str(metric))}" if metric else "validation objective"
 
 
 def _patient_prevalence(preds: pd.DataFrame | None) -> float | None:
@@ -211,16 +250,16 @@ def _patient_prevalence(preds: pd.DataFrame | None) -> float | None:
 
 # -- tables on disk ---------------------------------------------------------------------------
 
-def _write_tables(r: Report, folder: Path) -> None:
+def _write_tables(r: Report, folder: Path, claim: Callable[[Path], Path]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     numeric = {"main": r.main, "coverage": r.coverage, "comparisons": r.comparisons,
                "best_cell_tests": r.best_tests, "splits": splits_table(r.tables),
                "excluded_cases": excluded_cases(r.tables), **r.stats.frames()}
     for name, frame in numeric.items():
         if not frame.empty:
-            frame.to_csv(folder / f"{name}.csv", index=False)
+            atomic_write_text(claim(folder / f"{name}.csv"), frame.to_csv(index=False))
     for name, table in r.text_tables.items():
-        (folder / f"{name}.tex").write_text(to_latex(table))
+        atomic_write_text(claim(folder / f"{name}.tex"), to_latex(table))
 
 
 # -- text -------------------------------------------------------------------------------------
@@ -302,7 +341,8 @@ th,td{padding:.35em .55em;border-bottom:1px solid #eee;text-align:left}
 thead th{background:#f4f6f8;border-bottom:2px solid #bbb;position:sticky;top:0}
 td.num{font-variant-numeric:tabular-nums}
 tbody tr:nth-child(even){background:#fafafa}
-figure{margin:1.2em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
+figure{margin:1.2em 0}
+figure img{max-width:100%;height:auto;border:1px solid #eee;box-sizing:border-box}
 figcaption{color:#555;font-size:.9em}.ci{color:#666;font-size:.85em}.note{color:#8a5300}
 dl.protocol{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em;font-size:.9em}
 dl.protocol dt{font-weight:600}dl.protocol dd{margin:0;word-break:break-all}

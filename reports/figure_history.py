@@ -55,6 +55,8 @@ def draw(frame: pd.DataFrame, objective: str = "validation objective") -> Figure
         ax.set_ylabel(objective)
     for ax in list(axes.flat)[len(cells):]:
         ax.set_visible(False)
-    axes.flat[0].legend(fontsize=8, loc="lower right")
+    # outside the panels: a legend inside one would hide some of its points
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=8)
     fig.suptitle("Optimisation history (validation, complete trials)")
     return fig

@@ -72,7 +72,7 @@ def draw(frame: pd.DataFrame) -> Figure | None:
     cells = list(dict.fromkeys(zip(frame["backend"], frame["rule"])))
     n_rows, n_cols = grid_shape(len(cells))
     most = frame.groupby(["backend", "rule"]).size().max()
-    fig = new_figure(4.4 * n_cols, (0.28 * most + 1.1) * n_rows)
+    fig = new_figure(4.2 * n_cols, (0.28 * most + 1.1) * n_rows)
     axes = fig.subplots(n_rows, n_cols, squeeze=False)
     for ax, (backend, rule) in zip(axes.flat, cells):
         g = frame[(frame["backend"] == backend) & (frame["rule"] == rule)]

@@ -1,10 +1,14 @@
-"""Accuracy vs synaptic operations, with the Pareto front (fewer operations, higher metric).
+"""Score vs synaptic operations; the Pareto front only for a multi-objective study.
 
 Left: every complete tuning trial (validation objective vs the trial's ``synops_per_sample``
 user attribute; a multi-objective study's ``pareto`` flags are ringed). Right: every finished
-cell's refit (test primary metric vs synops per sample, mean ± std over repeats). The drawn
-front is recomputed from the plotted points: a point is on it when no other point has at most
-its operations and at least its metric, one of them strictly.
+cell's refit (test primary metric vs synops per sample, mean ± std over repeats). The axes and
+title name the metrics actually plotted.
+
+A single-objective study optimised the metric alone, so no trade-off front is drawn for it.
+For a multi-objective study (``[search].minimize``) the drawn front is recomputed from the
+plotted points: a point is on it when no other point has at most its operations and at least
+its metric, one of them strictly.
 """
 
 from __future__ import annotations
@@ -32,6 +36,12 @@ def pareto_mask(cost: np.ndarray, score: np.ndarray) -> np.ndarray:
     return mask
 
 
+def is_multi_objective(trials: pd.DataFrame | None) -> bool:
+    """True when ``trials`` holds a second objective (``values_1``) with numbers."""
+    return (trials is not None and "values_1" in trials.columns
+            and pd.to_numeric(trials["values_1"], errors="coerce").notna().any())
+
+
 def trial_points(trials: pd.DataFrame | None) -> pd.DataFrame:
     """Complete trials with backend, rule, synops, objective, flagged (pareto column)."""
     if trials is None or trials.empty:
@@ -44,8 +54,7 @@ def trial_points(trials: pd.DataFrame | None) -> pd.DataFrame:
     frame = trials
     if "state" in frame:
         frame = frame[frame["state"].astype(str).str.upper().str.contains("COMPLETE")]
-    multi = "values_1" in frame.columns and pd.to_numeric(frame["values_1"], errors="coerce"
-                                                          ).notna().any()
+    multi = is_multi_objective(frame)
     out = pd.DataFrame({
         "backend": frame["backend"], "rule": frame["rule"],
         "synops": pd.to_numeric(frame[synops_col], errors="coerce"),
@@ -76,8 +85,11 @@ def _front_line(ax, x: np.ndarray, y: np.ndarray) -> None:
             label="Pareto front")
 
 
-def draw(trials: pd.DataFrame, cells: pd.DataFrame, primary: str) -> Figure | None:
-    """Two panels (tuning trials, refit cells); markers by rule, colours by backend."""
+def draw(trials: pd.DataFrame, cells: pd.DataFrame, primary: str, *, multi: bool = False,
+         objective: str = "validation objective") -> Figure | None:
+    """Two panels (tuning trials, refit cells); markers by rule, colours by backend. The
+    Pareto front is drawn only when ``multi`` (a multi-objective study); ``objective`` names
+    the trials' validation metric on the y axis."""
     if trials.empty and cells.empty:
         return None
     both = pd.concat([trials[["backend", "rule"]] if not trials.empty else None,
@@ -104,12 +116,11 @@ def draw(trials: pd.DataFrame, cells: pd.DataFrame, primary: str) -> Figure | No
                             color=colours[backend], label=label, capsize=2, elinewidth=1)
         front = frame[frame["front"]]
         y = front["objective" if kind == "trials" else "score"].to_numpy(float)
-        if len(front):
+        if multi and len(front):
             _front_line(ax, front["synops"].to_numpy(float), y)
-        log_axis(ax, "x")
+        log_axis(ax, "x", values=frame["synops"].to_numpy(float))
         ax.set_xlabel("synaptic operations per sample (log)")
-        ax.set_ylabel("validation objective" if kind == "trials"
-                      else f"test {metric_label(primary)}")
+        ax.set_ylabel(objective if kind == "trials" else f"test {metric_label(primary)}")
         ax.set_title("tuning trials" if kind == "trials" else "refit cells (mean ± std)",
                      fontsize=10)
         ax.grid(alpha=0.3, which="both")
@@ -119,5 +130,7 @@ def draw(trials: pd.DataFrame, cells: pd.DataFrame, primary: str) -> Figure | No
         h, lab = ax.get_legend_handles_labels()
         seen.update({k: v for k, v in zip(lab, h) if k not in seen})
     fig.legend(seen.values(), seen.keys(), loc="outside right center", fontsize=8)
-    fig.suptitle("Accuracy vs synaptic operations")
+    names = {"trials": objective, "cells": f"test {metric_label(primary)}"}
+    title = " and ".join(names[k] for k, _ in panels) + " vs synaptic operations"
+    fig.suptitle(title[0].upper() + title[1:] + (" with the Pareto front" if multi else ""))
     return fig

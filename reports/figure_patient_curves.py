@@ -2,8 +2,10 @@
 
 A patient's score is its maximum slice probability and its label is 1 when any slice has a
 lesion (as for ``patient_roc_auc`` / ``patient_pr_auc``). The (repeat, patient) pairs of all
-repeats are pooled into one curve per cell; the legend gives the pooled area, which can differ
-from the mean over repeats in the tables.
+repeats are pooled into one curve per cell (a curve per repeat would be a tangle). The legend
+quotes the same numbers as the main table — the mean over repeats of each repeat's area, see
+:func:`table_areas` — not the area under the pooled curve, which can differ; a cell the table
+lacks falls back to the pooled area and says so.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .plotting import LINESTYLES, cell_label, colour_map, new_figure
+from .plotting import CHANCE, LINESTYLES, cell_label, colour_map, new_figure
 from .scoring import curve_points, patient_table, ranking
 
 
@@ -52,33 +54,60 @@ def data(predictions: pd.DataFrame | None) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def draw(frame: pd.DataFrame, prevalence: float | None = None) -> Figure | None:
-    """ROC (left) and PR (right); colour = backend, line style = rule, legend outside."""
+def table_areas(main: pd.DataFrame) -> dict[tuple[str, str], tuple[float, float]]:
+    """(backend, rule) → (patient ROC-AUC, patient PR-AUC) as the main table shows them: the
+    mean over repeats of ``test_patient_roc_auc`` / ``test_patient_pr_auc``."""
+    cols = ("test_patient_roc_auc_mean", "test_patient_pr_auc_mean")
+    if main.empty or not all(c in main for c in cols):
+        return {}
+    return {(str(r.backend), str(r.rule)): (float(getattr(r, cols[0])), float(getattr(r, cols[1])))
+            for r in main.itertuples(index=False)}
+
+
+def _legend_label(backend: str, rule: str, g: pd.DataFrame,
+                  areas: dict[tuple[str, str], tuple[float, float]]) -> str:
+    if (backend, rule) in areas and all(np.isfinite(areas[(backend, rule)])):
+        roc, pr = areas[(backend, rule)]
+        return f"{cell_label(backend, rule)}: {roc:.3f} / {pr:.3f}"
+    roc, pr = (float(g[g["curve"] == c]["area"].iloc[0]) for c in ("roc", "pr"))
+    return f"{cell_label(backend, rule)}: {roc:.3f} / {pr:.3f} (pooled)"
+
+
+def draw(frame: pd.DataFrame, prevalence: float | None = None,
+         areas: dict[tuple[str, str], tuple[float, float]] | None = None) -> Figure | None:
+    """ROC (left) and PR (right) with one legend for both, outside: colour = backend, line
+    style = rule (never dotted; dotted grey = chance). Each entry quotes ``areas`` (see
+    :func:`table_areas`), the numbers of the main table."""
     if frame.empty:
         return None
+    areas = areas or {}
     colours = colour_map(list(dict.fromkeys(frame["backend"])))
     rules = list(dict.fromkeys(frame["rule"]))
     style = {r: LINESTYLES[i % len(LINESTYLES)] for i, r in enumerate(rules)}
     fig = new_figure(12.5, 4.6)
     ax_roc, ax_pr = fig.subplots(1, 2)
     for (backend, rule), g in frame.groupby(["backend", "rule"], sort=False):
+        label = _legend_label(backend, rule, g, areas)
         for ax, curve in ((ax_roc, "roc"), (ax_pr, "pr")):
             c = g[g["curve"] == curve]
-            kw = {"color": colours[backend], "ls": style[rule], "lw": 1.4,
-                  "label": f"{cell_label(backend, rule)} ({c['area'].iloc[0]:.3f})"}
-            if curve == "roc":  # straight segments: the trapezoidal area in the legend
+            kw = {"color": colours[backend], "ls": style[rule], "lw": 1.5, "label": label}
+            if curve == "roc":  # straight segments (trapezoidal area)
                 ax.plot(c["x"], c["y"], **kw)
             else:  # precision holds on (R_{k-1}, R_k]: average precision is this step area
                 ax.step(c["x"], c["y"], where="pre", **kw)
-    ax_roc.plot([0, 1], [0, 1], color="#999999", lw=0.8, ls=":")
+    ax_roc.plot([0, 1], [0, 1], **CHANCE)
     if prevalence is not None and np.isfinite(prevalence):
-        ax_pr.axhline(prevalence, color="#999999", lw=0.8, ls=":")
+        ax_pr.axhline(prevalence, **CHANCE)
     ax_roc.set(xlabel="false positive rate", ylabel="true positive rate",
-               title="Patient ROC (pooled over repeats; legend: AUC)", xlim=(0, 1), ylim=(0, 1.02))
+               title="Patient ROC (curve: all repeats pooled)", xlim=(0, 1), ylim=(0, 1.02))
     ax_pr.set(xlabel="recall", ylabel="precision",
-              title="Patient precision–recall (legend: AP)", xlim=(0, 1), ylim=(0, 1.02))
+              title="Patient precision–recall (curve: all repeats pooled)", xlim=(0, 1),
+              ylim=(0, 1.02))
     for ax in (ax_roc, ax_pr):
         ax.grid(alpha=0.3)
         ax.set_aspect("equal")
-    ax_pr.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
+    handles, labels = ax_roc.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right center", fontsize=8,
+               title="patient ROC-AUC / PR-AUC\nmean over repeats, as in the table",
+               title_fontsize=8)
     return fig

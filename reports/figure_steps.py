@@ -58,7 +58,7 @@ def draw(frame: pd.DataFrame) -> Figure | None:
                         ls=style[rule], marker="o", ms=3, capsize=2, label=f"{backend} / {rule}")
             t = g[g["trained"]]
             ax.plot(t["steps"], t["mean"], "o", ms=8, color=colours[backend], mec="black")
-        log_axis(ax, "x", base=2)
+        log_axis(ax, "x", base=2, values=frame["steps"].to_numpy(float), exact=True)
         ax.set_xlabel("time steps T at inference\n(log scale; ringed = trained T)")
         ax.set_ylabel(f"test {metric_label(metric)}")
         ax.grid(alpha=0.3, which="both")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -38,7 +39,7 @@ def draw(frame: pd.DataFrame) -> Figure | None:
                    label=None if rec.rule in labelled else rec.rule)
             labelled.add(rec.rule)
     ax.set_xticks(range(len(backends)), [wrap(b, 14) for b in backends])
-    log_axis(ax, "y")
+    log_axis(ax, "y", values=np.r_[frame["mean"], frame["mean"] + frame["std"].fillna(0)])
     ax.set_ylabel("training seconds per epoch")
     ax.set_title("Training time per epoch (mean ± std over repeats)")
     ax.grid(axis="y", alpha=0.3)

@@ -8,19 +8,29 @@ caller's matplotlib backend (a notebook's, say) untouched.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
+import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-PNG_DPI = 120
+#: 100 dpi keeps every figure at most 1300 px wide: the report page shows it at 1:1 (the SVG
+#: next to each PNG is for print).
+PNG_DPI = 100
 #: Colour per backend (Okabe–Ito, colour-blind safe), cycling for unknown backends.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")
-LINESTYLES = ("-", "--", ":", "-.")
+#: Line style per rule. Never dotted: a dotted grey line is the chance level (:data:`CHANCE`).
+LINESTYLES = ("-", "--", "-.", (0, (6, 2, 1, 2, 1, 2)), (0, (10, 3)))
 REFERENCE_COLOUR = "#444444"
+#: Keyword arguments of every chance-level line (labelled ``chance`` in legends).
+CHANCE = {"color": "#999999", "lw": 1.0, "ls": ":", "label": "chance"}
+#: At most this many distinct plotted values get a tick each on a log axis.
+MAX_VALUE_TICKS = 8
 
 
 @dataclass(frozen=True)
@@ -52,24 +62,47 @@ def save(fig: Figure, folder: Path, name: str, caption: str) -> FigureFile:
 
 
 def compact_number(value: float, _pos: object = None) -> str:
-    """Tick text without exponents: 300, 2k, 1.5M."""
+    """Tick text without exponents: 300, 2k, 1.5M, 0.05 (at most three significant digits)."""
     for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(value) >= scale:
-            return f"{value / scale:g}{suffix}"
-    return f"{value:g}"
+            return f"{value / scale:.3g}{suffix}"
+    return f"{value:.3g}"
 
 
-def log_axis(ax: Axes, which: str = "x", base: int = 10) -> None:
-    """Log scale on ``ax``'s ``which`` axis with readable, non-overlapping ticks (1-2-5 steps,
-    compact text such as ``2k``, no minor labels)."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+def log_axis(ax: Axes, which: str = "x", base: int = 10,
+             values: Iterable[float] | None = None, *, exact: bool = False) -> None:
+    """Log scale on ``ax``'s ``which`` axis with readable ticks: compact text such as ``2k``,
+    no minor labels, and labelled ticks across the data.
+
+    ``values`` are the plotted positions. With ``exact`` and at most :data:`MAX_VALUE_TICKS`
+    distinct, well separated ones (inference steps T = 10, 20, 40, say), each gets its own
+    tick. Otherwise the ticks are 1-2-5 steps of the decade, and when fewer than three of those
+    fall inside ``values``' range (a narrow range) four evenly spaced (in log) values of that
+    range, two digits each.
+    """
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
 
     (ax.set_xscale if which == "x" else ax.set_yscale)("log", base=base)
     axis = ax.xaxis if which == "x" else ax.yaxis
-    subs = (1.0, 2.0, 5.0) if base == 10 else (1.0,)
-    axis.set_major_locator(LogLocator(base=base, subs=subs))
+    vals = np.asarray([] if values is None else list(values), dtype=float)
+    vals = np.unique(vals[np.isfinite(vals) & (vals > 0)])
+    separated = len(vals) < 2 or bool(np.all(vals[1:] / vals[:-1] >= 1.25))
+    if exact and 0 < len(vals) <= MAX_VALUE_TICKS and separated:
+        locator: Any = FixedLocator(vals)
+    elif len(vals) and _decade_ticks(vals.min(), vals.max()) < 3:
+        locator = FixedLocator(np.unique([float(f"{v:.2g}") for v in
+                                          np.geomspace(vals.min(), vals.max(), 4)]))
+    else:
+        locator = LogLocator(base=10, subs=(1.0, 2.0, 5.0))
+    axis.set_major_locator(locator)
     axis.set_major_formatter(FuncFormatter(compact_number))
     axis.set_minor_formatter(NullFormatter())
+
+
+def _decade_ticks(low: float, high: float) -> int:
+    """How many 1-2-5 ticks lie in [low, high]."""
+    exps = range(math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 1)
+    return sum(low <= m * 10.0 ** e <= high for e in exps for m in (1, 2, 5))
 
 
 def cell_label(backend: str, rule: str) -> str:

@@ -145,17 +145,103 @@ def tex_escape(text: str) -> str:
     return "".join(_TEX_SPECIAL.get(ch, ch) for ch in text)
 
 
-def to_latex(table: TextTable) -> str:
-    """A booktabs ``tabular`` (needs ``\\usepackage{booktabs}``), bold cells ``\\textbf``."""
-    spec = "l" * min(2, len(table.header)) + "r" * max(0, len(table.header) - 2)
+#: ``\\textwidth`` of LaTeX's article class at 10 pt (a4paper or letterpaper), in points.
+TEXT_WIDTH_PT = 345.0
+#: Font size of the tables, its size in points, and the column padding (2 × ``\\tabcolsep``).
+_TEX_FONT, _FONT_PT, _TABCOLSEP_PT = r"\footnotesize", 8.0, 4.0
+#: Average advance of one character in Computer Modern, in em (digits are 0.5 em; a small
+#: overestimate keeps the tables inside the text width).
+_EM_PER_CHAR = 0.5
+#: Leading columns that identify a row, repeated in every part of a split table.
+_KEY_HEADERS = ("backend", "rule", "repeats")
 
-    def cell(i: int, j: int, text: str) -> str:
-        t = tex_escape(text)
-        return rf"\textbf{{{t}}}" if (i, j) in table.bold and text else t
 
-    lines = [f"% {tex_escape(table.title)}", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
-             " & ".join(tex_escape(h) for h in table.header) + r" \\", r"\midrule"]
-    lines += [" & ".join(cell(i, j, t) for j, t in enumerate(row)) + r" \\"
-              for i, row in enumerate(table.rows)]
-    lines += [r"\bottomrule", r"\end{tabular}", ""]
+def _tex_width(text: str, scale: float = 1.0) -> float:
+    """Estimated width in points of ``text`` typeset at the table font (× ``scale``)."""
+    return len(text) * _EM_PER_CHAR * _FONT_PT * scale
+
+
+def _column_widths(table: TextTable) -> list[float]:
+    widths = [_tex_width(h) for h in table.header]
+    for i, row in enumerate(table.rows):
+        for j, text in enumerate(row):
+            main, interval = _split_interval(text)
+            bold = 1.1 if (i, j) in table.bold else 1.0  # bold figures are about 10 % wider
+            widths[j] = max(widths[j], _tex_width(main, bold), _tex_width(interval, 0.8))
+    return [w + 2 * _TABCOLSEP_PT for w in widths]
+
+
+def latex_parts(table: TextTable, width: float = TEXT_WIDTH_PT) -> list[list[int]]:
+    """Column indices of each part of ``table`` when split to fit ``width`` points: the key
+    columns (backend, rule, repeats; else the first column) start every part, the other
+    columns are packed in order. A table that fits is one part."""
+    n_keys = 0
+    while n_keys < len(table.header) and table.header[n_keys] in _KEY_HEADERS:
+        n_keys += 1
+    n_keys = max(1, min(n_keys, len(table.header) - 1)) if len(table.header) > 1 else 1
+    widths = _column_widths(table)
+    keys = list(range(n_keys))
+    parts: list[list[int]] = []
+    current, used = list(keys), sum(widths[k] for k in keys)
+    for j in range(n_keys, len(table.header)):
+        if len(current) > n_keys and used + widths[j] > width:
+            parts.append(current)
+            current, used = list(keys), sum(widths[k] for k in keys)
+        current.append(j)
+        used += widths[j]
+    parts.append(current)
+    return parts
+
+
+def latex_width(table: TextTable, columns: list[int]) -> float:
+    """Estimated width in points of the part of ``table`` holding ``columns``."""
+    widths = _column_widths(table)
+    return sum(widths[j] for j in columns)
+
+
+def to_latex(table: TextTable, width: float = TEXT_WIDTH_PT) -> str:
+    """The table as booktabs ``table`` floats that fit ``width`` points (``\\textwidth`` of
+    a 10 pt article): a table too wide is split into parts that repeat the key columns, each
+    with its own ``\\caption`` and ``\\label`` (``tab:NAME``, or ``tab:NAME-1``, ...). An
+    interval ``[lo, hi]`` goes on a second, smaller line under its value; bold cells are
+    ``\\textbf``. Needs ``\\usepackage{booktabs}`` (and ``graphicx`` only when a single
+    column is wider than the page, the last resort that scales the part down)."""
+    parts = latex_parts(table, width)
+    out = [f"% {tex_escape(table.title)}",
+           "% Needs \\usepackage{booktabs}; \\input{} it into a 10 pt article or wider page."]
+    for k, columns in enumerate(parts, start=1):
+        suffix = f" (part {k} of {len(parts)})" if len(parts) > 1 else ""
+        label = f"tab:{table.name}" + (f"-{k}" if len(parts) > 1 else "")
+        body = _tabular(table, columns)
+        if latex_width(table, columns) > width:  # last resort: one column wider than the page
+            body = r"\resizebox{\textwidth}{!}{%" + "\n" + body + "}"
+        out += [r"\begin{table}[htbp]", r"\centering", _TEX_FONT,
+                rf"\setlength{{\tabcolsep}}{{{_TABCOLSEP_PT:g}pt}}",
+                rf"\caption{{{tex_escape(table.title + suffix)}}}", rf"\label{{{label}}}",
+                body, r"\end{table}", ""]
+    return "\n".join(out)
+
+
+def _tabular(table: TextTable, columns: list[int]) -> str:
+    spec = "".join("l" if j < 2 and not _numeric_column(table, j) else "r" for j in columns)
+    lines = [rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+             " & ".join(tex_escape(table.header[j]) for j in columns) + r" \\", r"\midrule"]
+    for i, row in enumerate(table.rows):
+        mains, intervals = [], []
+        for j in columns:
+            main, interval = _split_interval(row[j])
+            t = tex_escape(main)
+            mains.append(rf"\textbf{{{t}}}" if (i, j) in table.bold and main else t)
+            intervals.append(rf"{{\scriptsize {tex_escape(interval)}}}" if interval else "")
+        lines.append(" & ".join(mains) + r" \\")
+        if any(intervals):
+            lines.append(" & ".join(intervals) + r" \\")
+            if i < len(table.rows) - 1:
+                lines.append(r"\addlinespace[2pt]")
+    lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines)
+
+
+def _numeric_column(table: TextTable, j: int) -> bool:
+    cells = [row[j] for row in table.rows if row[j]]
+    return bool(cells) and all(_numeric_looking(c) for c in cells)
