@@ -148,7 +148,7 @@ def _delong_patient(sb: StudyBootstrap, a: Cell, b: Cell, score: str, top_k: int
             return math.nan
         scores.append(pd.concat(per).groupby("patient_id").agg(label=("label", "max"),
                                                                prob=("prob", "mean")))
-    both = scores[0].join(scores[1], rsuffix="_b", how="inner")
+    both = scores[0].merge(scores[1], left_index=True, right_index=True, suffixes=("", "_b"))
     try:
         return delong_test(both["label"].to_numpy(), both["prob"].to_numpy(),
                            both["prob_b"].to_numpy()).p

@@ -296,6 +296,19 @@ def _methods_lines(r: Report) -> list[str]:
             "quantile bins), normalised per cell; main effects only."]
 
 
+def _statistics_markdown(r: Report) -> list[str]:
+    """The primary-analysis, equivalence, sensitivity, comparison and lesion tables."""
+    out = []
+    for t in (r.text_tables[n] for n in STATISTICS_TABLES if n in r.text_tables):
+        out += [f"**{t.title}**", "", to_markdown(t), ""]
+    return out
+
+
+def _statistics_html(r: Report) -> list[str]:
+    return [part for t in (r.text_tables[n] for n in STATISTICS_TABLES if n in r.text_tables)
+            for part in (f"<h3>{html.escape(t.title)}</h3>", to_html(t))]
+
+
 def _markdown(r: Report, n_bootstrap: int, seed: int, elapsed: float) -> str:
     out = [f"# spikebench report: {_study_name(r)}", ""]
     out += [f"Primary metric: **test {metric_label(r.primary)}**. Built in {elapsed:.1f} s.", ""]
@@ -311,10 +324,7 @@ def _markdown(r: Report, n_bootstrap: int, seed: int, elapsed: float) -> str:
         out += ["No finished cell yet.", ""]
     out += ["## Which differences are real", "", *(f"- {line}" for line in
                                                    _significance_lines(r)), ""]
-    for name in STATISTICS_TABLES:
-        if name in r.text_tables:
-            t = r.text_tables[name]
-            out += [f"**{t.title}**", "", to_markdown(t), ""]
+    out += _statistics_markdown(r)
     out += ["## Figures", ""]
     for f in r.figures:
         out += [f"![{f.caption}](figures/{f.png.name})", "", f"*{f.caption}* "
@@ -372,10 +382,7 @@ def _html(r: Report, n_bootstrap: int, seed: int, elapsed: float) -> str:
     if "performance" not in r.text_tables:
         parts.append("<p>No finished cell yet.</p>")
     parts += ['<h2 id="tests">Which differences are real</h2>', para(_significance_lines(r))]
-    for name in STATISTICS_TABLES:
-        if name in r.text_tables:
-            t = r.text_tables[name]
-            parts += [f"<h3>{html.escape(t.title)}</h3>", to_html(t)]
+    parts += _statistics_html(r)
     parts.append('<h2 id="figures">Figures</h2>')
     for f in r.figures:
         data = base64.b64encode(f.png.read_bytes()).decode("ascii")

@@ -22,7 +22,7 @@ import pandas as pd
 
 from spikebench.errors import SpikebenchError
 from spikebench.harness.metrics import THRESHOLD
-from spikebench.harness.results import CURVE_COLUMNS, RESULT_COLUMNS
+from spikebench.harness.results import CURVE_COLUMNS, PREFIXED_METRICS, RESULT_COLUMNS
 
 #: Identity columns a results table cannot do without.
 REQUIRED_RESULT_COLUMNS = ("backend", "rule")
@@ -161,10 +161,22 @@ def _normalise_results(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
         frame["reason"] = ""
     frame["reason"] = frame["reason"].fillna("").astype(str)
     frame["status"] = frame["status"].fillna("ok").astype(str)
-    for col in RESULT_COLUMNS:
+    for col in (*RESULT_COLUMNS, *PREFIXED_METRICS):
         if col not in frame.columns:
             frame[col] = np.nan
     frame["repeat"] = pd.to_numeric(frame["repeat"], errors="coerce")
+    _add_newer_columns(frame)
+    for col in frame.columns:
+        if col.startswith(("test_", "val_")) or col.endswith(("_per_sample", "_per_epoch")):
+            frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    frame["backend"] = frame["backend"].astype(str)
+    frame["rule"] = frame["rule"].astype(str)
+    return frame
+
+
+def _add_newer_columns(frame: pd.DataFrame) -> None:
+    """Columns older folders lack: ``fold`` (→ 0), ``threshold`` (→ the harness default),
+    ``acs_per_sample`` / ``macs_per_sample`` (→ NaN: the energy falls back to synops)."""
     frame["fold"] = _fold(frame)
     if "threshold" not in frame.columns:
         frame["threshold"] = THRESHOLD
@@ -172,12 +184,6 @@ def _normalise_results(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     for col in ("acs_per_sample", "macs_per_sample"):
         if col not in frame.columns:
             frame[col] = np.nan
-    for col in frame.columns:
-        if col.startswith(("test_", "val_")) or col.endswith(("_per_sample", "_per_epoch")):
-            frame[col] = pd.to_numeric(frame[col], errors="coerce")
-    frame["backend"] = frame["backend"].astype(str)
-    frame["rule"] = frame["rule"].astype(str)
-    return frame
 
 
 def _fold(frame: pd.DataFrame) -> pd.Series:

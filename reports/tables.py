@@ -158,7 +158,8 @@ def main_table(tables: StudyTables, *, n_bootstrap: int = 1000, seed: int = 0,
         for m in metrics:
             low, high = sb.interval((backend, rule), m) if has_preds else (np.nan, np.nan)
             row[f"test_{m}_ci_low"], row[f"test_{m}_ci_high"] = low, high
-            if has_preds and sb.scheme == "nested-cv":  # the pooled out-of-fold estimate
+            if has_preds and (sb.scheme == "nested-cv"  # the pooled out-of-fold estimate
+                              or not np.isfinite(row[f"test_{m}_mean"])):
                 point, _ = sb.per_repeat((backend, rule), m)
                 row[f"test_{m}_mean"], row[f"test_{m}_std"] = _summary(pd.Series(point))
         rows.append(row)
@@ -235,27 +236,18 @@ def _text(value: Any) -> str:
 def protocol_items(tables: StudyTables) -> list[tuple[str, str]]:
     """The protocol statement as (label, text) pairs; fields the protocol lacks are omitted."""
     proto = tables.protocol
-    items: list[tuple[str, str]] = []
-    if proto.get("study"):
-        items.append(("study", str(proto["study"])))
-    data = proto.get("data") if isinstance(proto.get("data"), dict) else {}
-    for key in ("source", "path", "sha256", "n_patients", "n_slices", "n_features"):
-        if data.get(key) not in (None, ""):
-            items.append((f"data {key}", str(data[key])))
+    items = _data_items(proto)
     excluded = proto.get("excluded_cases")
     if isinstance(excluded, list):
         items.append(("excluded cases", str(len(excluded))))
     for key in ("repeats", "metric"):
         if proto.get(key) not in (None, ""):
             items.append((key, str(proto[key])))
+    items.append(("scheme", tables.scheme + ("" if proto.get("scheme") else
+                                              " (not recorded: old folder, assumed)")))
     if proto.get("seeds"):
         items.append(("seeds", _text(proto["seeds"])))
-    search = proto.get("search") if isinstance(proto.get("search"), dict) else {}
-    storage = proto.get("storage") or search.get("storage")
-    if search:
-        items.append(("search", _text({k: v for k, v in search.items() if k != "storage"})))
-    if storage:
-        items.append(("storage", _text(storage)))
+    items += _search_items(proto)
     if isinstance(proto.get("machine"), dict):
         items.append(("machine", _text(proto["machine"])))
     if isinstance(proto.get("versions"), dict):
@@ -265,6 +257,25 @@ def protocol_items(tables: StudyTables) -> list[tuple[str, str]]:
             items.append((key, str(proto[key])))
     if "finished" not in proto and proto:
         items.append(("finished", "not recorded (study still running?)"))
+    return items
+
+
+def _data_items(proto: dict[str, Any]) -> list[tuple[str, str]]:
+    items = [("study", str(proto["study"]))] if proto.get("study") else []
+    data = proto.get("data") if isinstance(proto.get("data"), dict) else {}
+    return items + [(f"data {key}", str(data[key])) for key in (
+        "source", "path", "sha256", "n_patients", "n_slices", "n_features")
+        if data.get(key) not in (None, "")]
+
+
+def _search_items(proto: dict[str, Any]) -> list[tuple[str, str]]:
+    search = proto.get("search") if isinstance(proto.get("search"), dict) else {}
+    storage = proto.get("storage") or search.get("storage")
+    items = []
+    if search:
+        items.append(("search", _text({k: v for k, v in search.items() if k != "storage"})))
+    if storage:
+        items.append(("storage", _text(storage)))
     return items
 
 

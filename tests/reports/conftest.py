@@ -156,17 +156,15 @@ def make_study(root: Path, plan: StudyPlan | None = None) -> Path:
     frame = pd.DataFrame(results)
     columns = [*dict.fromkeys([*RESULT_COLUMNS, "threshold"]),
                *(f"{p}_{m}" for p in ("val", "test") for m in METRICS)]
-    frame = frame[[c for c in columns if not (plan.legacy and c in NEW_COLUMNS)]]
-    write_parquet(root / "results.parquet", frame)
+    write_parquet(root / "results.parquet", frame[_written(plan, columns)])
     if preds:
-        pred_columns = [c for c in PREDICTION_COLUMNS if not (plan.legacy and c == "fold")]
-        write_parquet(root / "predictions.parquet",
-                      pd.concat(preds, ignore_index=True)[pred_columns])
+        write_parquet(root / "predictions.parquet", pd.concat(preds, ignore_index=True)[
+            _written(plan, PREDICTION_COLUMNS)])
     if trials:
         write_parquet(root / "trials.parquet", pd.DataFrame(trials))
     if curves:
-        write_parquet(root / "curves.parquet", pd.DataFrame(curves).assign(fold=0)[
-            [c for c in CURVE_COLUMNS if not (plan.legacy and c == "fold")]])
+        write_parquet(root / "curves.parquet",
+                      pd.DataFrame(curves).assign(fold=0)[_written(plan, CURVE_COLUMNS)])
     write_json(root / "splits.json", splits)
     if plan.protocol:
         write_json(root / "protocol.json", {
@@ -189,6 +187,11 @@ def make_study(root: Path, plan: StudyPlan | None = None) -> Path:
             '[study]\nname = "synthetic"\nreferences = '
             + json.dumps(list(plan.references)) + f"\n[split]\nrepeats = {plan.repeats}\n")
     return root
+
+
+def _written(plan: StudyPlan, columns) -> list[str]:
+    """``columns`` without the newer ones when the plan writes the old format."""
+    return [c for c in columns if not (plan.legacy and c in NEW_COLUMNS)]
 
 
 def _row(plan: StudyPlan, backend: str, rule: str, kind: str, repeat: int, *,
