@@ -140,18 +140,19 @@ def load_feature_table(path: str | Path, *, label: str = "label",
                         "(or name one as the group column)")
     X = frame[names].to_numpy(dtype=np.float64)
     _check_finite(path, X, names, "")
-    _check_finite(path, X.astype(np.float32), names,
-                  " after conversion to float32 (values beyond ±3.4e38)")
-    const = [n for j, n in enumerate(names) if np.ptp(X[:, j]) == 0]
+    with np.errstate(over="ignore"):  # overflow is reported below, naming the columns
+        X32 = X.astype(np.float32)
+    _check_finite(path, X32, names, " after conversion to float32 (values beyond ±3.4e38)")
+    const = [n for j, n in enumerate(names) if np.ptp(X32[:, j]) == 0]  # as models see it
     if const:
         if len(const) == len(names):
             raise DataError(f"{path}: every feature column is constant ({const}); nothing to "
                             "learn from")
         warnings.warn(f"{path}: dropping constant feature columns {const}", stacklevel=2)
         keep = [j for j, n in enumerate(names) if n not in const]
-        X, names = X[:, keep], [names[j] for j in keep]
+        X32, names = X32[:, keep], [names[j] for j in keep]
     record = frame.attrs.get("spikebench", {}) if suffix in (".parquet", ".pq") else {}
-    return FeatureTable(X=X.astype(np.float32), y=y, groups=groups, slice_idx=slice_idx,
+    return FeatureTable(X=X32, y=y, groups=groups, slice_idx=slice_idx,
                         feature_names=names, path=path, sha256=digest, dropped_constant=const,
                         lesion_mm2=lesion, meta=dict(record) if isinstance(record, dict) else {})
 

@@ -105,3 +105,58 @@ def test_check_splittable(tmp_path: Path):
     check_splittable(table, min_patients=4)
     with pytest.raises(DataError, match="only 4 patients"):
         check_splittable(table, min_patients=5)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_group_ids_are_text_with_leading_zeros(tmp_path: Path, suffix: str):
+    frame = _frame().assign(patient_id=["001", "01", "1", "0001"] * 3)
+    path = tmp_path / f"t{suffix}"
+    frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path, index=False)
+    table = load_feature_table(path)
+    assert table.n_patients == 4
+    assert sorted(set(table.groups.tolist())) == ["0001", "001", "01", "1"]
+
+
+def test_integer_group_ids_in_parquet_become_text(tmp_path: Path):
+    path = tmp_path / "t.parquet"
+    _frame().assign(patient_id=np.arange(12) // 3).to_parquet(path, index=False)
+    table = load_feature_table(path)
+    assert table.groups.dtype.kind == "U" and table.groups.tolist()[:4] == ["0", "0", "0", "1"]
+
+
+def test_blank_or_na_like_group_ids(tmp_path: Path):
+    path = tmp_path / "t.csv"
+    _frame().assign(patient_id=["NA", "nan"] * 6).to_csv(path, index=False)
+    assert load_feature_table(path).groups.tolist()[:2] == ["NA", "nan"]  # real ids, kept
+    _frame().assign(patient_id=[""] + ["p"] * 11).to_csv(path, index=False)
+    with pytest.raises(DataError, match="group column 'patient_id' has 1 empty values"):
+        load_feature_table(path)
+
+
+def test_values_overflowing_float32_are_an_error(tmp_path: Path):
+    path = tmp_path / "t.csv"
+    _frame().assign(a=[1e39] + [0.0] * 11).to_csv(path, index=False)
+    with pytest.raises(DataError) as err:
+        load_feature_table(path)
+    message = str(err.value)
+    assert "{'a': 1}" in message and "float32" in message and str(path) in message
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_zero_byte_table_is_one_data_error(tmp_path: Path, suffix: str):
+    path = tmp_path / f"t{suffix}"
+    path.write_bytes(b"")
+    with pytest.raises(DataError, match="cannot read as"):
+        load_feature_table(path)
+
+
+def test_lesion_area_is_metadata_never_a_feature(tmp_path: Path):
+    path = tmp_path / "t.parquet"
+    area = np.linspace(0, 50, 12)
+    _frame().assign(lesion_mm2=area).to_parquet(path, index=False)
+    table = load_feature_table(path)
+    assert "lesion_mm2" not in table.feature_names and table.X.shape == (12, 2)
+    np.testing.assert_array_equal(table.lesion_mm2, area)
+    _frame().assign(lesion_mm2=[-1.0] + [0.0] * 11).to_parquet(path, index=False)
+    with pytest.raises(DataError, match="'lesion_mm2' must hold finite areas"):
+        load_feature_table(path)

@@ -232,10 +232,13 @@ _PEAK_BOUND = 96 * 2**20  # bytes traced by tracemalloc while reading one fuzzed
 @settings(max_examples=100, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(fields=_MUTATIONS, cut=st.none() | st.integers(0, 1200),
-       gz=st.booleans(), tail=st.sampled_from([0, 100, 1 << 17]))
+       gz=st.booleans(), tail=st.sampled_from([0, 100, 1 << 17]),
+       ext=st.none() | st.binary(min_size=8, max_size=48))
 def test_fuzzed_headers_only_raise_data_error_in_bounded_memory(tmp_path: Path, fields, cut,
-                                                                gz, tail):
+                                                                gz, tail, ext):
     raw = nifti_bytes(IMAGE, tail=b"\x00" * tail, **fields)
+    if ext is not None:  # an extension block (flag 1 + hostile esize/ecode/content)
+        raw = raw[:348] + b"\x01\x00\x00\x00" + ext + raw[352:]
     if cut is not None:
         raw = raw[:cut]
     folder = tmp_path / f"fz{os.getpid()}"

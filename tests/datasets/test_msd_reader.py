@@ -141,3 +141,63 @@ def test_fuzzed_dataset_json_only_raises_data_error(tmp_path: Path, meta, raw):
     for case in cases:
         assert isinstance(case, Case)
         assert case.image.resolve().is_relative_to(root.resolve())
+
+
+_hostile_text = st.sampled_from([
+    "1" * 5000,  # more digits than Python converts to int
+    "1e999999", "-1e999999", "[" * 5000 + "]" * 5000, '{"a": ' * 3000 + "1" + "}" * 3000,
+    '"\\ud800"', "NaN", "Infinity",
+])
+_hostile_paths = st.sampled_from([
+    "./imagesTr/" + "x" * 300 + ".nii.gz", "./" + "a/" * 400 + "liver.nii.gz",
+    "./imagesTr/../../../../etc/liver.nii.gz", "./imagesTr/liver\n0.nii.gz",
+    "\\\\server\\share\\liver.nii.gz", "./imagesTr/liver_0.nii.gz/..", "imagesTr//liver.nii",
+    "./imagesTr/\udcff.nii.gz",
+]) | _paths
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(meta=_meta, paths=st.lists(st.tuples(_hostile_paths, _hostile_paths), max_size=3),
+       big=st.sampled_from([10**400, -(2**70), 1e308, float("inf"), 2**63]),
+       raw=st.none() | _hostile_text, key=st.sampled_from(["training", "test", "labels",
+                                                           "numTraining"]))
+def test_fuzzed_hostile_dataset_json_only_data_error_in_bounded_memory(tmp_path: Path, meta,
+                                                                       paths, big, raw, key):
+    import tracemalloc
+
+    root = tmp_path / "fuzz2"
+    root.mkdir(exist_ok=True)
+    if raw is not None:
+        blob = raw.encode("utf-8", "surrogatepass")
+    else:
+        doc = dict(GOOD) if not isinstance(meta, dict) else {**GOOD, **meta}
+        doc["training"] = [{"image": a, "label": b} for a, b in paths] or doc.get("training")
+        doc[key] = big if key != "training" else doc["training"]
+        blob = json.dumps(doc, allow_nan=True, ensure_ascii=False).encode("utf-8",
+                                                                          "surrogatepass")
+    (root / "dataset.json").write_bytes(blob)
+    tracemalloc.start()
+    try:
+        try:
+            cases = read_dataset_json(root)
+        except DataError as exc:
+            assert "dataset.json" in str(exc) or str(root) in str(exc)
+            cases = []
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 * 2**20
+    for case in cases:
+        assert case.image.resolve().is_relative_to(root.resolve())
+
+
+def test_oversized_dataset_json_is_refused_unread(tmp_path: Path):
+    from spikebench.datasets.msd import MAX_DATASET_JSON_BYTES
+
+    root = tmp_path / "root"
+    root.mkdir()
+    with open(root / "dataset.json", "wb") as fh:
+        fh.truncate(MAX_DATASET_JSON_BYTES + 1)  # sparse: no disk used
+    with pytest.raises(DataError, match="more than the"):
+        read_dataset_json(root)
