@@ -1,0 +1,120 @@
+"""A new user installs spikebench and uses it from Python and the shell; packaging must hold.
+
+Steps: ``import spikebench`` (instant, no torch), ``help(spikebench.run_study)``, ``spikebench
+study run demo`` (a shipped spec by name), ``--quiet`` on long commands, the citation file, and
+the API example run end to end. The wheel itself is built and installed in a fresh venv by
+``.ci/run`` (``spikebench demo`` from outside the checkout).
+"""
+
+from __future__ import annotations
+
+import inspect
+import pydoc
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import spikebench
+from spikebench.cli import _parser
+from spikebench.errors import SpecError, SpikebenchError
+from spikebench.studies import resolve_spec, shipped_specs
+
+ROOT = Path(__file__).resolve().parent.parent
+PUBLIC = ("run_study", "load_results", "build_report", "extract", "write_phantom")
+
+
+def test_import_is_light_and_the_public_api_is_listed():
+    code = ("import sys, spikebench; print(sorted(m for m in ('torch', 'pandas', 'matplotlib', "
+            "'optuna') if m in sys.modules)); print(sorted(dir(spikebench)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out[0] == "[]"
+    for name in PUBLIC:
+        assert name in spikebench.__all__ and name in out[1]
+
+
+@pytest.mark.parametrize("name", PUBLIC)
+def test_help_shows_the_real_docstring_and_type_hints(name):
+    func = getattr(spikebench, name)
+    doc = inspect.getdoc(func)
+    assert doc and len(doc) > 80
+    text = pydoc.render_doc(func, renderer=pydoc.plaintext)
+    assert doc.splitlines()[0] in text
+    sig = inspect.signature(func)
+    assert sig.return_annotation is not inspect.Signature.empty
+    assert all(p.annotation is not inspect.Parameter.empty for p in sig.parameters.values()
+               if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
+
+
+def test_lazy_names_are_the_implementations():
+    from spikebench.datasets.features import extract_features
+    from spikebench.datasets.phantom import write_phantom
+    from spikebench.reports.build import build_report
+
+    assert spikebench.extract is extract_features
+    assert spikebench.write_phantom is write_phantom
+    assert spikebench.build_report is build_report
+    with pytest.raises(AttributeError):
+        _ = spikebench.no_such_name
+
+
+def test_a_shipped_spec_is_found_by_name_and_an_existing_path_wins(tmp_path, monkeypatch):
+    shipped = shipped_specs()
+    assert {"demo", "msd-liver", "multi-objective"} <= set(shipped)
+    assert resolve_spec("demo") == resolve_spec("demo.toml") == shipped["demo"]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo").write_text("[study]\nname = 'mine'\n")
+    assert resolve_spec("demo") == Path("demo")  # a path that exists wins
+    with pytest.raises(SpecError, match="demo, ") as info:
+        resolve_spec("nope")
+    assert "nope" in str(info.value) and isinstance(info.value, SpikebenchError)
+    with pytest.raises(SpecError):
+        resolve_spec("sub/demo")  # a path that does not exist is not a name
+
+
+def test_specs_and_type_marker_are_package_data():
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    setuptools = config["tool"]["setuptools"]
+    assert setuptools["package-dir"]["spikebench.studies"] == "studies"
+    assert "*.toml" in setuptools["package-data"]["spikebench.studies"]
+    assert "py.typed" in setuptools["package-data"]["spikebench"]
+    assert (ROOT / "spikebench" / "py.typed").exists()
+    manifest = (ROOT / "MANIFEST.in").read_text()
+    for part in ("graft tests", "graft studies", "graft docs", "graft examples", "Makefile"):
+        assert part in manifest
+    project = config["project"]
+    assert project["license"] == "MIT" and project["classifiers"] and project["keywords"]
+    assert "docs" in project["optional-dependencies"]
+
+
+@pytest.mark.parametrize("argv", [
+    ["demo"], ["study", "run", "demo", "--out", "x"], ["extract", "r", "--out", "x.parquet"],
+    ["phantom", "x"], ["report", "x"], ["bench"]])
+def test_every_long_running_command_takes_quiet(argv):
+    assert _parser().parse_args([*argv, "--quiet"]).quiet is True
+
+
+def test_citation_file_is_cff_1_2_with_the_reference_study():
+    yaml = pytest.importorskip("yaml")
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0" and cff["type"] == "software"
+    for key in ("message", "title", "authors", "version", "license"):
+        assert cff[key], key
+    assert cff["version"] == spikebench.__version__
+    ref = cff["references"][0]
+    assert ref["doi"] == "10.48550/arXiv.2508.20125" and ref["authors"]
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert "## [Unreleased]" in changelog and f"## [{spikebench.__version__}]" in changelog
+
+
+@pytest.mark.slow
+def test_api_quickstart_example_runs(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "api_quickstart.py"),
+                           str(tmp_path), "--trials", "1"], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "results" / "report" / "report.html").exists()
+    assert "report:" in proc.stdout
