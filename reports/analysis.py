@@ -11,7 +11,9 @@ Keys (absent → default): ``primary_metric`` ("patient_pr_auc"), ``family`` (li
   (:mod:`spikebench.reports.paired`); Holm–Bonferroni over this family only. The first pair is
   *the primary comparison*; the report gives its minimum detectable difference at 80 % power.
   Secondary columns: DeLong's test of patient ROC-AUC on the repeat-averaged patient score
-  (holdout / nested-cv, where every repeat tests the same patients) and, under
+  and the clustered (Obuchowski) DeLong test of slice ROC-AUC on repeat-averaged slice
+  probabilities, patients as clusters (holdout / nested-cv, where every repeat tests the same
+  patients) and, under
   ``repeated-splits``, the Nadeau–Bengio corrected resampled t-test on the per-repeat
   differences.
 - **Equivalence family**: TOST with margin ``δ`` on each pair (Holm within this family),
@@ -43,6 +45,7 @@ from .paired import (
 )
 from .scoring import PATIENT_SCORES, patient_table
 from .stats import corrected_resampled_t, holm
+from .tables import metric_label
 
 REFERENCE = ("reference", "logistic_regression")
 ANCHOR_BACKEND = "custom"
@@ -156,6 +159,22 @@ def _delong_patient(sb: StudyBootstrap, a: Cell, b: Cell, score: str, top_k: int
         return math.nan
 
 
+def _delong_slices(sb: StudyBootstrap, a: Cell, b: Cell) -> float:
+    """Clustered (Obuchowski) DeLong p of slice ROC-AUC, clusters = patients, on each slice's
+    probability averaged over the cell's repeats (the same slices in every repeat)."""
+    pred = sb.predictions
+    keys = ["patient_id", "slice_idx"]
+    scores = [pred[(pred["backend"] == c[0]) & (pred["rule"] == c[1])].groupby(keys).agg(
+        label=("label", "max"), prob=("prob", "mean")) for c in (a, b)]
+    both = scores[0].merge(scores[1], left_index=True, right_index=True, suffixes=("", "_b"))
+    try:
+        return delong_test(both["label"].to_numpy(), both["prob"].to_numpy(),
+                           both["prob_b"].to_numpy(),
+                           clusters=both.index.get_level_values("patient_id").to_numpy()).p
+    except ValueError:
+        return math.nan
+
+
 def _nadeau_bengio(tables: StudyTables, sb: StudyBootstrap, a: Cell, b: Cell, metric: str,
                    score: str) -> float:
     pa, _ = sb.per_repeat(a, metric, score)
@@ -176,6 +195,8 @@ def _superiority(tables: StudyTables, sb: StudyBootstrap, pairs: list[tuple[Cell
             rec["p_nadeau_bengio"] = _nadeau_bengio(tables, sb, a, b, plan.primary_metric, score)
         else:
             rec["p_delong_patient_roc_auc"] = _delong_patient(sb, a, b, score, plan.top_k)
+            if "slice_idx" in sb.predictions:
+                rec["p_delong_slice_roc_auc"] = _delong_slices(sb, a, b)
         rows.append(rec)
     return with_holm(pd.DataFrame(rows), plan.alpha) if rows else pd.DataFrame()
 
@@ -236,7 +257,7 @@ def primary_analysis(tables: StudyTables, sb: StudyBootstrap, plan: AnalysisPlan
 def analysis_lines(a: PrimaryAnalysis, confidence: float = 0.95) -> list[str]:
     """The statements the report prints above the primary-analysis tables."""
     p = a.plan
-    metric = f"test {p.primary_metric}"
+    metric = f"test {metric_label(p.primary_metric)}"
     lines = [
         f"Pre-specified in protocol.json: primary metric **{metric}**, scheme **{a.scheme}**, "
         f"patient score **{p.patient_score}**"

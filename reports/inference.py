@@ -23,7 +23,7 @@ from .analysis import (
     primary_analysis,
 )
 from .bootstrap import CONFIDENCE, SHARED_COHORT
-from .energy import CITATION, E_AC_PJ, E_MAC_PJ
+from .energy import BASIS_OLD, CITATION, E_AC_PJ, E_MAC_PJ
 from .load import StudyTables
 from .paired import best_cell, pairwise_comparisons
 from .render import TextTable
@@ -117,6 +117,7 @@ def statistics_text_tables(s: Statistics) -> dict[str, TextTable]:
             f"{metric_label(s.plan.primary_metric)} ({CONFIDENCE:.0%} paired patient bootstrap)",
             a.superiority, {**_PAIR, "p": "p", "p_holm": "p (Holm)", "significant": "significant",
                             "p_delong_patient_roc_auc": "DeLong p (patient ROC-AUC)",
+                            "p_delong_slice_roc_auc": "clustered DeLong p (slice ROC-AUC)",
                             "p_nadeau_bengio": "Nadeau–Bengio p"})
     if a is not None and not a.equivalence.empty:
         out["equivalence"] = _table(
@@ -158,6 +159,9 @@ def significance_lines(s: Statistics, star: str) -> list[str]:
 
 def methods_lines(s: Statistics) -> list[str]:
     """How the intervals, tests and costs were computed (the report's Methods section)."""
+    old = [] if s.main.empty or "cost_basis" not in s.main else [
+        f"{b} / {r}" for b, r, basis in zip(s.main["backend"], s.main["rule"],
+                                            s.main["cost_basis"]) if BASIS_OLD in basis]
     floor = (" Because every repeat tests the same patients, the interval is never narrower "
              "than the widest single-repeat interval from the same resamples."
              if s.scheme in SHARED_COHORT else "")
@@ -171,7 +175,9 @@ def methods_lines(s: Statistics) -> list[str]:
         "patients like the study's; the interval reflects both patient sampling and training "
         "runs." + floor + " The ± std is the spread over repeats alone.",
         "**Tests.** Paired patient bootstrap of the difference (two-sided p = twice the "
-        "smaller tail share of replicates beyond 0); DeLong (1988) for patient ROC-AUC; "
+        "smaller tail share of replicates beyond 0); DeLong (1988) for patient ROC-AUC and "
+        "its clustered form (Obuchowski 1997, patients as clusters) for slice ROC-AUC, both on "
+        "scores averaged over repeats; "
         "Nadeau–Bengio (2003) corrected resampled t-test when repeats use different test "
         "patients; TOST for equivalence; minimum detectable difference = (z₁₋α/₂ + z₀.₈) × "
         "bootstrap SE.",
@@ -185,5 +191,6 @@ def methods_lines(s: Statistics) -> list[str]:
         "layer's input is real-valued (direct-encoded first layer, real-valued readout, "
         f"non-spiking references). Source: {CITATION}. Memory access is not counted; this "
         "compares operation counts, not measured energy. Rows marked 'synops as ACs (old "
-        "results)' predate the AC/MAC split and understate direct-encoded networks.",
+        "results)' predate the AC/MAC split and understate direct-encoded networks."
+        + (f" Priced that way here: {', '.join(old)}." if old else ""),
     ]
