@@ -85,11 +85,6 @@ class NetworkSpec:
     def n_layers(self) -> int:
         return len(self.sizes) - 1
 
-    def synapses(self) -> int:
-        """Number of weights, i.e. synaptic operations per input spike fan-out summed over
-        layers."""
-        return sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
-
 
 @dataclasses.dataclass
 class NetworkOutput:
@@ -206,6 +201,20 @@ class Backend(abc.ABC):
         """
         raise BackendError(f"backend {self.name!r} does not provide a Tempotron primitive")
 
+    def unsupported_rule(self, rule: str) -> str:
+        """Why this backend cannot serve learning rule ``rule`` ("" when it can): the one
+        wording of that message, used by the cell planner and by the rules."""
+        if rule in self.rules:
+            return ""
+        return (f"backend {self.name!r} does not support rule {rule!r} "
+                f"(supported: {', '.join(sorted(self.rules))})")
+
+    def require_rule(self, rule: str) -> None:
+        """Raise :class:`BackendError` with :meth:`unsupported_rule`'s message if needed."""
+        reason = self.unsupported_rule(rule)
+        if reason:
+            raise BackendError(reason)
+
     def check_supported(self, spec: NetworkSpec, rule: str | None = None) -> None:
         """Raise :class:`BackendError` naming the field if ``spec``/``rule`` is not supported."""
         problems = []
@@ -216,7 +225,7 @@ class Backend(abc.ABC):
         if spec.surrogate not in self.surrogates:
             problems.append(f"surrogate {spec.surrogate!r} (supported: {sorted(self.surrogates)})")
         if rule is not None and rule not in self.rules:
-            problems.append(f"rule {rule!r} (supported: {sorted(self.rules)})")
+            problems.append(f"rule {rule!r} (supported: {', '.join(sorted(self.rules))})")
         if problems:
             raise BackendError(f"backend {self.name!r} does not support " + "; ".join(problems))
 

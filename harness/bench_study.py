@@ -22,13 +22,17 @@ def _tune_worker(raw: dict[str, Any], out: str, url: str, trials: int, worker: i
     import optuna
     import torch
 
-    from spikebench.harness.study import Runner, plan_cells
+    from spikebench.harness.storages import open_storage
+    from spikebench.harness.study import open_session
+    from spikebench.harness.tuning import tune
 
     torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = parse_spec(raw)
-    runner = Runner(spec, Path(out), url, trials=trials, worker=worker, progress=False)
-    runner.tune(plan_cells(spec)[0])
+    session = open_session(spec, Path(out), url, trials=trials)
+    plan = session.plans[0]
+    fold = next(iter(plan.studies().values()))
+    tune(plan, fold, session.data, open_storage(url), spec.search, worker=worker)
 
 
 def _one_cell(spec: StudySpec, backend: str | None, rule: str | None) -> StudySpec:
@@ -46,38 +50,38 @@ def study_throughput(spec_path: str | Path, *, trials: int = 40,
     and the speed-up of each count over one worker."""
     import optuna
 
-    from spikebench.harness.study import Runner, _threads_per_worker, plan_cells
+    from spikebench.harness.storages import open_storage
+    from spikebench.harness.study import open_session, threads_per_worker
+    from spikebench.harness.tuning import open_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = _one_cell(load_spec(spec_path), backend, rule)
-    cell = plan_cells(spec)[0]
-    if cell.skip_reason:
-        raise ValueError(cell.skip_reason)
-    result: dict[str, Any] = {"cell": f"{cell.backend}/{cell.rule}", "trials": trials,
-                              "per_workers": {}}
+    result: dict[str, Any] = {"trials": trials, "per_workers": {}}
     with tempfile.TemporaryDirectory(prefix="spikebench-throughput-") as tmp:
         prepared = Path(tmp) / "prepared"
-        Runner(spec, prepared, "", progress=False).data()  # phantom + features, once
+        session = open_session(spec, prepared, "")  # phantom + features, once
+        cell = session.plans[0]
+        if cell.skip_reason:
+            raise ValueError(cell.skip_reason)
+        fold = next(iter(cell.studies().values()))
+        result["cell"] = cell.label
         ctx = mp.get_context("spawn")
         for n in workers:
             out = Path(tmp) / f"w{n}"
             shutil.copytree(prepared, out)
             url = f"journal:{out / 'optuna.journal'}"
-            Runner(spec, out, url, progress=False).load_study(cell)  # create before the race
+            open_study(cell, fold, open_storage(url), spec.search)  # create before the race
             raw = spec.model_dump(mode="python")
             started = time.perf_counter()
             procs = [ctx.Process(target=_tune_worker,
-                                 args=(raw, str(out), url, trials, i, _threads_per_worker(n)))
+                                 args=(raw, str(out), url, trials, i, threads_per_worker(n)))
                      for i in range(n)]
             for p in procs:
                 p.start()
             for p in procs:
                 p.join()
             wall = time.perf_counter() - started
-            from spikebench.harness.study import cell_study_name, open_storage
-
-            study = optuna.load_study(study_name=cell_study_name(spec, cell.backend, cell.rule),
-                                      storage=open_storage(url))
+            study = optuna.load_study(study_name=cell.study_name(fold), storage=open_storage(url))
             done = [t for t in study.trials if t.datetime_complete is not None]
             span = (max(t.datetime_complete for t in done)
                     - min(t.datetime_start for t in done)).total_seconds()

@@ -14,7 +14,20 @@ from collections.abc import Callable
 
 import numpy as np
 
+#: Default decision threshold for the thresholded metrics (the one definition in the package).
 THRESHOLD = 0.5
+#: Slice-level metrics (thresholded at :data:`THRESHOLD` for accuracy, balanced accuracy, F1, MCC).
+SLICE_METRICS = ("accuracy", "balanced_accuracy", "roc_auc", "pr_auc", "f1", "mcc")
+#: Patient-level metrics: a patient's score is the maximum slice probability.
+PATIENT_METRICS = ("patient_roc_auc", "patient_pr_auc")
+#: Every metric name, in table order (the spec, results, summaries and exports use this one).
+METRICS = SLICE_METRICS + PATIENT_METRICS
+
+
+def validation_value(value: float | None) -> float:
+    """A validation score as an early-stopping / selection criterion: NaN or None (metric
+    undefined on this validation set) ranks below every real value."""
+    return -math.inf if value is None or math.isnan(value) else float(value)
 
 
 def _thresholded(fn: Callable[..., float]) -> Callable[[np.ndarray, np.ndarray], float]:
@@ -79,7 +92,5 @@ def score(name: str, y: np.ndarray, prob: np.ndarray, groups: np.ndarray | None 
 def all_metrics(
     y: np.ndarray, prob: np.ndarray, groups: np.ndarray, prefix: str = ""
 ) -> dict[str, float]:
-    """Every metric of :data:`spikebench.harness.results.METRICS`, keys ``prefix + name``."""
-    from spikebench.harness.results import METRICS
-
+    """Every metric of :data:`METRICS`, keys ``prefix + name``."""
     return {prefix + name: score(name, y, prob, groups) for name in METRICS}

@@ -29,9 +29,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from spikebench.errors import SpecError
-
-METRIC_NAMES = ("accuracy", "balanced_accuracy", "roc_auc", "pr_auc", "f1", "mcc",
-                "patient_roc_auc", "patient_pr_auc")
+from spikebench.harness.metrics import METRICS as METRIC_NAMES
 
 
 class _Strict(BaseModel):
@@ -45,8 +43,9 @@ class StudyTable(_Strict):
     device: str = "auto"
     #: Validation metric Optuna maximises (also the early-stopping criterion).
     metric: Literal[METRIC_NAMES] = "pr_auc"  # type: ignore[valid-type]
-    #: Non-spiking reference models evaluated in the same splits.
-    references: list[Literal["logistic_regression", "mlp"]] = ["logistic_regression", "mlp"]
+    #: Non-spiking reference rules (kind "reference", no backend) fitted on the same folds
+    #: with their default parameters.
+    references: list[str] = ["logistic_regression", "mlp"]
     #: Inference time steps as multiples of the training T (temporal flexibility).
     eval_steps: list[float] = [0.5, 1.0, 2.0]
 
@@ -60,36 +59,32 @@ class StudyTable(_Strict):
     @field_validator("eval_steps")
     @classmethod
     def _eval_steps(cls, v: list[float]) -> list[float]:
-        if any(x <= 0 for x in v):
-            raise ValueError("multiples of the training T must be > 0")
+        if any(x <= 0 or x > 16 for x in v):
+            raise ValueError("multiples of the training T must be in (0, 16]")
         return v
 
-
-class DataTable(_Strict):
-    source: Literal["phantom", "msd", "table"]
-    #: phantom: folder to generate into (default DIR/phantom); msd: dataset root; table: file.
-    path: str | None = None
-    cases: int = Field(16, ge=4, description="phantom: number of training volumes")
-    phantom_seed: int = 0
-    shape: list[int] = [96, 96]
-    label: str = "label"
-    group: str | None = "patient_id"
-    min_lesion_voxels: int = Field(1, ge=1)
-    workers: int = Field(1, ge=1)
-    on_error: Literal["fail", "skip"] = "fail"
-
-    @field_validator("shape")
+    @field_validator("device")
     @classmethod
-    def _shape(cls, v: list[int]) -> list[int]:
-        if len(v) != 2 or min(v) < 32:
-            raise ValueError("must be two in-plane sizes >= 32, e.g. [96, 96]")
+    def _device(cls, v: str) -> str:
+        import re
+
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", v):
+            raise ValueError("must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
         return v
 
-    @model_validator(mode="after")
-    def _path_needed(self) -> DataTable:
-        if self.source in ("msd", "table") and not self.path:
-            raise ValueError(f"source = {self.source!r} needs 'path'")
-        return self
+
+class DataTable(BaseModel):
+    """``[data]``: ``source`` names a data-source plug-in (``spikebench datasets`` lists them);
+    every other key is that source's option, validated by the source's own options model
+    (:mod:`spikebench.datasets.sources`)."""
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    source: str
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The source's options as written in the spec (everything but ``source``)."""
+        return dict(self.model_extra or {})
 
 
 class GridTable(_Strict):
@@ -107,16 +102,26 @@ class GridTable(_Strict):
 
 
 class SplitTable(_Strict):
+    #: Protocol scheme (:mod:`spikebench.harness.protocol`): "holdout" (sealed test set,
+    #: repeats), "nested-cv" (outer K-fold, every patient tested once per repeat) or
+    #: "repeated-splits" (R independent train/val/test splits, tuning redone in each).
+    scheme: Literal["holdout", "nested-cv", "repeated-splits"] = "holdout"
     repeats: int = Field(5, ge=1, le=100)
+    #: nested-cv: outer folds.
+    outer_folds: int = Field(5, ge=2, le=20)
     test_fraction: float = Field(0.25, gt=0, lt=1)
     val_fraction: float = Field(0.2, gt=0, lt=1)
     seed: int = 0
 
 
 class SearchTable(_Strict):
-    trials: int = Field(20, ge=1)
-    sampler: Literal["tpe", "random", "cmaes", "gp", "nsga2"] = "tpe"
-    pruner: Literal["median", "hyperband", "none"] = "median"
+    trials: int = Field(20, ge=1, le=100_000)
+    #: Optuna sampler by name (:data:`spikebench.harness.samplers.SAMPLERS`).
+    sampler: str = "tpe"
+    #: Optuna pruner by name (:data:`spikebench.harness.pruners.PRUNERS`) and its settings
+    #: (defaults documented there, e.g. median: n_startup_trials = 4, n_warmup_steps = 3).
+    pruner: str = "median"
+    pruner_options: dict[str, Any] = {}
     #: Random start-up trials before TPE / GP model the objective. Default: a third of the
     #: trials, at most 10 (Optuna's own default), so short studies are tuned, not only sampled.
     startup_trials: int | None = Field(None, ge=1)
@@ -125,6 +130,45 @@ class SearchTable(_Strict):
     #: Second objective for multi-objective mode: minimise synaptic operations per sample or
     #: training time, alongside maximising the validation metric.
     minimize: Literal["", "synops", "train_seconds"] = ""
+    #: RDB storages: seconds between worker heartbeats, and silence after which a RUNNING
+    #: trial is failed and re-queued (at most ``max_retry`` times).
+    heartbeat_interval: int = Field(2, ge=1, le=3600)
+    grace_period: int = Field(6, ge=2, le=86_400)
+    max_retry: int = Field(3, ge=0, le=100)
+    #: Seconds between polls while waiting for other workers' trials or refits.
+    poll_seconds: float = Field(0.5, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _grace(self) -> SearchTable:
+        if self.grace_period <= self.heartbeat_interval:
+            raise ValueError("grace_period must exceed heartbeat_interval")
+        return self
+
+
+class AnalysisTable(_Strict):
+    """The pre-specified primary analysis the report runs (named before the study runs)."""
+
+    #: The primary metric of every comparison.
+    primary_metric: Literal[METRIC_NAMES] = "patient_pr_auc"  # type: ignore[valid-type]
+    #: Superiority family as ["backend/rule", "backend/rule"] pairs; default: every SNN cell vs
+    #: reference/logistic_regression, and the rules against each other on the custom backend.
+    family: list[list[str]] | None = None
+    #: Equivalence (TOST) pairs; default: every backend vs custom for the same rule.
+    equivalence: list[list[str]] | None = None
+    equivalence_margin: float = Field(0.05, gt=0, lt=1)
+    alpha: float = Field(0.05, gt=0, lt=0.5)
+    #: Patient score from slice probabilities: "max" or "topk_mean" (mean of the top_k).
+    patient_score: Literal["max", "topk_mean"] = "max"
+    top_k: int = Field(3, ge=1, le=1000)
+    n_bootstrap: int = Field(2000, ge=100, le=100_000)
+
+    @field_validator("family", "equivalence")
+    @classmethod
+    def _pairs(cls, v: list[list[str]] | None) -> list[list[str]] | None:
+        for pair in v or []:
+            if len(pair) != 2 or any(p.count("/") != 1 for p in pair):
+                raise ValueError(f'each entry must be ["backend/rule", "backend/rule"], got {pair}')
+        return v
 
 
 class StudySpec(_Strict):
@@ -133,6 +177,7 @@ class StudySpec(_Strict):
     grid: GridTable = GridTable()
     split: SplitTable = SplitTable()
     search: SearchTable = SearchTable()
+    analysis: AnalysisTable = AnalysisTable()
     #: ``[space.<rule>]`` overrides of a rule's default search space.
     space: dict[str, dict[str, Any]] = {}
 
@@ -181,7 +226,17 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>") -> StudySpec:
 
 
 def _check_names(spec: StudySpec, source: str) -> None:
-    """Unknown backend/rule names and search-space keys, named with what is installed."""
+    """Plug-in names (backends, rules, references, data source, sampler, pruner) and their
+    settings, named with what is installed; every error names the spec file and the key."""
+    try:
+        _check_grid(spec)
+        _check_data(spec)
+        _check_search(spec)
+    except SpecError as exc:
+        raise SpecError(f"{source}: {exc}") from None
+
+
+def _check_grid(spec: StudySpec) -> None:
     from spikebench.backends.registry import available_backends
     from spikebench.harness.rules import available_rules, get_rule
     from spikebench.harness.space import merge_space
@@ -189,26 +244,68 @@ def _check_names(spec: StudySpec, source: str) -> None:
     backends, rules = available_backends(), available_rules()
     for name in spec.grid.backends:
         if name not in backends:
-            raise SpecError(
-                f"{source}: [grid].backends: unknown backend {name!r}; installed: "
-                f"{', '.join(backends)}"
-            )
+            raise SpecError(f"[grid].backends: unknown backend {name!r}; installed: "
+                            f"{', '.join(backends)}")
     for name in spec.grid.rules:
         if name not in rules:
-            raise SpecError(
-                f"{source}: [grid].rules: unknown rule {name!r}; installed: {', '.join(rules)}"
-            )
+            raise SpecError(f"[grid].rules: unknown rule {name!r}; installed: {', '.join(rules)}")
+    for name in spec.study.references:
+        if name not in rules or get_rule(name).needs_backend:
+            known = [r for r in rules if not get_rule(r).needs_backend]
+            raise SpecError(f"[study].references: {name!r} is not a reference rule; installed: "
+                            f"{', '.join(known)}")
     for rule, overrides in spec.space.items():
         if not isinstance(overrides, dict):
-            raise SpecError(f"{source}: [space.{rule}] must be a table")
-        try:
-            merge_space(get_rule(rule).search_space(), overrides, f"[space.{rule}]")
-        except SpecError as exc:
-            raise SpecError(f"{source}: {exc}") from None
+            raise SpecError(f"[space.{rule}] must be a table")
+        merge_space(get_rule(rule).search_space(), overrides, f"[space.{rule}]")
+
+
+def _check_data(spec: StudySpec) -> None:
+    data_options(spec)
+
+
+def _check_search(spec: StudySpec) -> None:
+    from spikebench.harness.pruners import pruner_options
+    from spikebench.harness.samplers import SAMPLERS
+
+    if spec.search.sampler not in SAMPLERS:
+        raise SpecError(f"[search].sampler: unknown sampler {spec.search.sampler!r}; known: "
+                        f"{', '.join(SAMPLERS)}")
+    pruner_options(spec.search.pruner, spec.search.pruner_options)
+
+
+def data_options(spec: StudySpec) -> tuple[Any, Any]:
+    """``(source plug-in, validated options)`` of the spec's ``[data]`` table."""
+    from spikebench.datasets.sources import get_source
+    from spikebench.errors import DataError
+
+    try:
+        source = get_source(spec.data.source)
+    except DataError as exc:
+        raise SpecError(f"[data].source: {exc}") from None
+    try:
+        options = source.Options.model_validate(spec.data.options)
+    except ValidationError as exc:
+        raise SpecError(_validation_message(exc, "data")) from None
+    return source, options
+
+
+def _validation_message(exc: ValidationError, table: str) -> str:
+    lines = []
+    for err in exc.errors():
+        where = f"[{table}].{'.'.join(str(p) for p in err['loc'])}" if err["loc"] else f"[{table}]"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown key for this source (check the spelling)")
+        elif err["type"] == "missing":
+            lines.append(f"{where}: required key is missing")
+        else:
+            lines.append(f"{where}: {err['msg']} (got {err.get('input')!r})")
+    return "invalid study spec:\n  " + "\n  ".join(lines)
 
 
 def load_spec(path: str | Path) -> StudySpec:
-    """Read and validate a TOML study spec."""
+    """Read and validate a TOML study spec; relative data paths are taken from the spec
+    file's folder."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -221,9 +318,11 @@ def load_spec(path: str | Path) -> StudySpec:
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{path}: not valid TOML ({exc})") from None
     spec = parse_spec(raw, str(path))
-    if spec.data.path and spec.data.source != "phantom":
-        p = Path(spec.data.path)
-        if not p.is_absolute():  # relative to the spec file, like most tools do
-            data = spec.data.model_copy(update={"path": str((path.parent / p).resolve())})
-            spec = spec.model_copy(update={"data": data})
-    return spec
+    source, _ = data_options(spec)
+    options = spec.data.options
+    for key in source.path_options:
+        value = options.get(key)
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            options[key] = str((path.parent / value).resolve())
+    data = DataTable.model_validate({"source": spec.data.source, **options})
+    return spec.model_copy(update={"data": data})

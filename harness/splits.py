@@ -14,9 +14,7 @@ Every patient lands in exactly one of train, val, test within a repeat, so no sl
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -54,6 +52,23 @@ def _by_class(labels: dict[str, int], ids: set[str] | None = None) -> dict[int, 
     return out
 
 
+def check_patient_classes(labels: dict[str, int]) -> None:
+    """:class:`DataError` unless both patient classes have >= 3 patients (one each for train,
+    validation and test)."""
+    by_class = _by_class(labels)
+    if len(by_class) < 2:
+        raise DataError(
+            f"all {len(labels)} patients have label {next(iter(by_class), '?')}: a benchmark "
+            "needs patients with and without lesions"
+        )
+    for cls, ids in by_class.items():
+        if len(ids) < 3:
+            raise DataError(
+                f"only {len(ids)} patient(s) with patient label {cls}: need >= 3 per class to "
+                "fill train, validation and test; add patients (e.g. more phantom cases)"
+            )
+
+
 def patient_level_split(
     y: np.ndarray,
     groups: np.ndarray,
@@ -68,18 +83,8 @@ def patient_level_split(
     Raises :class:`DataError` when a class has too few patients to appear in all three splits.
     """
     labels = patient_labels(y, groups)
+    check_patient_classes(labels)
     by_class = _by_class(labels)
-    if len(by_class) < 2:
-        raise DataError(
-            f"all {len(labels)} patients have label {next(iter(by_class), '?')}: a benchmark "
-            "needs patients with and without lesions"
-        )
-    for cls, ids in by_class.items():
-        if len(ids) < 3:
-            raise DataError(
-                f"only {len(ids)} patient(s) with patient label {cls}: need >= 3 per class to "
-                "fill train, validation and test; add patients (e.g. more phantom cases)"
-            )
     rng = np.random.default_rng(seed)
     # leave two patients per class, so that train and validation each get one
     test = _stratified_take(by_class, test_fraction, rng, leave=2)
@@ -97,19 +102,3 @@ def split_masks(groups: np.ndarray, split: dict[str, Sequence[str]]) -> dict[str
     """Boolean row masks per split name for one repeat's patient lists."""
     g = np.asarray(groups).astype(str)
     return {name: np.isin(g, np.asarray(split[name], dtype=str)) for name in SPLITS}
-
-
-def write_splits(path: str | Path, splits: dict[str, dict[str, list[str]]]) -> None:
-    """Write ``splits.json``; if it exists (a resumed study) it must be identical."""
-    from spikebench.harness.results import write_json
-
-    path = Path(path)
-    if path.exists():
-        old = json.loads(path.read_text())
-        if old != splits:
-            raise DataError(
-                f"{path} holds different splits than this spec and data produce; the data or "
-                "[split] settings changed since the study started: use a new --out folder"
-            )
-        return
-    write_json(path, splits)

@@ -74,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("backends", help="installed backends, versions, supported rules")
     sub.add_parser("rules", help="installed learning rules and the backends serving each")
+    sub.add_parser("datasets", help="installed data sources (the [data] source plug-ins)")
 
     s = sub.add_parser("bench", help="time train/inference steps of every backend side by side")
     s.add_argument("--backends", nargs="+", default=None)
@@ -146,7 +147,7 @@ def _dispatch(args: argparse.Namespace) -> int | None:
         if args.study_command == "run":
             return _study_run(_resolve_spec(args.spec), args.out, args.trials, args.storage,
                               args.workers, not args.quiet)
-        from spikebench.harness.study import study_status
+        from spikebench.harness.status import study_status
 
         print(_table(study_status(args.target, args.storage)))
     elif cmd == "demo":
@@ -166,6 +167,8 @@ def _dispatch(args: argparse.Namespace) -> int | None:
         _list_backends()
     elif cmd == "rules":
         _list_rules()
+    elif cmd == "datasets":
+        _list_datasets()
     elif cmd == "bench":
         return _bench(args)
     elif cmd == "export":
@@ -223,6 +226,19 @@ def _list_backends() -> None:
               f"resets: {', '.join(d['resets'])}; surrogates: {', '.join(d['surrogates'])}")
 
 
+def _list_datasets() -> None:
+    from spikebench.datasets.sources import available_sources, get_source
+
+    for name in available_sources():
+        try:
+            source = get_source(name)
+        except SpikebenchError as exc:
+            print(f"{name:10s} not usable: {exc}")
+            continue
+        keys = ", ".join(source.Options.model_fields)
+        print(f"{name:10s} {source.summary}\n{'':10s} [data] keys: {keys}")
+
+
 def _list_rules() -> None:
     from spikebench.backends import available_backends, get_backend
     from spikebench.harness.rules import available_rules, get_rule
@@ -238,6 +254,9 @@ def _list_rules() -> None:
             rule = get_rule(name)
         except SpikebenchError as exc:
             print(f"{name:10s} not usable: {exc}")
+            continue
+        if not rule.needs_backend:
+            print(f"{name:10s} {rule.summary}\n{'':10s} backends: none needed (non-spiking)")
             continue
         serve = [b for b, be in backends.items() if name in be.rules]
         cannot = [b for b in backends if b not in serve]

@@ -1,5 +1,6 @@
-"""Entry-point plugin discovery shared by backends (``spikebench.backends``) and rules
-(``spikebench.rules``): built-ins register the same way a third-party package does."""
+"""Entry-point plug-in discovery shared by backends (``spikebench.backends``), rules
+(``spikebench.rules``) and data sources (``spikebench.datasets``): built-ins register the same
+way a third-party package does, and a broken plug-in is reported by name, never a traceback."""
 
 from __future__ import annotations
 
@@ -30,6 +31,13 @@ def load_plugin(group: str, builtin: Mapping[str, str], name: str, base: type, e
             f"{kind} {name!r} is registered but cannot be imported ({exc}); "
             f"install its framework, e.g. `pip install spikebench[{name}]`"
         ) from exc
+    except Exception as exc:  # a broken third-party plug-in must not break the others
+        raise error(f"{kind} {name!r} ({eps[name].value}) is broken: importing it raised "
+                    f"{type(exc).__name__}: {exc}; fix or uninstall that package") from exc
     if not (isinstance(cls, type) and issubclass(cls, base)):
         raise error(f"entry point {name!r} -> {eps[name].value} is not a {base.__name__} subclass")
-    return cls()
+    try:
+        return cls()
+    except Exception as exc:
+        raise error(f"{kind} {name!r} ({eps[name].value}) is broken: creating it raised "
+                    f"{type(exc).__name__}: {exc}") from exc

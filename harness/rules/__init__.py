@@ -1,6 +1,8 @@
 """Learning rules, discovered through the ``spikebench.rules`` entry points (pluggable like
 backends). Users see ``get_rule("surrogate")``; a third-party package registers its own
-:class:`Rule` subclass under the same group."""
+:class:`Rule` subclass under the same group. The non-spiking references (logistic regression,
+MLP) are rules too, with ``needs_backend = False``; :func:`~spikebench.harness.rules.
+conformance.check_rule` is the contract's conformance kit."""
 
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ _BUILTIN = {
     "surrogate": "spikebench.harness.rules.surrogate:SurrogateGradient",
     "tempotron": "spikebench.harness.rules.tempotron:Tempotron",
     "active": "spikebench.harness.rules.active:ActiveLearning",
+    "logistic_regression": "spikebench.harness.rules.logistic_regression:LogisticRegressionRule",
+    "mlp": "spikebench.harness.rules.mlp:MLP",
 }
 
 

@@ -39,7 +39,6 @@ asks for the labels of the most uncertain slices under a label budget. No backpr
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -48,6 +47,7 @@ import torch
 
 from spikebench.backends.base import NetworkSpec, SpikingNetwork
 from spikebench.harness.encoding import encode
+from spikebench.harness.metrics import validation_value
 from spikebench.harness.rules.base import (
     DivergedError,
     FitContext,
@@ -56,6 +56,7 @@ from spikebench.harness.rules.base import (
     TrainedModel,
     class_weights,
 )
+from spikebench.harness.rules.early_stopping import EarlyStopping
 from spikebench.harness.rules.stdp import first_spike_winners, normalise_rows, stdp_update
 from spikebench.harness.rules.surrogate import check_finite
 from spikebench.harness.space import Categorical, Fixed, Float, Int, Param
@@ -124,12 +125,16 @@ class ActiveModel(TrainedModel):
         return torch.softmax(logits, 1)[:, 1].numpy()
 
     def activity(self, X: np.ndarray, *, steps: int | None = None) -> dict[str, float]:
-        """Hidden spikes per sample; synaptic events = input spikes × H + hidden spikes × 2."""
+        """Hidden spikes per sample; input spikes fan out to the H hidden neurons as
+        accumulates; the readout multiplies the H real-valued (z-scored) hidden rates by its
+        2 × H weights once per sample: 2·H multiply-accumulates."""
         counts, n_in = self.hidden_counts(X, steps)
         n = max(len(X), 1)
-        hidden = float(counts.sum())
-        return {"spikes_per_sample": hidden / n,
-                "synops_per_sample": (n_in * self.net.spec.sizes[1] + hidden * 2) / n}
+        hidden_size = self.net.spec.sizes[1]
+        acs = n_in * hidden_size / n
+        macs = 2.0 * hidden_size if len(X) else 0.0
+        return {"spikes_per_sample": float(counts.sum()) / n, "acs_per_sample": acs,
+                "macs_per_sample": macs, "synops_per_sample": acs + macs}
 
     def export(self):
         return None  # the readout is not a LIF layer
@@ -194,8 +199,9 @@ class ActiveLearning(Rule):
         steps = int(p["steps"])
         spec = NetworkSpec(sizes=(2 * train.X.shape[1], int(p["hidden"])), beta=float(p["beta"]),
                            threshold=1.0, reset="subtract", bias=True)
-        ctx.backend.check_supported(spec, self.name)
-        net = ctx.backend.build(spec, device=ctx.device, seed=ctx.seed)
+        backend = ctx.require_backend(self.name)
+        backend.check_supported(spec, self.name)
+        net = backend.build(spec, device=ctx.device, seed=ctx.seed)
         device = next(net.parameters()).device
         train_hidden_layer(net, train.X, p, device, ctx.seed)
 
@@ -218,7 +224,8 @@ class ActiveLearning(Rule):
                                  val, seed_idx, strategy=strategy, budget=budget,
                                  per_round=int(p["batch_per_round"]),
                                  lr=float(p["readout_lr"]), epochs=int(p["readout_epochs"]),
-                                 seed=ctx.seed, metric=ctx.metric, report=report)
+                                 seed=ctx.seed, validation=ctx.score_validation,
+                                 report=report)
             curves.extend(result["curve"])
             if strategy == p["strategy"]:
                 best = result
@@ -291,31 +298,32 @@ def seed_set(train: Split, n_patients: int, seed: int) -> np.ndarray:
 def active_loop(r_pool: torch.Tensor, y_pool: torch.Tensor, r_val: torch.Tensor, val: Split,
                 seed_idx: np.ndarray, *, strategy: str, budget: int, per_round: int, lr: float,
                 epochs: int, seed: int,
-                metric: Callable[[np.ndarray, np.ndarray], float] | None = None,
+                validation: Callable[[np.ndarray, str | None], float],
                 report: Callable[[int, float], None] | None = None) -> dict[str, Any]:
-    """Query labels round by round; returns the best readout and the learning curve."""
-    from spikebench.harness.metrics import score
+    """Query labels round by round; returns the best readout and the learning curve.
 
+    ``validation(prob, metric)`` scores validation probabilities (the study metric when
+    ``metric`` is None); the loop never sees validation labels."""
     rng = np.random.default_rng(seed + 7)
     labelled = np.zeros(len(y_pool), dtype=bool)
     labelled[seed_idx[:budget]] = True
     readout = Readout(r_pool.shape[1], r_pool.dtype)
     curve: list[dict[str, Any]] = []
-    best = {"best_val": -math.inf, "readout": readout.copy(), "labels_used": 0, "rounds": 0}
+    best = {"readout": readout.copy(), "labels_used": 0}
+    stopper = EarlyStopping(patience=None)  # every round runs: the budget ends the loop
     rnd = 0
     while True:
         idx = np.flatnonzero(labelled)
         readout.train(r_pool[idx], y_pool[idx], lr=lr, epochs=epochs)
         prob = torch.softmax(readout.logits(r_val), 1)[:, 1].numpy()
         curve.append({"strategy": strategy, "labels_used": int(labelled.sum()),
-                      "val_balanced_accuracy": score("balanced_accuracy", val.y, prob),
-                      "val_pr_auc": score("pr_auc", val.y, prob)})
-        value = metric(val.y, prob) if metric else curve[-1]["val_balanced_accuracy"]
-        value = -math.inf if value is None or math.isnan(value) else float(value)
+                      "val_balanced_accuracy": validation(prob, "balanced_accuracy"),
+                      "val_pr_auc": validation(prob, "pr_auc")})
+        value = validation_value(validation(prob, None))
         if report is not None:
             report(rnd, value)
-        if value > best["best_val"] + 1e-9:
-            best.update(best_val=value, readout=readout.copy(), labels_used=int(labelled.sum()))
+        if stopper.update(value):
+            best.update(readout=readout.copy(), labels_used=int(labelled.sum()))
         rnd += 1
         pool = np.flatnonzero(~labelled)
         room = budget - int(labelled.sum())
@@ -329,7 +337,8 @@ def active_loop(r_pool: torch.Tensor, y_pool: torch.Tensor, r_val: torch.Tensor,
         else:
             pick = rng.choice(pool, size=k, replace=False)
         labelled[pick] = True
-    best.update(curve=curve, rounds=rnd, labels_queried=int(labelled.sum()))
+    best.update(best_val=stopper.best, curve=curve, rounds=rnd,
+                labels_queried=int(labelled.sum()))
     return best
 
 

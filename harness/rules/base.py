@@ -50,21 +50,53 @@ class Split:
 class FitContext:
     """What the harness lends a rule for one fit.
 
-    ``report(epoch, value)`` passes the validation metric per epoch to Optuna (it raises
-    ``optuna.TrialPruned`` when the pruner says stop); ``metric(y, prob)`` is the objective the
-    study maximises, for early stopping on the same quantity.
+    The validation split a rule receives carries no labels (``val.y`` is all ``-1``): the only
+    way to use validation labels is :meth:`score_validation`, for early stopping and model
+    selection on the study's objective. ``report(epoch, value)`` passes the per-epoch score to
+    Optuna (it raises ``optuna.TrialPruned`` when the pruner says stop). ``backend`` is None for
+    rules that need no spiking backend (the non-spiking references).
     """
 
-    backend: Backend
+    backend: Backend | None
     device: str | torch.device = "cpu"
     seed: int = 0
     report: Callable[[int, float], None] | None = None
-    metric: Callable[[np.ndarray, np.ndarray], float] | None = None
-    progress: bool = False
+    #: ``validation(prob, metric)`` scores ``P(lesion)`` of the validation rows with the study
+    #: metric (``metric=None``) or a named one; bound by the harness to the hidden labels.
+    validation: Callable[[np.ndarray, str | None], float] | None = None
 
     def report_epoch(self, epoch: int, value: float) -> None:
         if self.report is not None:
             self.report(epoch, value)
+
+    def score_validation(self, prob: np.ndarray, metric: str | None = None) -> float:
+        """The validation score of ``prob`` (the study metric, or ``metric`` by name); NaN when
+        undefined on this validation set."""
+        if self.validation is None:
+            raise RuleError("this FitContext has no validation scorer; the harness binds one")
+        return float(self.validation(np.asarray(prob, dtype=np.float64), metric))
+
+    def require_backend(self, rule: str) -> Backend:
+        """The backend, or a :class:`RuleError` saying that rule ``rule`` needs one."""
+        if self.backend is None:
+            raise RuleError(f"rule {rule!r} trains a spiking network and needs a backend")
+        return self.backend
+
+
+def validation_scorer(val: Split, metric: str) -> Callable[[np.ndarray, str | None], float]:
+    """The harness side of :meth:`FitContext.score_validation`: scores probabilities of the
+    rows of ``val`` (which keeps its labels here) with ``metric`` or a named metric."""
+    from spikebench.harness.metrics import score
+
+    def scorer(prob: np.ndarray, name: str | None = None) -> float:
+        return score(name or metric, val.y, prob, val.groups)
+
+    return scorer
+
+
+def hide_labels(split: Split) -> Split:
+    """``split`` with its labels replaced by ``-1``: what a rule sees of the validation set."""
+    return Split(split.X, np.full(len(split.y), -1, dtype=np.int64), split.groups)
 
 
 class TrainedModel(abc.ABC):
@@ -82,8 +114,13 @@ class TrainedModel(abc.ABC):
         (default: :attr:`train_steps`)."""
 
     def activity(self, X: np.ndarray, *, steps: int | None = None) -> dict[str, float]:
-        """``spikes_per_sample`` and ``synops_per_sample`` on ``X`` (NaN when not spiking)."""
-        return {"spikes_per_sample": float("nan"), "synops_per_sample": float("nan")}
+        """Cost counters per sample on ``X``: ``spikes_per_sample``, ``acs_per_sample``
+        (accumulates: synaptic events of binary spike inputs), ``macs_per_sample``
+        (multiply-accumulates: real-valued inputs) and ``synops_per_sample`` (their sum).
+        NaN where a counter does not apply."""
+        nan = float("nan")
+        return {"spikes_per_sample": nan, "acs_per_sample": nan, "macs_per_sample": nan,
+                "synops_per_sample": nan}
 
     def export(
         self,
@@ -99,10 +136,15 @@ class Rule(abc.ABC):
 
     name: ClassVar[str]
     summary: ClassVar[str] = ""
+    #: False for rules that train no spiking network (the non-spiking references): they run
+    #: without a backend, in cells named ``reference/<rule>``.
+    needs_backend: ClassVar[bool] = True
+    #: "snn" for spiking rules, "reference" for the non-spiking comparison models.
+    kind: ClassVar[str] = "snn"
 
     @abc.abstractmethod
     def search_space(self) -> dict[str, Param]:
-        """Default hyperparameters (ranges the spec's ``[search.<rule>]`` may override)."""
+        """Default hyperparameters (ranges the spec's ``[space.<rule>]`` may override)."""
 
     @abc.abstractmethod
     def fit(self, train: Split, val: Split, params: Mapping[str, Any], ctx: FitContext

@@ -35,6 +35,7 @@ from spikebench.harness.rules.base import (
     TrainedModel,
     class_weights,
 )
+from spikebench.harness.rules.early_stopping import EarlyStopping
 from spikebench.harness.space import Categorical, Fixed, Float, Int, Param
 
 LOSSES = ("count", "membrane", "tet")
@@ -96,13 +97,20 @@ class SurrogateModel(TrainedModel):
         return torch.softmax(logits.double(), -1)[:, 1].cpu().numpy()
 
     def activity(self, X: np.ndarray, *, steps: int | None = None) -> dict[str, float]:
+        """Cost counters per sample. Every non-zero input of a layer fans out to the next
+        layer's neurons; the event is an accumulate (AC) when the input is a binary spike and a
+        multiply-accumulate (MAC) when it is a real value (the first layer of a ``direct``-encoded
+        network), as NeuroBench counts effective ACs and MACs."""
         _, _, layer_counts, input_events = self._forward(X, steps or self.train_steps)
         sizes = self.net.spec.sizes
-        # synaptic events: every non-zero input (a spike or a current) fans out to the next layer
-        presyn = [input_events, *layer_counts[:-1]]
-        synops = sum(float(n) * fan_out for n, fan_out in zip(presyn, sizes[1:]))
         n = max(len(X), 1)
-        return {"spikes_per_sample": float(layer_counts.sum()) / n, "synops_per_sample": synops / n}
+        first = float(input_events) * sizes[1]
+        hidden = sum(float(c) * fan_out for c, fan_out in zip(layer_counts[:-1], sizes[2:]))
+        direct = self.params["encoding"] == "direct"
+        acs = hidden + (0.0 if direct else first)
+        macs = first if direct else 0.0
+        return {"spikes_per_sample": float(layer_counts.sum()) / n, "acs_per_sample": acs / n,
+                "macs_per_sample": macs / n, "synops_per_sample": (acs + macs) / n}
 
     def export(self):
         return self.net.spec, self.net.get_weights()
@@ -148,8 +156,9 @@ class SurrogateGradient(Rule):
             threshold=float(p["threshold"]), surrogate=p["surrogate"], slope=float(p["slope"]),
             reset=p.get("reset", "subtract"),
         )
-        ctx.backend.check_supported(spec, self.name)
-        net = ctx.backend.build(spec, device=ctx.device, seed=ctx.seed)
+        backend = ctx.require_backend(self.name)
+        backend.check_supported(spec, self.name)
+        net = backend.build(spec, device=ctx.device, seed=ctx.seed)
         device = next(net.parameters()).device
         x = torch.as_tensor(train.X, dtype=torch.float32, device=device)
         y = torch.as_tensor(train.y, dtype=torch.long, device=device)
@@ -161,7 +170,8 @@ class SurrogateGradient(Rule):
         steps = int(p["steps"])
         step_set = (max(2, math.ceil(steps / 2)), steps, 2 * steps)
         model = SurrogateModel(net, p, device, info={})
-        best, best_state, stale, epochs = -math.inf, copy.deepcopy(net.state_dict()), 0, 0
+        stopper = EarlyStopping(int(p["patience"]))
+        stopper.best_state, epochs = copy.deepcopy(net.state_dict()), 0
         batch = int(p["batch_size"])
         for epoch in range(int(p["epochs"])):
             net.train()
@@ -184,17 +194,15 @@ class SurrogateGradient(Rule):
                 opt.step()
             epochs = epoch + 1
             net.eval()
-            score = _score(model, val, ctx)
+            score = ctx.score_validation(model.predict_proba(val.X))
             ctx.report_epoch(epoch, score)
-            if score > best + 1e-9:
-                best, best_state, stale = score, copy.deepcopy(net.state_dict()), 0
-            else:
-                stale += 1
-                if stale >= int(p["patience"]):
-                    break
-        net.load_state_dict(best_state)
+            if stopper.update(score):
+                stopper.best_state = copy.deepcopy(net.state_dict())
+            elif stopper.should_stop:
+                break
+        net.load_state_dict(stopper.best_state)
         net.eval()
-        model.info = {"epochs": epochs, "labels_used": len(train), "best_val": best}
+        model.info = {"epochs": epochs, "labels_used": len(train), "best_val": stopper.best}
         return model
 
 
@@ -208,9 +216,3 @@ def check_finite(train: Split, val: Split) -> None:
             raise DivergedError(f"non-finite input: {int(bad.sum())} NaN/inf feature values in "
                                 f"the {name} split (first at row {rows[0]}, feature {cols[0]})")
 
-
-def _score(model: TrainedModel, val: Split, ctx: FitContext) -> float:
-    from spikebench.harness.metrics import score
-
-    prob = model.predict_proba(val.X)
-    return ctx.metric(val.y, prob) if ctx.metric else score("balanced_accuracy", val.y, prob)

@@ -55,6 +55,7 @@ import torch
 from spikebench.backends.base import TempotronNetwork
 from spikebench.backends.tempotron import psp_kernel
 from spikebench.harness.encoding import latency_times
+from spikebench.harness.metrics import validation_value
 from spikebench.harness.rules.base import (
     DivergedError,
     FitContext,
@@ -63,6 +64,7 @@ from spikebench.harness.rules.base import (
     TrainedModel,
     class_weights,
 )
+from spikebench.harness.rules.early_stopping import EarlyStopping
 from spikebench.harness.rules.surrogate import check_finite
 from spikebench.harness.space import Fixed, Float, Int, Param
 
@@ -207,11 +209,6 @@ class TempotronModel(TrainedModel):
         vmax, fired = self.potentials(times, kernel, steps)
         return vmax, fired, torch.isfinite(times).sum(1)
 
-    def scores(self, X: np.ndarray, steps: int | None = None) -> torch.Tensor:
-        """Per-class margins of ``X``, ``[n, 2]`` (see :meth:`margins`)."""
-        vmax, _, _ = self._run(X, steps or self.train_steps)
-        return self.margins(vmax)
-
     def vote(self, vmax: torch.Tensor) -> np.ndarray:
         """The vote ``d = m_1 − m_0`` (float64) from the peak potentials ``vmax`` ``[n, O]``."""
         m = self.margins(vmax).double()
@@ -229,12 +226,13 @@ class TempotronModel(TrainedModel):
 
     def activity(self, X: np.ndarray, *, steps: int | None = None) -> dict[str, float]:
         """Output spikes (at most one per neuron) per sample; synaptic events = afferent spikes
-        × output neurons."""
+        × output neurons, all accumulates."""
         _, fired, n_in = self._run(X, steps or self.train_steps)
         n = max(len(X), 1)
         n_out = fired.shape[1] if fired.ndim == 2 else 0
-        return {"spikes_per_sample": float(fired.sum()) / n,
-                "synops_per_sample": float(n_in.sum()) * n_out / n}
+        acs = float(n_in.sum()) * n_out / n  # afferent spikes are binary: accumulates only
+        return {"spikes_per_sample": float(fired.sum()) / n, "acs_per_sample": acs,
+                "macs_per_sample": 0.0, "synops_per_sample": acs}
 
 
 class Tempotron(Rule):
@@ -253,7 +251,6 @@ class Tempotron(Rule):
             "steps": Int(16, 32),
             "gain": Float(0.8, 1.6),
             "threshold": Fixed(1.0),
-            "momentum": Fixed(0.0),
             "init_std": Fixed(0.01),
             "batch_size": Fixed(64),
             "patience": Fixed(8),
@@ -265,13 +262,14 @@ class Tempotron(Rule):
         check_finite(train, val)
         steps, tau = int(p["steps"]), float(p["tau"])
         npc, pop = int(p["neurons_per_class"]), int(p["population"])
-        threshold, momentum = float(p["threshold"]), float(p["momentum"])
-        if steps < 2 or npc < 1 or pop < 1 or not 0.0 <= momentum < 1.0:
-            raise ValueError(f"tempotron needs steps >= 2, neurons_per_class >= 1, population "
-                             f">= 1, 0 <= momentum < 1 (got {steps}, {npc}, {pop}, {momentum})")
-        require_rule(ctx.backend, self.name)
+        threshold = float(p["threshold"])
+        if steps < 2 or npc < 1 or pop < 1:
+            raise ValueError(f"tempotron needs steps >= 2, neurons_per_class >= 1 and population "
+                             f">= 1 (got {steps}, {npc}, {pop})")
+        backend = ctx.require_backend(self.name)
+        backend.require_rule(self.name)
         n_in, n_out = train.X.shape[1] * pop, 2 * npc
-        layer = ctx.backend.build_tempotron(n_in, n_out, steps=steps, tau=tau, tau_s=tau / 4,
+        layer = backend.build_tempotron(n_in, n_out, steps=steps, tau=tau, tau_s=tau / 4,
                                             device=ctx.device, seed=ctx.seed)
         weight = layer.weight
         device, dtype = weight.device, weight.dtype
@@ -280,7 +278,7 @@ class Tempotron(Rule):
         with torch.no_grad():
             weight.copy_(torch.randn(n_out, n_in, generator=gen, dtype=torch.float64)
                          * float(p["init_std"]))
-        model = TempotronModel(layer, p, ctx.backend, device, info={})
+        model = TempotronModel(layer, p, backend, device, info={})
         times, kernel = model.encode(train.X, steps)  # fixed: the input never changes
         val_times, val_kernel = model.encode(val.X, steps)
         y = torch.as_tensor(train.y, dtype=torch.long, device=device)
@@ -290,8 +288,8 @@ class Tempotron(Rule):
                                                device=device)[y]
         rng = np.random.default_rng(ctx.seed)
         batch = int(p["batch_size"])
-        velocity = torch.zeros_like(weight, requires_grad=False)
-        best, best_w, stale, epochs = -math.inf, weight.detach().clone(), 0, 0
+        stopper = EarlyStopping(int(p["patience"]))
+        stopper.best_state, epochs = weight.detach().clone(), 0
         history: list[float] = []
         for epoch in range(int(p["epochs"])):
             errors_seen = 0
@@ -304,9 +302,7 @@ class Tempotron(Rule):
                                                              threshold)
                     delta, errors = tempotron_update(v_sh, k_b, t_b, t_cross, fired,
                                                      target[idx], lam[idx])
-                    # momentum (as in Gütig & Sompolinsky): v <- μ v + Δw;  w <- w + v
-                    velocity.mul_(momentum).add_(delta.to(dtype))
-                    weight.add_(velocity)
+                    weight.add_(delta.to(dtype))
                     errors_seen += int(errors.abs().sum())
                 w = weight.detach()
                 if not bool(torch.isfinite(w).all()) or float(w.abs().max()) > WEIGHT_LIMIT:
@@ -314,20 +310,18 @@ class Tempotron(Rule):
             epochs = epoch + 1
             vmax, _ = model.potentials(val_times, val_kernel, steps)
             prob = torch.softmax(model.margins(vmax).double(), -1)[:, 1].cpu().numpy()
-            score = _metric(val, prob, ctx)
+            score = validation_value(ctx.score_validation(prob))
             history.append(score)
             ctx.report_epoch(epoch, score)
-            if score > best + 1e-9:
-                best, best_w, stale = score, weight.detach().clone(), 0
-            else:
-                stale += 1
-            if errors_seen == 0 or stale >= int(p["patience"]):
+            if stopper.update(score):
+                stopper.best_state = weight.detach().clone()
+            if errors_seen == 0 or stopper.should_stop:
                 break
         with torch.no_grad():
-            weight.copy_(best_w)
+            weight.copy_(stopper.best_state)
         vmax, _ = model.potentials(times, kernel, steps)
         model.calibration.fit(model.vote(vmax), train.y)
-        model.info = {"epochs": epochs, "labels_used": len(train), "best_val": best,
+        model.info = {"epochs": epochs, "labels_used": len(train), "best_val": stopper.best,
                       "val_history": history,
                       "calibration": {"a": model.calibration.a, "b": model.calibration.b}}
         return model
@@ -338,60 +332,38 @@ class PlattScaling:
     patterns with inverse-frequency class weights, so ``P = 0.5`` is the balanced decision point
     of the score the model actually computes (never fitted on validation or test data).
 
-    A weak Gaussian prior on ``a`` (precision ``l2``, centred on 0) keeps the slope finite
-    when the training scores are separable. Without :meth:`fit` it is ``σ(d)``.
+    The fit is scikit-learn's L2-regularised logistic regression on the unit-scaled score
+    ``u = d / std(d)`` with sample weights ``w_i`` (class weights normalised to sum 1) and
+    ``C = 1 / l2``: it minimises ``Σ w_i logloss_i + (l2 / 2) a_u²``, a weak Gaussian prior on
+    the slope (not the intercept) that keeps it finite when the training scores are separable.
+    Without :meth:`fit` it is ``σ(d)``.
     """
 
     def __init__(self, a: float = 1.0, b: float = 0.0) -> None:
         self.a, self.b = a, b
 
     def __call__(self, d: np.ndarray) -> np.ndarray:
-        z = np.clip(self.a * np.asarray(d, dtype=np.float64) + self.b, -50.0, 50.0)
-        return 1.0 / (1.0 + np.exp(-z))
+        from scipy.special import expit
 
-    def fit(self, d: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, iters: int = 50
-            ) -> PlattScaling:
-        """Newton's method on the class-weighted, L2-regularised log-loss (convex)."""
+        return expit(np.clip(self.a * np.asarray(d, dtype=np.float64) + self.b, -50.0, 50.0))
+
+    def fit(self, d: np.ndarray, y: np.ndarray, *, l2: float = 1e-2) -> PlattScaling:
+        """Fit ``(a, b)`` on training scores ``d`` and labels ``y`` (a no-op on one class)."""
+        from sklearn.linear_model import LogisticRegression
+
         d = np.asarray(d, dtype=np.float64)
-        y = np.asarray(y, dtype=np.float64)
+        y = np.asarray(y, dtype=np.int64)
         if len(np.unique(y)) < 2 or not np.all(np.isfinite(d)):
             return self
         scale = float(d.std()) or 1.0
-        u = d / scale  # work on a unit-scale score, then fold the scale into a
-        w = class_weights(y.astype(np.int64)).astype(np.float64)[y.astype(np.int64)]
-        w = w / w.sum()
-        theta = np.zeros(2)  # (a, b) on u
-        feats = np.stack([u, np.ones_like(u)], 1)
-        prior = np.array([l2, 0.0])
-        for _ in range(iters):
-            p = 1.0 / (1.0 + np.exp(-np.clip(feats @ theta, -50, 50)))
-            grad = feats.T @ (w * (p - y)) + prior * theta
-            hess = (feats * (w * p * (1 - p))[:, None]).T @ feats + np.diag(prior + 1e-9)
-            step = np.linalg.solve(hess, grad)
-            theta -= step
-            if float(np.abs(step).max()) < 1e-10:
-                break
-        if np.all(np.isfinite(theta)):
-            self.a, self.b = float(theta[0] / scale), float(theta[1])
+        w = class_weights(y).astype(np.float64)[y]
+        clf = LogisticRegression(C=1.0 / l2, tol=1e-10, max_iter=1000)
+        clf.fit((d / scale)[:, None], y, sample_weight=w / w.sum())
+        a, b = float(clf.coef_[0, 0]), float(clf.intercept_[0])
+        if np.isfinite(a) and np.isfinite(b):
+            self.a, self.b = a / scale, b
         return self
 
 
-def require_rule(backend: Any, rule: str) -> None:
-    """Raise :class:`~spikebench.errors.BackendError` unless ``backend`` lists ``rule``."""
-    if rule not in backend.rules:
-        from spikebench.errors import BackendError
-
-        raise BackendError(f"backend {backend.name!r} does not support rule {rule!r} "
-                           f"(supported: {sorted(backend.rules)})")
-
-
-def _metric(val: Split, prob: np.ndarray, ctx: FitContext) -> float:
-    """The study's objective on ``val`` (balanced accuracy without one); NaN -> −inf."""
-    from spikebench.harness.metrics import score
-
-    value = ctx.metric(val.y, prob) if ctx.metric else score("balanced_accuracy", val.y, prob)
-    return -math.inf if value is None or math.isnan(value) else float(value)
-
-
-__all__ = ["Tempotron", "TempotronModel", "kernel_matrix", "require_rule", "shunted_potential",
+__all__ = ["Tempotron", "TempotronModel", "kernel_matrix", "shunted_potential",
            "spike_times", "tempotron_update"]

@@ -11,7 +11,9 @@ import pytest
 
 from spikebench.cli import main
 from spikebench.harness.results import METRICS, RESULT_COLUMNS
-from spikebench.harness.study import redact, run_study, study_status
+from spikebench.harness.status import study_status
+from spikebench.harness.storages import redact
+from spikebench.harness.study import run_study
 
 TINY = """
 [study]
@@ -45,7 +47,7 @@ def write_spec(tmp_path: Path, table: Path, text: str = TINY) -> Path:
 def test_tiny_study_writes_results_splits_and_resumes(tmp_path, feature_table, capsys):
     spec = write_spec(tmp_path, feature_table)
     out = tmp_path / "run"
-    assert main(["study", "run", str(spec), "--out", str(out), "--quiet"]) == 0
+    assert main(["study", "run", str(spec), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "results folder:" in printed and "majority class" in printed
 
@@ -63,11 +65,14 @@ def test_tiny_study_writes_results_splits_and_resumes(tmp_path, feature_table, c
     json.loads(snn["params"].iloc[0])
 
     # splits: patient-disjoint, test sealed and identical across repeats, counts match rows
-    splits = json.loads((out / "splits.json").read_text())
+    recorded = json.loads((out / "splits.json").read_text())
+    assert recorded["scheme"] == "holdout"
+    splits = {str(f["repeat"]): f for f in recorded["folds"]}
     assert sorted(splits) == ["0", "1"]
     assert splits["0"]["test"] == splits["1"]["test"]
     for s in splits.values():
         assert not set(s["train"]) & set(s["test"]) and not set(s["val"]) & set(s["test"])
+        assert not (set(s["tune_train"]) | set(s["tune_val"])) & set(s["test"])
     table = pd.read_parquet(feature_table)
     row = snn[snn["repeat"] == 0].iloc[0]
     assert row["n_test_patients"] == len(splits["0"]["test"])
@@ -127,6 +132,16 @@ def test_storage_passwords_are_redacted(tmp_path, feature_table):
     assert "db.sqlite3" in (out / "protocol.json").read_text()
 
 
+@pytest.mark.parametrize("password", ["p#ss", "p?ss", "p/ss", "p@ss", "p:ss", "p%23ss", "p ss"])
+def test_passwords_with_url_special_characters_are_redacted(password):
+    from urllib.parse import quote
+
+    url = f"postgresql+psycopg://bob:{quote(password, safe='')}@db:5432/x"
+    shown = redact(url)
+    assert quote(password, safe="") not in shown and password not in shown.split("@")[0][-8:]
+    assert "***" in shown and "db:5432/x" in shown
+
+
 def test_cli_errors_are_one_line_without_traceback(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text('[data]\nsource = "table"\npath = "x.csv"\n[grid]\nrules = ["hebb"]\n')
@@ -147,18 +162,17 @@ def test_help_does_not_import_torch(flag):
 
 
 def test_standardisation_uses_train_rows_only(feature_table):
-    from spikebench.harness.study import Dataset, standardised_splits
+    from spikebench.harness.data import StudyData, make_view
 
     t = pd.read_parquet(feature_table)
     X = t[[c for c in t.columns if c.startswith("f")]].to_numpy(np.float32).copy()
     extreme = (t["patient_id"] == "liver_1").to_numpy()  # a test patient must not move scaling
     X[extreme] += 1000.0
-    data = Dataset(X, t["label"].to_numpy(), t["patient_id"].to_numpy(), None, [], {})
-    split = {"train": [f"liver_{i}" for i in range(2, 24)], "val": ["liver_0"],
-             "test": ["liver_1"]}
-    parts = standardised_splits(data, split)
-    assert abs(parts["train"].X.mean()) < 1e-5
-    assert parts["test"].X.mean() > 100
+    data = StudyData(X, t["label"].to_numpy(), t["patient_id"].to_numpy().astype(str), None, [],
+                     {})
+    view = make_view(data, [f"liver_{i}" for i in range(2, 24)], ["liver_0"], ["liver_1"])
+    assert abs(view.train.X.mean()) < 1e-5
+    assert view.test.X.mean() > 100
 
 
 def test_multi_objective_study_keeps_a_pareto_front(tmp_path, feature_table):
@@ -200,9 +214,9 @@ def test_diverging_trials_are_pruned_with_reason(tmp_path, feature_table, monkey
 
 
 def test_refit_claimed_by_a_dead_worker_is_taken_over(tmp_path, feature_table):
-    """A worker SIGKILLed during the final evaluation leaves its claim behind; the next run
-    takes the job over and writes the row once."""
-    import socket
+    """A worker SIGKILLed during the final evaluation leaves its lock file behind; the OS
+    released the lock with the process, so the next run takes the job over and writes the row
+    once."""
     import subprocess
     import sys
 
@@ -210,15 +224,51 @@ def test_refit_claimed_by_a_dead_worker_is_taken_over(tmp_path, feature_table):
     out = run_study(spec, tmp_path / "run", progress=False)
     row = out / "rows" / "custom__surrogate__r1.parquet"
     row.unlink()
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    lock = out / "rows" / ".custom__surrogate__r1.lock"
-    lock.write_text(f"{socket.gethostname()}:{dead.pid}")
+    lock = out / "locks" / "custom__surrogate__r1.lock"
+    code = ("import os, sys; from filelock import FileLock; "
+            f"FileLock({str(lock)!r}).acquire(); os._exit(0)")  # dies holding the lock
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert lock.exists()
     run_study(spec, out, progress=False)
-    assert row.exists() and not lock.exists()
+    assert row.exists()
     results = pd.read_parquet(out / "results.parquet")
-    assert results.duplicated(["backend", "rule", "repeat"]).sum() == 0
+    assert results.duplicated(["backend", "rule", "repeat", "fold"]).sum() == 0
     assert len(results[results["backend"] == "custom"]) == 2
+
+
+def test_a_zero_byte_row_counts_as_missing(tmp_path, feature_table):
+    """A row file torn by a full disk is never read as a result: it is redone."""
+    spec = write_spec(tmp_path, feature_table)
+    out = run_study(spec, tmp_path / "run", progress=False)
+    row = out / "rows" / "custom__surrogate__r0.parquet"
+    row.write_bytes(b"")
+    run_study(spec, out, progress=False)
+    assert row.stat().st_size > 0
+    assert study_status(out).loc[0, "repeats_done"] == "2/2"
+
+
+def test_a_folder_of_another_study_is_refused(tmp_path, feature_table):
+    from spikebench.errors import SpecError
+
+    out = run_study(write_spec(tmp_path, feature_table), tmp_path / "run", trials=1,
+                    progress=False)
+    other = TINY.replace("repeats = 2", "repeats = 3")
+    with pytest.raises(SpecError, match=r"another study.*split.repeats: 2 -> 3"):
+        run_study(write_spec(tmp_path, feature_table, other), out, trials=1, progress=False)
+
+
+def test_more_trials_redo_the_refits_whose_best_trial_changed(tmp_path, feature_table):
+    spec = write_spec(tmp_path, feature_table)
+    out = run_study(spec, tmp_path / "run", trials=1, progress=False)
+    before = pd.read_parquet(out / "results.parquet")
+    run_study(spec, out, trials=6, progress=False)
+    after = pd.read_parquet(out / "results.parquet")
+    trials = pd.read_parquet(out / "trials.parquet")
+    best = int(trials.loc[trials["pareto"], "number"].iloc[0])
+    snn = after[after["kind"] == "snn"]
+    assert (snn["best_trial"] == best).all() and (snn["n_trials"] >= 1).all()
+    if best != 0:  # the refits were redone with the new best parameters
+        assert not before[before["kind"] == "snn"]["params"].equals(snn["params"])
 
 
 def test_trial_of_a_killed_local_worker_is_failed_and_retried_on_the_journal(tmp_path,
@@ -232,7 +282,7 @@ def test_trial_of_a_killed_local_worker_is_failed_and_retried_on_the_journal(tmp
     import optuna
     from optuna.trial import TrialState
 
-    from spikebench.harness.study import open_storage
+    from spikebench.harness.storages import open_storage
 
     spec = write_spec(tmp_path, feature_table)
     out = run_study(spec, tmp_path / "run", trials=1, progress=False)
@@ -251,7 +301,7 @@ def test_trial_of_a_killed_local_worker_is_failed_and_retried_on_the_journal(tmp
 
 def test_short_studies_leave_trials_to_the_model_based_sampler():
     """With Optuna's default 10 random start-up trials, a 10-trial cell would never use TPE."""
-    from spikebench.harness.study import make_sampler, startup_trials
+    from spikebench.harness.samplers import make_sampler, startup_trials
 
     assert startup_trials(None, 10) == 3
     assert startup_trials(None, 50) == 10 and startup_trials(None, 2) == 1

@@ -1,0 +1,52 @@
+"""The data-source contract: ``[data]`` options in, a validated feature table out.
+
+A source declares its options as a pydantic model (:attr:`DataSource.Options`: the keys a
+spec's ``[data]`` table may hold besides ``source``; unknown keys and bad values are errors
+naming the key before any work) and implements :meth:`DataSource.load`, which returns the
+feature table with patient ids plus provenance. A source writes only inside the ``workdir``
+the harness gives it (a folder of the results folder), and reads its inputs without changing
+them. Features never look at the tumour label: a source that computes features from images
+uses the liver ROI (``label > 0``) as a whole.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from spikebench.datasets.tables import FeatureTable
+
+
+class SourceOptions(BaseModel):
+    """Base of every source's options: strict, unknown keys forbidden, immutable."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceData:
+    """What a source delivers: the validated table and facts for ``protocol.json``
+    (``path``, ``excluded_cases`` as ``[{"patient_id", "reason"}]``, anything else useful)."""
+
+    table: FeatureTable
+    info: dict[str, Any]
+
+
+class DataSource(abc.ABC):
+    """A cohort reader. Subclasses set :attr:`name`, :attr:`summary`, :attr:`Options` and
+    implement :meth:`load`."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str] = ""
+    Options: ClassVar[type[SourceOptions]] = SourceOptions
+    #: Options holding paths that a spec file gives relative to its own folder.
+    path_options: ClassVar[tuple[str, ...]] = ()
+
+    @abc.abstractmethod
+    def load(self, options: Any, workdir: Path, *, progress: bool = False) -> SourceData:
+        """Produce the feature table described by ``options`` (an instance of
+        :attr:`Options`), caching anything expensive in ``workdir``."""

@@ -1,0 +1,91 @@
+"""Fit and score: the one place a model is trained.
+
+:func:`fit_and_score` trains one configuration of one cell on one fold's training rows,
+early-stopping on its validation rows, and returns a :class:`FitResult`. The Optuna objective
+(:mod:`~spikebench.harness.tuning`), the refits and the reference models
+(:mod:`~spikebench.harness.refit`) all call it; nothing else fits a model. Validation labels
+reach the rule only through the scorer bound here (the rule sees ``val.y = -1``), and test rows
+are never passed in: :func:`evaluate_test` reads them after the fit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from spikebench.harness.data import View
+from spikebench.harness.plan import CellPlan
+from spikebench.harness.rules.base import TrainedModel
+
+
+@dataclasses.dataclass(frozen=True)
+class FitResult:
+    """A fitted model and what the fit measured on the validation rows."""
+
+    model: TrainedModel
+    params: dict[str, Any]
+    seed: int
+    train_seconds: float
+    #: The study metric on validation (NaN when undefined there).
+    val_value: float
+    #: Every metric on validation, keyed ``val_<metric>``.
+    val_metrics: dict[str, float]
+
+
+def fit_and_score(plan: CellPlan, view: View, params: Mapping[str, Any], seed: int, *,
+                  report: Callable[[int, float], None] | None = None) -> FitResult:
+    """Train ``plan``'s rule with ``params`` on ``view.train`` (early stopping on
+    ``view.val``), seeded with ``seed``; ``report(epoch, value)`` receives per-epoch
+    validation scores (Optuna pruning)."""
+    from spikebench.backends import get_backend
+    from spikebench.harness.metrics import all_metrics, score
+    from spikebench.harness.plan import REFERENCE
+    from spikebench.harness.rules import get_rule
+    from spikebench.harness.rules.base import FitContext, hide_labels, validation_scorer
+
+    rule = get_rule(plan.rule)
+    backend = None if plan.backend == REFERENCE else get_backend(plan.backend)
+    val = view.val
+    ctx = FitContext(backend=backend, device=plan.device, seed=seed, report=report,
+                     validation=validation_scorer(val, plan.metric))
+    started = time.perf_counter()
+    model = rule.fit(view.train, hide_labels(val), dict(params), ctx)
+    seconds = time.perf_counter() - started
+    prob = model.predict_proba(val.X)
+    return FitResult(model=model, params=dict(params), seed=seed, train_seconds=seconds,
+                     val_value=score(plan.metric, val.y, prob, val.groups),
+                     val_metrics=all_metrics(val.y, prob, val.groups, "val_"))
+
+
+def evaluate_test(model: TrainedModel, view: View) -> dict[str, Any]:
+    """Test metrics, inference time and cost counters of a fitted model (read once)."""
+    from spikebench.harness.metrics import all_metrics
+
+    test = view.test
+    started = time.perf_counter()
+    prob = model.predict_proba(test.X)
+    out: dict[str, Any] = {
+        "infer_ms_per_sample": 1000 * (time.perf_counter() - started) / max(len(test), 1)}
+    out.update(all_metrics(test.y, prob, test.groups, "test_"))
+    out.update(model.activity(test.X))
+    return out
+
+
+def eval_steps(model: TrainedModel, multiples: list[float]) -> list[int]:
+    """Inference time steps: the training T and each multiple of it (at least 1)."""
+    t = int(getattr(model, "train_steps", 1))
+    return sorted({max(1, round(m * t)) for m in multiples} | {t})
+
+
+def split_sizes(view: View) -> dict[str, int]:
+    """Patients and slices per split of a view (for results rows)."""
+    out = {}
+    for name in ("train", "val", "test"):
+        split = getattr(view, name)
+        out[f"n_{name}_patients"] = len(np.unique(split.groups))
+        out[f"n_{name}_slices"] = len(split)
+    return out

@@ -1,0 +1,114 @@
+"""Cell plans: every backend × rule cell of a study, resolved once into an explicit value.
+
+A :class:`CellPlan` holds everything a fit of that cell needs besides data and parameters:
+the rule, the backend (``"reference"`` for rules that need none), the merged search space,
+the device, the objective, the seed, the trial budget, the protocol's folds and, when the cell
+cannot run, the reason. Tuning, refits and status all read plans; nothing re-derives them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from spikebench.errors import BackendError, SpecError
+from spikebench.harness.protocol import Fold
+from spikebench.harness.space import Param
+
+#: Backend name of cells whose rule needs no spiking backend (the non-spiking references).
+REFERENCE = "reference"
+
+
+@dataclasses.dataclass(frozen=True)
+class CellPlan:
+    """One backend × rule cell, resolved (module docstring)."""
+
+    study: str
+    backend: str
+    rule: str
+    kind: str
+    space: Mapping[str, Param]
+    device: str
+    metric: str
+    seed: int
+    #: Optuna trials per study of this cell; 0 = not tuned (default parameters).
+    trials: int
+    folds: tuple[Fold, ...]
+    skip_reason: str = ""
+
+    @property
+    def key(self) -> str:
+        """File-name key: ``<backend>__<rule>``."""
+        return f"{self.backend}__{self.rule}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend}/{self.rule}"
+
+    @property
+    def tuned(self) -> bool:
+        return self.trials > 0 and not self.skip_reason
+
+    def study_name(self, fold: Fold) -> str:
+        """Optuna study of ``fold``: ``<study>/<backend>/<rule>[/<fold study key>]``."""
+        base = f"{self.study}/{self.backend}/{self.rule}"
+        return f"{base}/{fold.study}" if fold.study else base
+
+    def studies(self) -> dict[str, Fold]:
+        """One fold per distinct Optuna study of this cell (the fold it tunes on)."""
+        out: dict[str, Fold] = {}
+        for fold in self.folds:
+            out.setdefault(self.study_name(fold), fold)
+        return out
+
+    def refit_seed(self, fold: Fold) -> int:
+        """Training seed of the refit of ``fold``."""
+        return self.seed + fold.repeat + 1000 * fold.fold
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is present, else ``cpu``; a missing GPU is an error."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SpecError(f"[study].device = {name!r} but no CUDA GPU is available; use 'auto'")
+    return name
+
+
+def rule_space(spec: Any, rule: str) -> dict[str, Param]:
+    """The rule's default search space with the spec's ``[space.<rule>]`` overrides."""
+    from spikebench.harness.rules import get_rule
+    from spikebench.harness.space import merge_space
+
+    return merge_space(get_rule(rule).search_space(), spec.space.get(rule, {}),
+                       f"[space.{rule}]")
+
+
+def plan_cells(spec: Any, folds: list[Fold], *, trials: int | None = None,
+               device: str | None = None) -> list[CellPlan]:
+    """Every grid cell, then every reference, as plans (unservable cells carry the reason)."""
+    from spikebench.backends import get_backend
+    from spikebench.harness.rules import get_rule
+
+    device = device or resolve_device(spec.study.device)
+    common = {"study": spec.study.name, "device": device, "metric": spec.study.metric,
+              "seed": spec.study.seed, "folds": tuple(folds)}
+    budget = trials or spec.search.trials
+    plans = []
+    for b in spec.grid.backends:
+        try:
+            backend, reason = get_backend(b), ""
+        except BackendError as exc:
+            backend, reason = None, str(exc)
+        for r in spec.grid.rules:
+            why = reason or (backend.unsupported_rule(r) if backend is not None else "")
+            plans.append(CellPlan(backend=b, rule=r, kind=get_rule(r).kind,
+                                  space=rule_space(spec, r), trials=budget, skip_reason=why,
+                                  **common))
+    for r in spec.study.references:
+        plans.append(CellPlan(backend=REFERENCE, rule=r, kind=get_rule(r).kind,
+                              space=rule_space(spec, r), trials=0, **common))
+    return plans

@@ -1,0 +1,150 @@
+"""Protocol schemes: which patients train, validate (tune) and test each fit — always by patient.
+
+A scheme turns the patient labels of a cohort into :class:`Fold` values. Each fold names the
+patients Optuna tunes on (``tune_train`` / ``tune_val``), the patients the refit trains and
+early-stops on (``train`` / ``val``) and the test patients it predicts once (``test``); folds
+that share a ``study`` key share one Optuna study per cell. Every patient is in exactly one of
+train / validation / test of any fit, and no test patient of a fold is in its tuning data.
+
+- ``holdout``: one sealed test set for all repeats (:func:`~spikebench.harness.splits.
+  patient_level_split`); Optuna tunes once on repeat 0's train/val; each repeat refits on its
+  own train/val and predicts the same test patients. Quick; its test cohort is small.
+- ``nested-cv``: per repeat, an outer K-fold over patients stratified by patient label, so
+  every patient is tested exactly once per repeat; inside each outer training set a stratified
+  patient-level train/validation split, on which Optuna tunes (one study per cell and fold) and
+  the refit trains and early-stops. Out-of-fold predictions cover the whole cohort.
+- ``repeated-splits``: R independent stratified train/val/test splits (SNNDeep v2's design),
+  tuning redone inside each; test sets overlap across repeats, so comparisons use the
+  Nadeau–Bengio corrected resampled t-test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from spikebench.errors import DataError
+from spikebench.harness.splits import (
+    _by_class,
+    _stratified_take,
+    check_patient_classes,
+    patient_labels,
+    patient_level_split,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Fold:
+    """One fit of the protocol: who tunes, who trains, who is tested (patient ids, sorted)."""
+
+    repeat: int
+    fold: int
+    #: Optuna study key within a cell ("" = the cell's single study).
+    study: str
+    tune_train: tuple[str, ...]
+    tune_val: tuple[str, ...]
+    train: tuple[str, ...]
+    val: tuple[str, ...]
+    test: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        """File-name key of this fold's outputs: ``r<repeat>`` or ``r<repeat>f<fold>``."""
+        return f"r{self.repeat}f{self.fold}" if "fold" in self.study else f"r{self.repeat}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(self).items()}
+
+
+def _sorted(ids: set[str] | list[str]) -> tuple[str, ...]:
+    return tuple(sorted(ids))
+
+
+def holdout(labels: dict[str, int], *, repeats: int, test_fraction: float, val_fraction: float,
+            seed: int, **_: Any) -> list[Fold]:
+    """One sealed test set; tuning on repeat 0's train/val (module docstring)."""
+    ids = np.array(sorted(labels))
+    y = np.array([labels[i] for i in ids])
+    splits = patient_level_split(y, ids, repeats=repeats, test_fraction=test_fraction,
+                                 val_fraction=val_fraction, seed=seed)
+    tune = splits["0"]
+    return [Fold(r, 0, "", _sorted(tune["train"]), _sorted(tune["val"]), _sorted(s["train"]),
+                 _sorted(s["val"]), _sorted(s["test"])) for r, s in
+            ((int(k), v) for k, v in splits.items())]
+
+
+def nested_cv(labels: dict[str, int], *, repeats: int, outer_folds: int, val_fraction: float,
+              seed: int, **_: Any) -> list[Fold]:
+    """Outer stratified K-fold over patients, inner stratified train/validation split."""
+    from sklearn.model_selection import StratifiedKFold
+
+    by_class = _by_class(labels)
+    smallest = min(len(v) for v in by_class.values())
+    if smallest < outer_folds:
+        raise DataError(f"[split].outer_folds = {outer_folds} but the smallest patient class has "
+                        f"only {smallest} patients: every outer fold needs one of each; lower "
+                        "outer_folds or add patients")
+    ids = np.array(sorted(labels))
+    y = np.array([labels[i] for i in ids])
+    folds = []
+    for r in range(repeats):
+        outer = StratifiedKFold(n_splits=outer_folds, shuffle=True, random_state=seed + r)
+        for k, (rest_idx, test_idx) in enumerate(outer.split(ids, y)):
+            rest = set(ids[rest_idx].tolist())
+            val = _stratified_take(_by_class(labels, rest), val_fraction,
+                                   np.random.default_rng(seed + 1 + r * outer_folds + k))
+            train = rest - val
+            study = f"fold{k}" if repeats == 1 else f"r{r}/fold{k}"
+            folds.append(Fold(r, k, study, _sorted(train), _sorted(val), _sorted(train),
+                              _sorted(val), _sorted(ids[test_idx].tolist())))
+    return folds
+
+
+def repeated_splits(labels: dict[str, int], *, repeats: int, test_fraction: float,
+                    val_fraction: float, seed: int, **_: Any) -> list[Fold]:
+    """R independent stratified train/val/test splits; each repeat is tuned on its own."""
+    folds = []
+    for r in range(repeats):
+        rng = np.random.default_rng(seed + 1000 * r)
+        test = _stratified_take(_by_class(labels), test_fraction, rng, leave=2)
+        rest = set(labels) - test
+        val = _stratified_take(_by_class(labels, rest), val_fraction, rng)
+        train = rest - val
+        folds.append(Fold(r, 0, f"split{r}", _sorted(train), _sorted(val), _sorted(train),
+                          _sorted(val), _sorted(test)))
+    return folds
+
+
+#: Scheme name -> ``folds(labels, **[split] settings)``.
+SCHEMES: dict[str, Callable[..., list[Fold]]] = {
+    "holdout": holdout,
+    "nested-cv": nested_cv,
+    "repeated-splits": repeated_splits,
+}
+
+
+def make_folds(y: np.ndarray, groups: np.ndarray, *, scheme: str = "holdout",
+               **settings: Any) -> list[Fold]:
+    """The folds of ``scheme`` for slices ``y`` of patients ``groups`` (``[split]`` settings as
+    keyword arguments); :class:`DataError` when the cohort cannot fill them."""
+    if scheme not in SCHEMES:
+        raise DataError(f"[split].scheme: unknown scheme {scheme!r}; known: {', '.join(SCHEMES)}")
+    labels = patient_labels(y, groups)
+    check_patient_classes(labels)
+    folds = SCHEMES[scheme](labels, **settings)
+    for f in folds:
+        _check_disjoint(f)
+    return folds
+
+
+def _check_disjoint(f: Fold) -> None:
+    """The leakage invariant, asserted on every fold a scheme produces."""
+    test = set(f.test)
+    if test & (set(f.train) | set(f.val) | set(f.tune_train) | set(f.tune_val)):
+        raise AssertionError(f"fold {f.key}: a test patient is in training or tuning data")
+    if set(f.train) & set(f.val) or set(f.tune_train) & set(f.tune_val):
+        raise AssertionError(f"fold {f.key}: a patient is in both train and validation")

@@ -1,0 +1,183 @@
+"""Refit and test: the best configuration of each cell × fold, trained once and tested once.
+
+For a tuned cell, the parameters are the best trial of the fold's study (plus the space's
+fixed values); for a reference rule, its default parameters. The refit calls
+:func:`~spikebench.harness.fit.fit_and_score` on the fold's train / validation patients, then
+predicts the fold's test patients once (:func:`~spikebench.harness.fit.evaluate_test`) and
+writes the row, the test predictions (at several time steps), the learning curves and the
+model — each file atomically, under a claim, so concurrent workers never duplicate a job and
+a crash never loses one. A row remembers the trial it came from: after more trials change the
+best one, the row is redone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from spikebench.errors import SpikebenchError
+from spikebench.harness.data import StudyData, View, make_view
+from spikebench.harness.fit import FitResult, eval_steps, evaluate_test, fit_and_score, split_sizes
+from spikebench.harness.folder import ResultsFolder
+from spikebench.harness.plan import CellPlan
+from spikebench.harness.protocol import Fold
+from spikebench.harness.results import result_row
+
+
+class Refitter:
+    """Does the refit jobs of one study in one process (all state is passed in explicitly)."""
+
+    def __init__(self, folder: ResultsFolder, data: StudyData, storage: Any, search: Any,
+                 eval_multiples: list[float]) -> None:
+        self.folder, self.data, self.storage, self.search = folder, data, storage, search
+        self.eval_multiples = eval_multiples
+
+    def chosen_params(self, plan: CellPlan, fold: Fold) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(params, provenance)`` for the refit of ``plan`` on ``fold``."""
+        from spikebench.harness.space import Fixed, default_values
+        from spikebench.harness.tuning import best_trial
+
+        if not plan.tuned:
+            return default_values(plan.space), {"n_trials": 0, "best_trial": -1,
+                                                 "best_val": float("nan")}
+        best, n_complete = best_trial(plan, fold, self.storage, self.search)
+        params = {k: v.value for k, v in plan.space.items() if isinstance(v, Fixed)}
+        params.update(best.params)
+        return params, {"n_trials": n_complete, "best_trial": best.number,
+                        "best_val": float(best.values[0])}
+
+    def is_done(self, plan: CellPlan, fold: Fold) -> bool:
+        """The row exists and came from the study's current best trial."""
+        row = self.folder.read_row(self.folder.row(plan.key, fold.key))
+        if row is None:
+            return False
+        if not plan.tuned:
+            return True
+        try:
+            _, provenance = self.chosen_params(plan, fold)
+        except SpikebenchError:
+            return True  # nothing better to refit with
+        return int(row.get("best_trial", -2)) == provenance["best_trial"]
+
+    def refit(self, plan: CellPlan, fold: Fold) -> None:
+        """Refit ``plan`` on ``fold``, test once, write row, predictions, curves, model."""
+        import pandas as pd
+
+        params, provenance = self.chosen_params(plan, fold)
+        view = make_view(self.data, fold.train, fold.val, fold.test)
+        seed = plan.refit_seed(fold)
+        result = fit_and_score(plan, view, params, seed)
+        model = result.model
+        measured = evaluate_test(model, view)
+        row = result_row(plan, fold, result, measured, provenance, split_sizes(view))
+        key = fold.key
+        self.write_predictions(plan, fold, result, view)
+        curves = model.info.get("curves")
+        if curves:
+            frame = pd.DataFrame(curves)
+            for col, value in (("fold", fold.fold), ("repeat", fold.repeat),
+                               ("rule", plan.rule), ("backend", plan.backend)):
+                frame.insert(0, col, value)
+            self.folder.write_frame(self.folder.curves(plan.key, key), frame)
+        self.save_model(plan, fold, result, view)
+        self.folder.write_frame(self.folder.row(plan.key, key), pd.DataFrame([row]))
+        self.folder.cell_failure(plan.key).unlink(missing_ok=True)  # superseded
+
+    def write_predictions(self, plan: CellPlan, fold: Fold, result: FitResult, view: View
+                          ) -> None:
+        """Test-slice probabilities at the training T and its multiples (references: once)."""
+        import pandas as pd
+
+        model, test = result.model, view.test
+        train_steps = int(getattr(model, "train_steps", 1))
+        steps: list[int | None] = ([None] if plan.kind == "reference"
+                                   else list(eval_steps(model, self.eval_multiples)))
+        frames = []
+        for t in steps:
+            frame = pd.DataFrame({
+                "backend": plan.backend, "rule": plan.rule, "repeat": fold.repeat,
+                "fold": fold.fold, "seed": result.seed, "steps": t or train_steps,
+                "train_steps": train_steps, "patient_id": test.groups,
+                "slice_idx": view.test_slice_idx, "label": test.y,
+                "prob": model.predict_proba(test.X, steps=t)})
+            if view.test_lesion_mm2 is not None:
+                frame["lesion_mm2"] = view.test_lesion_mm2
+            frames.append(frame)
+        self.folder.write_frame(self.folder.predictions(plan.key, fold.key),
+                                pd.concat(frames, ignore_index=True))
+
+    def save_model(self, plan: CellPlan, fold: Fold, result: FitResult, view: View) -> None:
+        """The refit network (if the rule exports one) with what reproduces its predictions:
+        parameters, encoder settings and the feature standardisation."""
+        exported = result.model.export()
+        if exported is None:
+            return
+        from spikebench.backends.serialize import save_network
+
+        spec, weights = exported
+        params = result.params
+        meta = {"params": params, "repeat": fold.repeat, "fold": fold.fold, "cell": plan.key,
+                "standardisation": {"mean": np.asarray(view.mean, dtype=float).tolist(),
+                                    "std": np.asarray(view.std, dtype=float).tolist(),
+                                    "feature_names": list(self.data.feature_names)},
+                "encoder": {k: params[k] for k in ("encoding", "gain", "steps") if k in params},
+                "readout": params.get("loss", "")}
+        save_network(self.folder.model(plan.key, fold.key), spec, weights, meta)
+
+    def record_failure(self, plan: CellPlan, reason: str, status: str = "failed") -> None:
+        """The single row of a cell that was skipped or failed, with the reason."""
+        import pandas as pd
+
+        from spikebench.harness.results import failure_row
+
+        self.folder.write_frame(self.folder.cell_failure(plan.key),
+                                pd.DataFrame([failure_row(plan, reason, status)]))
+
+
+def refit_jobs(plans: list[CellPlan]) -> list[tuple[CellPlan, Fold]]:
+    """Every (cell, fold) refit job of the runnable cells."""
+    return [(plan, fold) for plan in plans if not plan.skip_reason for fold in plan.folds]
+
+
+def run_refits(refitter: Refitter, plans: list[CellPlan], *, poll_seconds: float = 0.5,
+               progress: bool = False) -> None:
+    """Do every refit job not yet done. Jobs another live process holds are waited for; a
+    cell whose refit fails gets one failure row and its other folds are skipped."""
+    import time
+
+    from spikebench.harness.progress import bar
+
+    todo = refit_jobs(plans)
+    failed: set[str] = set()
+    with bar(progress and bool(todo), len(todo), "refit + test") as b:
+        while todo:
+            waiting = []
+            for plan, fold in todo:
+                if plan.key in failed:
+                    b.update(1)
+                    continue
+                with refitter.folder.claim(f"{plan.key}__{fold.key}") as mine:
+                    if not mine:
+                        waiting.append((plan, fold))
+                        continue
+                    _run_job(refitter, plan, fold, failed)
+                b.update(1)
+            todo = waiting
+            if todo:
+                time.sleep(poll_seconds)
+
+
+def _run_job(refitter: Refitter, plan: CellPlan, fold: Fold, failed: set[str]) -> None:
+    if refitter.is_done(plan, fold):
+        return
+    try:
+        refitter.refit(plan, fold)
+    except SpikebenchError as exc:
+        if plan.kind == "reference":
+            raise
+        failed.add(plan.key)
+        refitter.record_failure(plan, str(exc))
+
+
+__all__ = ["Refitter", "refit_jobs", "run_refits"]

@@ -1,0 +1,83 @@
+"""A one-hidden-layer perceptron: the non-linear, non-spiking reference.
+
+``P(lesion) = softmax(W₂ ReLU(W₁ x + b₁) + b₂)₁``, trained with Adam on the class-weighted
+cross-entropy and early-stopped on the validation score like every rule
+(:class:`~spikebench.harness.rules.early_stopping.EarlyStopping`). No backend, no time steps.
+Cost per sample: ``F·H + 2·H`` multiply-accumulates (the two dense layers; the one definition
+the reports use).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from spikebench.harness.rules.base import FitContext, Rule, Split, class_weights
+from spikebench.harness.rules.early_stopping import EarlyStopping
+from spikebench.harness.rules.logistic_regression import ReferenceModel
+from spikebench.harness.space import Fixed, Param
+
+
+def mlp_macs(n_features: int, hidden: int) -> float:
+    """Multiply-accumulates per sample of an ``F → H → 2`` perceptron: ``F·H + 2·H``."""
+    return float(n_features * hidden + hidden * 2)
+
+
+class MLP(Rule):
+    """One-hidden-layer perceptron (module docstring)."""
+
+    name = "mlp"
+    summary = "reference: one-hidden-layer perceptron, early-stopped on validation"
+    needs_backend = False
+    kind = "reference"
+
+    def search_space(self) -> dict[str, Param]:
+        return {"hidden": Fixed(32), "epochs": Fixed(200), "patience": Fixed(20),
+                "batch_size": Fixed(64), "lr": Fixed(3e-3), "weight_decay": Fixed(1e-4)}
+
+    def fit(self, train: Split, val: Split, params: Mapping[str, Any], ctx: FitContext
+            ) -> ReferenceModel:
+        import torch
+        from torch import nn
+
+        hidden, batch = int(params["hidden"]), int(params["batch_size"])
+        n_features = train.X.shape[1]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(ctx.seed)
+            net = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, 2))
+        x = torch.as_tensor(train.X, dtype=torch.float32)
+        y = torch.as_tensor(train.y, dtype=torch.long)
+        opt = torch.optim.Adam(net.parameters(), lr=float(params["lr"]),
+                               weight_decay=float(params["weight_decay"]))
+        loss_fn = nn.CrossEntropyLoss(weight=torch.as_tensor(class_weights(train.y)))
+        rng = np.random.default_rng(ctx.seed)
+
+        def predict(X: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                logits = net(torch.as_tensor(X, dtype=torch.float32))
+                return torch.softmax(logits.double(), 1)[:, 1].numpy()
+
+        stopper = EarlyStopping(int(params["patience"]))
+        stopper.best_state, epochs = copy.deepcopy(net.state_dict()), 0
+        for epoch in range(int(params["epochs"])):
+            order = torch.as_tensor(rng.permutation(len(x)))
+            for start in range(0, len(x), batch):
+                idx = order[start:start + batch]
+                loss = loss_fn(net(x[idx]), y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            epochs = epoch + 1
+            if stopper.update(ctx.score_validation(predict(val.X))):
+                stopper.best_state = copy.deepcopy(net.state_dict())
+            elif stopper.should_stop:
+                break
+        net.load_state_dict(stopper.best_state)
+        net.eval()
+        return ReferenceModel(predict, {
+            "params": dict(params), "epochs": epochs, "best_val": stopper.best,
+            "labels_used": len(train), "macs_per_sample": mlp_macs(n_features, hidden),
+        })

@@ -1,0 +1,148 @@
+"""Tuning: one Optuna study per cell and tuning fold, whose objective is the validation score.
+
+The objective draws parameters from the cell's search space, calls
+:func:`~spikebench.harness.fit.fit_and_score` on the fold's *tuning* view (its test patients
+are not in it) and returns the validation metric (and, multi-objective, the second objective).
+Per-epoch validation scores go to the pruner. :func:`tune` runs trials until the study holds
+the budget of finished (complete or pruned) trials, whichever process runs them: workers in
+other processes or on other machines share the study through the storage.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from spikebench.errors import RuleError, SpikebenchError
+from spikebench.harness.data import StudyData, make_view
+from spikebench.harness.fit import fit_and_score
+from spikebench.harness.plan import CellPlan
+from spikebench.harness.protocol import Fold
+
+#: Exceptions a trial may raise that fail the trial (recorded) rather than the study.
+TRIAL_ERRORS = (SpikebenchError, ValueError, RuntimeError, FloatingPointError)
+
+
+def open_study(plan: CellPlan, fold: Fold, storage: Any, search: Any, *, worker: int = 0) -> Any:
+    """Create or load the Optuna study that tunes ``plan`` on ``fold``."""
+    import optuna
+
+    from spikebench.harness.pruners import make_pruner
+    from spikebench.harness.samplers import make_sampler, startup_trials
+
+    multi = bool(search.minimize)
+    study = optuna.create_study(
+        study_name=plan.study_name(fold), storage=storage, load_if_exists=True,
+        directions=["maximize", "minimize"] if multi else ["maximize"],
+        sampler=make_sampler(search.sampler, plan.seed + worker, multi,
+                             startup_trials(search.startup_trials, plan.trials)),
+        pruner=make_pruner(search.pruner, search.pruner_options),
+    )
+    names = [plan.metric, search.minimize] if multi else [plan.metric]
+    if study.metric_names != names:  # shown by optuna-dashboard
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(names)
+    return study
+
+
+def make_objective(plan: CellPlan, fold: Fold, data: StudyData, search: Any
+                   ) -> Callable[[Any], Any]:
+    """The objective of ``plan``'s study on ``fold``: validation metric of one trial."""
+    import optuna
+
+    from spikebench.harness.rules import DivergedError
+    from spikebench.harness.space import suggest
+    from spikebench.harness.storages import worker_id
+
+    view = make_view(data, fold.tune_train, fold.tune_val, ())
+    multi = bool(search.minimize)
+
+    def objective(trial: optuna.Trial) -> Any:
+        trial.set_user_attr("worker", worker_id())
+        params = suggest(trial, plan.space)
+
+        def report(epoch: int, value: float) -> None:
+            if multi or not math.isfinite(value):
+                return
+            trial.report(value, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {epoch} "
+                                         f"(val {plan.metric} {value:.4f})")
+
+        try:
+            result = fit_and_score(plan, view, params, plan.seed, report=report)
+        except DivergedError as exc:
+            trial.set_user_attr("reason", str(exc))
+            raise optuna.TrialPruned(str(exc)) from None
+        activity = result.model.activity(view.val.X)
+        trial.set_user_attr("train_seconds", result.train_seconds)
+        trial.set_user_attr("synops_per_sample", activity.get("synops_per_sample"))
+        trial.set_user_attr("spikes_per_sample", activity.get("spikes_per_sample"))
+        if not math.isfinite(result.val_value):
+            raise RuleError(f"validation {plan.metric} is undefined (NaN)")
+        if multi:
+            second = (result.train_seconds if search.minimize == "train_seconds"
+                      else activity.get("synops_per_sample", float("nan")))
+            return result.val_value, float(second)
+        return result.val_value
+
+    return objective
+
+
+def tune(plan: CellPlan, fold: Fold, data: StudyData, storage: Any, search: Any, *,
+         worker: int = 0, progress: bool = False) -> None:
+    """Run trials of ``plan`` on ``fold`` until its study has ``plan.trials`` finished ones."""
+    from optuna.trial import TrialState
+
+    from spikebench.harness.progress import bar
+    from spikebench.harness.storages import fail_stale_trials
+
+    study = open_study(plan, fold, storage, search, worker=worker)
+    objective = make_objective(plan, fold, data, search)
+    finished = (TrialState.COMPLETE, TrialState.PRUNED)
+    with bar(progress, plan.trials, f"tune {plan.label} {fold.study}".strip()) as b:
+        while True:
+            trials = study.get_trials(deepcopy=False)
+            done = sum(t.state in finished for t in trials)
+            b.update(done - b.n)
+            if done >= plan.trials:
+                return
+            running = sum(t.state == TrialState.RUNNING for t in trials)
+            if done + running >= plan.trials:
+                # others are finishing the last trials; a dead worker's trial is failed once
+                # its heartbeat is stale (RDB) or its local process is gone (journal)
+                fail_stale_trials(study)
+                time.sleep(search.poll_seconds)
+                continue
+            failed = sum(t.state == TrialState.FAIL for t in trials)
+            if failed >= max(3 * plan.trials, 10) and done == 0:
+                raise RuleError(f"every trial of {plan.label} failed: " + fail_reasons(trials))
+            study.optimize(objective, n_trials=1, catch=TRIAL_ERRORS)
+
+
+def best_trial(plan: CellPlan, fold: Fold, storage: Any, search: Any) -> tuple[Any, int]:
+    """``(best trial, number of complete trials)`` of ``plan``'s study on ``fold``
+    (multi-objective: the Pareto trial with the best validation metric)."""
+    from optuna.trial import TrialState
+
+    study = open_study(plan, fold, storage, search)
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        raise RuleError(f"no complete trial for {plan.label}: "
+                        + fail_reasons(study.get_trials(deepcopy=False)))
+    best = (max(study.best_trials, key=lambda t: t.values[0]) if search.minimize
+            else study.best_trial)
+    return best, len(complete)
+
+
+def fail_reasons(trials: list[Any]) -> str:
+    """Up to three distinct recorded reasons why ``trials`` failed or were pruned."""
+    reasons = [str(t.user_attrs.get("reason") or t.system_attrs.get("fail_reason", ""))
+               for t in trials]
+    reasons = [r for r in reasons if r]
+    return "; ".join(sorted(set(reasons))[:3]) or "all trials failed or were pruned"
