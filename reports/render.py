@@ -152,13 +152,22 @@ _TEX_FONT, _FONT_PT, _TABCOLSEP_PT = r"\footnotesize", 8.0, 4.0
 #: Average advance of one character in Computer Modern, in em (digits are 0.5 em; a small
 #: overestimate keeps the tables inside the text width).
 _EM_PER_CHAR = 0.5
-#: Leading columns that identify a row, repeated in every part of a split table.
-_KEY_HEADERS = ("backend", "rule", "repeats")
+#: Share of the text width the estimated parts may fill.
+_SAFETY = 0.94
+#: Leading columns that identify a row, repeated in every part of a split table (the cell of
+#: the main tables; the metric and the compared pair of the comparison tables).
+_KEY_HEADERS = ("backend", "rule", "repeats", "metric", "within", "patient score", "a", "b")
 
 
 def _tex_width(text: str, scale: float = 1.0) -> float:
     """Estimated width in points of ``text`` typeset at the table font (× ``scale``)."""
     return len(text) * _EM_PER_CHAR * _FONT_PT * scale
+
+
+def _lines(text: str) -> list[str]:
+    """A cell's lines in LaTeX: ``backend / rule`` pairs break after the slash."""
+    head, sep, tail = text.partition(" / ")
+    return [head + " /", tail] if sep else [text]
 
 
 def _column_widths(table: TextTable) -> list[float]:
@@ -167,24 +176,34 @@ def _column_widths(table: TextTable) -> list[float]:
         for j, text in enumerate(row):
             main, interval = _split_interval(text)
             bold = 1.1 if (i, j) in table.bold else 1.0  # bold figures are about 10 % wider
-            widths[j] = max(widths[j], _tex_width(main, bold), _tex_width(interval, 0.8))
+            widths[j] = max(widths[j], *(_tex_width(t, bold) for t in _lines(main)),
+                            _tex_width(interval, 0.8))
     return [w + 2 * _TABCOLSEP_PT for w in widths]
+
+
+def _key_columns(table: TextTable, widths: list[float], width: float) -> list[int]:
+    """The identifying columns to repeat in every part: the longest run ending the leading
+    :data:`_KEY_HEADERS` columns that takes at most 55 % of ``width`` (at least one)."""
+    n = 0
+    while n < len(table.header) - 1 and table.header[n] in _KEY_HEADERS:
+        n += 1
+    for start in range(n):
+        if sum(widths[start:n]) <= 0.55 * width:
+            return list(range(start, n))
+    return [max(n - 1, 0)]
 
 
 def latex_parts(table: TextTable, width: float = TEXT_WIDTH_PT) -> list[list[int]]:
     """Column indices of each part of ``table`` when split to fit ``width`` points: the key
-    columns (backend, rule, repeats; else the first column) start every part, the other
-    columns are packed in order. A table that fits is one part."""
-    n_keys = 0
-    while n_keys < len(table.header) and table.header[n_keys] in _KEY_HEADERS:
-        n_keys += 1
-    n_keys = max(1, min(n_keys, len(table.header) - 1)) if len(table.header) > 1 else 1
+    columns (:data:`_KEY_HEADERS` at the start; else the first column) start every part, the
+    other columns are packed in order. A table that fits is one part."""
     widths = _column_widths(table)
-    keys = list(range(n_keys))
+    width *= _SAFETY  # the estimate is within a few per cent of TeX's widths
+    keys = _key_columns(table, widths, width)
     parts: list[list[int]] = []
     current, used = list(keys), sum(widths[k] for k in keys)
-    for j in range(n_keys, len(table.header)):
-        if len(current) > n_keys and used + widths[j] > width:
+    for j in (j for j in range(len(table.header)) if j not in keys):
+        if len(current) > len(keys) and used + widths[j] > width:
             parts.append(current)
             current, used = list(keys), sum(widths[k] for k in keys)
         current.append(j)
@@ -230,7 +249,9 @@ def _tabular(table: TextTable, columns: list[int]) -> str:
         mains, intervals = [], []
         for j in columns:
             main, interval = _split_interval(row[j])
-            t = tex_escape(main)
+            broken = [tex_escape(t) for t in _lines(main)]
+            t = broken[0] if len(broken) == 1 else (
+                r"\begin{tabular}[t]{@{}l@{}}" + r"\\".join(broken) + r"\end{tabular}")
             mains.append(rf"\textbf{{{t}}}" if (i, j) in table.bold and main else t)
             intervals.append(rf"{{\scriptsize {tex_escape(interval)}}}" if interval else "")
         lines.append(" & ".join(mains) + r" \\")

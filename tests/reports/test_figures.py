@@ -115,7 +115,7 @@ def test_latex_tables_fit_the_text_width_with_caption_and_label(report):
         r"\\label\{([^}]*)\}", tex)
     for path in (report / "tables").glob("*.tex"):
         text = path.read_text()
-        n = text.count(r"\begin{tabular}")
+        n = text.count(r"\begin{tabular}{")
         assert n and text.count(r"\caption{") == n == text.count(r"\label{tab:"), path.name
 
 
