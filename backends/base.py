@@ -204,16 +204,11 @@ class Backend(abc.ABC):
     def unsupported_rule(self, rule: str) -> str:
         """Why this backend cannot serve learning rule ``rule`` ("" when it can): the one
         wording of that message, used by the cell planner and by the rules."""
-        if rule in self.rules:
-            return ""
-        return (f"backend {self.name!r} does not support rule {rule!r} "
-                f"(supported: {', '.join(sorted(self.rules))})")
+        return unsupported_rule(self, rule)
 
     def require_rule(self, rule: str) -> None:
         """Raise :class:`BackendError` with :meth:`unsupported_rule`'s message if needed."""
-        reason = self.unsupported_rule(rule)
-        if reason:
-            raise BackendError(reason)
+        require_rule(self, rule)
 
     def check_supported(self, spec: NetworkSpec, rule: str | None = None) -> None:
         """Raise :class:`BackendError` naming the field if ``spec``/``rule`` is not supported."""
@@ -325,3 +320,19 @@ def set_linear_weights(layers: Sequence[torch.nn.Linear],
                     lin.bias.copy_(b)
             elif b is not None and bool(torch.any(b != 0)):
                 raise BackendError(f"layer {i}: spec has bias=False but a non-zero bias was given")
+
+
+def unsupported_rule(backend: Any, rule: str) -> str:
+    """Why ``backend`` (anything with ``name`` and ``rules``) cannot serve ``rule`` ("" when it
+    can): the one wording of that message."""
+    if rule in backend.rules:
+        return ""
+    return (f"backend {backend.name!r} does not support rule {rule!r} "
+            f"(supported: {', '.join(sorted(backend.rules))})")
+
+
+def require_rule(backend: Any, rule: str) -> None:
+    """Raise :class:`BackendError` with :func:`unsupported_rule`'s message if needed."""
+    reason = unsupported_rule(backend, rule)
+    if reason:
+        raise BackendError(reason)

@@ -8,48 +8,9 @@ It implements exactly the pinned equation of :mod:`spikebench.backends.base` (pe
     S[t] = Θ(H[t] - θ)                   Θ(z) = [z > 0]
     U[t] = H[t] - θ S[t]  |  H[t] (1 - S[t])  |  H[t]        (subtract | zero | none)
 
-How it is fast (each measured on the default bench workload, see ``docs/plugins.md``):
-
-* **One matrix product per layer and pass.** ``I`` for all ``T`` steps is one ``addmm`` over
-  ``[T·B, F]``; the backward pass computes ``dW = gIᵀ x``, ``db`` and ``dx = gI W`` as one
-  matrix product each. Only the recurrence runs step by step.
-* **A hand-written backward through time.** Writing ``σ'[t] = surrogate'(H[t] - θ)`` and
-  ``gH``/``gS`` for the gradients arriving at the outputs, the chain rule through the pinned
-  equation (reset term *not* detached) is the linear recurrence::
-
-      dL/dH[t] = gH[t] + gS[t] σ'[t] + D[t] · dL/dH[t+1]
-      D[t]     = beta (1 - θ σ'[t])                       subtract
-               = beta (1 - S[t] - H[t] σ'[t])              zero
-               = beta                                      none
-
-  The whole network is one autograd node (:class:`LIFNetworkFunction`): it saves the charges
-  ``H`` and spikes of each layer, and the gradients between layers never leave it, so the
-  backward temporaries are reused buffers (:class:`Workspace`) instead of fresh multi-megabyte
-  tensors.
-* **Fused C++ kernels on CPU** (:mod:`spikebench.backends._lif_kernels`, ``lif_kernels.cpp``).
-  The forward recurrence (the current buffer from the ``addmm`` becomes the charge ``H`` in
-  place; spikes written and counted on the way) and the whole backward above (``σ'``, ``D``,
-  ``gS σ' + gH`` and the reverse-time recurrence) are each one pass over ``[T, B·N]``: blocks
-  of neurons in parallel (``at::parallel_for``, ``torch.get_num_threads()``), the time loop per
-  block and a vectorised loop over the block's contiguous neurons inside, instead of two or
-  three ATen dispatches per step (~3 µs each) and ~8 passes over ``[T, B, N]`` in the backward.
-  The results equal the TorchScript path below bit for bit (same roundings and fused
-  multiply-adds as ATen's CPU kernels; the sigmoid surrogate's ``sigmoid`` is ATen's own). The
-  library is compiled on first CPU use into torch's extension cache (seconds, once per machine
-  and torch version), never at import.
-* **The TorchScript step loops** (:func:`_recurrence_py`, :func:`_backward_loop_py`) are the
-  reference and the path for CUDA, for dtypes other than float32/float64, with
-  ``SPIKEBENCH_NO_CPP_KERNELS=1``, and wherever the C++ kernels cannot be built or loaded (no
-  compiler or ninja, a build error, a CPU without AVX2/FMA: one log line says why, nothing is
-  raised). No per-step allocation there either: the reset is folded into the next step's charge
-  (``H[t+1] += beta H[t] - beta θ S[t]`` subtract, ``H[t+1] += beta H[t] [H[t] <= θ]`` zero,
-  ``H[t+1] += beta H[t]`` none), two or three small in-place ops per step with the step's
-  spike/keep mask in one reused cache-resident buffer, and the ``[T, B, N]`` spike tensor
-  written afterwards by a single vectorised ``H > θ``; the backward computes ``σ'``, ``D`` and
-  the first two terms for all steps at once (a few vectorised ops) and loops one in-place
-  ``addcmul_`` per step.
-* **No graph in inference**: under ``torch.no_grad()`` (or when nothing requires a gradient) the
-  same kernels run without an autograd node.
+How it is fast (one autograd node per network, a hand-written backward through time, fused
+C++ kernels on CPU with TorchScript loops as the bit-identical fallback) is explained in
+``docs/performance.md``.
 
 The device is taken from the input and parameters, so the same code runs on CUDA.
 """

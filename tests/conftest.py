@@ -106,8 +106,9 @@ def held_out_fits():
         fits = []
         for seed in range(3):
             train, val, test = make_patient_problem(seed)
-            model = rule.fit(train, val, params,
-                             FitContext(backend=get_backend("custom"), seed=seed))
+            ctx = FitContext.for_validation(val, "balanced_accuracy",
+                                            backend=get_backend("custom"), seed=seed)
+            model = rule.fit(train, val, params, ctx)
             ba = score("balanced_accuracy", test.y, model.predict_proba(test.X))
             fits.append(SimpleNamespace(model=model, params=params, train=train, test=test,
                                         balanced_accuracy=ba))

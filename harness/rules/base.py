@@ -65,6 +65,14 @@ class FitContext:
     #: metric (``metric=None``) or a named one; bound by the harness to the hidden labels.
     validation: Callable[[np.ndarray, str | None], float] | None = None
 
+    @classmethod
+    def for_validation(cls, val: Split, metric: str, backend: Backend | None = None,
+                       **kwargs: Any) -> FitContext:
+        """A context whose validation scorer reads ``val``'s labels with ``metric`` — how to
+        call a rule's ``fit`` directly (a notebook, a test); pass ``hide_labels(val)`` as the
+        rule's validation split to be sure it never reads them itself."""
+        return cls(backend=backend, validation=validation_scorer(val, metric), **kwargs)
+
     def report_epoch(self, epoch: int, value: float) -> None:
         if self.report is not None:
             self.report(epoch, value)

@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from spikebench.backends.base import TempotronNetwork
+from spikebench.backends.base import TempotronNetwork, require_rule
 from spikebench.backends.tempotron import psp_kernel
 from spikebench.harness.encoding import latency_times
 from spikebench.harness.metrics import validation_value
@@ -267,7 +267,7 @@ class Tempotron(Rule):
             raise ValueError(f"tempotron needs steps >= 2, neurons_per_class >= 1 and population "
                              f">= 1 (got {steps}, {npc}, {pop})")
         backend = ctx.require_backend(self.name)
-        backend.require_rule(self.name)
+        require_rule(backend, self.name)
         n_in, n_out = train.X.shape[1] * pop, 2 * npc
         layer = backend.build_tempotron(n_in, n_out, steps=steps, tau=tau, tau_s=tau / 4,
                                             device=ctx.device, seed=ctx.seed)

@@ -1,4 +1,5 @@
-"""Reference rows: logistic regression and a small MLP fitted on the same splits beat chance."""
+"""Reference rules: logistic regression and a small MLP are rules without a backend, fitted on
+the same splits as the spiking cells, and beat chance."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import numpy as np
 import pytest
 
 from spikebench.harness.metrics import score
-from spikebench.harness.references import REFERENCES, fit_reference
-from spikebench.harness.rules import Split
+from spikebench.harness.rules import FitContext, Split, get_rule
+from spikebench.harness.rules.base import hide_labels
+from spikebench.harness.rules.mlp import mlp_macs
+from spikebench.harness.space import default_values
 
 
 def easy_problem(seed: int = 0) -> tuple[Split, Split]:
@@ -24,24 +27,31 @@ def easy_problem(seed: int = 0) -> tuple[Split, Split]:
     return make(300), make(150)
 
 
-@pytest.mark.parametrize("name", sorted(REFERENCES))
+def fit(name: str, train: Split, val: Split, seed: int = 0):
+    rule = get_rule(name)
+    ctx = FitContext.for_validation(val, "pr_auc", seed=seed)  # no backend
+    return rule.fit(train, hide_labels(val), default_values(rule.search_space()), ctx)
+
+
+@pytest.mark.parametrize("name", ["logistic_regression", "mlp"])
 def test_reference_beats_chance_and_reports_its_cost(name):
     train, val = easy_problem()
-    model = fit_reference(name, train, val, seed=0)
+    assert get_rule(name).kind == "reference" and not get_rule(name).needs_backend
+    model = fit(name, train, val)
     prob = model.predict_proba(val.X)
     assert prob.shape == (len(val),) and np.all((prob >= 0) & (prob <= 1))
     assert score("balanced_accuracy", val.y, prob) > 0.75
     assert score("roc_auc", val.y, prob) > 0.85
-    # not spiking: steps are ignored, activity is NaN, cost is MACs
+    # not spiking: steps are ignored, no spikes, cost is MACs
     np.testing.assert_array_equal(model.predict_proba(val.X, steps=3), prob)
-    assert all(math.isnan(v) for v in model.activity(val.X).values())
-    assert model.info["macs_per_sample"] >= train.X.shape[1]
+    activity = model.activity(val.X)
+    assert math.isnan(activity["spikes_per_sample"]) and activity["acs_per_sample"] == 0
+    assert activity["macs_per_sample"] >= train.X.shape[1]
     assert model.info["epochs"] >= 1 and "params" in model.info
-    # the same seed gives the same model
-    np.testing.assert_allclose(fit_reference(name, train, val, seed=0).predict_proba(val.X), prob)
+    np.testing.assert_allclose(fit(name, train, val).predict_proba(val.X), prob)
 
 
-def test_unknown_reference_names_the_known_ones():
+def test_mlp_cost_is_both_dense_layers():
     train, val = easy_problem()
-    with pytest.raises(ValueError, match="logistic_regression"):
-        fit_reference("svm", train, val, seed=0)
+    model = fit("mlp", train, val)
+    assert model.activity(val.X)["macs_per_sample"] == mlp_macs(10, 32) == 10 * 32 + 32 * 2

@@ -91,7 +91,7 @@ def test_fit_with_mixed_steps_works_at_several_time_steps(encoding):
     params = default_values(rule.search_space()) | {
         "encoding": encoding, "mixed_steps": True, "steps": 8, "hidden": 16, "epochs": 6,
         "loss": "membrane", "lr": 1e-2}
-    model = rule.fit(train, val, params, FitContext(backend=get_backend("custom"), seed=0))
+    model = rule.fit(train, val, params, FitContext.for_validation(val, "balanced_accuracy", backend=get_backend("custom"), seed=0))
     assert model.train_steps == 8
     for steps in (4, 8, 16):
         prob = model.predict_proba(val.X, steps=steps)
@@ -107,7 +107,7 @@ def test_every_loss_trains(loss):
     rule = get_rule("surrogate")
     params = default_values(rule.search_space()) | {
         "encoding": "direct", "steps": 6, "hidden": 16, "epochs": 5, "loss": loss, "lr": 1e-2}
-    model = rule.fit(train, val, params, FitContext(backend=get_backend("custom"), seed=0))
+    model = rule.fit(train, val, params, FitContext.for_validation(val, "balanced_accuracy", backend=get_backend("custom"), seed=0))
     assert score("roc_auc", val.y, model.predict_proba(val.X)) > 0.7
 
 
@@ -118,4 +118,4 @@ def test_a_nan_input_raises_diverged_error():
     params = default_values(rule.search_space()) | {
         "encoding": "direct", "steps": 4, "hidden": 8, "epochs": 2}
     with pytest.raises(DivergedError, match="non-finite"):
-        rule.fit(train, val, params, FitContext(backend=get_backend("custom"), seed=0))
+        rule.fit(train, val, params, FitContext.for_validation(val, "balanced_accuracy", backend=get_backend("custom"), seed=0))

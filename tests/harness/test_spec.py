@@ -26,7 +26,7 @@ def test_shipped_specs_validate(path):
     [
         ({"data": {"source": "phantom", "cses": 3}}, r"\[data\]\.cses: unknown key"),
         ({"data": {"source": "dicom"}}, r"\[data\]\.source"),
-        ({"data": {"source": "table"}}, r"needs 'path'"),
+        ({"data": {"source": "table"}}, r"\[data\]\.path: required key is missing"),
         ({}, r"key 'data': required key is missing"),
         ({"data": {"source": "phantom"}, "search": {"trials": "3"}}, r"\[search\]\.trials"),
         ({"data": {"source": "phantom"}, "search": {"trials": 0}}, r"\[search\]\.trials"),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 from hypothesis import example, given, settings
@@ -14,7 +12,6 @@ from spikebench.harness.splits import (
     patient_labels,
     patient_level_split,
     split_masks,
-    write_splits,
 )
 
 
@@ -78,8 +75,11 @@ def test_too_few_patients_is_a_clear_error():
 
 
 def test_resumed_study_refuses_different_splits(tmp_path):
-    path = tmp_path / "splits.json"
-    write_splits(path, {"0": {"train": ["a"], "val": ["b"], "test": ["c"]}})
-    write_splits(path, json.loads(path.read_text()))  # identical: fine
-    with pytest.raises(DataError, match="different splits"):
-        write_splits(path, {"0": {"train": ["b"], "val": ["a"], "test": ["c"]}})
+    from spikebench.errors import SpecError
+    from spikebench.harness.folder import ResultsFolder
+
+    folder = ResultsFolder(tmp_path)
+    folder.write_splits({"scheme": "holdout", "folds": [{"train": ["a"], "test": ["c"]}]})
+    folder.write_splits({"scheme": "holdout", "folds": [{"train": ["a"], "test": ["c"]}]})
+    with pytest.raises(SpecError, match="different splits"):
+        folder.write_splits({"scheme": "holdout", "folds": [{"train": ["b"], "test": ["c"]}]})

@@ -1,0 +1,141 @@
+"""The learning-rule conformance kit: run :func:`check_rule` in a rule plug-in's tests.
+
+A rule conforms when, on a small problem whose train, validation and test patients are
+disjoint, and on every installed backend that lists it (or with no backend, for a rule that
+needs none), it:
+
+1. declares a search space of :mod:`spikebench.harness.space` parameters;
+2. fits with the validation labels hidden (``val.y`` is all ``-1``: it may use validation
+   labels only through ``ctx.score_validation``, i.e. for early stopping and selection);
+3. returns ``P(lesion)`` per row, finite and in [0, 1], for the training T and other T;
+4. is deterministic for a seed (two fits, the same probabilities);
+5. reports its cost counters (``spikes_per_sample``, ``acs_per_sample``, ``macs_per_sample``,
+   ``synops_per_sample``), finite and non-negative where they apply;
+6. says how many epochs it ran and how many labels it used (``model.info``).
+
+Every failed check raises ``AssertionError`` naming the rule, the backend and the check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from spikebench.harness.rules.base import FitContext, Rule, Split, hide_labels
+
+COUNTERS = ("spikes_per_sample", "acs_per_sample", "macs_per_sample", "synops_per_sample")
+
+
+def held_out_problem(seed: int = 0, n_patients: int = 18, features: int = 8
+                     ) -> tuple[Split, Split, Split]:
+    """Train / validation / test splits of disjoint synthetic patients (10 / 4 / 4), about a
+    quarter of the slices positive, standardised on train."""
+    rng = np.random.default_rng(seed)
+    rows, labels, groups = [], [], []
+    for patient in range(n_patients):
+        m = int(rng.integers(8, 16))
+        y = (rng.random(m) < 0.25).astype(np.int64)
+        y[0] = patient % 2  # every split holds both classes
+        X = rng.normal(0, 1, (m, features)) + rng.normal(0, 0.3, features)
+        X[:, :3] += 1.5 * y[:, None]
+        rows.append(X), labels.append(y), groups.append(np.full(m, f"p{patient:02d}"))
+    X, y, g = np.concatenate(rows), np.concatenate(labels), np.concatenate(groups)
+    ids = np.array([f"p{i:02d}" for i in range(n_patients)])
+    parts = [np.isin(g, ids[:10]), np.isin(g, ids[10:14]), np.isin(g, ids[14:])]
+    mu, sd = X[parts[0]].mean(0), X[parts[0]].std(0)
+    return tuple(Split(((X[p] - mu) / sd).astype(np.float32), y[p], g[p]) for p in parts)
+
+
+def serving_backends(rule: Rule) -> list[str | None]:
+    """Installed backends that list ``rule`` (``[None]`` for a rule that needs no backend)."""
+    if not rule.needs_backend:
+        return [None]
+    from spikebench.backends import available_backends, get_backend
+    from spikebench.errors import SpikebenchError
+
+    names = []
+    for name in available_backends():
+        try:
+            if rule.name in get_backend(name).rules:
+                names.append(name)
+        except SpikebenchError:
+            continue
+    return names
+
+
+def check_rule(rule: Rule | type[Rule] | str, *, params: Mapping[str, Any] | None = None,
+               backends: list[str] | None = None, seed: int = 0) -> dict[str, Any]:
+    """Run the conformance checks (module docstring) on ``rule`` (an instance, class or
+    registered name) with its default parameters updated by ``params`` (small values keep
+    the kit fast); returns ``{backend: test probabilities}`` for further checks."""
+    from spikebench.harness.space import Param, default_values
+
+    rule = _instance(rule)
+    space = rule.search_space()
+    assert space and all(isinstance(p, Param) for p in space.values()), (
+        f"{rule.name}: search_space() must map names to spikebench.harness.space parameters")
+    chosen = default_values(space) | dict(params or {})
+    targets = backends if backends is not None else serving_backends(rule)
+    assert targets, f"{rule.name}: no installed backend serves this rule"
+    out = {}
+    for backend in targets:
+        out[str(backend)] = _check_on(rule, backend, chosen, seed)
+    return out
+
+
+def _instance(rule: Rule | type[Rule] | str) -> Rule:
+    if isinstance(rule, str):
+        from spikebench.harness.rules import get_rule
+
+        return get_rule(rule)
+    return rule() if isinstance(rule, type) else rule
+
+
+def _fit(rule: Rule, backend: str | None, params: dict[str, Any], seed: int,
+         train: Split, val: Split) -> tuple[Any, int]:
+    from spikebench.backends import get_backend
+
+    calls = {"n": 0}
+    ctx = FitContext.for_validation(val, "pr_auc", get_backend(backend) if backend else None,
+                                    seed=seed)
+    scorer = ctx.validation
+
+    def counted(prob: np.ndarray, metric: str | None = None) -> float:
+        calls["n"] += 1
+        return scorer(prob, metric)
+
+    ctx.validation = counted
+    model = rule.fit(train, hide_labels(val), dict(params), ctx)
+    return model, calls["n"]
+
+
+def _check_on(rule: Rule, backend: str | None, params: dict[str, Any], seed: int) -> np.ndarray:
+    where = f"{rule.name} on {backend or 'no backend'}"
+    train, val, test = held_out_problem(seed)
+    model, scored = _fit(rule, backend, params, seed, train, val)
+    prob = np.asarray(model.predict_proba(test.X), dtype=np.float64)
+    assert prob.shape == (len(test),), f"{where}: predict_proba must return one value per row"
+    assert np.all(np.isfinite(prob)) and np.all((prob >= 0) & (prob <= 1)), (
+        f"{where}: probabilities must be finite and in [0, 1]")
+    t = int(getattr(model, "train_steps", 1))
+    other = np.asarray(model.predict_proba(test.X, steps=max(1, 2 * t)))
+    assert other.shape == prob.shape and np.all((other >= 0) & (other <= 1)), (
+        f"{where}: predict_proba(steps=2T) must work too")
+    again, _ = _fit(rule, backend, params, seed, train, val)
+    np.testing.assert_allclose(again.predict_proba(test.X), prob, rtol=0, atol=1e-12,
+                               err_msg=f"{where}: not deterministic for a seed")
+    counters = model.activity(test.X)
+    missing = [c for c in COUNTERS if c not in counters]
+    assert not missing, f"{where}: activity() lacks {missing}"
+    for name in COUNTERS:
+        value = float(counters[name])
+        assert np.isnan(value) or value >= 0, f"{where}: {name} = {value} (must be >= 0 or NaN)"
+    if rule.kind == "snn":
+        assert np.isfinite(counters["acs_per_sample"]), f"{where}: a spiking rule counts ACs"
+    info = getattr(model, "info", {})
+    assert int(info.get("epochs", 0)) >= 1, f"{where}: model.info['epochs'] must be >= 1"
+    assert int(info.get("labels_used", 0)) >= 1, f"{where}: model.info['labels_used'] missing"
+    assert scored >= 1, f"{where}: never scored validation (no early stopping or selection)"
+    return prob

@@ -1,0 +1,58 @@
+"""The built-in rules and the references pass the rule conformance kit, and the kit catches a
+rule that breaks the contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spikebench.harness.rules import Rule, TrainedModel
+from spikebench.harness.rules.conformance import check_rule, held_out_problem
+from spikebench.harness.space import Fixed
+
+FAST = {
+    "surrogate": {"epochs": 3, "hidden": 16, "steps": 6, "encoding": "direct"},
+    "tempotron": {"epochs": 3, "steps": 16},
+    "active": {"hidden": 32, "steps": 16, "readout_epochs": 10},
+    "logistic_regression": {},
+    "mlp": {"epochs": 5},
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAST))
+def test_builtin_rules_conform(name):
+    out = check_rule(name, params=FAST[name])
+    assert out  # at least one backend (or none needed)
+
+
+def test_held_out_problem_keeps_patients_apart():
+    train, val, test = held_out_problem(0)
+    assert not set(train.groups) & set(val.groups) and not set(val.groups) & set(test.groups)
+
+
+class _PeekingModel(TrainedModel):
+    info = {"epochs": 1, "labels_used": 1}
+
+    def predict_proba(self, X, *, steps=None):
+        return np.full(len(X), 0.5)
+
+
+class PeekingRule(Rule):
+    """Reads validation labels directly: the kit must catch it."""
+
+    name = "peeking"
+    needs_backend = False
+    kind = "reference"
+
+    def search_space(self):
+        return {"c": Fixed(1)}
+
+    def fit(self, train, val, params, ctx):
+        if (val.y < 0).any():
+            raise ValueError("validation labels are hidden")
+        return _PeekingModel()
+
+
+def test_a_rule_that_reads_validation_labels_fails_the_kit():
+    with pytest.raises(ValueError, match="hidden"):
+        check_rule(PeekingRule)
