@@ -145,6 +145,22 @@ def _floor_fn(sizes: Sequence[int], batch: int, steps: int, device: Any
     return run
 
 
+def _time_interleaved(timed: dict[str, Callable[[], None]], *, warmup: int, repeats: int
+                      ) -> dict[str, list[float]]:
+    """``warmup`` untimed calls of each function, then ``repeats`` rounds calling each in turn;
+    returns the wall times in ms per key."""
+    for fn in timed.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {k: [] for k in timed}
+    for _ in range(repeats):
+        for key, fn in timed.items():
+            t0 = time.perf_counter()
+            fn()
+            samples[key].append((time.perf_counter() - t0) * 1e3)
+    return samples
+
+
 def run_bench(backends: list[str] | None = None, *, batch: int = 128, inputs: int = 64,
               hidden: int = 128, outputs: int = 2, steps: int = 25, threads: int = 2,
               repeats: int = 20, warmup: int = 3, device: str = "cpu", seed: int = 0
@@ -214,15 +230,7 @@ def run_bench(backends: list[str] | None = None, *, batch: int = 128, inputs: in
         for name, (train, infer) in cases.items():
             timed[f"train:{name}"] = train
             timed[f"infer:{name}"] = infer
-        for fn in timed.values():
-            for _ in range(warmup):
-                fn()
-        samples: dict[str, list[float]] = {k: [] for k in timed}
-        for _ in range(repeats):
-            for key, fn in timed.items():
-                t0 = time.perf_counter()
-                fn()
-                samples[key].append((time.perf_counter() - t0) * 1e3)
+        samples = _time_interleaved(timed, warmup=warmup, repeats=repeats)
         result: dict[str, Any] = {"train": {}, "infer": {}}
         for name, (train, _infer) in cases.items():
             result["train"][name] = {**_stats(samples[f"train:{name}"]),

@@ -54,15 +54,24 @@ def parse_param(where: str, raw: Any) -> Param:
         if isinstance(raw, list):
             raise SpecError(f"{where}: a list is ambiguous; write {{choices = {raw!r}}}")
         return Fixed(raw)
+    if "choices" in raw:
+        return _parse_choices(where, raw)
+    return _parse_range(where, raw)
+
+
+def _parse_choices(where: str, raw: Mapping[str, Any]) -> Categorical:
+    """``{choices = [...]}``: a non-empty list and no other key."""
     keys = set(raw)
-    if "choices" in keys:
-        if keys - {"choices"}:
-            other = sorted(keys - {"choices"})
-            raise SpecError(f"{where}: 'choices' cannot be combined with {other}")
-        choices = raw["choices"]
-        if not isinstance(choices, list) or not choices:
-            raise SpecError(f"{where}.choices must be a non-empty list, got {choices!r}")
-        return Categorical(tuple(choices))
+    if keys - {"choices"}:
+        other = sorted(keys - {"choices"})
+        raise SpecError(f"{where}: 'choices' cannot be combined with {other}")
+    choices = raw["choices"]
+    if not isinstance(choices, list) or not choices:
+        raise SpecError(f"{where}.choices must be a non-empty list, got {choices!r}")
+    return Categorical(tuple(choices))
+
+
+def _check_range_keys(where: str, keys: set[str]) -> None:
     unknown = keys - {"low", "high", "log", "step"}
     if unknown:
         raise SpecError(
@@ -70,7 +79,9 @@ def parse_param(where: str, raw: Any) -> Param:
         )
     if not {"low", "high"} <= keys:
         raise SpecError(f"{where}: a range needs both 'low' and 'high' (got {sorted(keys)})")
-    low, high, log = raw["low"], raw["high"], raw.get("log", False)
+
+
+def _check_bounds(where: str, low: Any, high: Any, log: Any) -> None:
     for name, v in (("low", low), ("high", high)):
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
             raise SpecError(f"{where}.{name} must be a finite number, got {v!r}")
@@ -80,13 +91,25 @@ def parse_param(where: str, raw: Any) -> Param:
         raise SpecError(f"{where}: low ({low}) > high ({high}); swap them")
     if log and low <= 0:
         raise SpecError(f"{where}: a log range needs low > 0 (got low = {low})")
+
+
+def _parse_int_range(where: str, raw: Mapping[str, Any], low: int, high: int, log: bool) -> Int:
+    step = raw.get("step", 1)
+    if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+        raise SpecError(f"{where}.step must be a positive integer, got {step!r}")
+    if log and step != 1:
+        raise SpecError(f"{where}: an int log range cannot have step != 1")
+    return Int(low, high, log, step)
+
+
+def _parse_range(where: str, raw: Mapping[str, Any]) -> Float | Int:
+    """``{low, high[, log][, step]}``: an int range when both bounds are ints, else float."""
+    keys = set(raw)
+    _check_range_keys(where, keys)
+    low, high, log = raw["low"], raw["high"], raw.get("log", False)
+    _check_bounds(where, low, high, log)
     if isinstance(low, int) and isinstance(high, int):
-        step = raw.get("step", 1)
-        if isinstance(step, bool) or not isinstance(step, int) or step < 1:
-            raise SpecError(f"{where}.step must be a positive integer, got {step!r}")
-        if log and step != 1:
-            raise SpecError(f"{where}: an int log range cannot have step != 1")
-        return Int(low, high, log, step)
+        return _parse_int_range(where, raw, low, high, log)
     if "step" in keys:
         raise SpecError(f"{where}.step is only for integer ranges (low and high both integers)")
     return Float(float(low), float(high), log)

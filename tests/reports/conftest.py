@@ -88,17 +88,7 @@ def make_study(root: Path, plan: StudyPlan | None = None) -> Path:
     rng = np.random.default_rng(plan.seed)
     data = _patients(rng, plan.n_patients)
     ids = np.array(sorted(data["patient_id"].unique()))
-    splits, per_split = {}, {}
-    for r in range(plan.repeats):
-        perm = np.random.default_rng([plan.seed, 1000 + r]).permutation(ids)
-        n_test = max(4, round(plan.test_fraction * len(ids)))
-        n_val = n_test
-        test, val, train = perm[:n_test], perm[n_test:n_test + n_val], perm[n_test + n_val:]
-        splits[str(r)] = {"train": sorted(train), "val": sorted(val), "test": sorted(test)}
-        per_split[str(r)] = {
-            **{f"n_{k}_patients": len(v) for k, v in splits[str(r)].items()},
-            **{f"n_{k}_slices": int(data["patient_id"].isin(v).sum())
-               for k, v in splits[str(r)].items()}}
+    splits, per_split = _splits(plan, data, ids)
     results, preds, trials, curves = [], [], [], []
     cells = [(b, rl) for b in plan.backends for rl in plan.rules]
     for ci, cell in enumerate(cells):
@@ -115,13 +105,7 @@ def make_study(root: Path, plan: StudyPlan | None = None) -> Path:
                 continue
             test = data[data["patient_id"].isin(splits[str(r)]["test"])].reset_index(drop=True)
             noise = np.random.default_rng([plan.seed, noise_index, r]).normal(0, 1, len(test))
-            frames = []
-            for steps in STEPS:
-                frames.append(test.assign(
-                    backend=backend, rule=rule, repeat=r, seed=r, steps=steps,
-                    train_steps=TRAIN_STEPS,
-                    prob=_probs(test["label"].to_numpy(), strength, noise, steps)))
-            pred = pd.concat(frames, ignore_index=True).assign(fold=0)
+            pred = _cell_predictions(test, backend, rule, r, strength, noise)
             preds.append(pred)
             at_t = pred[pred["steps"] == TRAIN_STEPS]
             row = _row(plan, backend, rule, "snn", r)
@@ -137,22 +121,29 @@ def make_study(root: Path, plan: StudyPlan | None = None) -> Path:
             trials += _trials(backend, rule, plan.n_trials, rng, strength)
     for name in plan.references:
         for r in range(plan.repeats):
-            test = data[data["patient_id"].isin(splits[str(r)]["test"])].reset_index(drop=True)
-            noise = np.random.default_rng([plan.seed, 500 + len(name), r]).normal(
-                0, 1, len(test))
-            prob = _probs(test["label"].to_numpy(), 1.2, noise, 1)
-            preds.append(test.assign(backend="reference", rule=name, repeat=r, fold=0, seed=r,
-                                     steps=1, train_steps=1, prob=prob))
-            row = _row(plan, "reference", name, "reference", r)
-            row.update(all_metrics(test["label"].to_numpy(), prob,
-                                   test["patient_id"].to_numpy(), "test_"))
-            row.update(_cost(rng, 99, r, per_split[str(r)]))
-            row.update(spikes_per_sample=np.nan, synops_per_sample=np.nan, train_steps=1,
-                       fold=0, threshold=0.5, acs_per_sample=0.0,
-                       macs_per_sample=float(N_FEATURES if name != "mlp" else N_FEATURES * 16 + 16),
-                       params=json.dumps({"hidden_layer_sizes": [16]} if name == "mlp"
-                                         else {"C": 1.0}))
-            results.append(row)
+            _reference_repeat(plan, data, splits, per_split, rng, name, r, results, preds)
+    _write_tables(root, plan, results, preds, trials, curves)
+    write_json(root / "splits.json", splits)
+    if plan.protocol:
+        _write_protocol(root, plan, ids, data, per_split)
+    return root
+
+
+def _cell_predictions(test: pd.DataFrame, backend: str, rule: str, r: int, strength: float,
+                      noise: np.ndarray) -> pd.DataFrame:
+    """One cell's test predictions for repeat ``r`` at every evaluated number of time steps."""
+    frames = []
+    for steps in STEPS:
+        frames.append(test.assign(
+            backend=backend, rule=rule, repeat=r, seed=r, steps=steps,
+            train_steps=TRAIN_STEPS,
+            prob=_probs(test["label"].to_numpy(), strength, noise, steps)))
+    return pd.concat(frames, ignore_index=True).assign(fold=0)
+
+
+def _write_tables(root: Path, plan: StudyPlan, results: list, preds: list, trials: list,
+                  curves: list) -> None:
+    """results.parquet, and predictions / trials / curves .parquet when there are any."""
     frame = pd.DataFrame(results)
     columns = [*dict.fromkeys([*RESULT_COLUMNS, "threshold"]),
                *(f"{p}_{m}" for p in ("val", "test") for m in METRICS)]
@@ -165,28 +156,68 @@ def make_study(root: Path, plan: StudyPlan | None = None) -> Path:
     if curves:
         write_parquet(root / "curves.parquet",
                       pd.DataFrame(curves).assign(fold=0)[_written(plan, CURVE_COLUMNS)])
-    write_json(root / "splits.json", splits)
-    if plan.protocol:
-        write_json(root / "protocol.json", {
-            "study": "synthetic", "data": {"source": "table", "path": "/data/f.parquet",
-                                           "sha256": "ab" * 32, "n_patients": len(ids),
-                                           "n_slices": len(data), "n_features": N_FEATURES},
-            "excluded_cases": [{"patient_id": "liver_999", "reason": "no liver label"}],
-            "splits": per_split, "repeats": plan.repeats,
-            "seeds": {"study": plan.seed, "split": plan.seed,
-                      "refit": list(range(plan.repeats))},
-            "grid": {"backends": list(plan.backends), "rules": list(plan.rules)},
-            "metric": "pr_auc", "versions": {"numpy": np.__version__, "pandas": pd.__version__},
-            "machine": {"cpu": "test cpu", "cores": 2, "gpu": "", "python": "3.11",
-                        "platform": "linux"},
-            "storage": "journal:optuna.journal", "started": "2026-01-01T00:00:00+00:00",
-            "finished": "2026-01-01T01:00:00+00:00",
-            **({} if plan.legacy else {"scheme": "repeated-splits"}),
-            **({} if plan.analysis is None else {"analysis": plan.analysis})})
-        (root / "spec.toml").write_text(
-            '[study]\nname = "synthetic"\nreferences = '
-            + json.dumps(list(plan.references)) + f"\n[split]\nrepeats = {plan.repeats}\n")
-    return root
+
+
+def _splits(plan: StudyPlan, data: pd.DataFrame, ids: np.ndarray) -> tuple[dict, dict]:
+    """Per repeat: the train / val / test patients and their patient and slice counts."""
+    splits, per_split = {}, {}
+    for r in range(plan.repeats):
+        perm = np.random.default_rng([plan.seed, 1000 + r]).permutation(ids)
+        n_test = max(4, round(plan.test_fraction * len(ids)))
+        n_val = n_test
+        test, val, train = perm[:n_test], perm[n_test:n_test + n_val], perm[n_test + n_val:]
+        splits[str(r)] = {"train": sorted(train), "val": sorted(val), "test": sorted(test)}
+        per_split[str(r)] = {
+            **{f"n_{k}_patients": len(v) for k, v in splits[str(r)].items()},
+            **{f"n_{k}_slices": int(data["patient_id"].isin(v).sum())
+               for k, v in splits[str(r)].items()}}
+    return splits, per_split
+
+
+def _reference_repeat(plan: StudyPlan, data: pd.DataFrame, splits: dict, per_split: dict,
+                      rng: np.random.Generator, name: str, r: int, results: list,
+                      preds: list) -> None:
+    """Append reference model ``name``'s predictions and results row for repeat ``r``."""
+    test = data[data["patient_id"].isin(splits[str(r)]["test"])].reset_index(drop=True)
+    noise = np.random.default_rng([plan.seed, 500 + len(name), r]).normal(
+        0, 1, len(test))
+    prob = _probs(test["label"].to_numpy(), 1.2, noise, 1)
+    preds.append(test.assign(backend="reference", rule=name, repeat=r, fold=0, seed=r,
+                             steps=1, train_steps=1, prob=prob))
+    row = _row(plan, "reference", name, "reference", r)
+    row.update(all_metrics(test["label"].to_numpy(), prob,
+                           test["patient_id"].to_numpy(), "test_"))
+    row.update(_cost(rng, 99, r, per_split[str(r)]))
+    row.update(spikes_per_sample=np.nan, synops_per_sample=np.nan, train_steps=1,
+               fold=0, threshold=0.5, acs_per_sample=0.0,
+               macs_per_sample=float(N_FEATURES if name != "mlp" else N_FEATURES * 16 + 16),
+               params=json.dumps({"hidden_layer_sizes": [16]} if name == "mlp"
+                                 else {"C": 1.0}))
+    results.append(row)
+
+
+def _write_protocol(root: Path, plan: StudyPlan, ids: np.ndarray, data: pd.DataFrame,
+                    per_split: dict) -> None:
+    """protocol.json and spec.toml."""
+    write_json(root / "protocol.json", {
+        "study": "synthetic", "data": {"source": "table", "path": "/data/f.parquet",
+                                       "sha256": "ab" * 32, "n_patients": len(ids),
+                                       "n_slices": len(data), "n_features": N_FEATURES},
+        "excluded_cases": [{"patient_id": "liver_999", "reason": "no liver label"}],
+        "splits": per_split, "repeats": plan.repeats,
+        "seeds": {"study": plan.seed, "split": plan.seed,
+                  "refit": list(range(plan.repeats))},
+        "grid": {"backends": list(plan.backends), "rules": list(plan.rules)},
+        "metric": "pr_auc", "versions": {"numpy": np.__version__, "pandas": pd.__version__},
+        "machine": {"cpu": "test cpu", "cores": 2, "gpu": "", "python": "3.11",
+                    "platform": "linux"},
+        "storage": "journal:optuna.journal", "started": "2026-01-01T00:00:00+00:00",
+        "finished": "2026-01-01T01:00:00+00:00",
+        **({} if plan.legacy else {"scheme": "repeated-splits"}),
+        **({} if plan.analysis is None else {"analysis": plan.analysis})})
+    (root / "spec.toml").write_text(
+        '[study]\nname = "synthetic"\nreferences = '
+        + json.dumps(list(plan.references)) + f"\n[split]\nrepeats = {plan.repeats}\n")
 
 
 def _written(plan: StudyPlan, columns) -> list[str]:
