@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo test test-fast lint docs wheel-demo bench clean
 
 $(BIN)/spikebench: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,8 +34,20 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check .
 
+# The documentation site (MkDocs + the API reference from the docstrings) into site/;
+# --strict turns every warning (a broken link, a docstring that cannot be found) into an error.
+docs: install
+	$(BIN)/python -c "import mkdocs, mkdocstrings_handlers.python" 2>/dev/null \
+	  || $(BIN)/pip install -q -e ".[docs]"
+	$(BIN)/mkdocs build --strict
+
+# Build the sdist and wheel, install the wheel into a fresh venv outside the checkout and run
+# the demo from there (what a user of the released package gets).
+wheel-demo:
+	.ci/wheel-demo $(PYTHON)
+
 bench: install
 	$(BIN)/spikebench bench
 
 clean:
-	rm -rf results .pytest_cache .ruff_cache
+	rm -rf results site build .pytest_cache .ruff_cache
