@@ -121,6 +121,8 @@ def draw(trials: pd.DataFrame, cells: pd.DataFrame, primary: str, *, multi: bool
         log_axis(ax, "x", values=frame["synops"].to_numpy(float))
         ax.set_xlabel("synaptic operations per sample (log)")
         ax.set_ylabel(objective if kind == "trials" else f"test {metric_label(primary)}")
+        low, high = ax.get_ylim()  # metrics end at 1: error bars must not stretch the axis
+        ax.set_ylim(low, min(high, 1.02))
         ax.set_title("tuning trials" if kind == "trials" else "refit cells (mean ± std)",
                      fontsize=10)
         ax.grid(alpha=0.3, which="both")
