@@ -118,3 +118,18 @@ def test_api_quickstart_example_runs(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "results" / "report" / "report.html").exists()
     assert "report:" in proc.stdout
+
+
+def test_every_sub_package_on_disk_is_packaged():
+    """A folder with ``__init__.py`` under a mapped package that is not in ``packages`` is
+    left out of the wheel: it imports in a checkout and fails after ``pip install``."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages, mapping = set(setuptools["packages"]), setuptools["package-dir"]
+    missing: set[str] = set()
+    for package, folder in mapping.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder).parts
+            name = ".".join((package, *rel))
+            if "__pycache__" not in rel and name not in packages:
+                missing.add(name)
+    assert not missing, f"add to [tool.setuptools].packages in pyproject.toml: {sorted(missing)}"
