@@ -18,10 +18,11 @@ Nothing computed is lost, nothing that is not ours is touched:
   yields the same table as an uninterrupted run. Case ids never enter a glob or a file name
   (``a`` and ``a.b``, ``liver_[0]`` or ``*`` cannot touch each other's cache); a zero-byte
   or unreadable cache file counts as missing. The cache stores tumour-voxel counts and areas,
-  not labels, so changing the label thresholds reuses it;
+  not labels, so changing the label thresholds reuses it (see
+  :mod:`spikebench.datasets.feature_cache`);
 * ``out`` (and its cache and manifest) may not alias an input: ``dataset.json``, a listed
   volume, or anything inside the folders that hold the volumes; an existing ``out`` that
-  spikebench did not write is never overwritten;
+  spikebench did not write is never overwritten (see :mod:`spikebench.datasets.feature_output`);
 * the same scan listed twice (a link or a copy under another name) is refused, whatever
   ``on_error`` says: it would put one patient in train and test.
 
@@ -32,11 +33,8 @@ extraction parameters, the skipped cases and each image's content hash.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import re
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,11 +43,25 @@ from typing import Any
 
 import numpy as np
 
+from spikebench.datasets.feature_cache import (
+    CACHE_VERSION,
+    _cache_key,
+    _load_cache,
+    _prepare_cache_dir,
+    _remove_stale,
+    case_cache_files,
+    case_cache_prefix,
+)
+from spikebench.datasets.feature_output import (
+    _check_output,
+    _write,
+    cache_dir_for,
+    manifest_path_for,
+)
 from spikebench.datasets.msd import (
     DEFAULT_LIMITS,
     Case,
     VolumeLimits,
-    file_signature,
     iter_case_stored_slices,
     read_dataset_json,
 )
@@ -57,17 +69,19 @@ from spikebench.datasets.slice_features import FEATURE_NAMES, FEATURES_VERSION, 
 from spikebench.errors import DataError
 from spikebench.io import write_json, write_parquet
 
+__all__ = [
+    "CACHE_VERSION", "META_COLUMNS", "ExtractionResult", "cache_dir_for", "case_cache_files",
+    "case_cache_prefix", "extract_case", "extract_features", "manifest_path_for",
+    "natural_key",
+]
+
+
 META_COLUMNS: tuple[str, ...] = ("patient_id", "slice_idx", "label", "lesion_mm2")
 """The non-feature columns of an extracted table; every other column is a feature.
 ``lesion_mm2`` (tumour area in the slice, mm²) is ground-truth metadata: no model may train
 on it (``load_feature_table`` keeps it out of ``X``)."""
 
-CACHE_VERSION = "2"
-"""Layout of the per-case cache files; part of every cache key."""
-
 _ON_ERROR = ("fail", "skip")
-_CACHE_META = ("patient_id", "slice_idx", "tumour_voxels", "lesion_mm2", "image_sha256")
-_INPUT_FOLDERS = ("imagesTr", "labelsTr", "imagesTs")
 
 
 @dataclass
@@ -86,35 +100,6 @@ class ExtractionResult:
     manifest: Path | None = None
     n_ambiguous_dropped: int = 0
     parameters: dict[str, Any] = field(default_factory=dict)
-
-
-def cache_dir_for(out: str | Path) -> Path:
-    """The per-case cache folder of an output table: ``<out>.cache/``."""
-    out = Path(out)
-    return out.with_name(out.name + ".cache")
-
-
-def manifest_path_for(out: str | Path) -> Path:
-    """Where the extraction records its parameters and skipped cases:
-    ``<out stem>.manifest.json``."""
-    out = Path(out)
-    return out.with_name(out.stem + ".manifest.json")
-
-
-def case_cache_prefix(patient_id: str) -> str:
-    """The file-name prefix of a case's cache entries: a hash of the case id, so any id
-    (``a.b``, ``liver_[0]``, ``*``, 250 characters) gives a short, glob-free, unique name."""
-    return hashlib.sha256(patient_id.encode("utf-8", "surrogatepass")).hexdigest()[:24]
-
-
-def case_cache_files(out: str | Path, patient_id: str) -> list[Path]:
-    """The cache files of one case of the table ``out`` (normally one)."""
-    prefix = case_cache_prefix(patient_id)
-    folder = cache_dir_for(out)
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir()
-                  if p.name.startswith(prefix + ".") and p.name.endswith(".parquet"))
 
 
 def natural_key(text: str) -> tuple:
@@ -144,46 +129,22 @@ def extract_features(root: str | Path, out: str | Path, *, workers: int = 1,
     bound what a volume header may declare (checked before anything is allocated).
     """
     t0 = time.perf_counter()
-    if on_error not in _ON_ERROR:
-        raise DataError(f"on_error={on_error!r}: use 'fail' or 'skip'")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise DataError(f"workers={workers!r}: must be an integer >= 1")
-    if (isinstance(min_lesion_voxels, bool) or not isinstance(min_lesion_voxels, int)
-            or min_lesion_voxels < 1):
-        raise DataError(f"min_lesion_voxels={min_lesion_voxels!r}: must be an integer >= 1")
-    min_lesion_mm2 = _positive_area("min_lesion_mm2", min_lesion_mm2)
-    ambiguous_margin_mm2 = _positive_area("ambiguous_margin_mm2", ambiguous_margin_mm2)
-    if ambiguous_margin_mm2 is not None and min_lesion_mm2 is None:
-        raise DataError("ambiguous_margin_mm2 needs min_lesion_mm2: the margin lies below that "
-                        "threshold; pass both or neither")
+    _check_arguments(on_error, workers, min_lesion_voxels)
+    min_lesion_mm2, ambiguous_margin_mm2 = _label_areas(min_lesion_mm2, ambiguous_margin_mm2)
     limits = VolumeLimits(max_slice_voxels, max_volume_voxels)
     root, out = Path(root), Path(out)
     all_cases = read_dataset_json(root)
-    cases = [c for c in all_cases if c.label is not None]
-    if not cases:
-        raise DataError(f"{root / 'dataset.json'}: 'training' lists no cases")
+    cases = _labelled_cases(root, all_cases)
     cache = cache_dir_for(out)
-    try:
-        _check_output(root, out, all_cases)
-    except OSError as exc:
-        raise DataError(f"{out}: cannot use this output path ({type(exc).__name__}: "
-                        f"{exc.strerror or exc}); choose a shorter, accessible file path"
-                        ) from None
+    _check_output_path(root, out, all_cases)
     _prepare_cache_dir(cache)
     key_of = {case.patient_id: _cache_key(case) for case in cases}
     jobs = [(case, cache / f"{case_cache_prefix(case.patient_id)}.{key_of[case.patient_id]}"
              ".parquet") for case in cases]
 
-    frames: dict[str, Any] = {}
+    frames, todo = _split_cached(jobs)
     skipped: list[tuple[str, str]] = []
     read_seconds = 0.0
-    todo = []
-    for case, path in jobs:
-        frame = _load_cache(path, case.patient_id)
-        if frame is None:
-            todo.append((case, path))
-        else:
-            frames[case.patient_id] = frame
     cached = len(frames)
 
     def record(pid: str, status: str, payload: str, seconds: float) -> None:
@@ -200,12 +161,7 @@ def extract_features(root: str | Path, out: str | Path, *, workers: int = 1,
         else:
             raise DataError(payload)
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        # disable=None: no bar when stderr is not a terminal (CI logs, files)
-        bar = tqdm(total=len(jobs), initial=cached, desc="extract", unit="case", disable=None)
+    bar = _progress_bar(progress, len(jobs), cached)
     try:
         _run_jobs(todo, workers, record, bar, limits)
     finally:
@@ -240,6 +196,70 @@ def extract_features(root: str | Path, out: str | Path, *, workers: int = 1,
                             seconds=time.perf_counter() - t0, read_seconds=read_seconds,
                             cached_cases=cached, manifest=manifest,
                             n_ambiguous_dropped=n_ambiguous, parameters=parameters)
+
+
+def _check_arguments(on_error: str, workers: int, min_lesion_voxels: int) -> None:
+    """Refuse an unknown ``on_error`` and non-integer or < 1 counts."""
+    if on_error not in _ON_ERROR:
+        raise DataError(f"on_error={on_error!r}: use 'fail' or 'skip'")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise DataError(f"workers={workers!r}: must be an integer >= 1")
+    if (isinstance(min_lesion_voxels, bool) or not isinstance(min_lesion_voxels, int)
+            or min_lesion_voxels < 1):
+        raise DataError(f"min_lesion_voxels={min_lesion_voxels!r}: must be an integer >= 1")
+
+
+def _label_areas(min_lesion_mm2: float | None, ambiguous_margin_mm2: float | None
+                 ) -> tuple[float | None, float | None]:
+    """The area thresholds as floats (or ``None``); a margin needs a threshold below it."""
+    min_lesion_mm2 = _positive_area("min_lesion_mm2", min_lesion_mm2)
+    ambiguous_margin_mm2 = _positive_area("ambiguous_margin_mm2", ambiguous_margin_mm2)
+    if ambiguous_margin_mm2 is not None and min_lesion_mm2 is None:
+        raise DataError("ambiguous_margin_mm2 needs min_lesion_mm2: the margin lies below that "
+                        "threshold; pass both or neither")
+    return min_lesion_mm2, ambiguous_margin_mm2
+
+
+def _labelled_cases(root: Path, all_cases: list[Case]) -> list[Case]:
+    """The training cases (with a label); refuse a dataset.json listing none."""
+    cases = [c for c in all_cases if c.label is not None]
+    if not cases:
+        raise DataError(f"{root / 'dataset.json'}: 'training' lists no cases")
+    return cases
+
+
+def _check_output_path(root: Path, out: Path, all_cases: list[Case]) -> None:
+    """:func:`_check_output`, with an OS refusal to inspect the path as one DataError."""
+    try:
+        _check_output(root, out, all_cases)
+    except OSError as exc:
+        raise DataError(f"{out}: cannot use this output path ({type(exc).__name__}: "
+                        f"{exc.strerror or exc}); choose a shorter, accessible file path"
+                        ) from None
+
+
+def _split_cached(jobs: list[tuple[Case, Path]]
+                  ) -> tuple[dict[str, Any], list[tuple[Case, Path]]]:
+    """The frames of the cases already cached, and the jobs still to compute."""
+    frames: dict[str, Any] = {}
+    todo = []
+    for case, path in jobs:
+        frame = _load_cache(path, case.patient_id)
+        if frame is None:
+            todo.append((case, path))
+        else:
+            frames[case.patient_id] = frame
+    return frames, todo
+
+
+def _progress_bar(progress: bool, total: int, initial: int):
+    """A tqdm bar over the cases when ``progress`` is set, else ``None``."""
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    # disable=None: no bar when stderr is not a terminal (CI logs, files)
+    return tqdm(total=total, initial=initial, desc="extract", unit="case", disable=None)
 
 
 def _positive_area(name: str, value: float | None) -> float | None:
@@ -291,99 +311,6 @@ def _refuse_duplicate_scans(root: Path, cases: list[Case], frames: dict) -> None
                 "- remove one entry. This is never skipped, even with on_error='skip': "
                 "leakage is not a per-case error")
         seen[digest] = case.patient_id
-
-
-# ---------------------------------------------------------------------------- output safety
-
-
-def _check_output(root: Path, out: Path, cases: list[Case]) -> None:
-    """Refuse an output (table, cache folder, manifest) that aliases an input or overwrites a
-    file spikebench did not write."""
-    inputs = {_real(root / "dataset.json"): root / "dataset.json"}
-    folders = {_real(root / name): root / name for name in _INPUT_FOLDERS}
-    root_real = _real(root)
-    for case in cases:
-        for path in (case.image, case.label):
-            if path is not None:
-                inputs[_real(path)] = path
-                if _real(path.parent) != root_real:
-                    folders[_real(path.parent)] = path.parent
-    for target in (out, cache_dir_for(out), manifest_path_for(out)):
-        real = _real(target)
-        if real in inputs:
-            raise DataError(f"{target}: this output would overwrite the input "
-                            f"{inputs[real]}; choose an output path outside the dataset's "
-                            "files")
-        for folder_real, folder in folders.items():
-            if real == folder_real or real.is_relative_to(folder_real):
-                raise DataError(f"{target}: this output lies inside the input folder {folder} "
-                                f"of the data root {root}; write it elsewhere (e.g. beside "
-                                "the data root)")
-    if out.is_dir():
-        raise DataError(f"{out}: is a directory; --out must name a .parquet file (e.g. "
-                        f"{out / 'features.parquet'})")
-    if out.exists() and out.stat().st_size > 0 and not _written_by_spikebench(out):
-        raise DataError(f"{out}: exists and was not written by spikebench extract; refusing to "
-                        "overwrite it - choose another output path or remove the file yourself")
-    manifest = manifest_path_for(out)
-    if manifest.exists() and not _is_our_manifest(manifest):
-        raise DataError(f"{manifest}: exists and is not a spikebench manifest; refusing to "
-                        "overwrite it - choose another output path")
-
-
-def _real(path: Path) -> Path:
-    try:
-        return path.resolve()
-    except (OSError, RuntimeError):
-        return path.absolute()
-
-
-def _written_by_spikebench(path: Path) -> bool:
-    """An extracted table: our parquet metadata, or (tables from before it existed) our
-    exact leading columns and the first feature names."""
-    try:
-        import pyarrow.parquet as pq
-
-        schema = pq.read_schema(path)
-    except Exception:  # not parquet at all, unreadable, or empty: not ours
-        return False
-    attrs = (schema.metadata or {}).get(b"PANDAS_ATTRS", b"")
-    if b'"extracted_features"' in attrs:
-        return True
-    return schema.names[:3] == ["patient_id", "slice_idx", "label"] and set(
-        FEATURE_NAMES[:12]) <= set(schema.names)
-
-
-def _is_our_manifest(path: Path) -> bool:
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(meta, dict) and ("spikebench_manifest" in meta
-                                       or {"features_version", "skipped"} <= set(meta))
-
-
-def _prepare_cache_dir(cache: Path) -> None:
-    """Create the cache folder and prove it is writable before any work is done."""
-    def probe() -> None:
-        cache.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=cache):
-            pass
-
-    if cache.exists() and not cache.is_dir():
-        raise DataError(f"{cache}: exists and is not a folder; the extraction keeps its per-case "
-                        "cache there - remove that file or choose another output path")
-    _write(cache, probe)
-
-
-def _write(path: Path, action: Callable[[], None]) -> None:
-    """Run a write, turning an OS refusal into one DataError naming the path and the fix."""
-    try:
-        action()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot write ({type(exc).__name__}: {exc.strerror or exc}); "
-                        "choose an output file path on a writable file system, not a folder, "
-                        "with a name the file system accepts (<= 255 bytes)") from None
 
 
 # ---------------------------------------------------------------------------- workers
@@ -504,11 +431,7 @@ def _extract_case(case: Case, cache_path: Path, limits: VolumeLimits
     frame.insert(0, "slice_idx", np.asarray(idx, dtype=np.int64))
     frame.insert(0, "patient_id", case.patient_id)
     _write(cache_path, lambda: write_parquet(cache_path, frame))
-    prefix = case_cache_prefix(case.patient_id) + "."
-    for stale in cache_path.parent.iterdir():  # older keys of this case only: no glob
-        if stale.name.startswith(prefix) and stale.name.endswith(".parquet") \
-                and stale != cache_path:
-            stale.unlink(missing_ok=True)
+    _remove_stale(cache_path, case.patient_id)
     return case.patient_id, "ok", str(cache_path), read_s
 
 
@@ -521,39 +444,3 @@ def _check_finite_features(case: Case, k: int, row: np.ndarray) -> None:
                         "the volume's values or spacing are extreme - check scl_slope / "
                         "scl_inter and pixdim in the header, or exclude the case")
 
-
-def _load_cache(path: Path, patient_id: str):
-    """A case's cached rows, or ``None`` when the file is absent, empty, unreadable or not
-    what this version writes (then the case is recomputed, never counted as done)."""
-    import pandas as pd
-
-    try:
-        if not path.is_file() or path.stat().st_size == 0:
-            return None
-        frame = pd.read_parquet(path)
-    except Exception:  # a torn or foreign file: recompute
-        return None
-    if (list(frame.columns) != [*_CACHE_META, *FEATURE_NAMES] or len(frame) == 0
-            or not (frame["patient_id"] == patient_id).all()
-            or frame["image_sha256"].nunique() != 1):
-        return None
-    values = frame[list(FEATURE_NAMES)].to_numpy(dtype=np.float64)
-    if not np.isfinite(values).all():
-        return None
-    return frame
-
-
-def _cache_key(case: Case) -> str:
-    assert case.label is not None
-    parts = {"version": FEATURES_VERSION, "cache": CACHE_VERSION,
-             "features": list(FEATURE_NAMES),
-             "image": [case.image.name, _signature(case.image)],
-             "label": [case.label.name, _signature(case.label)]}
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
-
-
-def _signature(path: Path) -> str:
-    try:
-        return file_signature(path)
-    except OSError:
-        return "missing"

@@ -68,9 +68,31 @@ class FeatureTable:
 def load_feature_table(path: str | Path, *, label: str = "label",
                        group: str | None = DEFAULT_GROUP) -> FeatureTable:
     """Read a ``.parquet`` or ``.csv`` feature table and check it is trainable."""
+    path = Path(path)
+    frame, suffix = _read_frame(path, group)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    columns = [str(c) for c in frame.columns]
+    frame.columns = columns
+    _check_columns(path, frame, columns, label, group)
+
+    y = _labels(path, frame[label], label)
+    groups, used_group = _groups(path, frame, columns, group)
+    slice_idx = _slice_index(frame, columns, label, used_group)
+    lesion = _lesion_area(path, frame, columns, label, used_group)
+    names = _feature_names(path, frame, columns, label, used_group)
+    X32 = _feature_matrix(path, frame, names)
+    X32, names, const = _drop_constant(path, X32, names)
+    record = frame.attrs.get("spikebench", {}) if suffix in (".parquet", ".pq") else {}
+    return FeatureTable(X=X32, y=y, groups=groups, slice_idx=slice_idx,
+                        feature_names=names, path=path, sha256=digest, dropped_constant=const,
+                        lesion_mm2=lesion, meta=dict(record) if isinstance(record, dict) else {})
+
+
+def _read_frame(path: Path, group: str | None):
+    """Read the table (parquet or CSV, group ids as text); return it and the lower-case
+    suffix."""
     import pandas as pd
 
-    path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: feature table not found; run `spikebench extract` first or "
                         "check the path")
@@ -90,9 +112,12 @@ def load_feature_table(path: str | Path, *, label: str = "label",
     except Exception as exc:  # pyarrow / pandas raise many types for a corrupt file
         raise DataError(f"{path}: cannot read as {suffix[1:]} ({type(exc).__name__}: "
                         f"{str(exc)[:200]}); is the file complete and in that format?") from None
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    columns = [str(c) for c in frame.columns]
-    frame.columns = columns
+    return frame, suffix
+
+
+def _check_columns(path: Path, frame, columns: list[str], label: str,
+                   group: str | None) -> None:
+    """The label column, an explicitly named group column and at least one row exist."""
     if label not in columns:
         raise DataError(f"{path}: no label column {label!r}; columns present: {columns}")
     if group is not None and group not in columns and group != DEFAULT_GROUP:
@@ -101,34 +126,56 @@ def load_feature_table(path: str | Path, *, label: str = "label",
     if len(frame) == 0:
         raise DataError(f"{path}: the table has no rows")
 
-    y = _labels(path, frame[label], label)
+
+def _groups(path: Path, frame, columns: list[str], group: str | None
+            ) -> tuple[np.ndarray, str | None]:
+    """The patient of each row and the group column used (``None``: one patient per row)."""
     if group is not None and group in columns:
         col = frame[group]
         empty = col.isna() | (col.astype(str).str.strip() == "")
         if empty.any():
             raise DataError(f"{path}: group column {group!r} has {int(empty.sum())} "
                             "empty values; every row needs a patient id")
-        groups = col.astype(str).to_numpy(dtype=str)
-        used_group = group
-    else:
-        if group is not None:
-            warnings.warn(f"{path}: no {group!r} column, so every row is treated as its own "
-                          "patient; slices of one patient may then land in train and test",
-                          stacklevel=2)
-        groups = np.arange(len(frame)).astype(str)
-        used_group = None
-    slice_idx = None
+        return col.astype(str).to_numpy(dtype=str), group
+    if group is not None:
+        warnings.warn(f"{path}: no {group!r} column, so every row is treated as its own "
+                      "patient; slices of one patient may then land in train and test",
+                      stacklevel=3)  # the caller of load_feature_table
+    return np.arange(len(frame)).astype(str), None
+
+
+def _slice_index(frame, columns: list[str], label: str, used_group: str | None
+                 ) -> np.ndarray | None:
+    """The slice column as int64, or ``None`` when absent or not all integers."""
+    import pandas as pd
+
     if _SLICE in columns and _SLICE not in (label, used_group):
         values = pd.to_numeric(frame[_SLICE], errors="coerce").to_numpy(dtype=np.float64)
         if np.isfinite(values).all() and (values == np.round(values)).all() \
                 and (np.abs(values) < 2.0**62).all():
-            slice_idx = values.astype(np.int64)
-    lesion = None
-    if LESION_AREA in columns and LESION_AREA not in (label, used_group):
-        lesion = pd.to_numeric(frame[LESION_AREA], errors="coerce").to_numpy(dtype=np.float64)
-        if not np.isfinite(lesion).all() or (lesion < 0).any():
-            raise DataError(f"{path}: meta column {LESION_AREA!r} must hold finite areas >= 0 "
-                            "(mm²); re-run the extraction or drop the column")
+            return values.astype(np.int64)
+    return None
+
+
+def _lesion_area(path: Path, frame, columns: list[str], label: str, used_group: str | None
+                 ) -> np.ndarray | None:
+    """The ``lesion_mm2`` meta column (finite, >= 0), or ``None`` when absent."""
+    import pandas as pd
+
+    if LESION_AREA not in columns or LESION_AREA in (label, used_group):
+        return None
+    lesion = pd.to_numeric(frame[LESION_AREA], errors="coerce").to_numpy(dtype=np.float64)
+    if not np.isfinite(lesion).all() or (lesion < 0).any():
+        raise DataError(f"{path}: meta column {LESION_AREA!r} must hold finite areas >= 0 "
+                        "(mm²); re-run the extraction or drop the column")
+    return lesion
+
+
+def _feature_names(path: Path, frame, columns: list[str], label: str,
+                   used_group: str | None) -> list[str]:
+    """Every non-meta column, each numeric (or boolean); at least one."""
+    import pandas as pd
+
     meta_cols = {label, _SLICE, DEFAULT_GROUP, LESION_AREA} | ({used_group} - {None})
     names = [c for c in columns if c not in meta_cols]
     if not names:
@@ -138,23 +185,33 @@ def load_feature_table(path: str | Path, *, label: str = "label",
     if bad:
         raise DataError(f"{path}: non-numeric feature columns {bad}; drop them from the table "
                         "(or name one as the group column)")
+    return names
+
+
+def _feature_matrix(path: Path, frame, names: list[str]) -> np.ndarray:
+    """The features as float32, finite in float64 and after the cast."""
     X = frame[names].to_numpy(dtype=np.float64)
     _check_finite(path, X, names, "")
     with np.errstate(over="ignore"):  # overflow is reported below, naming the columns
         X32 = X.astype(np.float32)
     _check_finite(path, X32, names, " after conversion to float32 (values beyond ±3.4e38)")
+    return X32
+
+
+def _drop_constant(path: Path, X32: np.ndarray, names: list[str]
+                   ) -> tuple[np.ndarray, list[str], list[str]]:
+    """Drop the columns constant in float32 (as models see them), with a warning; refuse a
+    table whose every feature is constant. Returns the kept matrix, names and the dropped."""
     const = [n for j, n in enumerate(names) if np.ptp(X32[:, j]) == 0]  # as models see it
     if const:
         if len(const) == len(names):
             raise DataError(f"{path}: every feature column is constant ({const}); nothing to "
                             "learn from")
-        warnings.warn(f"{path}: dropping constant feature columns {const}", stacklevel=2)
+        warnings.warn(f"{path}: dropping constant feature columns {const}",
+                      stacklevel=3)  # the caller of load_feature_table
         keep = [j for j, n in enumerate(names) if n not in const]
         X32, names = X32[:, keep], [names[j] for j in keep]
-    record = frame.attrs.get("spikebench", {}) if suffix in (".parquet", ".pq") else {}
-    return FeatureTable(X=X32, y=y, groups=groups, slice_idx=slice_idx,
-                        feature_names=names, path=path, sha256=digest, dropped_constant=const,
-                        lesion_mm2=lesion, meta=dict(record) if isinstance(record, dict) else {})
+    return X32, names, const
 
 
 def _check_finite(path: Path, X: np.ndarray, names: list[str], when: str) -> None:
