@@ -31,6 +31,25 @@ class StudyData:
     #: Tumour area per slice in mm² when the source knows it (metadata, never a feature).
     lesion_mm2: np.ndarray | None = None
 
+    def geometry(self) -> np.ndarray:
+        """``[n, 2]``: the liver ROI's area and the slice's relative position within its
+        patient's liver (0 = first, 1 = last liver slice) — what the mask alone tells; the
+        leak detector's only input."""
+        from spikebench.errors import DataError
+
+        if "roi_area_mm2" not in self.feature_names:
+            raise DataError("the geometry reference needs a 'roi_area_mm2' feature column "
+                            "(spikebench extract writes it); drop 'geometry' from "
+                            "[study].references for this table")
+        area = self.X[:, self.feature_names.index("roi_area_mm2")].astype(np.float64)
+        position = np.zeros(len(self.y))
+        order = self.slice_idx if self.slice_idx is not None else np.arange(len(self.y))
+        for g in np.unique(self.groups):
+            rows = np.flatnonzero(self.groups == g)
+            ranks = np.argsort(np.argsort(order[rows], kind="stable"), kind="stable")
+            position[rows] = ranks / max(len(rows) - 1, 1)
+        return np.stack([area, position], 1)
+
 
 @dataclasses.dataclass(frozen=True)
 class View:
@@ -62,17 +81,19 @@ def load_study_data(spec: Any, workdir: Path, *, progress: bool = False) -> Stud
                      None if lesion is None else np.asarray(lesion, dtype=np.float64))
 
 
-def make_view(data: StudyData, train: Sequence[str], val: Sequence[str], test: Sequence[str]
-              ) -> View:
-    """Rows of the ``train`` / ``val`` / ``test`` patients, scaled with train statistics."""
+def make_view(data: StudyData, train: Sequence[str], val: Sequence[str], test: Sequence[str],
+              *, inputs: str = "features") -> View:
+    """Rows of the ``train`` / ``val`` / ``test`` patients, scaled with train statistics
+    (``inputs="geometry"``: the ROI-geometry columns instead of the features)."""
     masks = {name: np.isin(data.groups, np.asarray(ids, dtype=str))
              for name, ids in (("train", train), ("val", val), ("test", test))}
-    mean = data.X[masks["train"]].mean(0)
-    std = data.X[masks["train"]].std(0)
+    source = data.geometry() if inputs == "geometry" else data.X
+    mean = source[masks["train"]].mean(0)
+    std = source[masks["train"]].std(0)
     std[~np.isfinite(std) | (std < 1e-12)] = 1.0
     splits = {}
     for name, mask in masks.items():
-        X = ((data.X[mask] - mean) / std).astype(np.float32)
+        X = ((source[mask] - mean) / std).astype(np.float32)
         splits[name] = Split(X, data.y[mask].astype(np.int64), data.groups[mask])
     test_mask = masks["test"]
     slice_idx = (data.slice_idx[test_mask] if data.slice_idx is not None

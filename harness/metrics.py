@@ -30,15 +30,15 @@ def validation_value(value: float | None) -> float:
     return -math.inf if value is None or math.isnan(value) else float(value)
 
 
-def _thresholded(fn: Callable[..., float]) -> Callable[[np.ndarray, np.ndarray], float]:
-    def metric(y: np.ndarray, prob: np.ndarray) -> float:
-        return float(fn(y, (prob >= THRESHOLD).astype(int)))
+def _thresholded(fn: Callable[..., float]) -> Callable[..., float]:
+    def metric(y: np.ndarray, prob: np.ndarray, threshold: float = THRESHOLD) -> float:
+        return float(fn(y, (prob >= threshold).astype(int)))
 
     return metric
 
 
-def _ranking(fn: Callable[..., float]) -> Callable[[np.ndarray, np.ndarray], float]:
-    def metric(y: np.ndarray, prob: np.ndarray) -> float:
+def _ranking(fn: Callable[..., float]) -> Callable[..., float]:
+    def metric(y: np.ndarray, prob: np.ndarray, threshold: float = THRESHOLD) -> float:
         if len(np.unique(y)) < 2:
             return math.nan
         return float(fn(y, prob))
@@ -73,8 +73,10 @@ def patient_scores(
     return agg["y"].to_numpy(), agg["p"].to_numpy()
 
 
-def score(name: str, y: np.ndarray, prob: np.ndarray, groups: np.ndarray | None = None) -> float:
-    """One metric by name (``patient_*`` names need ``groups``)."""
+def score(name: str, y: np.ndarray, prob: np.ndarray, groups: np.ndarray | None = None, *,
+          threshold: float = THRESHOLD) -> float:
+    """One metric by name (``patient_*`` names need ``groups``); thresholded metrics call a
+    slice positive when ``prob >= threshold``."""
     y, prob = np.asarray(y), np.asarray(prob, dtype=np.float64)
     if name.startswith("patient_"):
         if groups is None:
@@ -86,11 +88,43 @@ def score(name: str, y: np.ndarray, prob: np.ndarray, groups: np.ndarray | None 
         raise ValueError(
             f"unknown metric {name!r}; known: {sorted(fns)} and patient_roc_auc/pr_auc"
         )
-    return fns[name](y, prob)
+    return fns[name](y, prob, threshold)
 
 
 def all_metrics(
-    y: np.ndarray, prob: np.ndarray, groups: np.ndarray, prefix: str = ""
+    y: np.ndarray, prob: np.ndarray, groups: np.ndarray, prefix: str = "", *,
+    threshold: float = THRESHOLD,
 ) -> dict[str, float]:
     """Every metric of :data:`METRICS`, keys ``prefix + name``."""
-    return {prefix + name: score(name, y, prob, groups) for name in METRICS}
+    return {prefix + name: score(name, y, prob, groups, threshold=threshold)
+            for name in METRICS}
+
+
+#: ``[study].threshold`` choices: how the decision threshold of the thresholded metrics is set.
+THRESHOLD_RULES = ("youden", "f1", "fixed")
+
+
+def choose_threshold(rule: str, y: np.ndarray, prob: np.ndarray) -> float:
+    """The decision threshold chosen on *validation* slices: ``youden`` maximises
+    sensitivity + specificity − 1 over the ROC curve, ``f1`` maximises F1 over the PR curve,
+    ``fixed`` is :data:`THRESHOLD`. Falls back to :data:`THRESHOLD` when validation holds one
+    class only or the curve gives no finite threshold."""
+    y, prob = np.asarray(y), np.asarray(prob, dtype=np.float64)
+    if rule == "fixed" or len(np.unique(y)) < 2 or not np.all(np.isfinite(prob)):
+        return THRESHOLD
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    if rule == "youden":
+        fpr, tpr, thresholds = roc_curve(y, prob)
+        gain = tpr - fpr
+    elif rule == "f1":
+        precision, recall, thresholds = precision_recall_curve(y, prob)
+        precision, recall = precision[:-1], recall[:-1]
+        gain = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+    else:
+        raise ValueError(f"threshold rule must be one of {THRESHOLD_RULES}, got {rule!r}")
+    finite = np.isfinite(thresholds)
+    if not finite.any():
+        return THRESHOLD
+    best = int(np.argmax(np.where(finite, gain, -np.inf)))
+    return float(min(max(thresholds[best], 0.0), 1.0))

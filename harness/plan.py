@@ -36,6 +36,12 @@ class CellPlan:
     trials: int
     folds: tuple[Fold, ...]
     skip_reason: str = ""
+    #: How the decision threshold is chosen on validation (:func:`~spikebench.harness.
+    #: metrics.choose_threshold`).
+    threshold_rule: str = "fixed"
+    #: What the rule reads: "features" (the feature table) or "geometry" (ROI area and slice
+    #: position only: the leak detector).
+    inputs: str = "features"
 
     @property
     def key(self) -> str:
@@ -95,7 +101,8 @@ def plan_cells(spec: Any, folds: list[Fold], *, trials: int | None = None,
 
     device = device or resolve_device(spec.study.device)
     common = {"study": spec.study.name, "device": device, "metric": spec.study.metric,
-              "seed": spec.study.seed, "folds": tuple(folds)}
+              "seed": spec.study.seed, "folds": tuple(folds),
+              "threshold_rule": spec.study.threshold}
     budget = trials or spec.search.trials
     plans = []
     for b in spec.grid.backends:
@@ -105,10 +112,11 @@ def plan_cells(spec: Any, folds: list[Fold], *, trials: int | None = None,
             backend, reason = None, str(exc)
         for r in spec.grid.rules:
             why = reason or (backend.unsupported_rule(r) if backend is not None else "")
-            plans.append(CellPlan(backend=b, rule=r, kind=get_rule(r).kind,
-                                  space=rule_space(spec, r), trials=budget, skip_reason=why,
-                                  **common))
+            rule = get_rule(r)
+            plans.append(CellPlan(backend=b, rule=r, kind=rule.kind, space=rule_space(spec, r),
+                                  trials=budget, skip_reason=why, inputs=rule.inputs, **common))
     for r in spec.study.references:
-        plans.append(CellPlan(backend=REFERENCE, rule=r, kind=get_rule(r).kind,
-                              space=rule_space(spec, r), trials=0, **common))
+        rule = get_rule(r)
+        plans.append(CellPlan(backend=REFERENCE, rule=r, kind=rule.kind,
+                              space=rule_space(spec, r), trials=0, inputs=rule.inputs, **common))
     return plans

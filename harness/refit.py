@@ -65,11 +65,11 @@ class Refitter:
         import pandas as pd
 
         params, provenance = self.chosen_params(plan, fold)
-        view = make_view(self.data, fold.train, fold.val, fold.test)
+        view = make_view(self.data, fold.train, fold.val, fold.test, inputs=plan.inputs)
         seed = plan.refit_seed(fold)
         result = fit_and_score(plan, view, params, seed)
         model = result.model
-        measured = evaluate_test(model, view)
+        measured = evaluate_test(model, view, result.threshold)
         row = result_row(plan, fold, result, measured, provenance, split_sizes(view))
         key = fold.key
         self.write_predictions(plan, fold, result, view)

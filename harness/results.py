@@ -40,7 +40,9 @@ RESULT_COLUMNS = (
     "train_steps",    # time steps T the network was trained with
     "device",         # "cpu" / "cuda:0"
     "epochs",         # epochs actually run in the refit
-    "train_seconds",  # wall time of the refit
+    "train_seconds",  # wall time of the refit (one-time costs excluded: warmup_seconds)
+    "warmup_seconds", # one-time cost paid before the refit in its process (kernel build...)
+    "threshold",      # decision threshold of the thresholded metrics, chosen on validation
     "train_seconds_per_epoch",
     "infer_ms_per_sample",  # test inference wall time per slice
     "spikes_per_sample",    # all layers' spikes per test slice at train_steps
@@ -86,6 +88,7 @@ def result_row(plan: Any, fold: Any, result: Any, measured: dict[str, Any],
         **provenance,
         "train_steps": int(getattr(model, "train_steps", 1)), "device": str(plan.device),
         "epochs": epochs, "train_seconds": result.train_seconds,
+        "warmup_seconds": result.warmup_seconds,
         "train_seconds_per_epoch": result.train_seconds / epochs,
         "labels_used": model.info.get("labels_used", sizes["n_train_slices"]),
         **sizes, **result.val_metrics, **measured,

@@ -44,8 +44,15 @@ class StudyTable(_Strict):
     #: Validation metric Optuna maximises (also the early-stopping criterion).
     metric: Literal[METRIC_NAMES] = "pr_auc"  # type: ignore[valid-type]
     #: Non-spiking reference rules (kind "reference", no backend) fitted on the same folds
-    #: with their default parameters.
-    references: list[str] = ["logistic_regression", "mlp"]
+    #: with their default parameters; "geometry" is the leak detector (ROI area and slice
+    #: position only).
+    references: list[str] = ["logistic_regression", "mlp", "geometry"]
+    #: Decision threshold of accuracy, balanced accuracy, F1 and MCC, chosen on validation:
+    #: "youden" (max sensitivity + specificity − 1), "f1" (max F1) or "fixed" (0.5).
+    threshold: Literal["youden", "f1", "fixed"] = "youden"
+    #: A patient-level tuning metric needs at least this many validation patients per class
+    #: (below it the metric takes few distinct values and tuning chooses among ties).
+    min_val_patients_per_class: int = Field(5, ge=1, le=1000)
     #: Inference time steps as multiples of the training T (temporal flexibility).
     eval_steps: list[float] = [0.5, 1.0, 2.0]
 

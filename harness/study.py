@@ -52,13 +52,44 @@ def folds_of(spec: StudySpec, data: StudyData) -> list[Fold]:
                       outer_folds=s.outer_folds)
 
 
+def check_tuning_metric(spec: StudySpec, data: StudyData, folds: list[Fold]) -> None:
+    """Refuse a patient-level tuning metric on validation sets too small for it: with a few
+    patients per class it takes a handful of values (often 1.0) and tuning picks among ties."""
+    if not spec.study.metric.startswith("patient_"):
+        return
+    from spikebench.harness.splits import patient_labels
+
+    labels = patient_labels(data.y, data.groups)
+    need = spec.study.min_val_patients_per_class
+    for fold in folds:
+        counts = [sum(labels[p] == c for p in fold.tune_val) for c in (0, 1)]
+        if min(counts) < need:
+            raise SpecError(
+                f"[study].metric = {spec.study.metric!r}: the tuning validation set of fold "
+                f"{fold.key} has {counts[0]} patients without and {counts[1]} with lesions "
+                f"(< {need} per class), so the metric cannot discriminate between trials. "
+                "Tune on a slice-level metric (metric = \"pr_auc\"), raise [split].val_fraction, "
+                "or lower [study].min_val_patients_per_class")
+
+
 def open_session(spec: StudySpec, out: Path, storage_url: str, *, trials: int | None = None,
                  progress: bool = False) -> Session:
     """Load data, cut folds and plan cells for ``spec`` in results folder ``out``."""
     folder = ResultsFolder(out)
     data = load_study_data(spec, folder.data_dir, progress=progress)
     folds = folds_of(spec, data)
-    return Session(spec, folder, storage_url, data, folds, plan_cells(spec, folds, trials=trials))
+    check_tuning_metric(spec, data, folds)
+    plans = [_check_inputs(p, data) for p in plan_cells(spec, folds, trials=trials)]
+    return Session(spec, folder, storage_url, data, folds, plans)
+
+
+def _check_inputs(plan: CellPlan, data: StudyData) -> CellPlan:
+    """A cell whose rule reads inputs this table lacks is skipped with the reason."""
+    if plan.inputs == "geometry" and "roi_area_mm2" not in data.feature_names:
+        return dataclasses.replace(plan, skip_reason=(
+            "the geometry reference (leak detector) needs the 'roi_area_mm2' feature that "
+            "spikebench extract writes; this table has none"))
+    return plan
 
 
 def work(session: Session, *, worker: int = 0, progress: bool = False) -> None:

@@ -59,7 +59,7 @@ def make_objective(plan: CellPlan, fold: Fold, data: StudyData, search: Any
     from spikebench.harness.space import suggest
     from spikebench.harness.storages import worker_id
 
-    view = make_view(data, fold.tune_train, fold.tune_val, ())
+    view = make_view(data, fold.tune_train, fold.tune_val, (), inputs=plan.inputs)
     multi = bool(search.minimize)
 
     def objective(trial: optuna.Trial) -> Any:
@@ -81,6 +81,7 @@ def make_objective(plan: CellPlan, fold: Fold, data: StudyData, search: Any
             raise optuna.TrialPruned(str(exc)) from None
         activity = result.model.activity(view.val.X)
         trial.set_user_attr("train_seconds", result.train_seconds)
+        trial.set_user_attr("warmup_seconds", result.warmup_seconds)
         trial.set_user_attr("synops_per_sample", activity.get("synops_per_sample"))
         trial.set_user_attr("spikes_per_sample", activity.get("spikes_per_sample"))
         if not math.isfinite(result.val_value):

@@ -8,7 +8,7 @@ study resumes without recomputing them; the input folder is only read.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -19,12 +19,16 @@ class MSDOptions(SourceOptions):
     #: The folder holding ``dataset.json`` (relative paths: from the spec file's folder).
     path: str
     min_lesion_voxels: int = Field(1, ge=1)
+    #: A slice is positive when its tumour area is at least this many mm² (and
+    #: min_lesion_voxels); ambiguous_margin_mm2 drops negatives just below it.
+    min_lesion_mm2: float | None = Field(None, ge=0)
+    ambiguous_margin_mm2: float | None = Field(None, ge=0)
     workers: int = Field(1, ge=1, le=256)
     on_error: Literal["fail", "skip"] = "fail"
 
 
 def extract_into(root: Path, workdir: Path, *, workers: int, min_lesion_voxels: int,
-                 on_error: str, progress: bool, source: str, **limits: int) -> SourceData:
+                 on_error: str, progress: bool, source: str, **options: Any) -> SourceData:
     """Extract ``root``'s features to ``workdir/features.parquet`` and load them."""
     from spikebench.datasets.features import extract_features
     from spikebench.datasets.tables import load_feature_table
@@ -32,7 +36,7 @@ def extract_into(root: Path, workdir: Path, *, workers: int, min_lesion_voxels: 
     features = workdir / "features.parquet"
     result = extract_features(root, features, workers=workers,
                               min_lesion_voxels=min_lesion_voxels, on_error=on_error,
-                              progress=progress, **limits)
+                              progress=progress, **options)
     table = load_feature_table(features, label="label", group="patient_id")
     excluded = [{"patient_id": pid, "reason": reason} for pid, reason in result.skipped]
     return SourceData(table, {"source": source, "path": str(root), "features": str(features),
@@ -50,4 +54,6 @@ class MSDSource(DataSource):
     def load(self, options: MSDOptions, workdir: Path, *, progress: bool = False) -> SourceData:
         return extract_into(Path(options.path), workdir, workers=options.workers,
                             min_lesion_voxels=options.min_lesion_voxels,
-                            on_error=options.on_error, progress=progress, source=self.name)
+                            on_error=options.on_error, progress=progress, source=self.name,
+                            min_lesion_mm2=options.min_lesion_mm2,
+                            ambiguous_margin_mm2=options.ambiguous_margin_mm2)

@@ -24,6 +24,10 @@ class PhantomOptions(SourceOptions):
     phantom_seed: int = 0
     shape: list[int] = Field(default_factory=lambda: [96, 96])
     min_lesion_voxels: int = Field(1, ge=1)
+    #: A slice is positive when its tumour area is at least this many mm² (and
+    #: min_lesion_voxels); ambiguous_margin_mm2 drops negatives just below it.
+    min_lesion_mm2: float | None = Field(None, ge=0)
+    ambiguous_margin_mm2: float | None = Field(None, ge=0)
     workers: int = Field(1, ge=1, le=256)
     on_error: Literal["fail", "skip"] = "fail"
 
@@ -53,4 +57,6 @@ class PhantomSource(DataSource):
         return extract_into(root, workdir, workers=options.workers,
                             min_lesion_voxels=options.min_lesion_voxels,
                             on_error=options.on_error, progress=progress, source=self.name,
+                            min_lesion_mm2=options.min_lesion_mm2,
+                            ambiguous_margin_mm2=options.ambiguous_margin_mm2,
                             max_slice_voxels=max(512 * 512, options.shape[0] * options.shape[1]))

@@ -25,6 +25,7 @@ _BUILTIN = {
     "active": "spikebench.harness.rules.active:ActiveLearning",
     "logistic_regression": "spikebench.harness.rules.logistic_regression:LogisticRegressionRule",
     "mlp": "spikebench.harness.rules.mlp:MLP",
+    "geometry": "spikebench.harness.rules.geometry:GeometryRule",
 }
 
 

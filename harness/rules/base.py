@@ -149,6 +149,9 @@ class Rule(abc.ABC):
     needs_backend: ClassVar[bool] = True
     #: "snn" for spiking rules, "reference" for the non-spiking comparison models.
     kind: ClassVar[str] = "snn"
+    #: What the harness passes as ``X``: "features" (the standardised feature table) or
+    #: "geometry" (standardised ROI area and slice position only: the leak detector).
+    inputs: ClassVar[str] = "features"
 
     @abc.abstractmethod
     def search_space(self) -> dict[str, Param]:

@@ -6,7 +6,11 @@ Losses over the output layer's spikes ``S[t]`` and charge ``H[t]`` (``t = 1..T``
 - ``count``:    CE(Σ_t S[t], y)                              (snnTorch's ``ce_count_loss``)
 - ``membrane``: CE((1/T) Σ_t H[t], y)
 - ``tet``:      (1 − λ) (1/T) Σ_t CE(H[t], y) + λ (1/T) Σ_t MSE(H[t], φ)
-                (Temporal Efficient Training, Deng et al. 2022, arXiv 2202.11946; φ = threshold)
+                *TET-style on the output membrane*: Temporal Efficient Training (Deng et al.
+                2022, arXiv 2202.11946) applies this loss to a non-spiking per-step read-out
+                O(t); here O(t) is the output LIF layer's pre-reset membrane H[t]. φ
+                (``tet_phi``) and λ (``tet_lambda``) default to the official code's values,
+                φ = 1.0 and λ = 1e-3.
 
 Cross-entropies are class-weighted (inverse frequency). ``P(lesion)`` is the softmax of the
 same logits the loss reads (counts, mean charge, or mean charge for TET). With
@@ -134,7 +138,8 @@ class SurrogateGradient(Rule):
             "encoding": Categorical(("direct", "rate", "latency")),
             "gain": Fixed(1.0),
             "loss": Categorical(LOSSES),
-            "tet_lambda": Fixed(0.05),
+            "tet_lambda": Fixed(1e-3),
+            "tet_phi": Fixed(1.0),
             "mixed_steps": Fixed(False),
             "reset": Fixed("subtract"),
             "batch_size": Fixed(64),
@@ -181,7 +186,8 @@ class SurrogateGradient(Rule):
                 t = int(rng.choice(step_set)) if p["mixed_steps"] else steps
                 out = net(encode(x[idx], p["encoding"], t, gain=p["gain"], generator=gen))
                 loss = spike_loss(out.spikes, out.membrane, y[idx], p["loss"], weight=weight,
-                                  lam=float(p["tet_lambda"]), phi=spec.threshold)
+                                  lam=float(p["tet_lambda"]),
+                                  phi=float(p.get("tet_phi", 1.0)))
                 if not torch.isfinite(loss):
                     raise DivergedError(f"non-finite loss ({loss.item()}) at epoch {epoch}")
                 peak = out.membrane.detach().abs().max()

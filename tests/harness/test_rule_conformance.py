@@ -31,7 +31,8 @@ def test_held_out_problem_keeps_patients_apart():
 
 
 class _PeekingModel(TrainedModel):
-    info = {"epochs": 1, "labels_used": 1}
+    def __init__(self) -> None:
+        self.info = {"epochs": 1, "labels_used": 1}
 
     def predict_proba(self, X, *, steps=None):
         return np.full(len(X), 0.5)

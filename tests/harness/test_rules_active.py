@@ -18,6 +18,12 @@ from spikebench.harness.rules.stdp import first_spike_winners, normalise_rows, s
 from spikebench.harness.space import default_values
 
 
+def ctx_for(val, *args, **kwargs) -> FitContext:
+    """A fit context scoring validation with balanced accuracy (labels bound by the harness
+    side, as in a study)."""
+    return FitContext.for_validation(val, "balanced_accuracy", *args, **kwargs)
+
+
 @pytest.fixture(autouse=True)
 def one_thread():
     """Small problems run fastest (and steadiest on a shared machine) on one thread."""
@@ -140,7 +146,7 @@ def test_fit_beats_the_majority_class_and_records_both_curves(name):
     train, val = easy_problem()
     rule = get_rule("active")
     params = default_values(rule.search_space())
-    model = rule.fit(train, val, params, FitContext.for_validation(val, "balanced_accuracy", backend=get_backend(name), seed=0))
+    model = rule.fit(train, val, params, ctx_for(val, backend=get_backend(name), seed=0))
     prob = model.predict_proba(val.X)
     assert prob.shape == (len(val),) and np.all((prob >= 0) & (prob <= 1))
     assert score("balanced_accuracy", val.y, prob) > 0.65
@@ -169,7 +175,7 @@ def test_uncertainty_sampling_beats_random_querying_on_average():
     gains = []
     for seed in range(4):
         train, val = easy_problem(seed=seed, shift=1.0)
-        model = rule.fit(train, val, params, FitContext.for_validation(val, "balanced_accuracy", backend=get_backend("custom"), seed=seed))
+        model = rule.fit(train, val, params, ctx_for(val, backend=get_backend("custom"), seed=seed))
         curves = model.info["curves"]
         mean_pr = {s: np.mean([c["val_pr_auc"] for c in curves if c["strategy"] == s][1:])
                    for s in ("uncertainty", "random")}
@@ -189,7 +195,7 @@ def test_pruning_propagates():
 
     with pytest.raises(optuna.TrialPruned):
         rule.fit(train, val, default_values(rule.search_space()),
-                 FitContext.for_validation(val, "balanced_accuracy", backend=get_backend("custom"), report=prune))
+                 ctx_for(val, backend=get_backend("custom"), report=prune))
 
 
 def test_a_nan_input_is_a_diverged_trial():
@@ -200,7 +206,7 @@ def test_a_nan_input_is_a_diverged_trial():
     rule = get_rule("active")
     with pytest.raises(DivergedError, match="val split"):
         rule.fit(train, val, default_values(rule.search_space()),
-                 FitContext.for_validation(val, "balanced_accuracy", backend=get_backend("custom")))
+                 ctx_for(val, backend=get_backend("custom")))
 
 
 def test_default_fit_beats_the_majority_class_on_held_out_patients(held_out_fits):

@@ -15,6 +15,12 @@ from spikebench.harness.rules.surrogate import tet_loss
 from spikebench.harness.space import default_values
 
 
+def ctx_for(val, *args, **kwargs) -> FitContext:
+    """A fit context scoring validation with balanced accuracy (labels bound by the harness
+    side, as in a study)."""
+    return FitContext.for_validation(val, "balanced_accuracy", *args, **kwargs)
+
+
 @pytest.fixture(autouse=True)
 def one_thread():
     before = torch.get_num_threads()
@@ -91,7 +97,7 @@ def test_fit_with_mixed_steps_works_at_several_time_steps(encoding):
     params = default_values(rule.search_space()) | {
         "encoding": encoding, "mixed_steps": True, "steps": 8, "hidden": 16, "epochs": 6,
         "loss": "membrane", "lr": 1e-2}
-    model = rule.fit(train, val, params, FitContext.for_validation(val, "balanced_accuracy", backend=get_backend("custom"), seed=0))
+    model = rule.fit(train, val, params, ctx_for(val, backend=get_backend("custom"), seed=0))
     assert model.train_steps == 8
     for steps in (4, 8, 16):
         prob = model.predict_proba(val.X, steps=steps)
@@ -107,7 +113,7 @@ def test_every_loss_trains(loss):
     rule = get_rule("surrogate")
     params = default_values(rule.search_space()) | {
         "encoding": "direct", "steps": 6, "hidden": 16, "epochs": 5, "loss": loss, "lr": 1e-2}
-    model = rule.fit(train, val, params, FitContext.for_validation(val, "balanced_accuracy", backend=get_backend("custom"), seed=0))
+    model = rule.fit(train, val, params, ctx_for(val, backend=get_backend("custom"), seed=0))
     assert score("roc_auc", val.y, model.predict_proba(val.X)) > 0.7
 
 
@@ -118,4 +124,4 @@ def test_a_nan_input_raises_diverged_error():
     params = default_values(rule.search_space()) | {
         "encoding": "direct", "steps": 4, "hidden": 8, "epochs": 2}
     with pytest.raises(DivergedError, match="non-finite"):
-        rule.fit(train, val, params, FitContext.for_validation(val, "balanced_accuracy", backend=get_backend("custom"), seed=0))
+        rule.fit(train, val, params, ctx_for(val, backend=get_backend("custom"), seed=0))

@@ -22,6 +22,12 @@ from spikebench.harness.rules.tempotron import (
 from spikebench.harness.space import default_values
 
 
+def ctx_for(val, *args, **kwargs) -> FitContext:
+    """A fit context scoring validation with balanced accuracy (labels bound by the harness
+    side, as in a study)."""
+    return FitContext.for_validation(val, "balanced_accuracy", *args, **kwargs)
+
+
 @pytest.fixture(autouse=True)
 def one_thread():
     """Small problems run fastest (and steadiest on a shared machine) on one thread."""
@@ -190,7 +196,7 @@ def test_fit_beats_the_majority_class_quickly(name):
     train, val = easy_problem()
     rule = get_rule("tempotron")
     params = default_values(rule.search_space()) | {"steps": 20, "epochs": 10}
-    model = rule.fit(train, val, params, FitContext.for_validation(val, "balanced_accuracy", backend=get_backend(name), seed=0))
+    model = rule.fit(train, val, params, ctx_for(val, backend=get_backend(name), seed=0))
     prob = model.predict_proba(val.X)
     assert prob.shape == (len(val),) and np.all((prob >= 0) & (prob <= 1))
     assert score("balanced_accuracy", val.y, prob) > 0.7
@@ -215,11 +221,11 @@ def test_pruning_propagates_and_bad_params_are_clear():
     def prune(epoch: int, value: float) -> None:
         raise optuna.TrialPruned(f"epoch {epoch}")
 
-    ctx = FitContext.for_validation(val, "balanced_accuracy", backend=get_backend("custom"), seed=0, report=prune)
+    ctx = ctx_for(val, backend=get_backend("custom"), seed=0, report=prune)
     with pytest.raises(optuna.TrialPruned):
         rule.fit(train, val, params, ctx)
     with pytest.raises(ValueError, match="population"):
-        rule.fit(train, val, params | {"population": 0}, FitContext.for_validation(val, "balanced_accuracy", get_backend("custom")))
+        rule.fit(train, val, params | {"population": 0}, ctx_for(val, get_backend("custom")))
 
 
 def test_a_backend_without_tempotron_is_refused():
@@ -230,7 +236,7 @@ def test_a_backend_without_tempotron_is_refused():
     rule = get_rule("tempotron")
     with pytest.raises(BackendError, match="does not support"):
         rule.fit(train, val, default_values(rule.search_space()),
-                 FitContext.for_validation(val, "balanced_accuracy", backend=NoTempotron()))  # type: ignore[arg-type]
+                 ctx_for(val, backend=NoTempotron()))  # type: ignore[arg-type]
 
 
 def test_default_fit_beats_the_majority_class_on_held_out_patients(held_out_fits):

@@ -318,3 +318,45 @@ def test_startup_trials_must_be_positive(tmp_path, feature_table):
     spec = write_spec(tmp_path, feature_table, text)
     with pytest.raises(SpecError, match="startup_trials"):
         load_spec(spec)
+
+
+def test_nested_cv_predicts_every_patient_once_per_cell(tmp_path, feature_table):
+    text = TINY.replace("[split]\nrepeats = 2",
+                        '[split]\nscheme = "nested-cv"\nrepeats = 1\nouter_folds = 3')
+    out = run_study(write_spec(tmp_path, feature_table, text), tmp_path / "run", trials=2,
+                    progress=False)
+    patients = set(pd.read_parquet(feature_table)["patient_id"].astype(str))
+    pred = pd.read_parquet(out / "predictions.parquet")
+    pred = pred[pred["steps"] == pred["train_steps"]]
+    for (_, _), cell in pred.groupby(["backend", "rule"]):
+        per_patient = cell.groupby("patient_id")["fold"].nunique()
+        assert set(per_patient.index) == patients and (per_patient == 1).all()
+    folds = json.loads((out / "splits.json").read_text())["folds"]
+    assert json.loads((out / "splits.json").read_text())["scheme"] == "nested-cv"
+    for f in folds:
+        assert not set(f["test"]) & (set(f["tune_train"]) | set(f["tune_val"]))
+    trials = pd.read_parquet(out / "trials.parquet")
+    assert sorted(trials["fold"].unique()) == [0, 1, 2]  # one study per fold
+    results = pd.read_parquet(out / "results.parquet")
+    assert sorted(results[results["kind"] == "snn"]["fold"]) == [0, 1, 2]
+
+
+def test_a_degenerate_patient_level_tuning_metric_is_refused(tmp_path, feature_table):
+    from spikebench.errors import SpecError
+
+    text = TINY.replace('name = "tiny"', 'name = "tiny"\nmetric = "patient_pr_auc"')
+    with pytest.raises(SpecError, match="cannot discriminate"):
+        run_study(write_spec(tmp_path, feature_table, text), tmp_path / "run", trials=1,
+                  progress=False)
+
+
+def test_thresholds_are_chosen_on_validation(tmp_path, feature_table):
+    out = run_study(write_spec(tmp_path, feature_table), tmp_path / "run", trials=1,
+                    progress=False)
+    results = pd.read_parquet(out / "results.parquet")
+    assert results["threshold"].between(0, 1).all()
+    assert (results["warmup_seconds"].fillna(0) >= 0).all()
+    protocol = json.loads((out / "protocol.json").read_text())
+    for key in ("workers", "source", "kernel_path", "spec_sha256", "versions"):
+        assert key in protocol
+    assert protocol["search"]["resolved_startup_trials"] >= 1

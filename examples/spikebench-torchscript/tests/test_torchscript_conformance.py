@@ -20,3 +20,13 @@ def test_passes_the_whole_kit():
 @pytest.mark.parametrize("name,check", list(backend_checks("torchscript")))
 def test_each_check(name, check):
     check()
+
+
+def test_the_surrogate_rule_conforms_on_this_backend():
+    """The rule kit, run on the plug-in: spikebench's surrogate rule trains this backend's
+    network with hidden validation labels, deterministically, with its cost counters."""
+    from spikebench.harness.rules.conformance import check_rule
+
+    out = check_rule("surrogate", backends=["torchscript"],
+                     params={"epochs": 2, "hidden": 16, "steps": 6, "encoding": "rate"})
+    assert set(out) == {"torchscript"}
