@@ -282,6 +282,9 @@ def _status_lines(r: Report) -> list[str]:
     else:
         lines.append(f"{len(incomplete)} of {len(cov)} cells are incomplete, skipped or failed "
                      "(table below); means and tests use the repeats that exist.")
+    from spikebench.reports.caveats import caveat_lines
+
+    lines += caveat_lines(r.tables.results, r.tables.protocol)
     return lines + [f"Note: {n}" for n in r.tables.notes]
 
 
