@@ -31,8 +31,11 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow and not postgres and not cuda"
 
+# ruff (with McCabe complexity <= 12) and the layering guard rails: imports only run downwards,
+# no source module over 500 lines.
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_layering.py
 
 # The documentation site (MkDocs + the API reference from the docstrings) into site/;
 # --strict turns every warning (a broken link, a docstring that cannot be found) into an error.

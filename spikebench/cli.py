@@ -125,58 +125,73 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int | None:
-    cmd = args.command
-    if cmd == "phantom":
-        from spikebench.datasets.phantom import write_phantom
+    """Run the sub-command ``args.command`` (one handler per command)."""
+    listings = {"backends": _list_backends, "rules": _list_rules, "datasets": _list_datasets}
+    if args.command in listings:
+        listings[args.command]()
+        return 0
+    handlers = {"phantom": _phantom, "extract": _extract, "study": _study, "demo": _demo,
+                "report": _report, "bench": _bench, "export": _export}
+    return handlers[args.command](args)
 
-        out = write_phantom(args.out, cases=args.cases, seed=args.seed, shape=tuple(args.shape),
-                            slices=tuple(args.slices), test_cases=args.test_cases,
-                            progress=not args.quiet)
-        _say(args, f"wrote {args.cases} training + {args.test_cases} test volumes to {out}")
-    elif cmd == "extract":
-        from spikebench.datasets.features import extract_features
 
-        res = extract_features(args.root, args.out, workers=args.workers,
-                               min_lesion_voxels=args.min_lesion_voxels, on_error=args.on_error,
-                               progress=not args.quiet)
-        _say(args, f"{res.n_rows} slices from {res.n_cases} cases -> {args.out} "
-             f"({res.seconds:.1f} s)")
-        for pid, reason in res.skipped:
-            _say(args, f"  skipped {pid}: {reason}")
-    elif cmd == "study":
-        if args.study_command == "run":
-            return _study_run(_resolve_spec(args.spec), args.out, args.trials, args.storage,
-                              args.workers, not args.quiet)
-        from spikebench.harness.status import study_status
+def _phantom(args: argparse.Namespace) -> int:
+    from spikebench.datasets.phantom import write_phantom
 
-        print(_table(study_status(args.target, args.storage)))
-    elif cmd == "demo":
-        spec = _resolve_spec(args.spec or DEMO_SPEC)
-        code = _study_run(spec, Path(args.out), args.trials, None, args.workers, not args.quiet)
-        from spikebench.reports import build_report
+    out = write_phantom(args.out, cases=args.cases, seed=args.seed, shape=tuple(args.shape),
+                        slices=tuple(args.slices), test_cases=args.test_cases,
+                        progress=not args.quiet)
+    _say(args, f"wrote {args.cases} training + {args.test_cases} test volumes to {out}")
+    return 0
 
-        report = build_report(Path(args.out))
-        _say(args, f"report: {report / 'report.html'}")
-        return code
-    elif cmd == "report":
-        from spikebench.reports import build_report
 
-        out = build_report(args.dir, args.out, n_bootstrap=args.bootstrap)
-        _say(args, f"report written to {out} (report.md, report.html, tables/, figures/)")
-    elif cmd == "backends":
-        _list_backends()
-    elif cmd == "rules":
-        _list_rules()
-    elif cmd == "datasets":
-        _list_datasets()
-    elif cmd == "bench":
-        return _bench(args)
-    elif cmd == "export":
-        from spikebench.harness.export import export_run
+def _extract(args: argparse.Namespace) -> int:
+    from spikebench.datasets.features import extract_features
 
-        result = export_run(args.run, args.to, cell=args.cell, repeat=args.repeat,
-                            allow_approximate=args.allow_approximate)
-        print(result.report())
+    res = extract_features(args.root, args.out, workers=args.workers,
+                           min_lesion_voxels=args.min_lesion_voxels, on_error=args.on_error,
+                           progress=not args.quiet)
+    _say(args, f"{res.n_rows} slices from {res.n_cases} cases -> {args.out} "
+         f"({res.seconds:.1f} s)")
+    for pid, reason in res.skipped:
+        _say(args, f"  skipped {pid}: {reason}")
+    return 0
+
+
+def _study(args: argparse.Namespace) -> int:
+    if args.study_command == "run":
+        return _study_run(_resolve_spec(args.spec), args.out, args.trials, args.storage,
+                          args.workers, not args.quiet)
+    from spikebench.harness.status import study_status
+
+    print(_table(study_status(args.target, args.storage)))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    spec = _resolve_spec(args.spec or DEMO_SPEC)
+    code = _study_run(spec, Path(args.out), args.trials, None, args.workers, not args.quiet)
+    from spikebench.reports import build_report
+
+    report = build_report(Path(args.out))
+    _say(args, f"report: {report / 'report.html'}")
+    return code
+
+
+def _report(args: argparse.Namespace) -> int:
+    from spikebench.reports import build_report
+
+    out = build_report(args.dir, args.out, n_bootstrap=args.bootstrap)
+    _say(args, f"report written to {out} (report.md, report.html, tables/, figures/)")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from spikebench.harness.export import export_run
+
+    result = export_run(args.run, args.to, cell=args.cell, repeat=args.repeat,
+                        allow_approximate=args.allow_approximate)
+    print(result.report())
     return 0
 
 
