@@ -8,8 +8,10 @@ time loop per block of neurons and the neuron loop innermost, parallel over neur
 fused multiply-adds as ATen's CPU kernels; ``tests/backends/test_custom_fused.py`` checks it).
 
 The source is compiled on first use (never at import) with ``torch.utils.cpp_extension.load``
-into torch's extension cache (``~/.cache/torch_extensions`` or ``$TORCH_EXTENSIONS_DIR``, with
-a file lock there, so concurrent processes build it once) and registered as
+into torch's extension cache (``~/.cache/torch_extensions`` or ``$TORCH_EXTENSIONS_DIR``; one
+build per torch version, source content and install path) under a bounded, self-healing file
+lock (:mod:`spikebench.backends._build_lock`: concurrent processes build it once, a build killed
+mid-way never blocks later ones) and registered as
 ``torch.ops.spikebench_lif``. :func:`usable` says whether a tensor can take the fused path; it
 is ``False`` — and the caller keeps to the TorchScript path — for CUDA tensors, dtypes other
 than float32/float64, with ``SPIKEBENCH_NO_CPP_KERNELS=1``, on CPUs/platforms where the
@@ -20,7 +22,7 @@ fails for any reason (no compiler, no ninja, a compile error). Each reason is lo
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import logging
 import os
 import platform
@@ -32,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from spikebench.backends import _build_lock
 
 ENV_DISABLE = "SPIKEBENCH_NO_CPP_KERNELS"
 SOURCE = Path(__file__).with_name("lif_kernels.cpp")
@@ -62,38 +66,41 @@ def _unsupported_platform() -> str | None:
 
 
 def _extension_name() -> str:
-    """Build name, distinct per torch version (a cached build is only valid for its headers)."""
-    return "spikebench_lif_avx2_torch" + re.sub(r"\W", "_", torch.__version__)
+    """Build name: distinct per torch version (a cached build is only valid for its headers),
+    per content of ``lif_kernels.cpp`` and per install location, so that two installs (or two
+    versions of the source) never rebuild over each other's cached library."""
+    digest = hashlib.sha256(SOURCE.read_bytes())
+    digest.update(str(SOURCE.resolve()).encode())
+    return ("spikebench_lif_avx2_torch" + re.sub(r"\W", "_", torch.__version__) + "_"
+            + digest.hexdigest()[:12])
 
 
-#: A build lock file older than this is stale (a build takes seconds; the holder was killed).
-STALE_LOCK_SECONDS = 600.0
+def _build_directory(name: str) -> Path:
+    """Absolute build directory of ``name`` in torch's extension cache
+    (``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions/<py/torch tag>``)."""
+    from torch.utils import cpp_extension
+
+    try:  # private torch API (the directory load() would pick)
+        path = cpp_extension._get_build_directory(name, verbose=False)
+    except Exception:  # pragma: no cover - torch moved it
+        root = os.environ.get("TORCH_EXTENSIONS_DIR") or os.path.expanduser(
+            "~/.cache/torch_extensions")
+        path = os.path.join(root, name)
+    return Path(os.path.abspath(path))
 
 
-def remove_stale_lock(build_dir: str | Path, max_age: float = STALE_LOCK_SECONDS) -> bool:
-    """Delete ``build_dir/lock`` if it is older than ``max_age`` seconds; whether it did.
-
-    torch's extension builds serialise on that file and wait for it without a time limit, so a
-    build process killed mid-way (SIGKILL, OOM) would otherwise hang every later first use.
-    """
-    lock = Path(build_dir) / "lock"
-    try:
-        if time.time() - lock.stat().st_mtime <= max_age:
-            return False
-        lock.unlink()
-    except OSError:
-        return False
-    _log.info("spikebench: removed a stale C++ build lock %s", lock)
-    return True
+#: A build lock older than this is stale (a build takes seconds; the holder was killed).
+STALE_LOCK_SECONDS = _build_lock.STALE_LOCK_SECONDS
+remove_stale_lock = _build_lock.remove_stale_lock
 
 
 def _build() -> Any:
     """Compile (or reuse the cached build) and load the kernels; returns the ops namespace."""
     from torch.utils import cpp_extension
 
-    # _get_build_directory is private torch API (the directory load() picks): no check if it moved
-    with contextlib.suppress(Exception):
-        remove_stale_lock(cpp_extension._get_build_directory(_extension_name(), verbose=False))
+    name = _extension_name()
+    build_dir = _build_directory(name)
+    remove_stale_lock(build_dir)
 
     # torch's compiler-ABI notes (a warning or a log record) would add noise; the one line that
     # load() logs on failure says enough.
@@ -101,10 +108,11 @@ def _build() -> Any:
     level = torch_log.level
     torch_log.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _build_lock.build_lock(build_dir):
             warnings.simplefilter("ignore")
             cpp_extension.load(
-                name=_extension_name(),
+                name=name,
+                build_directory=str(build_dir),
                 sources=[str(SOURCE)],
                 extra_cflags=["-O3", "-ffp-contract=off", "-fopenmp", "-mavx2", "-mfma"],
                 extra_ldflags=["-fopenmp"],
