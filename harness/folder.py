@@ -80,9 +80,20 @@ class ResultsFolder:
 
     def create(self) -> None:
         """Make the folder (refusing a path that is a file)."""
+        import os
+
         if self.root.exists() and not self.root.is_dir():
             raise SpecError(f"--out {self.root}: is a file; give a folder for the results")
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            from spikebench.oserror import describe_os_error
+
+            raise SpecError(f"--out {self.root}: cannot create it ({describe_os_error(exc)})"
+                            ) from None
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise SpecError(f"--out {self.root}: cannot write into it (read-only file system "
+                            "or no permission); choose a writable folder")
 
     def bind(self, spec: Any, data_sha256: str) -> None:
         """Record or check the folder's identity; a different study is refused by name."""

@@ -118,15 +118,105 @@ def _parse_range(where: str, raw: Mapping[str, Any]) -> Float | Int:
 def merge_space(
     defaults: Mapping[str, Param], overrides: Mapping[str, Any], where: str
 ) -> dict[str, Param]:
-    """Defaults updated by the spec's overrides; unknown names are errors listing the known."""
+    """Defaults updated by the spec's overrides; unknown names are errors listing the known.
+    Every override is checked against its default (:func:`check_override`) before any work."""
     space = dict(defaults)
     for key, raw in overrides.items():
         if key not in defaults:
             raise SpecError(
                 f"{where}.{key}: unknown parameter; known: {', '.join(sorted(defaults))}"
             )
-        space[key] = parse_param(f"{where}.{key}", raw)
+        space[key] = check_override(f"{where}.{key}", key, defaults[key],
+                                    parse_param(f"{where}.{key}", raw))
     return space
+
+
+#: Integer hyperparameters that count something (neurons, time steps, epochs, samples): at
+#: least 1, and at most the bound that keeps memory and run time finite (time steps and hidden
+#: neurons size the ``[T, B, H]`` activations; inference runs up to 16 × the training T).
+COUNTS: dict[str, int] = {
+    "hidden": 4096, "steps": 512, "epochs": 100_000, "batch_size": 65_536,
+    "patience": 100_000, "neurons_per_class": 1024, "population": 1024,
+    "stdp_epochs": 10_000, "stdp_batch": 65_536, "readout_epochs": 100_000,
+    "seed_patients": 100_000, "batch_per_round": 65_536,
+}
+#: Float hyperparameters that must be > 0 (rates, time constants, gains), ≥ 0, or in [0, 1].
+POSITIVE = frozenset({"lr", "readout_lr", "tau", "tau_plus", "tau_minus", "slope", "gain",
+                      "threshold", "target_rate", "init_std"})
+NON_NEGATIVE = frozenset({"weight_decay", "tet_lambda", "a_plus", "homeostasis"})
+UNIT = frozenset({"beta", "budget"})
+
+
+def _kind(value: Any) -> type:
+    """The spec type of a scalar: bool, int, float or str (int before float; bool first)."""
+    for t in (bool, int, float, str):
+        if isinstance(value, t):
+            return t
+    return type(value)
+
+
+def _values(param: Param) -> list[Any]:
+    """The values a parameter can take that decide its type and range (bounds of a range)."""
+    if isinstance(param, Fixed):
+        return [param.value]
+    if isinstance(param, Categorical):
+        return list(param.choices)
+    return [param.low, param.high]
+
+
+def check_override(where: str, name: str, default: Param, param: Param) -> Param:
+    """``param`` (the spec's override of ``name``) checked against the rule's ``default``: the
+    same type (an int where a float is expected is taken as a float), counts ≥ 1 and below
+    their memory bound (:data:`COUNTS`), finite floats in their domain, and for a parameter
+    whose default is a set of names, only those names. Returns the (possibly widened) param."""
+    expected = {_kind(v) for v in _values(default)}
+    if len(expected) != 1 or next(iter(expected)) not in (bool, int, float, str):
+        return param  # lists or mixed defaults: the rule checks them itself
+    kind = next(iter(expected))
+    param = _widen(param) if kind is float else param
+    for value in _values(param):
+        got = _kind(value)
+        if got is not kind:
+            shown = _TYPE_NAMES.get(got, got.__name__)
+            raise SpecError(f"{where}: expected {_TYPE_NAMES[kind]} like the rule's default "
+                            f"{_values(default)[0]!r}, got {value!r} ({shown})")
+        _check_domain(where, name, value)
+    if kind is str and isinstance(default, Categorical):
+        unknown = [v for v in _values(param) if v not in default.choices]
+        if unknown:
+            raise SpecError(f"{where}: {unknown[0]!r} is not one of "
+                            f"{', '.join(map(repr, default.choices))}")
+    return param
+
+
+_TYPE_NAMES = {bool: "true/false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _widen(param: Param) -> Param:
+    """Integers given for a float parameter, as floats."""
+    if isinstance(param, Fixed) and _kind(param.value) is int:
+        return Fixed(float(param.value))
+    if isinstance(param, Int):
+        if param.step != 1:
+            return param  # refused by the type check: a float range has no step
+        return Float(float(param.low), float(param.high), param.log)
+    if isinstance(param, Categorical):
+        return Categorical(tuple(float(c) if _kind(c) is int else c for c in param.choices))
+    return param
+
+
+def _check_domain(where: str, name: str, value: Any) -> None:
+    if name in COUNTS and not 1 <= value <= COUNTS[name]:
+        raise SpecError(f"{where}: {value} is out of range; {name} counts something and must "
+                        f"be between 1 and {COUNTS[name]}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SpecError(f"{where}: must be a finite number, got {value!r}")
+    if name in POSITIVE and value <= 0:
+        raise SpecError(f"{where}: must be > 0, got {value!r}")
+    if name in NON_NEGATIVE and value < 0:
+        raise SpecError(f"{where}: must be >= 0, got {value!r}")
+    if name in UNIT and not 0 <= value <= 1:
+        raise SpecError(f"{where}: must be between 0 and 1, got {value!r}")
 
 
 def suggest(trial: Any, space: Mapping[str, Param]) -> dict[str, Any]:

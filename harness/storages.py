@@ -49,26 +49,32 @@ def storage_url(default_journal: Path, spec_storage: str = "", override: str | N
 
 def open_storage(url: str, *, heartbeat_interval: int = 2, grace_period: int = 6,
                  max_retry: int = 3) -> Any:
-    """An Optuna storage for ``url`` (errors name the redacted URL and the fix)."""
+    """An Optuna storage for ``url`` (errors name the redacted URL and the fix). The journal
+    file and RDB storages both send heartbeats every ``heartbeat_interval`` seconds while a
+    trial runs; a RUNNING trial silent for ``grace_period`` seconds is failed and re-queued (at
+    most ``max_retry`` times)."""
+    import warnings
+
     import optuna
 
+    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        callback = (retry or optuna.storages.RetryFailedTrialCallback)(max_retry=max_retry)
     if url.startswith(JOURNAL):
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
+        from spikebench.harness.journal import HeartbeatJournalStorage
 
-        path = Path(url.removeprefix(JOURNAL)).resolve()
-        if path.is_dir():
-            raise SpecError(f"storage {url}: is a folder; give a journal file path")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
+        path = journal_path(url)
+        return HeartbeatJournalStorage(path, heartbeat_interval=heartbeat_interval,
+                                       grace_period=grace_period, stale_callback=callback)
     kwargs: dict[str, Any] = {}
+    check_url(url)
     if not url.startswith("sqlite"):
         kwargs = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period,
                   "engine_kwargs": {"pool_pre_ping": True}}
-        retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
-        if retry is not None:  # Optuna >= 5
-            kwargs["heartbeat_stale_trial_callback"] = retry(max_retry=max_retry)
-        else:
-            kwargs["failed_trial_callback"] = optuna.storages.RetryFailedTrialCallback(max_retry)
+        key = ("heartbeat_stale_trial_callback" if retry is not None  # Optuna >= 5
+               else "failed_trial_callback")
+        kwargs[key] = callback
     try:
         return optuna.storages.RDBStorage(url, **kwargs)
     except Exception as exc:  # sqlalchemy/driver errors: name the (redacted) URL and the fix
@@ -77,6 +83,58 @@ def open_storage(url: str, *, heartbeat_interval: int = 2, grace_period: int = 6
             f"{_redact_text(str(exc), url)}. Check the URL, that the server is running and, "
             "for PostgreSQL, that `pip install spikebench[postgres]` installed psycopg"
         ) from None
+
+
+def journal_path(url: str) -> Path:
+    """The absolute journal file of a ``journal:PATH`` URL (checked: not a folder, its folder
+    exists or can be made)."""
+    raw = url.removeprefix(JOURNAL)
+    if not raw:
+        raise SpecError("storage 'journal:': give a file path, e.g. journal:/data/optuna.journal")
+    path = Path(raw).expanduser().absolute()
+    if path.is_dir():
+        raise SpecError(f"storage {url}: is a folder; give a journal file path inside it, e.g. "
+                        f"journal:{path / 'optuna.journal'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SpecError(f"storage {url}: cannot create its folder {path.parent} "
+                        f"({exc.strerror}); give a writable path") from None
+    return path
+
+
+def check_storage(url: str) -> None:
+    """Refuse a storage URL that cannot work, without creating anything."""
+    if url.startswith(JOURNAL):
+        path = Path(url.removeprefix(JOURNAL) or ".").expanduser().absolute()
+        if path.is_dir():
+            raise SpecError(f"storage {url}: is a folder; give a journal file path inside it, "
+                            f"e.g. journal:{path / 'optuna.journal'}")
+        return
+    check_url(url)
+
+
+def check_url(url: str) -> None:
+    """Refuse an RDB URL that cannot work before a driver sees it: unparsable, a non-integer
+    or out-of-range port, an SQLite file in a folder that does not exist."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+        port = parsed.port
+    except (ArgumentError, ValueError) as exc:
+        what = "the port must be an integer" if "int()" in str(exc) else "unparsable"
+        raise SpecError(f"storage {redact(url)}: {what}; write it as "
+                        "dialect+driver://user:password@host:port/database "
+                        "(or journal:PATH)") from None
+    if port is not None and not 0 < port < 65536:
+        raise SpecError(f"storage {redact(url)}: port {port} is out of range (1-65535)")
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        folder = Path(parsed.database).expanduser().absolute().parent
+        if not folder.is_dir():
+            raise SpecError(f"storage {redact(url)}: the folder {folder} does not exist; "
+                            "create it or give an SQLite path in an existing folder")
 
 
 def _redact_text(text: str, url: str) -> str:
@@ -90,37 +148,71 @@ def _redact_text(text: str, url: str) -> str:
     return text
 
 
+def host_name() -> str:
+    """This machine's name as spikebench records it: ``$SPIKEBENCH_HOSTNAME`` if set (a
+    container may give itself a stable name), else the OS host name."""
+    return os.environ.get("SPIKEBENCH_HOSTNAME") or socket.gethostname()
+
+
 def worker_id() -> str:
-    """This process as ``host:pid`` (recorded on every trial it runs)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """This process as ``host:pid`` (recorded on every trial it runs; informative only:
+    liveness comes from heartbeats, see :func:`fail_stale_trials`)."""
+    return f"{host_name()}:{os.getpid()}"
 
 
 def fail_dead_local_trials(study: Any) -> None:
-    """Storages without heartbeats (the journal file) never fail a killed worker's trial: fail
-    RUNNING trials whose worker process on this host is gone and queue their parameters again."""
+    """A fast path before the grace period: fail RUNNING trials whose worker process on this
+    host is gone, and re-queue them (through the storage's retry callback)."""
+    import optuna
     from optuna.trial import TrialState
 
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         host, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
-        if host != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
+        if host != host_name() or not pid.isdigit() or _alive(int(pid)):
             continue
-        with contextlib.suppress(Exception):  # another process may have done it first
-            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number},
-                                skip_if_exists=False)
+        try:
+            failed = study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        except (optuna.exceptions.UpdateFinishedTrialError, KeyError):
+            continue  # another process failed it first
+        if failed:
+            _requeue(study, t._trial_id)
+
+
+def _requeue(study: Any, trial_id: int) -> None:
+    import copy
+
+    callback = getattr(study._storage, "get_heartbeat_stale_trial_callback", lambda: None)()
+    if callback is not None:
+        callback(study, copy.deepcopy(study._storage.get_trial(trial_id)))
+    else:
+        trial = study._storage.get_trial(trial_id)
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number},
+                            skip_if_exists=False)
 
 
 def fail_stale_trials(study: Any) -> None:
-    """Fail (and re-queue, through the retry callback) trials whose heartbeat went silent on
-    an RDB storage, and trials of dead local workers on the journal file."""
+    """Fail and re-queue RUNNING trials whose heartbeat went silent for the grace period (any
+    storage, any host: nothing depends on host names or pids), and at once those of dead
+    workers on this host. On the journal file one process at a time does it, so a retry is
+    queued once."""
     import warnings
 
     import optuna
+    from filelock import Timeout
 
-    with contextlib.suppress(Exception), warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
-    fail_dead_local_trials(study)
+    from spikebench.harness.journal import HeartbeatJournalStorage
+
+    storage = study._storage
+    claim = (storage.stale_claim() if isinstance(storage, HeartbeatJournalStorage)
+             else contextlib.nullcontext())
+    try:
+        with claim if not hasattr(claim, "acquire") else claim.acquire(timeout=0):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+            fail_dead_local_trials(study)
+    except Timeout:
+        return  # another process is failing them right now
 
 
 def _alive(pid: int) -> bool:

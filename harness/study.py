@@ -94,6 +94,7 @@ def _check_inputs(plan: CellPlan, data: StudyData) -> CellPlan:
 
 def work(session: Session, *, worker: int = 0, progress: bool = False) -> None:
     """Tune every cell this process can help with, then do the missing refits."""
+    from spikebench.harness.journal import StorageError
     from spikebench.harness.refit import Refitter, run_refits
     from spikebench.harness.tuning import tune
 
@@ -112,6 +113,8 @@ def work(session: Session, *, worker: int = 0, progress: bool = False) -> None:
             for fold in plan.studies().values():
                 tune(plan, fold, session.data, storage, search, worker=worker,
                      progress=progress)
+        except StorageError:
+            raise  # the storage, not this cell, is at fault: stop the run
         except SpikebenchError as exc:
             refitter.record_failure(plan, str(exc))
     runnable = [p for p in session.plans if not session.folder.has(
@@ -128,15 +131,50 @@ def _open(session: Session) -> Any:
 
 
 def _worker_main(raw_spec: dict[str, Any], out: str, storage: str, trials: int | None,
-                 worker: int, threads: int, progress: bool = False) -> None:
+                 worker: int, threads: int, progress: bool = False, parent: int = 0) -> None:
+    """A local worker process: dies with its parent, leaves Ctrl-C to the parent (which ends
+    it), and prints nothing but progress and its one-line error."""
     import optuna
     import torch
 
+    _die_with_parent(parent)
     torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    spec = parse_spec(raw_spec)
-    work(open_session(spec, Path(out), storage, trials=trials), worker=worker,
-         progress=progress)
+    try:
+        spec = parse_spec(raw_spec)
+        work(open_session(spec, Path(out), storage, trials=trials), worker=worker,
+             progress=progress)
+    except SpikebenchError as exc:
+        import sys
+
+        print(f"spikebench: error (worker {worker}): {exc}", file=sys.stderr, flush=True)
+        os._exit(2)
+    except OSError as exc:
+        import sys
+
+        from spikebench.oserror import describe_os_error
+
+        print(f"spikebench: error (worker {worker}): {describe_os_error(exc)}",
+              file=sys.stderr, flush=True)
+        os._exit(2)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (no orphaned workers after a
+    SIGKILL of the parent); exit at once if the parent is already gone."""
+    import signal
+
+    if parent and os.getppid() != parent:
+        os._exit(1)
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: workers end when their parent's pipe does
+        return
+    if parent and os.getppid() != parent:
+        os._exit(1)
 
 
 def threads_per_worker(workers: int) -> int:
@@ -165,7 +203,7 @@ def run_study(
     import optuna
     import torch
 
-    from spikebench.harness.storages import storage_url
+    from spikebench.harness.storages import check_storage, storage_url
 
     if workers < 1:
         raise SpecError(f"--workers must be >= 1, got {workers}")
@@ -176,9 +214,10 @@ def run_study(
         spec = load_spec(spec)
     spec_text = spec_toml(spec)
     folder = ResultsFolder(out)
+    url = storage_url(folder.journal, spec.search.storage, storage)
+    check_storage(url)  # a bad storage is refused before the folder is made
     folder.create()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    url = storage_url(folder.journal, spec.search.storage, storage)
     started = datetime.now(UTC).isoformat(timespec="seconds")
     session = open_session(spec, folder.root, url, trials=trials, progress=progress)
     folder.bind(spec, session.data.info["sha256"])
@@ -207,17 +246,47 @@ def run_study(
 
 def _spawn(spec: StudySpec, out: Path, url: str, trials: int | None, workers: int,
            threads: int, progress: bool) -> None:
+    """Run ``workers`` local worker processes to the end. They ignore Ctrl-C (SIGINT is
+    ignored while they start, and the disposition is inherited): the parent gets the
+    KeyboardInterrupt, ends them and exits quietly; a SIGKILLed parent takes them along."""
     import multiprocessing as mp
+    import signal
 
     ctx = mp.get_context("spawn")
     raw = spec.model_dump(mode="python")
-    procs = [ctx.Process(target=_worker_main,
-                         args=(raw, str(out), url, trials, i, threads, progress and i == 0))
+    procs = [ctx.Process(target=_worker_main, daemon=True,
+                         args=(raw, str(out), url, trials, i, threads, progress and i == 0,
+                               os.getpid()))
              for i in range(workers)]
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for p in procs:
+            p.start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        for p in procs:
+            p.join()
+    finally:
+        _end(procs)
+    failed = [p.exitcode for p in procs if p.exitcode == 2]
+    if failed:
+        from spikebench.harness.journal import StorageError
+
+        raise StorageError(f"{len(failed)} of {workers} worker processes stopped with the error "
+                           "printed above; fix it and rerun the same command to resume")
+
+
+def _end(procs: list[Any]) -> None:
+    """Terminate worker processes still running (after Ctrl-C or an error in the parent)."""
     for p in procs:
-        p.start()
+        if p.is_alive():
+            p.terminate()
     for p in procs:
-        p.join()
+        p.join(timeout=10)
+        if p.is_alive():
+            p.kill()
+            p.join()
 
 
 def spec_toml(spec: StudySpec) -> str:

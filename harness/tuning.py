@@ -97,7 +97,14 @@ def make_objective(plan: CellPlan, fold: Fold, data: StudyData, search: Any
 
 def tune(plan: CellPlan, fold: Fold, data: StudyData, storage: Any, search: Any, *,
          worker: int = 0, progress: bool = False) -> None:
-    """Run trials of ``plan`` on ``fold`` until its study has ``plan.trials`` finished ones."""
+    """Run trials of ``plan`` on ``fold`` until its study has ``plan.trials`` finished ones.
+
+    Every pass either runs a trial or waits for trials other workers are running; those are
+    alive as long as their heartbeats are (a silent one is failed and re-queued after
+    ``search.grace_period`` seconds), so the wait ends; while it lasts, a message every
+    ``WAIT_NOTICE`` seconds says what it waits for.
+    """
+    import optuna
     from optuna.trial import TrialState
 
     from spikebench.harness.progress import bar
@@ -106,6 +113,7 @@ def tune(plan: CellPlan, fold: Fold, data: StudyData, storage: Any, search: Any,
     study = open_study(plan, fold, storage, search, worker=worker)
     objective = make_objective(plan, fold, data, search)
     finished = (TrialState.COMPLETE, TrialState.PRUNED)
+    waiting = _WaitNotice(f"{plan.label} {fold.study}".strip(), search.grace_period)
     with bar(progress, plan.trials, f"tune {plan.label} {fold.study}".strip()) as b:
         while True:
             trials = study.get_trials(deepcopy=False)
@@ -113,17 +121,53 @@ def tune(plan: CellPlan, fold: Fold, data: StudyData, storage: Any, search: Any,
             b.update(done - b.n)
             if done >= plan.trials:
                 return
-            running = sum(t.state == TrialState.RUNNING for t in trials)
-            if done + running >= plan.trials:
+            running = [t for t in trials if t.state == TrialState.RUNNING]
+            if done + len(running) >= plan.trials:
                 # others are finishing the last trials; a dead worker's trial is failed once
-                # its heartbeat is stale (RDB) or its local process is gone (journal)
+                # its heartbeat is older than the grace period
                 fail_stale_trials(study)
+                waiting.tick(running)
                 time.sleep(search.poll_seconds)
                 continue
+            waiting.reset()
             failed = sum(t.state == TrialState.FAIL for t in trials)
             if failed >= max(3 * plan.trials, 10) and done == 0:
                 raise RuleError(f"every trial of {plan.label} failed: " + fail_reasons(trials))
-            study.optimize(objective, n_trials=1, catch=TRIAL_ERRORS)
+            try:
+                study.optimize(objective, n_trials=1, catch=TRIAL_ERRORS)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # failed as stale by another process meanwhile; its retry is queued
+
+
+#: Seconds between "still waiting" messages of :func:`tune`.
+WAIT_NOTICE = 30.0
+
+
+class _WaitNotice:
+    """Says, at most every ``WAIT_NOTICE`` seconds, which running trials a worker waits for."""
+
+    def __init__(self, label: str, grace: int) -> None:
+        self.label, self.grace = label, grace
+        self.since: float | None = None
+        self.last = 0.0
+
+    def reset(self) -> None:
+        self.since = None
+
+    def tick(self, running: list[Any]) -> None:
+        import sys
+
+        now = time.monotonic()
+        if self.since is None:
+            self.since, self.last = now, now
+            return
+        if now - self.last < WAIT_NOTICE:
+            return
+        self.last = now
+        who = ", ".join(f"#{t.number} ({t.user_attrs.get('worker', '?')})" for t in running[:4])
+        print(f"spikebench: {self.label}: waiting {now - self.since:.0f} s for trial(s) {who} "
+              f"running in other workers; a trial whose heartbeat stops is failed and re-queued "
+              f"after {self.grace} s", file=sys.stderr, flush=True)
 
 
 def best_trial(plan: CellPlan, fold: Fold, storage: Any, search: Any) -> tuple[Any, int]:

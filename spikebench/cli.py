@@ -16,8 +16,42 @@ DEMO_SPEC = "demo"
 QUIET_HELP = "no progress bars and no summary (errors still go to stderr)"
 
 
+class UsageError(SpikebenchError):
+    """A command line argparse refuses (printed as one line, exit code 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one ``spikebench: error:`` line and exit code 2
+    returned by :func:`main` (not a usage dump and ``SystemExit``)."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def bounded(low: int, high: int) -> Any:
+    """An argparse type: an integer in ``[low, high]`` (absurd values are refused before any
+    work, with the flag named by argparse)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range [{low}, {high}]")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+#: Bounds of the CLI's integer flags: above them a run would not finish or not fit in memory.
+TRIALS = bounded(1, 100_000)
+WORKERS = bounded(1, 256)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="spikebench",
         description="Leakage-free benchmark of spiking neural network backends × learning rules "
         "on liver CT (Medical Segmentation Decathlon Task03).",
@@ -29,24 +63,27 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="results/demo", help="results folder (default results/demo)")
     s.add_argument("--spec", default=None,
                    help=f"study spec file or shipped spec name (default {DEMO_SPEC!r})")
-    s.add_argument("--trials", type=int, default=None, help="override [search].trials")
-    s.add_argument("--workers", type=int, default=1)
+    s.add_argument("--trials", type=TRIALS, default=None, help="override [search].trials")
+    s.add_argument("--workers", type=WORKERS, default=1)
     s.add_argument("--quiet", action="store_true", help=QUIET_HELP)
 
     s = sub.add_parser("phantom", help="write a synthetic data set in the MSD Task03 layout")
     s.add_argument("out", type=Path)
-    s.add_argument("--cases", type=int, default=12, help="training volumes (default 12)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--shape", type=int, nargs=2, default=(96, 96), metavar=("H", "W"))
-    s.add_argument("--slices", type=int, nargs=2, default=(24, 48), metavar=("MIN", "MAX"))
-    s.add_argument("--test-cases", type=int, default=2)
+    s.add_argument("--cases", type=bounded(1, 1000), default=12,
+                   help="training volumes (default 12)")
+    s.add_argument("--seed", type=bounded(0, 2**32 - 1), default=0)
+    s.add_argument("--shape", type=bounded(1, 2048), nargs=2, default=(96, 96),
+                   metavar=("H", "W"))
+    s.add_argument("--slices", type=bounded(1, 1024), nargs=2, default=(24, 48),
+                   metavar=("MIN", "MAX"))
+    s.add_argument("--test-cases", type=bounded(0, 1000), default=2)
     s.add_argument("--quiet", action="store_true", help=QUIET_HELP)
 
     s = sub.add_parser("extract", help="features per liver slice from an MSD-layout folder")
     s.add_argument("root", type=Path, help="folder holding dataset.json")
     s.add_argument("--out", type=Path, required=True, help="features .parquet to write")
-    s.add_argument("--workers", type=int, default=1)
-    s.add_argument("--min-lesion-voxels", type=int, default=1)
+    s.add_argument("--workers", type=WORKERS, default=1)
+    s.add_argument("--min-lesion-voxels", type=bounded(1, 10**9), default=1)
     s.add_argument("--on-error", choices=("fail", "skip"), default="fail")
     s.add_argument("--quiet", action="store_true", help=QUIET_HELP)
 
@@ -56,11 +93,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("spec", help="study spec file, or the name of a shipped spec "
                    "(demo, msd-liver, multi-objective); a path that exists wins")
     r.add_argument("--out", type=Path, required=True, help="results folder")
-    r.add_argument("--trials", type=int, default=None, help="override [search].trials per cell")
+    r.add_argument("--trials", type=TRIALS, default=None,
+                   help="override [search].trials per cell")
     r.add_argument("--storage", default=None,
                    help="Optuna storage URL, e.g. postgresql://user:pw@host/db "
                    "(default: journal file in --out; or $SPIKEBENCH_STORAGE)")
-    r.add_argument("--workers", type=int, default=1, help="local worker processes")
+    r.add_argument("--workers", type=WORKERS, default=1, help="local worker processes")
     r.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     st = ss.add_parser("status", help="per-cell trial counts, best value, elapsed")
     st.add_argument("target", type=Path, help="results folder or spec file")
@@ -69,7 +107,8 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("report", help="tables, statistics and figures from a results folder")
     s.add_argument("dir", type=Path)
     s.add_argument("--out", type=Path, default=None, help="default DIR/report")
-    s.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    s.add_argument("--bootstrap", type=bounded(1, 100_000), default=1000,
+                   help="bootstrap resamples")
     s.add_argument("--quiet", action="store_true", help=QUIET_HELP)
 
     sub.add_parser("backends", help="installed backends, versions, supported rules")
@@ -86,6 +125,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=2)
     s.add_argument("--repeats", type=int, default=20)
     s.add_argument("--sweep", action="store_true", help="vary T and hidden size")
+    s.add_argument("--compile", nargs="*", default=None, metavar="BACKEND",
+                   help="also time torch.compile'd variants (NAME+compile) of these backends "
+                        "(no names: every peer of custom); compilation takes minutes per "
+                        "shape and is reported as its own column, not timed")
     s.add_argument("--check", action="store_true",
                    help="exit 1 when custom is slower than a peer measured in the same run")
     s.add_argument("--extract", type=Path, default=None, metavar="ROOT",
@@ -104,7 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("run", type=Path, help="results folder (or one models/*.pt file)")
     s.add_argument("--to", type=Path, required=True, help="output .nir file")
     s.add_argument("--cell", default=None, help="backend/rule (default: best on test)")
-    s.add_argument("--repeat", type=int, default=0)
+    s.add_argument("--repeat", type=bounded(0, 10_000), default=0)
     s.add_argument("--allow-approximate", action="store_true",
                    help="export a network NIR cannot represent exactly (subtract / no reset) "
                         "as its reset-to-zero approximation and print the measured "
@@ -113,15 +156,35 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    """Run one command; user errors are one ``spikebench: error:`` line and exit code 2,
+    Ctrl-C is one line and exit code 130 (``SPIKEBENCH_DEBUG=1`` shows tracebacks)."""
+    import os
+
     try:
+        args = _parser().parse_args(argv)
         return int(_dispatch(args) or 0)
     except SpikebenchError as exc:
         print(f"spikebench: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if os.environ.get("SPIKEBENCH_DEBUG"):
+            raise
+        from spikebench.oserror import describe_os_error
+
+        print(f"spikebench: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
+        _quiet_exit()
         print("spikebench: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+
+
+def _quiet_exit() -> None:
+    """After Ctrl-C: a second Ctrl-C during clean-up (atexit handlers, worker shutdown) must
+    not print a traceback either."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _dispatch(args: argparse.Namespace) -> int | None:
@@ -131,7 +194,7 @@ def _dispatch(args: argparse.Namespace) -> int | None:
         listings[args.command]()
         return 0
     handlers = {"phantom": _phantom, "extract": _extract, "study": _study, "demo": _demo,
-                "report": _report, "bench": _bench, "export": _export}
+                "report": _report, "bench": _checked_bench, "export": _export}
     return handlers[args.command](args)
 
 
@@ -281,6 +344,29 @@ def _list_rules() -> None:
         print(line)
 
 
+def _checked_bench(args: argparse.Namespace) -> int:
+    _check_bench_args(args)
+    return _bench(args)
+
+
+def _check_bench_args(args: argparse.Namespace) -> None:
+    """Refuse unknown backends and absurd sizes before ``bench`` measures anything."""
+    limits = {"batch": 65_536, "inputs": 65_536, "hidden": 16_384, "steps": 10_000,
+              "threads": 1024, "repeats": 100_000, "workers": 256, "trials": 100_000}
+    for name, high in limits.items():
+        value = getattr(args, name, None)
+        if value is not None and not 1 <= value <= high:
+            raise UsageError(f"bench --{name}: {value} is out of range [1, {high}]")
+    if args.backends:
+        from spikebench.backends import available_backends
+
+        known = available_backends()
+        unknown = [b for b in args.backends if b not in known]
+        if unknown:
+            raise UsageError(f"bench --backends: unknown backend(s) {', '.join(unknown)}; "
+                             f"installed: {', '.join(known)}")
+
+
 def _bench(args: argparse.Namespace) -> int:
     if args.study is not None:
         from spikebench.harness.bench_study import format_throughput, study_throughput
@@ -301,11 +387,14 @@ def _bench(args: argparse.Namespace) -> int:
     from spikebench.harness import bench
 
     kw = dict(batch=args.batch, inputs=args.inputs, hidden=args.hidden, steps=args.steps,
-              threads=args.threads, repeats=args.repeats)
+              threads=args.threads, repeats=args.repeats, compile=args.compile)
     if args.sweep:
+        from spikebench.harness.bench_targets import format_sweep
+
         results = bench.sweep(args.backends, **kw)
         for res in results:
             _say(args, bench.format_bench(res) + "\n")
+        _say(args, format_sweep(results))
         payload: Any = results
         problems = [p for res in results for p in bench.check_regression(res)]
     else:
