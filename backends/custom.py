@@ -336,3 +336,11 @@ class CustomBackend(ModuleBackend):
     rules = frozenset({"surrogate", "tempotron", "active"})
     network_cls = CustomNetwork
     tempotron_cls = DirectTempotron
+
+    def version(self) -> str:
+        """The engine is part of spikebench: spikebench's version (and the torch it runs on)."""
+        import torch
+
+        from spikebench import __version__
+
+        return f"{__version__} (torch {torch.__version__.split('+')[0]})"
