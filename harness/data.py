@@ -4,6 +4,11 @@
 the results folder's data folder). :func:`make_view` cuts one fold's train / validation / test
 rows by patient id and standardises every feature with the *training* rows' mean and standard
 deviation only, so nothing about validation or test patients leaks into the scaling.
+
+The image track (``inputs="images"``) reads the same rows as crops: ``X`` is then a lazy
+:class:`~spikebench.datasets.crops.ImageRows` view over memory-mapped per-case files (never the
+whole cohort in RAM), standardised with one scalar mean and standard deviation of the training
+rows' pixels.
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ class StudyData:
     info: dict[str, Any]
     #: Tumour area per slice in mm² when the source knows it (metadata, never a feature).
     lesion_mm2: np.ndarray | None = None
+    #: One crop per row (:class:`~spikebench.datasets.crops.ImageRows`), when the source was
+    #: asked for images (``images = true``); the image track's input.
+    images: Any = None
 
     def geometry(self) -> np.ndarray:
         """``[n, 2]``: the liver ROI's area and the slice's relative position within its
@@ -75,18 +83,37 @@ def load_study_data(spec: Any, workdir: Path, *, progress: bool = False) -> Stud
     info = {"source": spec.data.source, **delivered.info, "sha256": table.sha256,
             "n_patients": len(np.unique(table.groups)), "n_slices": len(table.y),
             "n_features": int(table.X.shape[1]), "n_positive_slices": int(table.y.sum())}
+    images = getattr(delivered, "images", None)
+    if images is not None:
+        info["n_images"] = len(images)
+        info["image_size"] = int(images.size)
     lesion = getattr(table, "lesion_mm2", None)
     return StudyData(table.X, table.y, np.asarray(table.groups).astype(str), table.slice_idx,
                      list(table.feature_names), info,
-                     None if lesion is None else np.asarray(lesion, dtype=np.float64))
+                     None if lesion is None else np.asarray(lesion, dtype=np.float64),
+                     images)
 
 
 def make_view(data: StudyData, train: Sequence[str], val: Sequence[str], test: Sequence[str],
               *, inputs: str = "features") -> View:
     """Rows of the ``train`` / ``val`` / ``test`` patients, scaled with train statistics
-    (``inputs="geometry"``: the ROI-geometry columns instead of the features)."""
+    (``inputs="geometry"``: the ROI-geometry columns instead of the features;
+    ``inputs="images"``: lazy crop rows, see the module docstring)."""
     masks = {name: np.isin(data.groups, np.asarray(ids, dtype=str))
              for name, ids in (("train", train), ("val", val), ("test", test))}
+    if inputs == "images":
+        splits, mean, std = _image_splits(data, masks)
+    else:
+        splits, mean, std = _table_splits(data, masks, inputs)
+    test_mask = masks["test"]
+    slice_idx = (data.slice_idx[test_mask] if data.slice_idx is not None
+                 else np.flatnonzero(test_mask))
+    lesion = None if data.lesion_mm2 is None else data.lesion_mm2[test_mask]
+    return View(splits["train"], splits["val"], splits["test"], slice_idx, lesion, mean, std)
+
+
+def _table_splits(data: StudyData, masks: dict[str, np.ndarray], inputs: str
+                  ) -> tuple[dict[str, Split], np.ndarray, np.ndarray]:
     source = data.geometry() if inputs == "geometry" else data.X
     mean = source[masks["train"]].mean(0)
     std = source[masks["train"]].std(0)
@@ -95,8 +122,20 @@ def make_view(data: StudyData, train: Sequence[str], val: Sequence[str], test: S
     for name, mask in masks.items():
         X = ((source[mask] - mean) / std).astype(np.float32)
         splits[name] = Split(X, data.y[mask].astype(np.int64), data.groups[mask])
-    test_mask = masks["test"]
-    slice_idx = (data.slice_idx[test_mask] if data.slice_idx is not None
-                 else np.flatnonzero(test_mask))
-    lesion = None if data.lesion_mm2 is None else data.lesion_mm2[test_mask]
-    return View(splits["train"], splits["val"], splits["test"], slice_idx, lesion, mean, std)
+    return splits, mean, std
+
+
+def _image_splits(data: StudyData, masks: dict[str, np.ndarray]
+                  ) -> tuple[dict[str, Split], np.ndarray, np.ndarray]:
+    """Lazy crop rows per split, standardised with the training pixels' mean and std."""
+    from spikebench.errors import DataError
+
+    if data.images is None:
+        raise DataError("this study's data has no image view: image rules need a source that "
+                        "crops its volumes (phantom or msd) with images = true in [data]")
+    rows = {name: data.images.rows(np.flatnonzero(mask)) for name, mask in masks.items()}
+    mean, std = rows["train"].pixel_stats()
+    std = std if std > 1e-12 else 1.0
+    splits = {name: Split(r.standardised(mean, std), data.y[masks[name]].astype(np.int64),
+                          data.groups[masks[name]]) for name, r in rows.items()}
+    return splits, np.array([mean]), np.array([std])

@@ -7,6 +7,12 @@ feature table with patient ids plus provenance. A source writes only inside the 
 the harness gives it (a folder of the results folder), and reads its inputs without changing
 them. Features never look at the tumour label: a source that computes features from images
 uses the liver ROI (``label > 0``) as a whole.
+
+Images (optional): a source that can crop its volumes declares the options ``images``
+(bool), ``crop`` (pixels) and ``crop_spacing_mm`` (see :class:`ImageOptions`) and, when
+``images = true``, returns :attr:`SourceData.images`, one crop per table row
+(:mod:`spikebench.datasets.crops`). Image rules are skipped, with the reason, on a source
+that does not.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from spikebench.datasets.tables import FeatureTable
 
@@ -27,6 +33,23 @@ class SourceOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+class ImageOptions(SourceOptions):
+    """Options of a source that can deliver the image view beside the feature table."""
+
+    #: Also crop every liver slice (the image track); off by default (it costs a second pass).
+    images: bool = False
+    #: Crop size in pixels (square).
+    crop: int = Field(64, ge=8, le=512)
+    #: Pixel spacing of the crops in mm (every crop is resampled to it).
+    crop_spacing_mm: float = Field(3.0, gt=0, le=20)
+
+    def crop_settings(self) -> Any:
+        """The :class:`~spikebench.datasets.crops.CropSettings` of these options."""
+        from spikebench.datasets.crops import CropSettings
+
+        return CropSettings(size=self.crop, spacing_mm=float(self.crop_spacing_mm))
+
+
 @dataclasses.dataclass(frozen=True)
 class SourceData:
     """What a source delivers: the validated table and facts for ``protocol.json``
@@ -34,6 +57,9 @@ class SourceData:
 
     table: FeatureTable
     info: dict[str, Any]
+    #: The image view (:class:`~spikebench.datasets.crops.ImageRows`, one crop per table row,
+    #: in table order) when the source was asked for images (``images = true``), else None.
+    images: Any = None
 
 
 class DataSource(abc.ABC):

@@ -12,10 +12,10 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from spikebench.datasets.sources.base import DataSource, SourceData, SourceOptions
+from spikebench.datasets.sources.base import DataSource, ImageOptions, SourceData
 
 
-class MSDOptions(SourceOptions):
+class MSDOptions(ImageOptions):
     #: The folder holding ``dataset.json`` (relative paths: from the spec file's folder).
     path: str
     min_lesion_voxels: int = Field(1, ge=1)
@@ -28,8 +28,11 @@ class MSDOptions(SourceOptions):
 
 
 def extract_into(root: Path, workdir: Path, *, workers: int, min_lesion_voxels: int,
-                 on_error: str, progress: bool, source: str, **options: Any) -> SourceData:
-    """Extract ``root``'s features to ``workdir/features.parquet`` and load them."""
+                 on_error: str, progress: bool, source: str, crops: Any = None,
+                 **options: Any) -> SourceData:
+    """Extract ``root``'s features to ``workdir/features.parquet`` and load them; with
+    ``crops`` (:class:`~spikebench.datasets.crops.CropSettings`) also the image view, cropped
+    into ``workdir/images/`` for the cases the table holds."""
     from spikebench.datasets.features import extract_features
     from spikebench.datasets.tables import load_feature_table
 
@@ -39,8 +42,28 @@ def extract_into(root: Path, workdir: Path, *, workers: int, min_lesion_voxels: 
                               progress=progress, **options)
     table = load_feature_table(features, label="label", group="patient_id")
     excluded = [{"patient_id": pid, "reason": reason} for pid, reason in result.skipped]
-    return SourceData(table, {"source": source, "path": str(root), "features": str(features),
-                              "excluded_cases": excluded})
+    info = {"source": source, "path": str(root), "features": str(features),
+            "excluded_cases": excluded}
+    images = None
+    if crops is not None:
+        images = crop_table(root, workdir / "images", table, crops, progress=progress)
+        info["images"] = {**crops.record(), "folder": str(workdir / "images")}
+    return SourceData(table, info, images)
+
+
+def crop_table(root: Path, folder: Path, table: Any, settings: Any, *, progress: bool
+               ) -> Any:
+    """The image view of ``table``: crops of its cases cached in ``folder``, one per row."""
+    import numpy as np
+
+    from spikebench.datasets.crops import extract_crops, image_rows
+    from spikebench.datasets.msd import training_cases
+
+    wanted = set(np.asarray(table.groups).astype(str))
+    cases = [c for c in training_cases(root) if c.patient_id in wanted]
+    crops = extract_crops(cases, folder, settings, progress=progress)
+    return image_rows(crops, np.asarray(table.groups), np.asarray(table.slice_idx),
+                      settings.size)
 
 
 class MSDSource(DataSource):
@@ -56,4 +79,5 @@ class MSDSource(DataSource):
                             min_lesion_voxels=options.min_lesion_voxels,
                             on_error=options.on_error, progress=progress, source=self.name,
                             min_lesion_mm2=options.min_lesion_mm2,
-                            ambiguous_margin_mm2=options.ambiguous_margin_mm2)
+                            ambiguous_margin_mm2=options.ambiguous_margin_mm2,
+                            crops=options.crop_settings() if options.images else None)

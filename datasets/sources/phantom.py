@@ -12,11 +12,11 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from spikebench.datasets.sources.base import DataSource, SourceData, SourceOptions
+from spikebench.datasets.sources.base import DataSource, ImageOptions, SourceData
 from spikebench.datasets.sources.msd import extract_into
 
 
-class PhantomOptions(SourceOptions):
+class PhantomOptions(ImageOptions):
     #: Folder to generate into (default: ``<results>/data/phantom``); reused when it holds the
     #: same phantom.
     path: str | None = None
@@ -30,6 +30,8 @@ class PhantomOptions(SourceOptions):
     ambiguous_margin_mm2: float | None = Field(None, ge=0)
     workers: int = Field(1, ge=1, le=256)
     on_error: Literal["fail", "skip"] = "fail"
+    #: The phantom's body is ~70 mm across (not ~350 mm): its crops default to 0.5 mm pixels.
+    crop_spacing_mm: float = Field(0.5, gt=0, le=20)
 
     @field_validator("shape")
     @classmethod
@@ -59,4 +61,5 @@ class PhantomSource(DataSource):
                             on_error=options.on_error, progress=progress, source=self.name,
                             min_lesion_mm2=options.min_lesion_mm2,
                             ambiguous_margin_mm2=options.ambiguous_margin_mm2,
-                            max_slice_voxels=max(512 * 512, options.shape[0] * options.shape[1]))
+                            max_slice_voxels=max(512 * 512, options.shape[0] * options.shape[1]),
+                            crops=options.crop_settings() if options.images else None)

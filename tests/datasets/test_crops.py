@@ -1,0 +1,92 @@
+"""A user asks the phantom for images: one cached crop per feature-table row, read lazily."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spikebench.datasets.crops import CropSettings, ImageRows, crop_slice
+from spikebench.datasets.sources import get_source
+from spikebench.errors import DataError
+
+OPTIONS = {"cases": 4, "shape": [48, 48], "images": True, "crop": 16, "crop_spacing_mm": 2.0}
+
+
+@pytest.fixture(scope="module")
+def delivered(tmp_path_factory):
+    work = tmp_path_factory.mktemp("crops")
+    source = get_source("phantom")
+    with pytest.warns(UserWarning):  # constant feature columns dropped on a tiny phantom
+        data = source.load(source.Options.model_validate(OPTIONS), work)
+    return work, data
+
+
+def test_one_crop_per_table_row_in_table_order(delivered):
+    work, data = delivered
+    rows = data.images
+    assert rows.shape == (len(data.table.y), 1, 16, 16)
+    assert list(rows.groups) == list(np.asarray(data.table.groups).astype(str))
+    batch = rows[np.array([3, 0, 7])]
+    assert batch.shape == (3, 1, 16, 16) and batch.dtype == np.float32
+    assert batch.min() >= 0.0 and batch.max() <= 1.0
+    np.testing.assert_array_equal(batch[1], rows[0:1][0])
+    assert data.info["images"]["size"] == 16
+    files = sorted((work / "images").iterdir())
+    assert len(files) == 2 * OPTIONS["cases"]  # crops + slice indices per case
+
+
+def test_cache_is_reused_and_a_torn_file_recomputed(delivered, tmp_path):
+    work, data = delivered
+    source = get_source("phantom")
+    options = source.Options.model_validate(OPTIONS)
+    crop_files = sorted(p for p in (work / "images").iterdir()
+                        if not p.name.endswith(".slices.npy"))
+    before = {p: p.stat().st_mtime_ns for p in crop_files}
+    with pytest.warns(UserWarning):
+        again = source.load(options, work)
+    assert {p: p.stat().st_mtime_ns for p in crop_files} == before  # nothing recomputed
+    crop_files[0].write_bytes(b"")  # a torn file counts as missing
+    with pytest.warns(UserWarning):
+        fixed = source.load(options, work)
+    np.testing.assert_array_equal(np.asarray(fixed.images), np.asarray(data.images))
+    np.testing.assert_array_equal(np.asarray(again.images), np.asarray(data.images))
+
+
+def test_lazy_rows_views_standardise_and_pickle(delivered):
+    _, data = delivered
+    view = data.images.rows(np.arange(5, 12))
+    mean, std = view.pixel_stats()
+    full = np.asarray(view)
+    assert mean == pytest.approx(full.mean(), rel=1e-5)
+    scaled = view.standardised(mean, std)
+    np.testing.assert_allclose(scaled[:], (full - mean) / std, rtol=1e-5, atol=1e-5)
+    back = pickle.loads(pickle.dumps(scaled))
+    assert back._open == {}  # the memory maps are reopened, not pickled
+    np.testing.assert_array_equal(back[:], scaled[:])
+
+
+def test_crop_geometry_centres_the_roi_and_windows_hu():
+    hu = np.full((40, 40), -1000.0, dtype=np.float32)
+    roi = np.zeros((40, 40), bool)
+    roi[10:20, 20:30] = True
+    hu[roi] = 250.0
+    crop = crop_slice(hu, roi, (1.0, 1.0), lambda a: a, CropSettings(size=10, spacing_mm=1.0))
+    assert crop.dtype == np.uint8 and crop.shape == (10, 10)
+    assert crop[2:8, 2:8].min() == 255 and crop.max() == 255
+    with pytest.raises(DataError):
+        CropSettings(size=4)
+
+
+def test_in_memory_rows_and_misaligned_tables():
+    rows = ImageRows.from_array(np.zeros((3, 8, 8), np.uint8), ["a", "a", "b"])
+    assert rows.shape == (3, 1, 8, 8) and rows[1].shape == (1, 8, 8)
+    from spikebench.datasets.crops import CaseCrops, image_rows
+
+    crops = {"a": CaseCrops("a", Path("nowhere.npy"), np.array([2, 3]))}
+    with pytest.raises(DataError, match="slice 5"):
+        image_rows(crops, np.array(["a"]), np.array([5]), 8)
+    with pytest.raises(DataError, match="no image crops"):
+        image_rows(crops, np.array(["b"]), np.array([2]), 8)
