@@ -5,7 +5,9 @@ Workload (defaults = the study's typical network): input ``[T, B, F]`` Bernoulli
 LIF layers ``F → hidden → outputs`` with the default :class:`NetworkSpec` neuron (β 0.9, θ 1,
 subtract reset, fast-sigmoid surrogate), float32.
 
-* **train**: forward over ``T``, cross-entropy on output spike counts, backward, Adam step.
+* **train**: forward over ``T``, cross-entropy on output spike counts, backward, Adam step
+  (``torch.optim.Adam(fused=True)`` where this torch supports it on the device, for every
+  backend alike: one kernel over all parameters instead of a dozen small ops per tensor).
 * **infer**: the forward pass under ``torch.no_grad()``.
 * **floor**: the dense matrix products that train step cannot avoid at this shape: per layer the
   input projection ``[T·B, F_in] × [F_in, F_out]``, the weight gradient ``gIᵀ x`` and (above the
@@ -18,6 +20,13 @@ subtract reset, fast-sigmoid surrogate), float32.
   ``VmHWM`` after a reset through ``/proc/self/clear_refs``, else the ``ru_maxrss`` delta).
   Often 0: the C allocator keeps freed memory of earlier steps, so only a step that needs more
   than any before shows; reported for completeness.
+
+* **compiled variants** (``NAME+compile``, e.g. ``snntorch+compile``): the backend's network
+  wrapped in ``torch.compile`` (inductor). Its first train and inference calls compile (minutes
+  per shape for a framework's per-step loop); they are timed once as ``compile_s`` and are not
+  part of the timed repeats, which start after them.
+* **density**: spikes per neuron and step of the custom network's layers in the train step
+  (input layer first): what decides its dense or event-driven products.
 
 Repeats are interleaved (one step of each backend in turn) so that load from other processes on
 a shared machine spreads over all backends instead of hitting one; ratios within a run are the
@@ -145,6 +154,18 @@ def _floor_fn(sizes: Sequence[int], batch: int, steps: int, device: Any
     return run
 
 
+def _layer_density(net: Any, x: Any) -> list[float]:
+    """Spikes per neuron and step of ``x`` and of every layer but the last of ``net``."""
+    import torch
+
+    with torch.no_grad():
+        counts = [float(c) for c in net(x).layer_spike_counts]
+    sizes = net.spec.sizes
+    rows = x.shape[0] * x.shape[1]
+    return [round(float(x.mean()), 4)] + [round(c / (rows * n), 4)
+                                          for c, n in zip(counts[:-1], sizes[1:-1])]
+
+
 def _time_interleaved(timed: dict[str, Callable[[], None]], *, warmup: int, repeats: int
                       ) -> dict[str, list[float]]:
     """``warmup`` untimed calls of each function, then ``repeats`` rounds calling each in turn;
@@ -161,23 +182,123 @@ def _time_interleaved(timed: dict[str, Callable[[], None]], *, warmup: int, repe
     return samples
 
 
-def run_bench(backends: list[str] | None = None, *, batch: int = 128, inputs: int = 64,
-              hidden: int = 128, outputs: int = 2, steps: int = 25, threads: int = 2,
-              repeats: int = 20, warmup: int = 3, device: str = "cpu", seed: int = 0
-              ) -> dict[str, Any]:
-    """Time train step and inference of ``backends`` (default: every installed one).
+COMPILE_SUFFIX = "+compile"
 
-    Returns ``{"train": {name: {"median_ms", "min_ms", "max_ms", "peak_mb", "rss_growth_mb"}},
-    "infer": {...},
-    "floor_ms", "floor": {...}, "workload", "versions", "machine", "skipped": {name: reason}}``.
-    """
+
+def make_optimizer(params: Any) -> Any:
+    """``torch.optim.Adam(lr=1e-3)``, fused where this torch supports it (else foreach)."""
+    import torch
+
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=1e-3, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # fused Adam unsupported here
+        return torch.optim.Adam(params, lr=1e-3, foreach=True)
+
+
+def variant_names(backends: list[str] | None, compile: Sequence[str] | None) -> list[str]:
+    """The backends to time: ``backends`` (default every installed one) plus ``NAME+compile``
+    for every name in ``compile`` (empty sequence: every listed backend except custom)."""
+    from spikebench.backends import available_backends
+
+    names = list(backends) if backends else available_backends()
+    if compile is not None:
+        peers = list(compile) or [n for n in names if n != "custom"
+                                  and not n.endswith(COMPILE_SUFFIX)]
+        names += [f"{n}{COMPILE_SUFFIX}" for n in peers if f"{n}{COMPILE_SUFFIX}" not in names]
+    return names
+
+
+def _first_calls(fns: Sequence[Callable[[], None]]) -> float:
+    """Seconds of the first call of each of ``fns`` (compilation, for compiled variants)."""
+    started = time.perf_counter()
+    for fn in fns:
+        fn()
+    return round(time.perf_counter() - started, 2)
+
+
+#: Per-function graph variants dynamo may keep (its default, 8, is below what a framework's
+#: per-layer neuron calls need in train + no-grad mode: past it, calls silently run eager).
+RECOMPILE_LIMIT = 64
+
+
+def _compiled(net: Any) -> Any:
+    """``torch.compile(net)`` with static shapes and room for every layer's graph variant."""
+    import torch
+    import torch._dynamo
+
+    for key in ("recompile_limit", "cache_size_limit"):
+        if hasattr(torch._dynamo.config, key):
+            setattr(torch._dynamo.config, key, max(getattr(torch._dynamo.config, key),
+                                                   RECOMPILE_LIMIT))
+    return torch.compile(net, dynamic=False)
+
+
+class _CompileFailed(RuntimeError):
+    """``torch.compile`` of a variant failed (the variant is skipped with the reason)."""
+
+
+def _make_case(name: str, spec: Any, x: Any, y: Any, dev: Any, seed: int,
+               sync: Callable[[], None]) -> dict[str, Any]:
+    """Network, optimizer and the timed closures of backend variant ``name``; a compiled
+    variant's first calls (its compilation) are run and timed here."""
     import torch
     import torch.nn.functional as F
 
-    from spikebench.backends import NetworkSpec, available_backends, get_backend
+    from spikebench.backends import get_backend
+
+    base = name.removesuffix(COMPILE_SUFFIX)
+    backend = get_backend(base)
+    net = backend.build(spec, device=dev, seed=seed)
+    params = list(net.parameters())
+    opt = make_optimizer(params)
+    run = _compiled(net) if name != base else net
+
+    def train() -> None:
+        out = run(x)
+        loss = F.cross_entropy(out.spikes.sum(0), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sync()
+
+    def forward_loss() -> None:
+        F.cross_entropy(run(x).spikes.sum(0), y)
+
+    def infer() -> None:
+        with torch.no_grad():
+            run(x)
+        sync()
+
+    seconds = None
+    if name != base:
+        try:
+            seconds = _first_calls((train, infer, train, infer))  # 2nd: grad-state guards
+        except Exception as exc:  # inductor failures are many and varied
+            raise _CompileFailed(f"torch.compile failed: {type(exc).__name__}: "
+                                 f"{str(exc)[:240]}") from exc
+    return {"base": base, "version": backend.version(), "net": net, "params": params,
+            "train": train, "infer": infer, "forward_loss": forward_loss,
+            "compile_s": seconds}
+
+
+def run_bench(backends: list[str] | None = None, *, batch: int = 128, inputs: int = 64,
+              hidden: int = 128, outputs: int = 2, steps: int = 25, threads: int = 2,
+              repeats: int = 20, warmup: int = 3, device: str = "cpu", seed: int = 0,
+              compile: Sequence[str] | None = None) -> dict[str, Any]:
+    """Time train step and inference of ``backends`` (default: every installed one) and of the
+    compiled variants :func:`variant_names` adds for ``compile``.
+
+    Returns ``{"train": {name: {"median_ms", "min_ms", "max_ms", "peak_mb", "rss_growth_mb"
+    [, "compile_s"]}}, "infer": {...}, "floor_ms", "floor": {...}, "density": [...],
+    "workload", "versions", "machine", "skipped": {name: reason}}``.
+    """
+    import torch
+
+    from spikebench.backends import NetworkSpec
     from spikebench.errors import SpikebenchError
 
-    names = list(backends) if backends else available_backends()
+    names = variant_names(backends, compile)
     old_threads = torch.get_num_threads()
     torch.set_num_threads(int(threads))
     dev = torch.device(device)
@@ -190,36 +311,23 @@ def run_bench(backends: list[str] | None = None, *, batch: int = 128, inputs: in
 
         cases: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {}
         activation_mb: dict[str, float] = {}
+        compile_s: dict[str, float] = {}
         versions: dict[str, str] = {"torch": torch.__version__}
         skipped: dict[str, str] = {}
+        density: list[float] = []
         for name in names:
             try:
-                backend = get_backend(name)
-                net = backend.build(spec, device=dev, seed=seed)
-            except (SpikebenchError, ImportError) as exc:
+                case = _make_case(name, spec, x, y, dev, seed, sync)
+            except (SpikebenchError, ImportError, _CompileFailed) as exc:
                 skipped[name] = str(exc)
                 continue
-            versions[name] = backend.version()
-            opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-
-            def train(net=net, opt=opt) -> None:
-                out = net(x)
-                loss = F.cross_entropy(out.spikes.sum(0), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sync()
-
-            def forward_loss(net=net) -> None:
-                F.cross_entropy(net(x).spikes.sum(0), y)
-
-            def infer(net=net) -> None:
-                with torch.no_grad():
-                    net(x)
-                sync()
-
-            cases[name] = (train, infer)
-            activation_mb[name] = saved_tensor_mb(forward_loss, exclude=list(net.parameters()))
+            versions[case["base"]] = case["version"]
+            if case["compile_s"] is not None:
+                compile_s[name] = case["compile_s"]
+            cases[name] = (case["train"], case["infer"])
+            activation_mb[name] = saved_tensor_mb(case["forward_loss"], exclude=case["params"])
+            if name == "custom":
+                density = _layer_density(case["net"], x)
         floor = _floor_fn(spec.sizes, batch, steps, dev)
 
         def floor_step() -> None:
@@ -236,9 +344,12 @@ def run_bench(backends: list[str] | None = None, *, batch: int = 128, inputs: in
             result["train"][name] = {**_stats(samples[f"train:{name}"]),
                                      "peak_mb": activation_mb[name],
                                      "rss_growth_mb": measure_peak_mb(train)}
+            if name in compile_s:
+                result["train"][name]["compile_s"] = compile_s[name]
             result["infer"][name] = _stats(samples[f"infer:{name}"])
         result["floor"] = _stats(samples["__floor__"])
         result["floor_ms"] = result["floor"]["median_ms"]
+        result["density"] = density
         result["workload"] = {"batch": batch, "inputs": inputs, "hidden": hidden,
                               "outputs": outputs, "steps": steps, "threads": threads,
                               "repeats": repeats, "warmup": warmup, "device": str(dev),
@@ -275,19 +386,25 @@ def format_bench(result: dict[str, Any]) -> str:
     for phase in ("train", "infer"):
         rows = result[phase]
         ref = rows.get("custom", {}).get("median_ms")
-        lines.append(f"{phase:6s} {'backend':14s} {'median ms':>10s} {'(min–max)':>20s} "
-                     f"{'×custom':>8s} {'act. MB':>8s}")
+        lines.append(f"{phase:6s} {'backend':20s} {'median ms':>10s} {'(min–max)':>20s} "
+                     f"{'×custom':>8s} {'act. MB':>8s} {'compile s':>9s}")
         for name, r in sorted(rows.items(), key=lambda kv: kv[1]["median_ms"]):
             ratio = f"{r['median_ms'] / ref:8.2f}" if ref else f"{'-':>8s}"
             peak = r.get("peak_mb")
             peak_s = f"{peak:8.1f}" if isinstance(peak, int | float) else f"{'-':>8s}"
+            comp = result["train"].get(name, {}).get("compile_s")
+            comp_s = f"{comp:9.1f}" if comp is not None else f"{'-':>9s}"
             span = f"({r['min_ms']:.2f}–{r['max_ms']:.2f})"
-            lines.append(f"{'':6s} {name:14s} {r['median_ms']:10.2f} {span:>20s} {ratio} {peak_s}")
+            lines.append(f"{'':6s} {name:20s} {r['median_ms']:10.2f} {span:>20s} {ratio} {peak_s} "
+                         f"{comp_s}")
     custom = result["train"].get("custom", {}).get("median_ms")
     tail = (f"act. MB = activations saved for backward; floor (dense matmuls of the train "
             f"step): {floor:.2f} ms")
     if custom:
         tail += f"; custom train / floor = {custom / floor:.2f}"
+    if result.get("density"):
+        tail += "; custom spike density per layer input " + " / ".join(
+            f"{d:.1%}" for d in result["density"])
     lines.append(tail)
     for name, reason in result.get("skipped", {}).items():
         lines.append(f"skipped {name}: {reason}")

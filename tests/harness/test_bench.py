@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from spikebench.harness.bench import check_regression, format_bench, run_bench, sweep
 
 
@@ -39,3 +41,42 @@ def test_sweep_varies_steps_and_hidden():
                  hidden=3, steps=2, repeats=1, warmup=0)
     points = [(r["workload"]["steps"], r["workload"]["hidden"]) for r in runs]
     assert points == [(2, 3), (3, 3), (2, 4)]
+
+
+def test_compile_adds_a_variant_per_peer_and_keeps_named_ones():
+    from spikebench.harness.bench import variant_names
+
+    assert variant_names(["custom", "snntorch"], None) == ["custom", "snntorch"]
+    assert variant_names(["custom", "snntorch"], []) == ["custom", "snntorch",
+                                                         "snntorch+compile"]
+    assert variant_names(["custom"], ["spikingjelly"]) == ["custom", "spikingjelly+compile"]
+
+
+@pytest.mark.slow
+def test_compiled_variant_is_timed_after_compilation_with_its_compile_time():
+    res = run_bench(["custom", "snntorch+compile"], batch=2, inputs=3, hidden=3, outputs=2,
+                    steps=2, threads=1, repeats=2, warmup=1)
+    row = res["train"]["snntorch+compile"]
+    assert row["compile_s"] > 0 and 0 < row["min_ms"] <= row["median_ms"]
+    assert "compile s" in format_bench(res)
+
+
+def _fake(steps, hidden, custom, floor, **peers):
+    rows = {"custom": {"median_ms": custom}} | {k.replace("_c", "+compile"): {"median_ms": v}
+                                                 for k, v in peers.items()}
+    return {"train": rows, "floor_ms": floor, "density": [0.2, 0.05],
+            "workload": {"steps": steps, "hidden": hidden}}
+
+
+def test_sweep_table_judges_every_target_from_the_same_run():
+    from spikebench.harness.bench_targets import check_targets, format_sweep
+
+    runs = [_fake(25, 128, 1.0, 0.6, snntorch=8.0, snntorch_c=2.5),
+            _fake(50, 128, 2.0, 1.0, snntorch=9.0, snntorch_c=2.0)]
+    judged = {name: met for name, met, _ in check_targets(runs)}
+    assert judged["≥ 2.0× best compiled peer (T=25, hidden 128)"]
+    assert not judged["≥ 1.5× best compiled peer (T=50, hidden 128)"]  # 1.0×
+    assert not judged["custom ÷ floor ≤ 1.5 (T=50, hidden 128)"]  # 2.0
+    assert not judged["custom ÷ floor < 1, event-driven (T=25, hidden 128)"]  # 1.67
+    text = format_sweep(runs)
+    assert "snntorch+compile" in text and "MISSED" in text and "[met]" in text
