@@ -138,6 +138,7 @@ def _worker_main(raw_spec: dict[str, Any], out: str, storage: str, trials: int |
     import torch
 
     _die_with_parent(parent)
+    _exit_quietly_on_sigterm()
     torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
@@ -157,6 +158,17 @@ def _worker_main(raw_spec: dict[str, Any], out: str, storage: str, trials: int |
         print(f"spikebench: error (worker {worker}): {describe_os_error(exc)}",
               file=sys.stderr, flush=True)
         os._exit(2)
+
+
+def _exit_quietly_on_sigterm() -> None:
+    """The parent ends workers with SIGTERM (after Ctrl-C): unwind (``finally`` blocks,
+    finalizers: no leaked semaphores, no half-written file) and exit without a traceback."""
+    import signal
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def _die_with_parent(parent: int) -> None:
