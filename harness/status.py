@@ -22,6 +22,10 @@ def study_status(target: str | Path, storage: str | None = None) -> Any:
         folder = ResultsFolder(target)
         if not folder.spec_file.exists():
             raise DataError(f"{target} is not a study folder (no spec.toml); pass the spec file")
+        if folder.spec_file.stat().st_size == 0:
+            raise DataError(f"{folder.spec_file} is empty (cut short by a crash or a full disk "
+                            "with an older spikebench); rerun `spikebench study run` with the "
+                            "study's spec and this --out to rewrite it")
         spec, out = load_spec(folder.spec_file), folder
     else:
         spec, out = load_spec(target), None
