@@ -46,6 +46,7 @@ _lock = threading.Lock()
 _ops: Any = None  # torch.ops.spikebench_lif once loaded
 _forward: Any = None  # its overloads, looked up once (no per-call overload resolution)
 _backward: Any = None
+_events: Any = None  # (binary_density, event_forward_, event_weight_grad_) overloads
 _failure: str | None = None  # why the kernels are unavailable (set once, never retried)
 _env_logged = False
 _DTYPES = (torch.float32, torch.float64)
@@ -142,7 +143,7 @@ def load() -> Any:
     processes load the cached library), the others wait for it. A failure is remembered: no
     second attempt in this process.
     """
-    global _ops, _failure, _forward, _backward
+    global _ops, _failure, _forward, _backward, _events
     if _ops is not None or _failure is not None:
         return _ops
     with _lock:
@@ -158,7 +159,9 @@ def load() -> Any:
         try:
             ops = _build()
             forward, backward = ops.forward_.default, ops.backward_.default
-        except Exception as exc:  # no compiler, no ninja, build error, ...: never raise
+            events = (ops.binary_density.default, ops.event_forward_.default,
+                      ops.event_weight_grad_.default)
+        except Exception as exc:  # no compiler, ninja, build error, lock timeout: never raise
             _failure = f"build failed: {_summary(exc)}"
             _log.debug("spikebench: C++ LIF kernel build error", exc_info=True)
             _log.warning("spikebench: fused C++ LIF kernels unavailable (%s); using the "
@@ -166,7 +169,7 @@ def load() -> Any:
             return None
         _log.info("spikebench: fused C++ LIF kernels ready (%.1f s to build or load)",
                   time.perf_counter() - start)
-        _forward, _backward, _ops = forward, backward, ops
+        _forward, _backward, _events, _ops = forward, backward, events, ops
         return _ops
 
 
@@ -229,3 +232,22 @@ def backward_(charge: torch.Tensor, grad_spikes: torch.Tensor | None,
     ``custom.lif_backward_``. Call only after :func:`backward_usable` returned ``True``."""
     _backward(charge, grad_spikes, grad_charge, out, beta, threshold, reset,
               SURROGATE_CODES[surrogate], slope)
+
+
+def binary_density(x: torch.Tensor) -> float:
+    """Fraction of ones in ``x`` if every value is exactly 0 or 1, else ``-1`` (one pass).
+
+    Call only after :func:`usable` returned ``True`` for ``x``."""
+    return _events[0](x)
+
+
+def event_forward_(x: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor | None,
+                   out: torch.Tensor) -> None:
+    """``out[r] = b + Σ_{i: x[r,i] = 1} Wᵀ[i]`` for binary ``x`` ``[R, F]`` (accumulate-only:
+    work ∝ spikes), ``weight_t = Wᵀ`` ``[F, N]`` contiguous, ``out`` ``[R, N]`` contiguous."""
+    _events[1](x, weight_t, bias, out)
+
+
+def event_weight_grad_(x: torch.Tensor, grad: torch.Tensor, out: torch.Tensor) -> None:
+    """``out[i] = Σ_{r: x[r,i] = 1} gI[r]`` (``xᵀ gI`` = ``dWᵀ`` ``[F, N]``) for binary ``x``."""
+    _events[2](x, grad, out)

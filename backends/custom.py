@@ -25,7 +25,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from spikebench.backends import _lif_kernels
+from spikebench.backends import _lif_kernels, event_driven
+from spikebench.backends._pool import POOL
 from spikebench.backends.base import (
     LinearLayersWeights,
     ModuleBackend,
@@ -134,7 +135,7 @@ def _lif_step(charge: torch.Tensor, beta: float, threshold: float, reset: str
     """:func:`lif_recurrence_` plus the number of spikes (0-d): counted exactly by the fused C++
     kernel on the way (saves a pass over ``S``; equal to ``spikes.sum()``, which is exact below
     2**24 spikes in float32), else ``spikes.sum()``."""
-    spikes = torch.empty_like(charge)
+    spikes = POOL.empty(charge.shape, charge.dtype, charge.device)
     if _lif_kernels.usable(charge):
         count = _lif_kernels.forward_(charge, spikes, float(beta), float(threshold),
                                       _RESET_CODES[reset])
@@ -209,10 +210,36 @@ def lif_backward_(charge: torch.Tensor, grad_spikes: torch.Tensor | None,
 
 
 def _currents(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """``I = x Wᵀ + b`` for all steps at once: one ``[T·B, F] × [F, N]`` product."""
+    """``I = x Wᵀ + b`` for all steps at once: one ``[T·B, F] × [F, N]`` product (into a pooled
+    storage, :mod:`spikebench.backends._pool`)."""
     flat = x.reshape(-1, x.shape[-1])
-    cur = torch.addmm(bias, flat, weight.t()) if bias is not None else flat.mm(weight.t())
-    return cur.view(*x.shape[:-1], weight.shape[0])
+    out = POOL.empty((flat.shape[0], weight.shape[0]), x.dtype, x.device)
+    if bias is not None:
+        torch.addmm(bias, flat, weight.t(), out=out)
+    else:
+        torch.mm(flat, weight.t(), out=out)
+    return out.view(*x.shape[:-1], weight.shape[0])
+
+
+def _layer(inp: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+           in_count: torch.Tensor | None, beta: float, threshold: float, reset: str
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+    """One layer: ``(H, S, spike count, event-driven weight gradient?)``.
+
+    The input projection is event-driven (:mod:`spikebench.backends.event_driven`) when the
+    input is binary and sparse enough for this layer's width (``in_count``: the spike count of
+    ``inp`` when it is the previous layer's spikes), else one dense ``addmm``.
+    """
+    n_out = weight.shape[0]
+    density = -1.0
+    if n_out >= event_driven.MIN_OUTPUTS and event_driven.enabled():
+        density = event_driven.input_density(inp, in_count)
+    if event_driven.use_forward(density, n_out):
+        charge = event_driven.currents(inp, weight, bias)
+    else:
+        charge = _currents(inp, weight, bias)
+    spikes, count = _lif_step(charge, beta, threshold, reset)
+    return charge, spikes, count, event_driven.use_grad(density, n_out)
 
 
 class LIFNetworkFunction(torch.autograd.Function):
@@ -228,14 +255,17 @@ class LIFNetworkFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, params, x, *weights):  # type: ignore[override]
         beta, threshold, reset, _surrogate, _slope = params
-        spikes, saved, counts = x, [x], []
+        spikes, saved, counts, events = x, [x], [], []
+        count = None
         for i in range(0, len(weights), 2):
-            charge = _currents(spikes, weights[i], weights[i + 1])
-            spikes, count = _lif_step(charge, beta, threshold, reset)
+            charge, spikes, count, event = _layer(spikes, weights[i], weights[i + 1], count,
+                                                  beta, threshold, reset)
             counts.append(count)
+            events.append(event)
             saved += [charge, spikes]
         ctx.save_for_backward(*saved[:-1], *weights[0::2])  # x, H_1, S_1, ..., H_L, W_1..W_L
         ctx.params = params
+        ctx.events = events
         ctx.has_bias = [b is not None for b in weights[1::2]]
         ctx.set_materialize_grads(False)
         counts_t = torch.stack(counts)
@@ -261,7 +291,9 @@ class LIFNetworkFunction(torch.autograd.Function):
                                  out=WORKSPACE.get(charge, 2, tag=layer))
             flat = grad.view(-1, grad.shape[-1])
             weight = ws[layer]
-            if ctx.needs_input_grad[2 + 2 * layer]:
+            if ctx.needs_input_grad[2 + 2 * layer] and ctx.events[layer]:
+                grads[2 * layer] = event_driven.weight_grad(flat, inp)
+            elif ctx.needs_input_grad[2 + 2 * layer]:
                 grads[2 * layer] = flat.t().mm(inp.reshape(-1, inp.shape[-1]))
             if ctx.has_bias[layer] and ctx.needs_input_grad[3 + 2 * layer]:
                 grads[2 * layer + 1] = flat.sum(0)
@@ -285,10 +317,9 @@ def lif_network(x: torch.Tensor, weights: Sequence[tuple[torch.Tensor, torch.Ten
         x.requires_grad or any(t is not None and t.requires_grad for t in flat))
     if needs_grad:
         return LIFNetworkFunction.apply(params, x, *flat)
-    spikes, counts = x, []
+    spikes, counts, count = x, [], None
     for w, b in weights:
-        charge = _currents(spikes, w, b)
-        spikes, count = _lif_step(charge, params[0], params[1], reset)
+        charge, spikes, count, _ = _layer(spikes, w, b, count, params[0], params[1], reset)
         counts.append(count)
     return spikes, charge, torch.stack(counts)
 

@@ -1,7 +1,8 @@
 """Engine benchmark: the same surrogate-gradient train step and inference pass on every backend,
 timed side by side in one process, against the dense-matmul floor of that step.
 
-Workload (defaults = the study's typical network): input ``[T, B, F]`` Bernoulli(0.3) spikes,
+Workload (defaults = the study's typical network): input ``[T, B, F]`` Bernoulli(0.3) spikes
+(``density``; the sweep adds a sparse-input point, 10 %, where the event-driven path applies),
 LIF layers ``F → hidden → outputs`` with the default :class:`NetworkSpec` neuron (β 0.9, θ 1,
 subtract reset, fast-sigmoid surrogate), float32.
 
@@ -48,6 +49,8 @@ from typing import Any
 #: Sweep grid of :func:`sweep`.
 SWEEP_STEPS: tuple[int, ...] = (25, 50, 100)
 SWEEP_HIDDEN: tuple[int, ...] = (128, 256, 512)
+#: Extra sweep points ``(T, hidden, input density)``: sparse input (event-driven products).
+SWEEP_SPARSE: tuple[tuple[int, int, float], ...] = ((25, 512, 0.1),)
 
 
 def _rss_mb() -> float | None:
@@ -285,7 +288,8 @@ def _make_case(name: str, spec: Any, x: Any, y: Any, dev: Any, seed: int,
 def run_bench(backends: list[str] | None = None, *, batch: int = 128, inputs: int = 64,
               hidden: int = 128, outputs: int = 2, steps: int = 25, threads: int = 2,
               repeats: int = 20, warmup: int = 3, device: str = "cpu", seed: int = 0,
-              compile: Sequence[str] | None = None) -> dict[str, Any]:
+              compile: Sequence[str] | None = None, density: float = 0.3
+              ) -> dict[str, Any]:
     """Time train step and inference of ``backends`` (default: every installed one) and of the
     compiled variants :func:`variant_names` adds for ``compile``.
 
@@ -306,7 +310,7 @@ def run_bench(backends: list[str] | None = None, *, batch: int = 128, inputs: in
     try:
         spec = NetworkSpec(sizes=(inputs, hidden, outputs))
         gen = torch.Generator(device="cpu").manual_seed(seed)
-        x = (torch.rand(steps, batch, inputs, generator=gen) < 0.3).float().to(dev)
+        x = (torch.rand(steps, batch, inputs, generator=gen) < density).float().to(dev)
         y = torch.randint(0, outputs, (batch,), generator=gen).to(dev)
 
         cases: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {}
@@ -353,6 +357,7 @@ def run_bench(backends: list[str] | None = None, *, batch: int = 128, inputs: in
         result["workload"] = {"batch": batch, "inputs": inputs, "hidden": hidden,
                               "outputs": outputs, "steps": steps, "threads": threads,
                               "repeats": repeats, "warmup": warmup, "device": str(dev),
+                              "input_density": density,
                               "dtype": "float32", "neuron": {"beta": spec.beta,
                                                              "threshold": spec.threshold,
                                                              "reset": spec.reset,
@@ -366,14 +371,20 @@ def run_bench(backends: list[str] | None = None, *, batch: int = 128, inputs: in
 
 
 def sweep(backends: list[str] | None = None, *, steps_grid: Sequence[int] = SWEEP_STEPS,
-          hidden_grid: Sequence[int] = SWEEP_HIDDEN, **kwargs: Any) -> list[dict[str, Any]]:
-    """:func:`run_bench` over ``T`` in ``steps_grid`` (at the given ``hidden``) and over
-    ``hidden`` in ``hidden_grid`` (at the given ``steps``); ``kwargs`` go to :func:`run_bench`."""
+          hidden_grid: Sequence[int] = SWEEP_HIDDEN,
+          sparse: Sequence[tuple[int, int, float]] = SWEEP_SPARSE, **kwargs: Any
+          ) -> list[dict[str, Any]]:
+    """:func:`run_bench` over ``T`` in ``steps_grid`` (at the given ``hidden``), over
+    ``hidden`` in ``hidden_grid`` (at the given ``steps``) and at the ``sparse`` points
+    ``(T, hidden, input density)``; ``kwargs`` go to :func:`run_bench`."""
     base_steps = int(kwargs.pop("steps", 25))
     base_hidden = int(kwargs.pop("hidden", 128))
-    points = [(t, base_hidden) for t in steps_grid]
-    points += [(base_steps, h) for h in hidden_grid if (base_steps, h) not in points]
-    return [run_bench(backends, steps=t, hidden=h, **kwargs) for t, h in points]
+    density = float(kwargs.pop("density", 0.3))
+    points = [(t, base_hidden, density) for t in steps_grid]
+    points += [(base_steps, h, density) for h in hidden_grid
+               if (base_steps, h, density) not in points]
+    points += [p for p in sparse if p not in points]
+    return [run_bench(backends, steps=t, hidden=h, density=d, **kwargs) for t, h, d in points]
 
 
 def format_bench(result: dict[str, Any]) -> str:

@@ -124,7 +124,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, default=25)
     s.add_argument("--threads", type=int, default=2)
     s.add_argument("--repeats", type=int, default=20)
-    s.add_argument("--sweep", action="store_true", help="vary T and hidden size")
+    s.add_argument("--density", type=float, default=0.3,
+                   help="input spike probability per step (default 0.3)")
+    s.add_argument("--sweep", action="store_true",
+                   help="vary T and hidden size, plus a sparse-input point (hidden 512, 10 %%)")
     s.add_argument("--compile", nargs="*", default=None, metavar="BACKEND",
                    help="also time torch.compile'd variants (NAME+compile) of these backends "
                         "(no names: every peer of custom); compilation takes minutes per "
@@ -387,7 +390,8 @@ def _bench(args: argparse.Namespace) -> int:
     from spikebench.harness import bench
 
     kw = dict(batch=args.batch, inputs=args.inputs, hidden=args.hidden, steps=args.steps,
-              threads=args.threads, repeats=args.repeats, compile=args.compile)
+              threads=args.threads, repeats=args.repeats, compile=args.compile,
+              density=args.density)
     if args.sweep:
         from spikebench.harness.bench_targets import format_sweep
 
