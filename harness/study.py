@@ -227,7 +227,10 @@ def run_study(
     spec_text = spec_toml(spec)
     folder = ResultsFolder(out)
     url = storage_url(folder.journal, spec.search.storage, storage)
-    check_storage(url)  # a bad storage is refused before the folder is made
+    check_storage(url)  # a bad storage or device is refused before the folder is made
+    from spikebench.harness.plan import resolve_device
+
+    resolve_device(spec.study.device)
     folder.create()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started = datetime.now(UTC).isoformat(timespec="seconds")

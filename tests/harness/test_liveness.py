@@ -186,8 +186,8 @@ def test_a_dangling_relative_optuna_lock_is_cleared(tmp_path, monkeypatch):
 def test_waiting_for_a_hung_lock_holder_is_bounded(tmp_path):
     path = tmp_path / "j.journal"
     code = ("import time; from filelock import FileLock; "
-            f"lock = FileLock({str(path) + '.flock'!r}); lock.acquire(); print('held', flush=True); "
-            "time.sleep(60)")
+            f"lock = FileLock({str(path) + '.flock'!r}); lock.acquire(); "
+            "print('held', flush=True); time.sleep(60)")
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"

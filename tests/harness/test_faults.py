@@ -1,0 +1,217 @@
+"""Fault injection: whatever kills or starves a 2-worker study, the rerun completes it with every
+row exactly once.
+
+- SIGKILL of the whole process tree at random points, then a resume with a relative or an
+  absolute ``--out``, under the same or another host name (``SPIKEBENCH_HOSTNAME``, as a
+  restarted container gets): the resume finishes, no trial is left RUNNING, no row is lost or
+  duplicated.
+- Ctrl-C (SIGINT to the process group): exit code 130, one line, no worker left, resumable.
+- A full disk (a tiny tmpfs): the run stops with one line; nothing in the folder reads as
+  valid unless it is, and the same folder on a larger disk resumes to the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.slow
+
+SPEC = """
+[study]
+name = "faults"
+references = ["logistic_regression"]
+eval_steps = [1.0]
+[data]
+source = "table"
+path = "{table}"
+[grid]
+backends = ["custom"]
+rules = ["surrogate"]
+[split]
+repeats = 2
+[search]
+trials = 4
+heartbeat_interval = 1
+grace_period = 3
+poll_seconds = 0.2
+[space.surrogate]
+epochs = 3
+hidden = 16
+steps = 6
+encoding = "direct"
+"""
+#: Rows a finished study holds: the SNN cell and the reference, two repeats each.
+EXPECTED_ROWS = {("custom", "surrogate", 0), ("custom", "surrogate", 1),
+                 ("reference", "logistic_regression", 0),
+                 ("reference", "logistic_regression", 1)}
+
+
+@pytest.fixture
+def spec(tmp_path, feature_table) -> Path:
+    path = tmp_path / "faults.toml"
+    path.write_text(SPEC.format(table=feature_table))
+    return path
+
+
+def _start(spec: Path, out: str, cwd: Path, *, host: str | None = None,
+           workers: int = 2, trials: int | None = None) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("SPIKEBENCH_HOSTNAME", None)
+    if host:
+        env["SPIKEBENCH_HOSTNAME"] = host
+    return subprocess.Popen(
+        [sys.executable, "-m", "spikebench", "study", "run", str(spec), "--out", out,
+         "--workers", str(workers), "--quiet",
+         *(["--trials", str(trials)] if trials else [])],
+        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)  # its own process group: the tree is killed at once
+
+
+def _group_gone(pgid: int, timeout: float = 20) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _check_complete(out: Path, trials: int = 4) -> None:
+    import optuna
+    from optuna.trial import TrialState
+
+    from spikebench.harness.storages import open_storage
+
+    results = pd.read_parquet(out / "results.parquet")
+    keys = [(b, r, int(k)) for b, r, k in zip(results["backend"], results["rule"],
+                                               results["repeat"], strict=True)]
+    assert len(keys) == len(set(keys)), f"duplicate rows: {keys}"
+    assert set(keys) == EXPECTED_ROWS, f"rows: {sorted(keys)}"
+    assert (results["status"] == "ok").all(), results[["rule", "status", "reason"]]
+    storage = open_storage(f"journal:{out / 'optuna.journal'}")
+    study = optuna.load_study(study_name="faults/custom/surrogate", storage=storage)
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    assert TrialState.RUNNING not in states
+    assert sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) >= trials
+    snn = results[results["kind"] == "snn"]
+    best = max((t for t in study.trials if t.state == TrialState.COMPLETE),
+               key=lambda t: t.value).number
+    assert (snn["best_trial"] == best).all()  # refits came from the final best trial
+
+
+@pytest.mark.parametrize(("relative", "other_host"), [(True, False), (True, True),
+                                                      (False, False), (False, True)])
+def test_sigkill_of_the_tree_then_resume(spec, tmp_path, relative, other_host):
+    rng = random.Random(f"{relative}{other_host}")
+    out = tmp_path / "run"
+    where = "run" if relative else str(out)
+    for _ in range(1 + other_host):  # kills at random points (start-up, tuning, refits)
+        victim = _start(spec, where, tmp_path)
+        time.sleep(rng.uniform(3.0, 18.0))
+        if victim.poll() is None:
+            os.killpg(victim.pid, signal.SIGKILL)
+        victim.communicate()
+        assert _group_gone(victim.pid)
+    resume = _start(spec, where, tmp_path, host="another-container" if other_host else None)
+    try:
+        _, err = resume.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(resume.pid, signal.SIGKILL)
+        pytest.fail("the resume hung: " + (resume.communicate()[1] or "")[-2000:])
+    assert resume.returncode == 0, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    _check_complete(out)
+
+
+def test_more_trials_after_a_kill_redo_the_refits_whose_best_changed(spec, tmp_path):
+    """A finished 2-trial study, then ``--trials 6`` killed at a random point and resumed:
+    tuning reaches 6 trials and every refit comes from the final best trial."""
+    first = _start(spec, "run", tmp_path, trials=2)
+    assert first.communicate(timeout=240) and first.returncode == 0
+    victim = _start(spec, "run", tmp_path, trials=6)
+    time.sleep(random.Random(3).uniform(4.0, 14.0))
+    if victim.poll() is None:
+        os.killpg(victim.pid, signal.SIGKILL)
+    victim.communicate()
+    resume = _start(spec, "run", tmp_path, trials=6)
+    _, err = resume.communicate(timeout=240)
+    assert resume.returncode == 0, err[-3000:]
+    _check_complete(tmp_path / "run", trials=6)
+
+
+def test_ctrl_c_ends_quietly_and_resumes(spec, tmp_path):
+    rng = random.Random(7)
+    for _ in range(2):
+        run = _start(spec, "run", tmp_path)
+        time.sleep(rng.uniform(4.0, 14.0))
+        if run.poll() is not None:
+            break
+        os.killpg(run.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        _, err = run.communicate(timeout=60)
+        assert run.returncode == 130, err
+        assert err.strip() == "spikebench: interrupted; rerun the same command to resume", err
+        assert _group_gone(run.pid), "a worker outlived Ctrl-C"
+    resume = _start(spec, "run", tmp_path)
+    _, err = resume.communicate(timeout=240)
+    assert resume.returncode == 0, err[-3000:]
+    _check_complete(tmp_path / "run")
+
+
+def _mount_tmpfs(where: Path, size: str) -> None:
+    where.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                          capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+
+
+def _nothing_torn_reads_as_valid(out: Path) -> None:
+    """Every table and JSON file present is whole (atomic writes); the journal loads."""
+    import pyarrow.parquet as pq
+
+    from spikebench.harness.storages import open_storage
+
+    for path in out.rglob("*.parquet"):
+        pq.read_table(path)  # raises on a torn file
+    for path in out.rglob("*.json"):
+        json.loads(path.read_text())
+    assert not list(out.rglob("*.tmp")), "temporary files left behind"
+    if (out / "optuna.journal").exists():
+        open_storage(f"journal:{out / 'optuna.journal'}")  # repairs a torn tail or raises
+
+
+@pytest.mark.parametrize("size", ["64k", "320k"])
+def test_a_full_disk_leaves_nothing_torn_and_resumes(spec, tmp_path, size):
+    disk = tmp_path / "disk"
+    _mount_tmpfs(disk, size)
+    try:
+        run = _start(spec, str(disk / "run"), tmp_path, workers=2)
+        _, err = run.communicate(timeout=240)
+        if run.returncode != 0:
+            assert run.returncode == 2, err[-3000:]
+            assert "Traceback" not in err, err[-3000:]
+            lines = [ln for ln in err.splitlines() if ln.startswith("spikebench: error")]
+            assert lines and any(w in err for w in ("disk is full", "No space left")), err
+        if (disk / "run").exists():
+            _nothing_torn_reads_as_valid(disk / "run")
+            shutil.copytree(disk / "run", tmp_path / "moved", symlinks=True)
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+    moved = tmp_path / "moved"
+    resume = _start(spec, str(moved), tmp_path)
+    _, err = resume.communicate(timeout=240)
+    assert resume.returncode == 0, err[-3000:]
+    _check_complete(moved)
