@@ -39,8 +39,8 @@ class CellPlan:
     #: How the decision threshold is chosen on validation (:func:`~spikebench.harness.
     #: metrics.choose_threshold`).
     threshold_rule: str = "fixed"
-    #: What the rule reads: "features" (the feature table) or "geometry" (ROI area and slice
-    #: position only: the leak detector).
+    #: What the rule reads: "features" (the feature table), "geometry" (ROI area and slice
+    #: position only: the leak detector) or "images" (the liver crops: the image track).
     inputs: str = "features"
 
     @property
@@ -51,6 +51,11 @@ class CellPlan:
     @property
     def label(self) -> str:
         return f"{self.backend}/{self.rule}"
+
+    @property
+    def track(self) -> str:
+        """The report's track: "images" for rules reading crops, else "features"."""
+        return track_of(self.inputs)
 
     @property
     def tuned(self) -> bool:
@@ -71,6 +76,35 @@ class CellPlan:
     def refit_seed(self, fold: Fold) -> int:
         """Training seed of the refit of ``fold``."""
         return self.seed + fold.repeat + 1000 * fold.fold
+
+
+def track_of(inputs: str) -> str:
+    """``"images"`` for the image track's inputs, ``"features"`` for everything else (the
+    feature table, and the geometry leak detector read from it)."""
+    return "images" if inputs == "images" else "features"
+
+
+def images_missing(spec: Any) -> str:
+    """Why image rules cannot run on the spec's data ("" when the source delivers crops)."""
+    from spikebench.harness.spec import data_options
+
+    _, options = data_options(spec)
+    if getattr(options, "images", False):
+        return ""
+    if "images" in type(options).model_fields:
+        return ("image rule: the data source was not asked for crops; set images = true in "
+                "[data] (with crop = 64, crop_spacing_mm = ...)")
+    return (f"image rule: the {spec.data.source!r} data source delivers no image crops "
+            "(use the phantom or msd source with images = true)")
+
+
+def _unservable(backend: Any, name: str, rule: Any, no_images: str) -> str:
+    """Why ``backend`` cannot serve ``rule`` on this data ("" when it can)."""
+    if rule.inputs == "images":
+        from spikebench.backends.conv import conv_unsupported
+
+        return no_images or conv_unsupported(name)
+    return backend.unsupported_rule(rule.name)
 
 
 def resolve_device(name: str) -> str:
@@ -104,6 +138,9 @@ def plan_cells(spec: Any, folds: list[Fold], *, trials: int | None = None,
               "seed": spec.study.seed, "folds": tuple(folds),
               "threshold_rule": spec.study.threshold}
     budget = trials or spec.search.trials
+    rules = {r: get_rule(r) for r in [*spec.grid.rules, *spec.study.references]}
+    no_images = (images_missing(spec)
+                 if any(rule.inputs == "images" for rule in rules.values()) else "")
     plans = []
     for b in spec.grid.backends:
         try:
@@ -111,12 +148,15 @@ def plan_cells(spec: Any, folds: list[Fold], *, trials: int | None = None,
         except BackendError as exc:
             backend, reason = None, str(exc)
         for r in spec.grid.rules:
-            why = reason or (backend.unsupported_rule(r) if backend is not None else "")
-            rule = get_rule(r)
+            rule = rules[r]
+            why = reason or (_unservable(backend, b, rule, no_images)
+                             if backend is not None else "")
             plans.append(CellPlan(backend=b, rule=r, kind=rule.kind, space=rule_space(spec, r),
                                   trials=budget, skip_reason=why, inputs=rule.inputs, **common))
     for r in spec.study.references:
-        rule = get_rule(r)
+        rule = rules[r]
+        why = no_images if rule.inputs == "images" else ""
         plans.append(CellPlan(backend=REFERENCE, rule=r, kind=rule.kind,
-                              space=rule_space(spec, r), trials=0, inputs=rule.inputs, **common))
+                              space=rule_space(spec, r), trials=0, skip_reason=why,
+                              inputs=rule.inputs, **common))
     return plans

@@ -70,7 +70,8 @@ class Refitter:
         result = fit_and_score(plan, view, params, seed)
         model = result.model
         measured = evaluate_test(model, view, result.threshold)
-        row = result_row(plan, fold, result, measured, provenance, split_sizes(view))
+        row = {**result_row(plan, fold, result, measured, provenance, split_sizes(view)),
+               "track": plan.track}
         key = fold.key
         self.write_predictions(plan, fold, result, view)
         curves = model.info.get("curves")
@@ -131,8 +132,8 @@ class Refitter:
 
         from spikebench.harness.results import failure_row
 
-        self.folder.write_frame(self.folder.cell_failure(plan.key),
-                                pd.DataFrame([failure_row(plan, reason, status)]))
+        row = {**failure_row(plan, reason, status), "track": plan.track}
+        self.folder.write_frame(self.folder.cell_failure(plan.key), pd.DataFrame([row]))
 
 
 def refit_jobs(plans: list[CellPlan]) -> list[tuple[CellPlan, Fold]]:

@@ -149,10 +149,13 @@ def _text_tables(r: Report) -> dict[str, TextTable]:
     main = r.main
     if not main.empty:
         cols = _metric_columns(r.primary)
+        # the track column appears once the study has an image-track cell
+        track = "track" in main.columns and bool((main["track"] == "images").any())
+        keys = ["backend", "rule", *(["track"] if track else []), "repeats"]
         rows, bold = [], set()
         for i, rec in enumerate(main.to_dict("records")):
-            row = [rec["backend"], rec["rule"], str(rec["n_repeats"])]
-            for j, col in enumerate(cols, start=3):
+            row = [*(str(rec[k]) for k in keys[:-1]), str(rec["n_repeats"])]
+            for j, col in enumerate(cols, start=len(keys)):
                 text = fmt_metric(rec[f"{col}_mean"], rec[f"{col}_std"], rec[f"{col}_ci_low"],
                                   rec[f"{col}_ci_high"])
                 if r.marks.get(col) == (rec["backend"], rec["rule"]) and text:
@@ -163,14 +166,13 @@ def _text_tables(r: Report) -> dict[str, TextTable]:
         out["performance"] = TextTable(
             "performance", "Test-set performance: mean ± std over repeats "
             f"[{CONFIDENCE:.0%} patient-bootstrap interval]",
-            ["backend", "rule", "repeats", *(metric_label(c) for c in cols)], rows,
-            bold)
-        cost_rows = [[rec["backend"], rec["rule"], str(rec["n_repeats"]),
+            [*keys, *(metric_label(c) for c in cols)], rows, bold)
+        cost_rows = [[*(str(rec[k]) for k in keys[:-1]), str(rec["n_repeats"]),
                       *(fmt_cost(rec[f"{c}_mean"], rec[f"{c}_std"]) for c in COST_COLUMNS)]
                      for rec in main.to_dict("records")]
         out["cost"] = TextTable("cost", "Cost per test sample and training time "
                                 "(mean ± std over repeats)",
-                                ["backend", "rule", "repeats", *COST_COLUMNS.values()], cost_rows)
+                                [*keys, *COST_COLUMNS.values()], cost_rows)
     incomplete = r.coverage[r.coverage["state"] != "complete"]
     if not incomplete.empty:
         out["coverage"] = TextTable.from_frame(

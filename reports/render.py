@@ -156,7 +156,8 @@ _EM_PER_CHAR = 0.5
 _SAFETY = 0.94
 #: Leading columns that identify a row, repeated in every part of a split table (the cell of
 #: the main tables; the metric and the compared pair of the comparison tables).
-_KEY_HEADERS = ("backend", "rule", "repeats", "metric", "within", "patient score", "a", "b")
+_KEY_HEADERS = ("backend", "rule", "track", "repeats", "metric", "within", "patient score", "a",
+                "b")
 
 
 def _tex_width(text: str, scale: float = 1.0) -> float:

@@ -30,6 +30,8 @@ from .load import UNIT_KEYS, StudyTables
 
 TEST_METRICS = tuple(f"test_{m}" for m in METRICS)
 REFERENCE_RULES = ("logistic_regression", "mlp")
+#: The report's tracks: the feature table, and the liver crops (image rules, ``track`` column).
+TRACKS = ("features", "images")
 #: Cost columns of the main table: column → label.
 COST_COLUMNS = {
     "train_seconds_per_epoch": "train s / epoch",
@@ -126,6 +128,13 @@ def study_bootstrap(tables: StudyTables, *, n_bootstrap: int, seed: int, top_k: 
                           top_k=top_k)
 
 
+def _track(rows: pd.DataFrame) -> str:
+    """A cell's track (features | images); folders from before the image track: features."""
+    if "track" not in rows.columns or rows["track"].isna().all():
+        return "features"
+    return str(rows["track"].dropna().iloc[0])
+
+
 def _summary(values: pd.Series) -> tuple[float, float]:
     values = pd.to_numeric(values, errors="coerce")
     mean = float(values.mean()) if values.notna().any() else np.nan
@@ -147,6 +156,7 @@ def main_table(tables: StudyTables, *, n_bootstrap: int = 1000, seed: int = 0,
         if g.empty:
             continue
         row: dict[str, Any] = {"backend": backend, "rule": rule, "kind": str(g["kind"].iloc[0]),
+                               "track": _track(g),
                                "n_repeats": int(g["repeat"].nunique()),
                                "cost_basis": ", ".join(dict.fromkeys(g["cost_basis"]))}
         for col in (*TEST_METRICS, *COST_COLUMNS):

@@ -1,8 +1,9 @@
 """Learning rules, discovered through the ``spikebench.rules`` entry points (pluggable like
 backends). Users see ``get_rule("surrogate")``; a third-party package registers its own
 :class:`Rule` subclass under the same group. The non-spiking references (logistic regression,
-MLP) are rules too, with ``needs_backend = False``; :func:`~spikebench.harness.rules.
-conformance.check_rule` is the contract's conformance kit."""
+MLP; on the image track the CNN and its attention-MIL variant) are rules too, with
+``needs_backend = False``; rules with ``inputs = "images"`` read the lazy crop rows;
+:func:`~spikebench.harness.rules.conformance.check_rule` is the contract's conformance kit."""
 
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ _BUILTIN = {
     "logistic_regression": "spikebench.harness.rules.logistic_regression:LogisticRegressionRule",
     "mlp": "spikebench.harness.rules.mlp:MLP",
     "geometry": "spikebench.harness.rules.geometry:GeometryRule",
+    "conv_surrogate": "spikebench.harness.rules.conv_surrogate:ConvSurrogate",
+    "cnn": "spikebench.harness.rules.cnn:CNN",
+    "cnn_mil": "spikebench.harness.rules.mil:AttentionMIL",
 }
 
 

@@ -1,7 +1,8 @@
 """The learning-rule conformance kit: run :func:`check_rule` in a rule plug-in's tests.
 
 A rule conforms when, on a small problem whose train, validation and test patients are
-disjoint, and on every installed backend that lists it (or with no backend, for a rule that
+disjoint (feature rows, or for ``inputs = "images"`` lazy 16 × 16 crop rows), and on every
+installed backend that lists it (or with no backend, for a rule that
 needs none), it:
 
 1. declares a search space of :mod:`spikebench.harness.space` parameters;
@@ -48,20 +49,58 @@ def held_out_problem(seed: int = 0, n_patients: int = 18, features: int = 8
     return tuple(Split(((X[p] - mu) / sd).astype(np.float32), y[p], g[p]) for p in parts)
 
 
+def held_out_image_problem(seed: int = 0, n_patients: int = 18, size: int = 16
+                           ) -> tuple[Split, Split, Split]:
+    """The image variant of :func:`held_out_problem`: the same disjoint 10 / 4 / 4 patients
+    (8-15 slices each, about a quarter positive), each slice a ``size × size`` crop of noisy
+    "liver" whose positive slices hold a dark disc at a random place; ``X`` is lazy crop rows
+    (:class:`~spikebench.datasets.crops.ImageRows`, with patient ids), standardised with the
+    training pixels' mean and standard deviation."""
+    from spikebench.datasets.crops import ImageRows
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    images, labels, groups = [], [], []
+    for patient in range(n_patients):
+        m = int(rng.integers(8, 16))
+        y = (rng.random(m) < 0.25).astype(np.int64)
+        y[0] = patient % 2
+        base = rng.uniform(120, 160)
+        for label in y:
+            img = base + rng.normal(0, 12, (size, size))
+            if label:
+                cy, cx = rng.uniform(size * 0.25, size * 0.75, 2)
+                img[(yy - cy) ** 2 + (xx - cx) ** 2 < (size * rng.uniform(0.12, 0.22)) ** 2] -= 70
+            images.append(np.clip(img, 0, 255).astype(np.uint8))
+        labels.append(y), groups.append(np.full(m, f"p{patient:02d}"))
+    X, y, g = np.stack(images), np.concatenate(labels), np.concatenate(groups)
+    ids = np.array([f"p{i:02d}" for i in range(n_patients)])
+    parts = [np.isin(g, ids[:10]), np.isin(g, ids[10:14]), np.isin(g, ids[14:])]
+    rows = ImageRows.from_array(X, g)
+    mean, std = rows.rows(parts[0]).pixel_stats()
+    return tuple(Split(rows.rows(p).standardised(mean, std), y[p], g[p]) for p in parts)
+
+
 def serving_backends(rule: Rule) -> list[str | None]:
-    """Installed backends that list ``rule`` (``[None]`` for a rule that needs no backend)."""
+    """Installed backends that serve ``rule`` (``[None]`` for a rule that needs no backend):
+    those listing it, or, for an image rule, those with a convolutional builder."""
     if not rule.needs_backend:
         return [None]
     from spikebench.backends import available_backends, get_backend
+    from spikebench.backends.conv import conv_unsupported
     from spikebench.errors import SpikebenchError
 
     names = []
     for name in available_backends():
         try:
-            if rule.name in get_backend(name).rules:
-                names.append(name)
+            backend = get_backend(name)
         except SpikebenchError:
             continue
+        if rule.inputs == "images":
+            if not conv_unsupported(name):
+                names.append(name)
+        elif rule.name in backend.rules:
+            names.append(name)
     return names
 
 
@@ -113,7 +152,8 @@ def _fit(rule: Rule, backend: str | None, params: dict[str, Any], seed: int,
 
 def _check_on(rule: Rule, backend: str | None, params: dict[str, Any], seed: int) -> np.ndarray:
     where = f"{rule.name} on {backend or 'no backend'}"
-    train, val, test = held_out_problem(seed)
+    problem = held_out_image_problem if rule.inputs == "images" else held_out_problem
+    train, val, test = problem(seed)
     model, scored = _fit(rule, backend, params, seed, train, val)
     prob = np.asarray(model.predict_proba(test.X), dtype=np.float64)
     assert prob.shape == (len(test),), f"{where}: predict_proba must return one value per row"

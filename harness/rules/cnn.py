@@ -1,0 +1,131 @@
+"""A small 2-D CNN on the liver crops: the non-spiking reference of the image track.
+
+For a standardised crop ``x`` (``[1, S, S]``), with ``c`` = ``channels``::
+
+    a_1 = MaxPool_2(ReLU(Conv_3(x)))          c channels,  S/2 × S/2
+    a_2 = MaxPool_2(ReLU(Conv_3(a_1)))        2c channels, S/4 × S/4
+    h   = ReLU(W_1 flatten(a_2) + b_1)        the slice embedding (``hidden`` wide)
+    P(lesion) = softmax(W_2 h + b_2)_1
+
+the same topology as the convolutional SNN (:mod:`spikebench.harness.rules.conv_surrogate`)
+with ReLU units in place of LIF neurons. Trained with Adam on the class-weighted
+cross-entropy, early-stopped on the validation score like every rule. Cost per sample: the
+multiply-accumulates of the convolutions and dense layers (:meth:`~spikebench.backends.conv.
+ConvNetworkSpec.conv_macs` of the same topology). The embedding ``h`` is what the attention-MIL
+reference (:mod:`spikebench.harness.rules.mil`) pools over a patient's slices.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from spikebench.harness.rules.base import FitContext, Rule, Split, class_weights
+from spikebench.harness.rules.conv_surrogate import CHUNK, read_rows
+from spikebench.harness.rules.early_stopping import EarlyStopping
+from spikebench.harness.rules.logistic_regression import ReferenceModel
+from spikebench.harness.space import Fixed, Param
+
+
+def cnn_macs(image_size: int, in_channels: int, channels: int, hidden: int) -> float:
+    """Multiply-accumulates per sample of the CNN (module docstring)."""
+    from spikebench.backends.conv import ConvNetworkSpec
+
+    spec = ConvNetworkSpec(image_size=image_size, in_channels=in_channels,
+                           channels=(channels, 2 * channels), hidden=(hidden,))
+    return spec.conv_macs()
+
+
+def cnn_trunk(in_channels: int, image_size: int, channels: int, hidden: int) -> Any:
+    """The convolutional trunk up to the embedding ``h`` (an ``nn.Sequential``)."""
+    from torch import nn
+
+    side = image_size // 4
+    return nn.Sequential(
+        nn.Conv2d(in_channels, channels, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(channels, 2 * channels, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(2 * channels * side * side, hidden), nn.ReLU())
+
+
+def predict_rows(X: Any, forward: Any) -> np.ndarray:
+    """``forward`` (float32 rows → ``P(lesion)`` numpy) applied chunk by chunk over ``X``."""
+    n = len(X)
+    if n == 0:
+        return np.zeros(0)
+    return np.concatenate([forward(read_rows(X, np.arange(s, min(s + CHUNK, n))))
+                           for s in range(0, n, CHUNK)])
+
+
+class LazyReferenceModel(ReferenceModel):
+    """A :class:`ReferenceModel` whose ``X`` may be lazy crop rows (read chunk by chunk)."""
+
+    def predict_proba(self, X: Any, *, steps: int | None = None) -> np.ndarray:
+        return np.asarray(self._predict(X), dtype=np.float64)
+
+
+class CNN(Rule):
+    """Small 2-D CNN reference on crops (module docstring)."""
+
+    name = "cnn"
+    summary = "reference (image track): small 2-D CNN on liver crops, early-stopped"
+    needs_backend = False
+    kind = "reference"
+    inputs = "images"
+
+    def search_space(self) -> dict[str, Param]:
+        return {"channels": Fixed(8), "hidden": Fixed(32), "epochs": Fixed(30),
+                "patience": Fixed(6), "batch_size": Fixed(32), "lr": Fixed(2e-3),
+                "weight_decay": Fixed(1e-4)}
+
+    def fit(self, train: Split, val: Split, params: Mapping[str, Any], ctx: FitContext
+            ) -> LazyReferenceModel:
+        import torch
+        from torch import nn
+
+        channels, hidden = int(params["channels"]), int(params["hidden"])
+        size, c_in = int(train.X.shape[-1]), int(train.X.shape[1])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(ctx.seed)
+            net = nn.Sequential(cnn_trunk(c_in, size, channels, hidden), nn.Linear(hidden, 2))
+        y = torch.as_tensor(train.y, dtype=torch.long)
+        opt = torch.optim.Adam(net.parameters(), lr=float(params["lr"]),
+                               weight_decay=float(params["weight_decay"]))
+        loss_fn = nn.CrossEntropyLoss(weight=torch.as_tensor(class_weights(train.y)))
+        rng = np.random.default_rng(ctx.seed)
+        batch = int(params["batch_size"])
+
+        def forward(rows: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                logits = net(torch.as_tensor(rows))
+                return torch.softmax(logits.double(), 1)[:, 1].numpy()
+
+        def predict(X: Any) -> np.ndarray:
+            net.eval()
+            return predict_rows(X, forward)
+
+        stopper = EarlyStopping(int(params["patience"]))
+        stopper.best_state, epochs = copy.deepcopy(net.state_dict()), 0
+        for epoch in range(int(params["epochs"])):
+            net.train()
+            order = rng.permutation(len(train))
+            for start in range(0, len(order), batch):
+                idx = order[start:start + batch]
+                loss = loss_fn(net(torch.as_tensor(read_rows(train.X, idx))), y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            epochs = epoch + 1
+            if stopper.update(ctx.score_validation(predict(val.X))):
+                stopper.best_state = copy.deepcopy(net.state_dict())
+            elif stopper.should_stop:
+                break
+        net.load_state_dict(stopper.best_state)
+        net.eval()
+        return LazyReferenceModel(predict, {
+            "params": dict(params), "epochs": epochs, "best_val": stopper.best,
+            "labels_used": len(train),
+            "macs_per_sample": cnn_macs(size, c_in, channels, hidden),
+        })

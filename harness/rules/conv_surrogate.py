@@ -1,0 +1,200 @@
+"""Surrogate-gradient BPTT of a convolutional SNN on the liver crops (the image track).
+
+The network is any backend's convolutional LIF network (:class:`~spikebench.backends.conv.
+ConvNetworkSpec`: two convolutional stages, max-pooled currents, a dense LIF read-out of two
+neurons), fed the standardised crop ``x`` (``[B, 1, S, S]``) through the same encoders as the
+feature rules (:mod:`spikebench.harness.encoding`: ``direct`` x[t] = g·x, ``rate``
+x[t] ~ Bernoulli(σ(g·x))). Loss and read-out are those of :mod:`spikebench.harness.rules.
+surrogate` on the output layer's spikes ``S[t]`` and charge ``H[t]``:
+
+- ``count``:    CE(Σ_t S[t], y)
+- ``membrane``: CE((1/T) Σ_t H[t], y)
+
+class-weighted (inverse frequency), Adam, early stopping on the validation score.
+``P(lesion)`` is the softmax of the logits the loss reads.
+
+Costs per sample: every input event of layer ``l`` reaches ``fan_out_l`` synapses
+(``C_out k²`` for a convolution, counted as if away from the border; the next width for a
+dense layer); events from spikes are accumulates (ACs), the real-valued pixels of a ``direct``
+code are multiply-accumulates (MACs), as for the dense surrogate rule.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from spikebench.harness.encoding import encode
+from spikebench.harness.rules.base import (
+    DivergedError,
+    FitContext,
+    Rule,
+    Split,
+    TrainedModel,
+    class_weights,
+)
+from spikebench.harness.rules.early_stopping import EarlyStopping
+from spikebench.harness.rules.surrogate import MEMBRANE_LIMIT, logits_of, spike_loss
+from spikebench.harness.space import Categorical, Fixed, Float, Int, Param
+
+IMAGE_ENCODINGS = ("direct", "rate")
+IMAGE_LOSSES = ("count", "membrane")
+#: Rows read from the memory-mapped crops per inference chunk.
+CHUNK = 256
+
+
+def read_rows(X: Any, index: np.ndarray) -> np.ndarray:
+    """Rows ``index`` of ``X`` (lazy crop rows or an array) as a float32 array, read in
+    ascending order (sequential reads of the memory maps)."""
+    order = np.argsort(index, kind="stable")
+    rows = np.asarray(X[index[order]], dtype=np.float32)
+    out = np.empty_like(rows)
+    out[order] = rows
+    return out
+
+
+class ConvSurrogateModel(TrainedModel):
+    """A trained convolutional LIF network and its encoder settings."""
+
+    def __init__(self, net: Any, params: Mapping[str, Any], device: Any, info: dict) -> None:
+        self.net, self.params, self.device, self.info = net, dict(params), device, info
+        self.train_steps = int(params["steps"])
+
+    def _run(self, X: Any, steps: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """Logits ``[n, 2]``, per-layer spike counts and input events (``steps`` steps)."""
+        p, n = self.params, len(X)
+        gen = torch.Generator(device=self.device).manual_seed(0)
+        logits, counts, events = [], None, 0.0
+        with torch.no_grad():
+            for start in range(0, n, CHUNK):
+                xb = torch.as_tensor(read_rows(X, np.arange(start, min(start + CHUNK, n))),
+                                     device=self.device)
+                enc = encode(xb, p["encoding"], steps, gain=float(p["gain"]), generator=gen)
+                out = self.net(enc)
+                logits.append(logits_of(out.spikes, out.membrane, p["loss"]))
+                c = torch.stack([torch.as_tensor(v).float() for v in out.layer_spike_counts])
+                counts = c if counts is None else counts + c
+                events += float((enc != 0).sum())
+        if not logits:
+            return torch.zeros(0, 2), torch.zeros(self.net.spec.n_layers), 0.0
+        return torch.cat(logits), counts, events
+
+    def predict_proba(self, X: Any, *, steps: int | None = None) -> np.ndarray:
+        logits, _, _ = self._run(X, steps or self.train_steps)
+        return torch.softmax(logits.double(), -1)[:, 1].cpu().numpy()
+
+    def activity(self, X: Any, *, steps: int | None = None) -> dict[str, float]:
+        """Cost counters per sample (module docstring)."""
+        _, counts, events = self._run(X, steps or self.train_steps)
+        fan = self.net.spec.fan_outs()
+        n = max(len(X), 1)
+        first = events * fan[0]
+        deeper = sum(float(c) * f for c, f in zip(counts[:-1], fan[1:], strict=True))
+        direct = self.params["encoding"] == "direct"
+        acs = deeper + (0.0 if direct else first)
+        macs = first if direct else 0.0
+        return {"spikes_per_sample": float(counts.sum()) / n, "acs_per_sample": acs / n,
+                "macs_per_sample": macs / n, "synops_per_sample": (acs + macs) / n}
+
+
+def conv_spec(X: Any, p: Mapping[str, Any]) -> Any:
+    """The :class:`~spikebench.backends.conv.ConvNetworkSpec` of parameters ``p`` for crops
+    shaped like ``X`` (``[n, C, S, S]``)."""
+    from spikebench.backends.conv import ConvNetworkSpec
+
+    return ConvNetworkSpec(
+        image_size=int(X.shape[-1]), in_channels=int(X.shape[1]),
+        channels=(int(p["channels"]), 2 * int(p["channels"])), hidden=(int(p["hidden"]),),
+        beta=float(p["beta"]), threshold=float(p["threshold"]), surrogate=p["surrogate"],
+        slope=float(p["slope"]), reset=p.get("reset", "subtract"))
+
+
+class ConvSurrogate(Rule):
+    """Surrogate-gradient BPTT of a convolutional SNN on crops (module docstring)."""
+
+    name = "conv_surrogate"
+    summary = "image track: convolutional SNN, surrogate-gradient BPTT on liver crops"
+    inputs = "images"
+
+    def search_space(self) -> dict[str, Param]:
+        return {
+            "channels": Int(4, 16, log=True),
+            "hidden": Int(16, 64, log=True),
+            "steps": Int(4, 12),
+            "lr": Float(1e-3, 2e-2, log=True),
+            "beta": Float(0.5, 0.95),
+            "threshold": Float(0.5, 1.5),
+            "surrogate": Categorical(("fast_sigmoid", "arctan", "sigmoid")),
+            "slope": Float(2.0, 25.0, log=True),
+            "encoding": Categorical(IMAGE_ENCODINGS),
+            "gain": Fixed(1.0),
+            "loss": Categorical(IMAGE_LOSSES),
+            "reset": Fixed("subtract"),
+            "batch_size": Fixed(32),
+            "epochs": Fixed(15),
+            "patience": Fixed(4),
+            "weight_decay": Fixed(1e-4),
+        }
+
+    def fit(self, train: Split, val: Split, params: Mapping[str, Any], ctx: FitContext
+            ) -> ConvSurrogateModel:
+        from spikebench.backends.conv import build_conv
+
+        p = dict(params)
+        if p["encoding"] not in IMAGE_ENCODINGS or p["loss"] not in IMAGE_LOSSES:
+            raise ValueError(f"encoding must be one of {IMAGE_ENCODINGS} and loss one of "
+                             f"{IMAGE_LOSSES}, got {p['encoding']!r}, {p['loss']!r}")
+        backend = ctx.require_backend(self.name)
+        spec = conv_spec(train.X, p)
+        net = build_conv(backend.name, spec, device=ctx.device, seed=ctx.seed)
+        device = next(net.parameters()).device
+        y_all = torch.as_tensor(train.y, dtype=torch.long, device=device)
+        weight = torch.as_tensor(class_weights(train.y), device=device)
+        opt = torch.optim.Adam(net.parameters(), lr=float(p["lr"]),
+                               weight_decay=float(p["weight_decay"]))
+        gen = torch.Generator(device=device).manual_seed(ctx.seed)
+        rng = np.random.default_rng(ctx.seed)
+        model = ConvSurrogateModel(net, p, device, info={})
+        stopper = EarlyStopping(int(p["patience"]))
+        stopper.best_state, epochs = copy.deepcopy(net.state_dict()), 0
+        steps, batch = int(p["steps"]), int(p["batch_size"])
+        for epoch in range(int(p["epochs"])):
+            net.train()
+            order = rng.permutation(len(train))
+            for start in range(0, len(order), batch):
+                idx = order[start:start + batch]
+                xb = torch.as_tensor(read_rows(train.X, idx), device=device)
+                out = net(encode(xb, p["encoding"], steps, gain=float(p["gain"]),
+                                 generator=gen))
+                loss = spike_loss(out.spikes, out.membrane, y_all[idx], p["loss"],
+                                  weight=weight, lam=0.0, phi=1.0)
+                _check_training(loss, out.membrane, epoch)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            epochs = epoch + 1
+            net.eval()
+            score = ctx.score_validation(model.predict_proba(val.X))
+            ctx.report_epoch(epoch, score)
+            if stopper.update(score):
+                stopper.best_state = copy.deepcopy(net.state_dict())
+            elif stopper.should_stop:
+                break
+        net.load_state_dict(stopper.best_state)
+        net.eval()
+        model.info = {"epochs": epochs, "labels_used": len(train), "best_val": stopper.best,
+                      "conv_spec": str(spec)}
+        return model
+
+
+def _check_training(loss: torch.Tensor, membrane: torch.Tensor, epoch: int) -> None:
+    """:class:`DivergedError` for a non-finite loss or an exploding membrane."""
+    if not torch.isfinite(loss):
+        raise DivergedError(f"non-finite loss ({loss.item()}) at epoch {epoch}")
+    peak = membrane.detach().abs().max()
+    if not torch.isfinite(peak) or peak > MEMBRANE_LIMIT:
+        raise DivergedError(f"non-finite or exploding membrane at epoch {epoch}")

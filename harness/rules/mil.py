@@ -1,0 +1,154 @@
+"""Attention-based multiple-instance learning: a patient score straight from its slices.
+
+A patient is a bag of slice crops ``x_1 … x_K``. Each slice is embedded by the CNN trunk of
+:mod:`spikebench.harness.rules.cnn` (``h_k``, ``hidden`` wide); gated attention (Ilse,
+Tomczak & Welling 2018, "Attention-based deep multiple instance learning", eq. 9) pools them::
+
+    a_k = exp(wᵀ (tanh(V h_k) ⊙ σ(U h_k))) / Σ_j exp(wᵀ (tanh(V h_j) ⊙ σ(U h_j)))
+    z   = Σ_k a_k h_k
+    P(patient has a lesion) = σ(cᵀ z + d)
+
+trained with the class-weighted binary cross-entropy against the bag label (a patient is
+positive when any of its slices is), Adam, early stopping on the validation score. During
+training each bag is a random subset of at most ``bag_slices`` slices (memory stays bounded on
+real volumes); prediction uses every slice.
+
+What the harness sees: ``P(lesion)`` of each slice *is its patient's bag score*, so the
+patient-level metrics (a patient's score is its maximum slice probability) read the MIL score
+itself and compare it with the max-aggregated slice scores of the CNN reference; slice-level
+metrics of this rule are not meaningful (every slice of a patient has the same score). The
+bags are read from the rows' patient ids (``X.groups`` of the lazy crop rows), so this rule
+needs the image track's rows. Cost per sample: the CNN's multiply-accumulates per slice plus
+the attention's ``2·hidden·attention + attention`` per slice.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from spikebench.errors import RuleError
+from spikebench.harness.rules.base import FitContext, Rule, Split, class_weights
+from spikebench.harness.rules.cnn import LazyReferenceModel, cnn_macs, cnn_trunk, predict_rows
+from spikebench.harness.rules.conv_surrogate import read_rows
+from spikebench.harness.rules.early_stopping import EarlyStopping
+from spikebench.harness.space import Fixed, Param
+
+
+def bags_of(X: Any) -> dict[str, np.ndarray]:
+    """Row indices per patient, from the rows' ``groups`` (sorted by patient id)."""
+    groups = getattr(X, "groups", None)
+    if groups is None:
+        raise RuleError("attention MIL needs each row's patient id (X.groups): it runs on the "
+                        "image track's crop rows only")
+    groups = np.asarray(groups).astype(str)
+    return {g: np.flatnonzero(groups == g) for g in np.unique(groups)}
+
+
+def gated_attention(hidden: int, attention: int) -> Any:
+    """The pooling module of the module docstring: ``[K, hidden]`` → (logit, weights ``[K]``)."""
+    import torch
+    from torch import nn
+
+    class GatedAttention(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.V = nn.Linear(hidden, attention)
+            self.U = nn.Linear(hidden, attention)
+            self.w = nn.Linear(attention, 1)
+            self.classifier = nn.Linear(hidden, 1)
+
+        def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            scores = self.w(torch.tanh(self.V(h)) * torch.sigmoid(self.U(h))).squeeze(-1)
+            a = torch.softmax(scores, 0)
+            return self.classifier(a @ h).squeeze(-1), a
+
+    return GatedAttention()
+
+
+class AttentionMIL(Rule):
+    """CNN slice embeddings + gated attention pooling per patient (module docstring)."""
+
+    name = "cnn_mil"
+    summary = "reference (image track): CNN + attention-MIL head, one score per patient"
+    needs_backend = False
+    kind = "reference"
+    inputs = "images"
+
+    def search_space(self) -> dict[str, Param]:
+        return {"channels": Fixed(8), "hidden": Fixed(32), "attention": Fixed(16),
+                "bag_slices": Fixed(48), "bags_per_step": Fixed(4), "epochs": Fixed(40),
+                "patience": Fixed(8), "lr": Fixed(1e-3), "weight_decay": Fixed(1e-4)}
+
+    def fit(self, train: Split, val: Split, params: Mapping[str, Any], ctx: FitContext
+            ) -> LazyReferenceModel:
+        import torch
+        from torch import nn
+
+        channels, hidden = int(params["channels"]), int(params["hidden"])
+        attention = int(params["attention"])
+        size, c_in = int(train.X.shape[-1]), int(train.X.shape[1])
+        bags = bags_of(train.X)
+        names = sorted(bags)
+        bag_y = np.array([int(train.y[bags[g]].max()) for g in names])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(ctx.seed)
+            trunk = cnn_trunk(c_in, size, channels, hidden)
+            head = gated_attention(hidden, attention)
+        net = nn.ModuleDict({"trunk": trunk, "head": head})
+        weights = class_weights(bag_y)
+        opt = torch.optim.Adam(net.parameters(), lr=float(params["lr"]),
+                               weight_decay=float(params["weight_decay"]))
+        rng = np.random.default_rng(ctx.seed)
+        cap, per_step = int(params["bag_slices"]), int(params["bags_per_step"])
+
+        def bag_logit(rows: np.ndarray) -> Any:
+            return head(trunk(torch.as_tensor(rows)))[0]
+
+        def predict(X: Any) -> np.ndarray:
+            net.eval()
+            out = np.zeros(len(X))
+            with torch.no_grad():
+                for rows in bags_of(X).values():
+                    embed = predict_rows(X.rows(rows) if hasattr(X, "rows") else X[rows],
+                                         lambda r: trunk(torch.as_tensor(r)).numpy())
+                    logit = head(torch.as_tensor(embed, dtype=torch.float32))[0]
+                    out[rows] = float(torch.sigmoid(logit.double()))
+            return out
+
+        stopper = EarlyStopping(int(params["patience"]))
+        stopper.best_state, epochs = copy.deepcopy(net.state_dict()), 0
+        for epoch in range(int(params["epochs"])):
+            net.train()
+            order = rng.permutation(len(names))
+            for start in range(0, len(order), per_step):
+                losses = []
+                for b in order[start:start + per_step]:
+                    rows = bags[names[b]]
+                    if len(rows) > cap:
+                        rows = np.sort(rng.choice(rows, cap, replace=False))
+                    target = torch.tensor(float(bag_y[b]))
+                    loss = nn.functional.binary_cross_entropy_with_logits(
+                        bag_logit(read_rows(train.X, rows)), target)
+                    losses.append(loss * float(weights[bag_y[b]]))
+                total = torch.stack(losses).mean()
+                opt.zero_grad()
+                total.backward()
+                opt.step()
+            epochs = epoch + 1
+            if stopper.update(ctx.score_validation(predict(val.X))):
+                stopper.best_state = copy.deepcopy(net.state_dict())
+            elif stopper.should_stop:
+                break
+        net.load_state_dict(stopper.best_state)
+        net.eval()
+        # the CNN's per-slice cost without its 2-way classifier, plus the attention per slice
+        macs = (cnn_macs(size, c_in, channels, hidden) - 2 * hidden + 2 * hidden * attention
+                + attention)
+        return LazyReferenceModel(predict, {
+            "params": dict(params), "epochs": epochs, "best_val": stopper.best,
+            "labels_used": len(train), "bags": len(names), "macs_per_sample": float(macs),
+        })

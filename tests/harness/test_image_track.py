@@ -1,0 +1,128 @@
+"""A user runs the image track beside the feature track on the phantom: paired patients and
+splits, every image rule conforms, unservable image cells are skipped with the reason, and the
+report shows a track column."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from spikebench.harness.rules.conformance import check_rule, held_out_image_problem
+
+IMAGE_RULES = {
+    "cnn": {"epochs": 2, "channels": 4, "hidden": 8},
+    "cnn_mil": {"epochs": 2, "channels": 4, "hidden": 8, "attention": 4},
+    "conv_surrogate": {"epochs": 2, "channels": 4, "hidden": 8, "steps": 4,
+                       "encoding": "direct", "loss": "count"},
+}
+
+SPEC = """
+[study]
+name = "tiny-images"
+references = ["logistic_regression", "cnn", "cnn_mil"]
+eval_steps = [1.0]
+[data]
+source = "phantom"
+cases = 8
+shape = [48, 48]
+images = {images}
+crop = 16
+crop_spacing_mm = 2.0
+[grid]
+backends = ["custom"]
+rules = ["conv_surrogate"]
+[split]
+repeats = 1
+[search]
+trials = 1
+[space.conv_surrogate]
+epochs = 2
+channels = 4
+hidden = 8
+steps = 4
+encoding = "direct"
+loss = "count"
+"""
+
+
+@pytest.mark.parametrize("name", sorted(IMAGE_RULES))
+@pytest.mark.slow
+def test_image_rules_conform(name):
+    backends = ["custom"] if name == "conv_surrogate" else None
+    assert check_rule(name, params=IMAGE_RULES[name], backends=backends)
+
+
+def test_image_problem_keeps_patients_apart_and_rows_lazy():
+    train, val, test = held_out_image_problem(0)
+    assert not set(train.groups) & set(val.groups) and not set(val.groups) & set(test.groups)
+    assert train.X.shape[1:] == (1, 16, 16) and list(train.X.groups) == list(train.groups)
+    assert abs(float(np.asarray(train.X).mean())) < 1e-4  # standardised on train pixels
+
+
+def test_make_view_pairs_images_with_the_feature_rows(tmp_path):
+    from spikebench.harness.data import make_view
+    from spikebench.harness.spec import load_spec
+
+    spec_path = tmp_path / "s.toml"
+    spec_path.write_text(SPEC.format(images="true"))
+    spec = load_spec(spec_path)
+    from spikebench.harness.data import load_study_data
+
+    with pytest.warns(UserWarning):
+        data = load_study_data(spec, tmp_path / "data")
+    ids = sorted(set(data.groups))
+    feats = make_view(data, ids[:4], ids[4:6], ids[6:])
+    images = make_view(data, ids[:4], ids[4:6], ids[6:], inputs="images")
+    for a, b in ((feats.train, images.train), (feats.test, images.test)):
+        assert list(a.groups) == list(b.groups) and list(a.y) == list(b.y)
+        assert len(b.X) == len(a.X) and b.X.shape[1:] == (1, 16, 16)
+    assert type(images.train.X).__name__ == "ImageRows"  # lazy, not an in-RAM array
+    np.testing.assert_array_equal(feats.test_slice_idx, images.test_slice_idx)
+
+
+def test_image_cells_without_images_are_skipped_with_the_reason(tmp_path):
+    from spikebench.harness.plan import plan_cells
+    from spikebench.harness.spec import load_spec
+
+    spec_path = tmp_path / "s.toml"
+    spec_path.write_text(SPEC.format(images="false"))
+    plans = plan_cells(load_spec(spec_path), [], device="cpu")
+    reasons = {p.rule: p.skip_reason for p in plans}
+    assert "images = true" in reasons["conv_surrogate"] and "images = true" in reasons["cnn"]
+    assert reasons["logistic_regression"] == ""
+    assert {p.rule: p.track for p in plans}["cnn_mil"] == "images"
+
+
+@pytest.mark.slow
+def test_tiny_image_study_runs_end_to_end_with_a_track_column(tmp_path):
+    from spikebench.cli import main
+
+    spec_path = tmp_path / "tiny-images.toml"
+    spec_path.write_text(SPEC.format(images="true"))
+    out = tmp_path / "run"
+    assert main(["study", "run", str(spec_path), "--out", str(out), "--quiet"]) == 0
+    results = pd.read_parquet(out / "results.parquet")
+    ok = results[results["status"] == "ok"]
+    assert set(ok["rule"]) == {"conv_surrogate", "logistic_regression", "cnn", "cnn_mil"}
+    tracks = dict(zip(ok["rule"], ok["track"], strict=False))
+    assert tracks["logistic_regression"] == "features" and tracks["cnn_mil"] == "images"
+    assert ok.groupby("rule")["n_test_patients"].first().nunique() == 1  # same test patients
+    preds = pd.read_parquet(out / "predictions.parquet")
+    mil = preds[preds["rule"] == "cnn_mil"]
+    assert (mil.groupby("patient_id")["prob"].nunique() == 1).all()  # one score per patient
+    report = tmp_path / "report"
+    assert main(["report", str(out), "--out", str(report)]) == 0
+    text = (report / "report.md").read_text()
+    assert "| backend | rule | track | repeats |" in text
+    assert "| reference | cnn_mil | images |" in text
+    assert "| reference | logistic_regression | features |" in text
+
+
+def test_study_spec_ships_and_validates():
+    from spikebench.harness.spec import load_spec
+
+    spec = load_spec(Path(__file__).parents[2] / "studies" / "msd-liver-images.toml")
+    assert "cnn_mil" in spec.study.references and "conv_surrogate" in spec.grid.rules
