@@ -370,8 +370,12 @@ class CustomBackend(ModuleBackend):
 
     def version(self) -> str:
         """The engine is part of spikebench: spikebench's version (and the torch it runs on)."""
+        from importlib.metadata import PackageNotFoundError, version
+
         import torch
 
-        from spikebench import __version__
-
-        return f"{__version__} (torch {torch.__version__.split('+')[0]})"
+        try:
+            own = version("spikebench")
+        except PackageNotFoundError:  # a source tree that was never installed
+            own = "unknown"
+        return f"{own} (torch {torch.__version__.split('+')[0]})"
