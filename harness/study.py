@@ -149,7 +149,7 @@ def _worker_main(raw_spec: dict[str, Any], out: str, storage: str, trials: int |
         import sys
 
         print(f"spikebench: error (worker {worker}): {exc}", file=sys.stderr, flush=True)
-        os._exit(2)
+        raise SystemExit(2) from None
     except OSError as exc:
         import sys
 
@@ -157,7 +157,7 @@ def _worker_main(raw_spec: dict[str, Any], out: str, storage: str, trials: int |
 
         print(f"spikebench: error (worker {worker}): {describe_os_error(exc)}",
               file=sys.stderr, flush=True)
-        os._exit(2)
+        raise SystemExit(2) from None
 
 
 def _exit_quietly_on_sigterm() -> None:
