@@ -16,17 +16,46 @@ Summed over pairs this is the classic pair window, ``Δt = t_post − t_pre``::
     W(Δt) = A+ e^{−Δt/τ+}   (Δt ≥ 0)        W(Δt) = −A− e^{Δt/τ−}   (Δt < 0)
 
 Sums run over the patterns of a batch.
+
+Computation. The traces are linear in the spikes: ``x[t] = Σ_{u ≤ t} e^{−(t−u)/τ} s[u]``, i.e.
+``x = D s`` with the ``[T, T]`` lower-triangular decay matrix ``D[t, u] = e^{−(t−u)/τ}``
+(``u ≤ t``), and the decayed earlier post trace is ``D⁻ s_post`` with the strictly lower part
+``D⁻[t, u] = e^{−(t−u)/τ−}`` (``u < t``). So a batch's update is four matrix products over all
+steps, patterns and neurons at once, with no loop over time steps or patterns::
+
+    ΔW = A+ s_postᵀ (D+ s_pre) − A− (D⁻ s_post)ᵀ s_pre        (time·batch flattened)
+
+The step-by-step loops (:func:`spike_traces_reference`) stay as the test oracle: same sums in
+another order, equal within float rounding.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
 
+def decay_matrix(steps: int, tau: float, *, strict: bool = False,
+                 dtype: torch.dtype = torch.float32,
+                 device: Any = None) -> torch.Tensor:
+    """``D[t, u] = e^{−(t−u)/τ}`` for ``u ≤ t`` (``strict``: ``u < t``), else 0; ``[T, T]``."""
+    t = torch.arange(steps, dtype=torch.float64, device=device)
+    lag = t[:, None] - t[None, :]
+    keep = lag > 0 if strict else lag >= 0
+    return torch.where(keep, torch.exp(-lag.clamp(min=0) / tau), 0.0).to(dtype)
+
+
 def spike_traces(spikes: torch.Tensor, tau: float) -> torch.Tensor:
-    """``x[t] = e^{−1/τ} x[t−1] + s[t]`` over ``[T, ...]`` spikes (same shape)."""
+    """``x[t] = e^{−1/τ} x[t−1] + s[t]`` over ``[T, ...]`` spikes (same shape): ``x = D s``."""
+    steps = spikes.shape[0]
+    d = decay_matrix(steps, tau, dtype=spikes.dtype, device=spikes.device)
+    return (d @ spikes.reshape(steps, -1)).view(spikes.shape)
+
+
+def spike_traces_reference(spikes: torch.Tensor, tau: float) -> torch.Tensor:
+    """:func:`spike_traces` step by step (the test oracle)."""
     decay = math.exp(-1.0 / tau)
     traces = torch.empty_like(spikes)
     acc = torch.zeros_like(spikes[0])
@@ -39,10 +68,26 @@ def spike_traces(spikes: torch.Tensor, tau: float) -> torch.Tensor:
 def stdp_update(pre: torch.Tensor, post: torch.Tensor, *, a_plus: float, a_minus: float,
                 tau_plus: float, tau_minus: float) -> torch.Tensor:
     """Pair-based STDP weight change ``ΔW [N_post, N_pre]`` from ``pre`` ``[T, B, N_pre]`` and
-    ``post`` ``[T, B, N_post]`` spike trains (see the module docstring)."""
-    x_pre = spike_traces(pre, tau_plus)
-    x_post = spike_traces(post, tau_minus)
-    # e^{−1/τ−} x_post[t−1]: earlier post spikes only, decayed to t
+    ``post`` ``[T, B, N_post]`` spike trains: four matrix products (module docstring)."""
+    steps, n_pre, n_post = pre.shape[0], pre.shape[-1], post.shape[-1]
+    dtype, device = pre.dtype, pre.device
+    pre_t = pre.reshape(steps, -1)  # [T, B·N_pre]
+    post_t = post.to(dtype).reshape(steps, -1)
+    x_pre = decay_matrix(steps, tau_plus, dtype=dtype, device=device) @ pre_t
+    # e^{−1/τ−} x_post[t−1] = Σ_{u<t} e^{−(t−u)/τ−} s_post[u]: earlier post spikes, decayed to t
+    x_post_before = decay_matrix(steps, tau_minus, strict=True, dtype=dtype,
+                                 device=device) @ post_t
+    flat_pre, flat_post = pre.reshape(-1, n_pre), post_t.reshape(-1, n_post)
+    potentiation = flat_post.t() @ x_pre.reshape(-1, n_pre)
+    depression = x_post_before.reshape(-1, n_post).t() @ flat_pre
+    return a_plus * potentiation - a_minus * depression
+
+
+def stdp_update_reference(pre: torch.Tensor, post: torch.Tensor, *, a_plus: float,
+                          a_minus: float, tau_plus: float, tau_minus: float) -> torch.Tensor:
+    """:func:`stdp_update` with step-by-step traces (the test oracle)."""
+    x_pre = spike_traces_reference(pre, tau_plus)
+    x_post = spike_traces_reference(post, tau_minus)
     x_post_before = math.exp(-1.0 / tau_minus) * torch.cat([torch.zeros_like(x_post[:1]),
                                                             x_post[:-1]])
     potentiation = torch.einsum("tbj,tbi->ji", post, x_pre)
@@ -74,4 +119,5 @@ def normalise_rows(weight: torch.Tensor, total: float) -> torch.Tensor:
                        torch.full_like(w, total / w.shape[1]))
 
 
-__all__ = ["first_spike_winners", "normalise_rows", "spike_traces", "stdp_update"]
+__all__ = ["decay_matrix", "first_spike_winners", "normalise_rows", "spike_traces",
+           "spike_traces_reference", "stdp_update", "stdp_update_reference"]
