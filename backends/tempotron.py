@@ -54,3 +54,10 @@ class DirectTempotron(nn.Module, TempotronNetwork):
         k = psp_kernel(t[:, None, None] - spike_times[None].to(self.weight.dtype),
                        self.tau, self.tau_s)  # [T, B, N_in]
         return k @ self.weight.T
+
+    def potential_from_kernel(self, kernel: torch.Tensor) -> torch.Tensor:
+        """``V = K Wᵀ`` ``[T, B, N_out]`` from the kernel matrix ``K(t − t_i)`` ``[T, B, N_in]``
+        that the caller already holds (the Tempotron rule computes it once per fit, the input
+        never changes): the same numbers as :meth:`forward` without re-evaluating ``K`` (two
+        exponentials per afferent and step) on every call."""
+        return kernel.to(self.weight.dtype) @ self.weight.T

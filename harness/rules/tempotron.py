@@ -91,6 +91,15 @@ def spike_times(x: torch.Tensor, steps: int, *, gain: float = 1.0, population: i
     return t.reshape(x.shape[0], -1)
 
 
+def potential(layer: TempotronNetwork, times: torch.Tensor, kernel: torch.Tensor
+              ) -> torch.Tensor:
+    """The backend's unshunted ``V`` ``[T, B, O]``: straight from the kernel matrix the rule
+    holds when the layer offers ``potential_from_kernel`` (the custom engine's fused path;
+    equal to ``layer(times)``), else ``layer(times)`` (the framework's own dynamics)."""
+    fast = getattr(layer, "potential_from_kernel", None)
+    return fast(kernel) if fast is not None else layer(times)
+
+
 def kernel_matrix(times: torch.Tensor, steps: int, tau: float, tau_s: float) -> torch.Tensor:
     """``K(t − t_i)`` on the grid ``t = 0..steps−1``: ``[steps, B, N]`` (0 for silent afferents)."""
     t = torch.arange(steps, dtype=times.dtype, device=times.device)
@@ -192,7 +201,8 @@ class TempotronModel(TrainedModel):
         with torch.no_grad():
             for start in range(0, len(times), 512):
                 t_b, k_b = times[start:start + 512], kernel[:, start:start + 512]
-                v_sh, f, _ = shunted_potential(layer(t_b), k_b, t_b, layer.weight,
+                v_sh, f, _ = shunted_potential(potential(layer, t_b, k_b), k_b, t_b,
+                                               layer.weight,
                                                float(self.params["threshold"]))
                 vmax.append(v_sh.max(0).values)
                 fired.append(f)
@@ -298,8 +308,8 @@ class Tempotron(Rule):
                 for start in range(0, len(times), batch):
                     idx = order[start:start + batch]
                     t_b, k_b = times[idx], kernel[:, idx]
-                    v_sh, fired, t_cross = shunted_potential(layer(t_b), k_b, t_b, weight,
-                                                             threshold)
+                    v_sh, fired, t_cross = shunted_potential(potential(layer, t_b, k_b), k_b,
+                                                             t_b, weight, threshold)
                     delta, errors = tempotron_update(v_sh, k_b, t_b, t_cross, fired,
                                                      target[idx], lam[idx])
                     weight.add_(delta.to(dtype))
