@@ -122,7 +122,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--inputs", type=int, default=64)
     s.add_argument("--hidden", type=int, default=128)
     s.add_argument("--steps", type=int, default=25)
-    s.add_argument("--threads", type=int, default=2)
+    s.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default 2; with --study/--protocol 1, what each of "
+                        "2 workers gets on 2 cores)")
     s.add_argument("--repeats", type=int, default=20)
     s.add_argument("--density", type=float, default=0.3,
                    help="input spike probability per step (default 0.3)")
@@ -138,10 +140,17 @@ def _parser() -> argparse.ArgumentParser:
                    help="instead: time feature extraction vs plain reading of ROOT's volumes")
     s.add_argument("--workers", type=int, default=1, help="with --extract")
     s.add_argument("--study", type=Path, default=None, metavar="SPEC",
-                   help="instead: trials/minute of SPEC's first cell with 1 and 2 workers")
-    s.add_argument("--trials", type=int, default=40,
-                   help="with --study: trials per worker count (the last trials run alone, "
-                        "so a few trials understate the speed-up)")
+                   help="instead: mean Optuna trial time per rule and backend on SPEC's cohort")
+    s.add_argument("--protocol", type=Path, default=None, metavar="SPEC",
+                   help="instead: run a few trials of every cell of SPEC and extrapolate the "
+                        "full protocol's wall time (per cell, total, by workers)")
+    s.add_argument("--throughput", action="store_true",
+                   help="with --study: trials/minute of SPEC's first cell with 1 and 2 workers")
+    s.add_argument("--trials", type=int, default=None,
+                   help="with --study/--protocol: trials per cell (default 3); with "
+                        "--throughput: per worker count (default 40; the last trials run "
+                        "alone, so a few trials understate the speed-up)")
+    s.add_argument("--rules", nargs="+", default=None, help="with --study/--protocol")
     s.add_argument("--quiet", action="store_true",
                    help="print nothing on stdout (use with --json); regressions still go to "
                         "stderr")
@@ -370,15 +379,31 @@ def _check_bench_args(args: argparse.Namespace) -> None:
                              f"installed: {', '.join(known)}")
 
 
-def _bench(args: argparse.Namespace) -> int:
-    if args.study is not None:
+def _bench_study(args: argparse.Namespace) -> int:
+    """``bench --study SPEC [--throughput]`` and ``bench --protocol SPEC``."""
+    if args.throughput:
         from spikebench.harness.bench_study import format_throughput, study_throughput
 
-        res = study_throughput(args.study, trials=args.trials, workers=(1, 2))
+        res = study_throughput(args.study, trials=args.trials or 40, workers=(1, 2))
         _say(args, format_throughput(res))
-        if args.json:
-            args.json.write_text(json.dumps(res, indent=2))
-        return 0
+    else:
+        from spikebench.harness import bench_protocol as bp
+
+        spec = args.protocol or args.study
+        res = bp.trial_times(spec, trials=args.trials or 3, backends=args.backends,
+                             rules=args.rules, threads=args.threads or 1)
+        _say(args, bp.format_trial_times(res))
+        if args.protocol is not None:
+            res["protocol"] = bp.extrapolate(res)
+            _say(args, bp.format_protocol(res, res["protocol"]))
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=2, default=str))
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    if args.study is not None or args.protocol is not None:
+        return _bench_study(args)
     if args.extract is not None:
         from spikebench.datasets.extract_bench import benchmark_extraction
 
@@ -390,7 +415,7 @@ def _bench(args: argparse.Namespace) -> int:
     from spikebench.harness import bench
 
     kw = dict(batch=args.batch, inputs=args.inputs, hidden=args.hidden, steps=args.steps,
-              threads=args.threads, repeats=args.repeats, compile=args.compile,
+              threads=args.threads or 2, repeats=args.repeats, compile=args.compile,
               density=args.density)
     if args.sweep:
         from spikebench.harness.bench_targets import format_sweep
