@@ -8,28 +8,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from spec_text import tiny_spec
 
 from spikebench.cli import main
 
-SPEC = """
-[study]
-name = "tiny"
-references = []
-[data]
-source = "table"
-path = "{table}"
-[grid]
-backends = ["custom"]
-rules = ["surrogate"]
-[split]
-repeats = 1
-[search]
-trials = 1
-[space.surrogate]
-epochs = 2
-hidden = 8
-steps = 4
-"""
+SPEC = tiny_spec("{table}", study={"references": [], "eval_steps": None}, split={"repeats": 1},
+                 search={"trials": 1},
+                 space_surrogate={"epochs": 2, "hidden": 8, "steps": 4, "encoding": None})
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ reference (:mod:`spikebench.harness.rules.mil`) pools over a patient's slices.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,7 +24,7 @@ import numpy as np
 
 from spikebench.harness.rules.base import FitContext, Rule, Split, class_weights
 from spikebench.harness.rules.conv_surrogate import CHUNK, read_rows
-from spikebench.harness.rules.early_stopping import EarlyStopping
+from spikebench.harness.rules.early_stopping import fit_epochs
 from spikebench.harness.rules.logistic_regression import ReferenceModel
 from spikebench.harness.space import Fixed, Param
 
@@ -106,10 +105,7 @@ class CNN(Rule):
             net.eval()
             return predict_rows(X, forward)
 
-        stopper = EarlyStopping(int(params["patience"]))
-        stopper.best_state, epochs = copy.deepcopy(net.state_dict()), 0
-        for epoch in range(int(params["epochs"])):
-            net.train()
+        def train_epoch(epoch: int) -> None:
             order = rng.permutation(len(train))
             for start in range(0, len(order), batch):
                 idx = order[start:start + batch]
@@ -117,15 +113,13 @@ class CNN(Rule):
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-            epochs = epoch + 1
-            if stopper.update(ctx.score_validation(predict(val.X))):
-                stopper.best_state = copy.deepcopy(net.state_dict())
-            elif stopper.should_stop:
-                break
-        net.load_state_dict(stopper.best_state)
-        net.eval()
+
+        epochs, best = fit_epochs(
+            net, epochs=int(params["epochs"]), patience=int(params["patience"]),
+            train_epoch=train_epoch,
+            score=lambda: ctx.score_validation(predict(val.X)))
         return LazyReferenceModel(predict, {
-            "params": dict(params), "epochs": epochs, "best_val": stopper.best,
+            "params": dict(params), "epochs": epochs, "best_val": best,
             "labels_used": len(train),
             "macs_per_sample": cnn_macs(size, c_in, channels, hidden),
         })

@@ -21,7 +21,6 @@ code are multiply-accumulates (MACs), as for the dense surrogate rule.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,7 +36,7 @@ from spikebench.harness.rules.base import (
     TrainedModel,
     class_weights,
 )
-from spikebench.harness.rules.early_stopping import EarlyStopping
+from spikebench.harness.rules.early_stopping import fit_epochs
 from spikebench.harness.rules.surrogate import MEMBRANE_LIMIT, logits_of, spike_loss
 from spikebench.harness.space import Categorical, Fixed, Float, Int, Param
 
@@ -159,11 +158,9 @@ class ConvSurrogate(Rule):
         gen = torch.Generator(device=device).manual_seed(ctx.seed)
         rng = np.random.default_rng(ctx.seed)
         model = ConvSurrogateModel(net, p, device, info={})
-        stopper = EarlyStopping(int(p["patience"]))
-        stopper.best_state, epochs = copy.deepcopy(net.state_dict()), 0
         steps, batch = int(p["steps"]), int(p["batch_size"])
-        for epoch in range(int(p["epochs"])):
-            net.train()
+
+        def train_epoch(epoch: int) -> None:
             order = rng.permutation(len(train))
             for start in range(0, len(order), batch):
                 idx = order[start:start + batch]
@@ -176,17 +173,12 @@ class ConvSurrogate(Rule):
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-            epochs = epoch + 1
-            net.eval()
-            score = ctx.score_validation(model.predict_proba(val.X))
-            ctx.report_epoch(epoch, score)
-            if stopper.update(score):
-                stopper.best_state = copy.deepcopy(net.state_dict())
-            elif stopper.should_stop:
-                break
-        net.load_state_dict(stopper.best_state)
-        net.eval()
-        model.info = {"epochs": epochs, "labels_used": len(train), "best_val": stopper.best,
+
+        epochs, best = fit_epochs(
+            net, epochs=int(p["epochs"]), patience=int(p["patience"]), train_epoch=train_epoch,
+            score=lambda: ctx.score_validation(model.predict_proba(val.X)),
+            report=ctx.report_epoch)
+        model.info = {"epochs": epochs, "labels_used": len(train), "best_val": best,
                       "conv_spec": str(spec)}
         return model
 

@@ -9,6 +9,7 @@ best epoch. An undefined score (NaN: one class in validation) ranks below every 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from spikebench.harness.metrics import validation_value
@@ -42,3 +43,31 @@ class EarlyStopping:
     def should_stop(self) -> bool:
         """``patience`` epochs in a row without improvement (never with ``patience=None``)."""
         return self.patience is not None and self.stale >= self.patience
+
+
+def fit_epochs(net: Any, *, epochs: int, patience: int | None,
+               train_epoch: Callable[[int], None], score: Callable[[], float],
+               report: Callable[[int, float], None] | None = None) -> tuple[int, float]:
+    """The epoch loop of every gradient-trained rule: ``train_epoch(epoch)`` in train mode,
+    then ``score()`` on validation in eval mode (passed to ``report``, e.g. Optuna's pruner),
+    keeping the weights of the best epoch; stops after ``patience`` epochs without
+    improvement and restores the best weights. Returns ``(epochs run, best score)``."""
+    import copy
+
+    stopper = EarlyStopping(patience)
+    stopper.best_state, ran = copy.deepcopy(net.state_dict()), 0
+    for epoch in range(epochs):
+        net.train()
+        train_epoch(epoch)
+        ran = epoch + 1
+        net.eval()
+        value = score()
+        if report is not None:
+            report(epoch, value)
+        if stopper.update(value):
+            stopper.best_state = copy.deepcopy(net.state_dict())
+        elif stopper.should_stop:
+            break
+    net.load_state_dict(stopper.best_state)
+    net.eval()
+    return ran, stopper.best

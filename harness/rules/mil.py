@@ -24,7 +24,6 @@ the attention's ``2·hidden·attention + attention`` per slice.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,7 +33,7 @@ from spikebench.errors import RuleError
 from spikebench.harness.rules.base import FitContext, Rule, Split, class_weights
 from spikebench.harness.rules.cnn import LazyReferenceModel, cnn_macs, cnn_trunk, predict_rows
 from spikebench.harness.rules.conv_surrogate import read_rows
-from spikebench.harness.rules.early_stopping import EarlyStopping
+from spikebench.harness.rules.early_stopping import fit_epochs
 from spikebench.harness.space import Fixed, Param
 
 
@@ -119,10 +118,7 @@ class AttentionMIL(Rule):
                     out[rows] = float(torch.sigmoid(logit.double()))
             return out
 
-        stopper = EarlyStopping(int(params["patience"]))
-        stopper.best_state, epochs = copy.deepcopy(net.state_dict()), 0
-        for epoch in range(int(params["epochs"])):
-            net.train()
+        def train_epoch(epoch: int) -> None:
             order = rng.permutation(len(names))
             for start in range(0, len(order), per_step):
                 losses = []
@@ -138,17 +134,15 @@ class AttentionMIL(Rule):
                 opt.zero_grad()
                 total.backward()
                 opt.step()
-            epochs = epoch + 1
-            if stopper.update(ctx.score_validation(predict(val.X))):
-                stopper.best_state = copy.deepcopy(net.state_dict())
-            elif stopper.should_stop:
-                break
-        net.load_state_dict(stopper.best_state)
-        net.eval()
+
+        epochs, best = fit_epochs(
+            net, epochs=int(params["epochs"]), patience=int(params["patience"]),
+            train_epoch=train_epoch,
+            score=lambda: ctx.score_validation(predict(val.X)))
         # the CNN's per-slice cost without its 2-way classifier, plus the attention per slice
         macs = (cnn_macs(size, c_in, channels, hidden) - 2 * hidden + 2 * hidden * attention
                 + attention)
         return LazyReferenceModel(predict, {
-            "params": dict(params), "epochs": epochs, "best_val": stopper.best,
+            "params": dict(params), "epochs": epochs, "best_val": best,
             "labels_used": len(train), "bags": len(names), "macs_per_sample": float(macs),
         })

@@ -9,14 +9,13 @@ the reports use).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from spikebench.harness.rules.base import FitContext, Rule, Split, class_weights
-from spikebench.harness.rules.early_stopping import EarlyStopping
+from spikebench.harness.rules.early_stopping import fit_epochs
 from spikebench.harness.rules.logistic_regression import ReferenceModel
 from spikebench.harness.space import Fixed, Param
 
@@ -60,9 +59,7 @@ class MLP(Rule):
                 logits = net(torch.as_tensor(X, dtype=torch.float32))
                 return torch.softmax(logits.double(), 1)[:, 1].numpy()
 
-        stopper = EarlyStopping(int(params["patience"]))
-        stopper.best_state, epochs = copy.deepcopy(net.state_dict()), 0
-        for epoch in range(int(params["epochs"])):
+        def train_epoch(epoch: int) -> None:
             order = torch.as_tensor(rng.permutation(len(x)))
             for start in range(0, len(x), batch):
                 idx = order[start:start + batch]
@@ -70,14 +67,12 @@ class MLP(Rule):
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-            epochs = epoch + 1
-            if stopper.update(ctx.score_validation(predict(val.X))):
-                stopper.best_state = copy.deepcopy(net.state_dict())
-            elif stopper.should_stop:
-                break
-        net.load_state_dict(stopper.best_state)
-        net.eval()
+
+        epochs, best = fit_epochs(
+            net, epochs=int(params["epochs"]), patience=int(params["patience"]),
+            train_epoch=train_epoch,
+            score=lambda: ctx.score_validation(predict(val.X)))
         return ReferenceModel(predict, {
-            "params": dict(params), "epochs": epochs, "best_val": stopper.best,
+            "params": dict(params), "epochs": epochs, "best_val": best,
             "labels_used": len(train), "macs_per_sample": mlp_macs(n_features, hidden),
         })

@@ -20,7 +20,6 @@ same logits the loss reads (counts, mean charge, or mean charge for TET). With
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -39,7 +38,7 @@ from spikebench.harness.rules.base import (
     TrainedModel,
     class_weights,
 )
-from spikebench.harness.rules.early_stopping import EarlyStopping
+from spikebench.harness.rules.early_stopping import fit_epochs
 from spikebench.harness.space import Categorical, Fixed, Float, Int, Param
 
 LOSSES = ("count", "membrane", "tet")
@@ -175,11 +174,9 @@ class SurrogateGradient(Rule):
         steps = int(p["steps"])
         step_set = (max(2, math.ceil(steps / 2)), steps, 2 * steps)
         model = SurrogateModel(net, p, device, info={})
-        stopper = EarlyStopping(int(p["patience"]))
-        stopper.best_state, epochs = copy.deepcopy(net.state_dict()), 0
         batch = int(p["batch_size"])
-        for epoch in range(int(p["epochs"])):
-            net.train()
+
+        def train_epoch(epoch: int) -> None:
             order = torch.as_tensor(rng.permutation(len(x)), device=device)
             for start in range(0, len(x), batch):
                 idx = order[start:start + batch]
@@ -198,17 +195,12 @@ class SurrogateGradient(Rule):
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-            epochs = epoch + 1
-            net.eval()
-            score = ctx.score_validation(model.predict_proba(val.X))
-            ctx.report_epoch(epoch, score)
-            if stopper.update(score):
-                stopper.best_state = copy.deepcopy(net.state_dict())
-            elif stopper.should_stop:
-                break
-        net.load_state_dict(stopper.best_state)
-        net.eval()
-        model.info = {"epochs": epochs, "labels_used": len(train), "best_val": stopper.best}
+
+        epochs, best = fit_epochs(
+            net, epochs=int(p["epochs"]), patience=int(p["patience"]), train_epoch=train_epoch,
+            score=lambda: ctx.score_validation(model.predict_proba(val.X)),
+            report=ctx.report_epoch)
+        model.info = {"epochs": epochs, "labels_used": len(train), "best_val": best}
         return model
 
 

@@ -18,32 +18,13 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 import pytest
+from spec_text import tiny_spec
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
-SPEC = """
-[study]
-name = "dist"
-references = []
-eval_steps = [1.0]
-[data]
-source = "table"
-path = "{table}"
-[grid]
-backends = ["custom"]
-rules = ["surrogate"]
-[split]
-repeats = 2
-[search]
-trials = 8
-pruner = "none"
-[space.surrogate]
-epochs = 25
-patience = 25
-hidden = 64
-steps = 16
-encoding = "direct"
-"""
+SPEC = tiny_spec("{table}", study={"name": "dist", "references": []},
+                 search={"trials": 8, "pruner": "none"},
+                 space_surrogate={"epochs": 25, "patience": 25, "hidden": 64, "steps": 16})
 
 
 def _run(spec: Path, out: Path, url: str) -> subprocess.Popen:

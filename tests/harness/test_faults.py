@@ -24,33 +24,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from spec_text import tiny_spec
 
 pytestmark = pytest.mark.slow
 
-SPEC = """
-[study]
-name = "faults"
-references = ["logistic_regression"]
-eval_steps = [1.0]
-[data]
-source = "table"
-path = "{table}"
-[grid]
-backends = ["custom"]
-rules = ["surrogate"]
-[split]
-repeats = 2
-[search]
-trials = 4
-heartbeat_interval = 1
-grace_period = 3
-poll_seconds = 0.2
-[space.surrogate]
-epochs = 3
-hidden = 16
-steps = 6
-encoding = "direct"
-"""
+SPEC = tiny_spec("{table}", study={"name": "faults"}, search={
+    "trials": 4, "heartbeat_interval": 1, "grace_period": 3, "poll_seconds": 0.2},
+    space_surrogate={"epochs": 3})
 #: Rows a finished study holds: the SNN cell and the reference, two repeats each.
 EXPECTED_ROWS = {("custom", "surrogate", 0), ("custom", "surrogate", 1),
                  ("reference", "logistic_regression", 0),

@@ -17,32 +17,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from spec_text import tiny_spec
 
 from spikebench.errors import SpecError
 from spikebench.harness.journal import KernelJournalLock, StorageError
 from spikebench.harness.storages import open_storage
 
-TINY = """
-[study]
-name = "tiny"
-references = ["logistic_regression"]
-eval_steps = [1.0]
-[data]
-source = "table"
-path = "{table}"
-[grid]
-backends = ["custom"]
-rules = ["surrogate"]
-[split]
-repeats = 2
-[search]
-trials = 3
-[space.surrogate]
-epochs = 4
-hidden = 16
-steps = 6
-encoding = "direct"
-"""
+TINY = tiny_spec("{table}")
 FAST = TINY.replace("[search]\ntrials = 3",
                     "[search]\ntrials = 3\nheartbeat_interval = 1\ngrace_period = 2")
 

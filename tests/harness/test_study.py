@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from spec_text import tiny_spec
 
 from spikebench.cli import main
 from spikebench.harness.results import METRICS, RESULT_COLUMNS
@@ -15,27 +16,7 @@ from spikebench.harness.status import study_status
 from spikebench.harness.storages import redact
 from spikebench.harness.study import run_study
 
-TINY = """
-[study]
-name = "tiny"
-references = ["logistic_regression"]
-eval_steps = [0.5, 1.0, 2.0]
-[data]
-source = "table"
-path = "{table}"
-[grid]
-backends = ["custom"]
-rules = ["surrogate"]
-[split]
-repeats = 2
-[search]
-trials = 3
-[space.surrogate]
-epochs = 4
-hidden = 16
-steps = 6
-encoding = "direct"
-"""
+TINY = tiny_spec("{table}", study={"eval_steps": [0.5, 1.0, 2.0]})
 
 
 def write_spec(tmp_path: Path, table: Path, text: str = TINY) -> Path:
