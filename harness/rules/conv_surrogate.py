@@ -37,7 +37,12 @@ from spikebench.harness.rules.base import (
     class_weights,
 )
 from spikebench.harness.rules.early_stopping import fit_epochs
-from spikebench.harness.rules.surrogate import MEMBRANE_LIMIT, logits_of, spike_loss
+from spikebench.harness.rules.surrogate import (
+    LIF_SPACE,
+    MEMBRANE_LIMIT,
+    logits_of,
+    spike_loss,
+)
 from spikebench.harness.space import Categorical, Fixed, Float, Int, Param
 
 IMAGE_ENCODINGS = ("direct", "rate")
@@ -125,10 +130,7 @@ class ConvSurrogate(Rule):
             "hidden": Int(16, 64, log=True),
             "steps": Int(4, 12),
             "lr": Float(1e-3, 2e-2, log=True),
-            "beta": Float(0.5, 0.95),
-            "threshold": Float(0.5, 1.5),
-            "surrogate": Categorical(("fast_sigmoid", "arctan", "sigmoid")),
-            "slope": Float(2.0, 25.0, log=True),
+            **LIF_SPACE,
             "encoding": Categorical(IMAGE_ENCODINGS),
             "gain": Fixed(1.0),
             "loss": Categorical(IMAGE_LOSSES),

@@ -69,6 +69,15 @@ def spike_loss(out_spikes: torch.Tensor, membrane: torch.Tensor, y: torch.Tensor
     return F.cross_entropy(logits_of(out_spikes, membrane, loss), y, weight=weight)
 
 
+#: The LIF neuron's tuned parameters, shared by every surrogate-gradient rule (dense and conv).
+LIF_SPACE: dict[str, Param] = {
+    "beta": Float(0.5, 0.95),
+    "threshold": Float(0.5, 1.5),
+    "surrogate": Categorical(("fast_sigmoid", "arctan", "sigmoid")),
+    "slope": Float(2.0, 25.0, log=True),
+}
+
+
 class SurrogateModel(TrainedModel):
     """A trained LIF network plus its encoder settings."""
 
@@ -130,10 +139,7 @@ class SurrogateGradient(Rule):
             "hidden": Int(16, 128, log=True),
             "steps": Int(8, 24),
             "lr": Float(1e-3, 3e-2, log=True),
-            "beta": Float(0.5, 0.95),
-            "threshold": Float(0.5, 1.5),
-            "surrogate": Categorical(("fast_sigmoid", "arctan", "sigmoid")),
-            "slope": Float(2.0, 25.0, log=True),
+            **LIF_SPACE,
             "encoding": Categorical(("direct", "rate", "latency")),
             "gain": Fixed(1.0),
             "loss": Categorical(LOSSES),
