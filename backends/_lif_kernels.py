@@ -39,6 +39,8 @@ from spikebench.backends import _build_lock
 
 ENV_DISABLE = "SPIKEBENCH_NO_CPP_KERNELS"
 SOURCE = Path(__file__).with_name("lif_kernels.cpp")
+#: Every C++ source of the library (the event-driven products live in their own file).
+SOURCES = (SOURCE, Path(__file__).with_name("event_kernels.cpp"))
 SURROGATE_CODES = {"fast_sigmoid": 0, "arctan": 1, "sigmoid": 2}
 
 _log = logging.getLogger("spikebench")
@@ -70,7 +72,9 @@ def _extension_name() -> str:
     """Build name: distinct per torch version (a cached build is only valid for its headers),
     per content of ``lif_kernels.cpp`` and per install location, so that two installs (or two
     versions of the source) never rebuild over each other's cached library."""
-    digest = hashlib.sha256(SOURCE.read_bytes())
+    digest = hashlib.sha256()
+    for source in (SOURCE, *SOURCES[1:]):
+        digest.update(source.read_bytes())
     digest.update(str(SOURCE.resolve()).encode())
     return ("spikebench_lif_avx2_torch" + re.sub(r"\W", "_", torch.__version__) + "_"
             + digest.hexdigest()[:12])
@@ -114,7 +118,7 @@ def _build() -> Any:
             cpp_extension.load(
                 name=name,
                 build_directory=str(build_dir),
-                sources=[str(SOURCE)],
+                sources=[str(SOURCE), *(str(p) for p in SOURCES[1:])],
                 extra_cflags=["-O3", "-ffp-contract=off", "-fopenmp", "-mavx2", "-mfma"],
                 extra_ldflags=["-fopenmp"],
                 is_python_module=False,
