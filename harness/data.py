@@ -114,15 +114,32 @@ def make_view(data: StudyData, train: Sequence[str], val: Sequence[str], test: S
 
 def _table_splits(data: StudyData, masks: dict[str, np.ndarray], inputs: str
                   ) -> tuple[dict[str, Split], np.ndarray, np.ndarray]:
+    """Standardised in float64 (a float32 variance of values near 1e19 overflows and would leave
+    the column unscaled); the scaled values are cast to float32 and checked finite."""
     source = data.geometry() if inputs == "geometry" else data.X
-    mean = source[masks["train"]].mean(0)
-    std = source[masks["train"]].std(0)
+    train = np.asarray(source[masks["train"]], dtype=np.float64)
+    mean, std = train.mean(0), train.std(0)
     std[~np.isfinite(std) | (std < 1e-12)] = 1.0
     splits = {}
     for name, mask in masks.items():
-        X = ((source[mask] - mean) / std).astype(np.float32)
+        X = ((np.asarray(source[mask], dtype=np.float64) - mean) / std).astype(np.float32)
+        _check_finite(X, name, data.feature_names if inputs != "geometry" else None)
         splits[name] = Split(X, data.y[mask].astype(np.int64), data.groups[mask])
     return splits, mean, std
+
+
+def _check_finite(X: np.ndarray, split: str, names: list[str] | None) -> None:
+    """:class:`DataError` naming the first column whose standardised values are not finite."""
+    bad = ~np.isfinite(X)
+    if not bad.any():
+        return
+    from spikebench.errors import DataError
+
+    col = int(np.nonzero(bad.any(0))[0][0])
+    label = names[col] if names and col < len(names) else f"column {col}"
+    raise DataError(f"feature {label!r}: {int(bad[:, col].sum())} values of the {split} split "
+                    "are not finite after standardisation (the training rows' spread is too "
+                    "small or the values too large for float32); drop or rescale that column")
 
 
 def _image_splits(data: StudyData, masks: dict[str, np.ndarray]

@@ -341,3 +341,18 @@ def test_thresholds_are_chosen_on_validation(tmp_path, feature_table):
     for key in ("workers", "source", "kernel_path", "spec_sha256", "versions"):
         assert key in protocol
     assert protocol["search"]["resolved_startup_trials"] >= 1
+
+
+def test_huge_feature_values_are_standardised_in_float64():
+    """Values near 1e20 are finite in float32, but their float32 variance is not: the column
+    must still come out scaled (mean 0, unit spread on the training rows)."""
+    from spikebench.harness.data import StudyData, make_view
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat([f"p{i}" for i in range(6)], 10)
+    X = rng.normal(0, 1, (60, 2)).astype(np.float32)
+    X[:, 1] = (X[:, 1] * 3e19 + 1e20).astype(np.float32)  # deviations² overflow float32
+    data = StudyData(X, np.tile([0, 1], 30), groups, None, ["a", "b"], {})
+    view = make_view(data, ["p0", "p1", "p2", "p3"], ["p4"], ["p5"])
+    assert np.isfinite(view.train.X).all()
+    assert abs(view.train.X[:, 1].mean()) < 1e-3 and abs(view.train.X[:, 1].std() - 1) < 1e-3
