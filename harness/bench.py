@@ -318,7 +318,7 @@ def run_bench(backends: list[str] | None = None, *, batch: int = 128, inputs: in
         compile_s: dict[str, float] = {}
         versions: dict[str, str] = {"torch": torch.__version__}
         skipped: dict[str, str] = {}
-        density: list[float] = []
+        layer_density: list[float] = []
         for name in names:
             try:
                 case = _make_case(name, spec, x, y, dev, seed, sync)
@@ -331,7 +331,7 @@ def run_bench(backends: list[str] | None = None, *, batch: int = 128, inputs: in
             cases[name] = (case["train"], case["infer"])
             activation_mb[name] = saved_tensor_mb(case["forward_loss"], exclude=case["params"])
             if name == "custom":
-                density = _layer_density(case["net"], x)
+                layer_density = _layer_density(case["net"], x)
         floor = _floor_fn(spec.sizes, batch, steps, dev)
 
         def floor_step() -> None:
@@ -353,7 +353,7 @@ def run_bench(backends: list[str] | None = None, *, batch: int = 128, inputs: in
             result["infer"][name] = _stats(samples[f"infer:{name}"])
         result["floor"] = _stats(samples["__floor__"])
         result["floor_ms"] = result["floor"]["median_ms"]
-        result["density"] = density
+        result["density"] = layer_density
         result["workload"] = {"batch": batch, "inputs": inputs, "hidden": hidden,
                               "outputs": outputs, "steps": steps, "threads": threads,
                               "repeats": repeats, "warmup": warmup, "device": str(dev),

@@ -68,7 +68,7 @@ def check_targets(results: Sequence[dict[str, Any]]) -> list[tuple[str, bool, st
             out.append((f"custom ÷ floor ≤ 1.5 ({where})", r["floor"] <= 1.5, f"{r['floor']:.2f}"))
         if default:
             out.append((f"custom ÷ floor ≤ 2 ({where})", r["floor"] <= 2.0, f"{r['floor']:.2f}"))
-        if r["density"] and r["density"][0] < EVENT_DENSITY:
+        if res["workload"].get("input_density", 0.3) < EVENT_DENSITY:
             out.append((f"custom ÷ floor < 1, event-driven ({where})", r["floor"] < 1.0,
                         f"{r['floor']:.2f}"))
     return out

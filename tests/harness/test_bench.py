@@ -36,11 +36,15 @@ def test_check_regression_flags_a_slower_custom_engine():
     assert len(problems) == 1 and "train" in problems[0] and "peer" in problems[0]
 
 
-def test_sweep_varies_steps_and_hidden():
-    runs = sweep(["custom"], steps_grid=(2, 3), hidden_grid=(3, 4), batch=2, inputs=3,
-                 hidden=3, steps=2, repeats=1, warmup=0)
-    points = [(r["workload"]["steps"], r["workload"]["hidden"]) for r in runs]
-    assert points == [(2, 3), (3, 3), (2, 4)]
+def test_sweep_varies_steps_and_hidden_and_adds_a_sparse_point():
+    from spikebench.harness.bench_targets import format_sweep
+
+    runs = sweep(["custom"], steps_grid=(2, 3), hidden_grid=(3, 4), sparse=((2, 4, 0.1),),
+                 batch=2, inputs=3, hidden=3, steps=2, repeats=1, warmup=0)
+    points = [(r["workload"]["steps"], r["workload"]["hidden"], r["workload"]["input_density"])
+              for r in runs]
+    assert points == [(2, 3, 0.3), (3, 3, 0.3), (2, 4, 0.3), (2, 4, 0.1)]
+    assert "targets" in format_sweep(runs)
 
 
 def test_compile_adds_a_variant_per_peer_and_keeps_named_ones():
@@ -61,22 +65,24 @@ def test_compiled_variant_is_timed_after_compilation_with_its_compile_time():
     assert "compile s" in format_bench(res)
 
 
-def _fake(steps, hidden, custom, floor, **peers):
+def _fake(steps, hidden, custom, floor, density=0.1, **peers):
     rows = {"custom": {"median_ms": custom}} | {k.replace("_c", "+compile"): {"median_ms": v}
                                                  for k, v in peers.items()}
     return {"train": rows, "floor_ms": floor, "density": [0.2, 0.05],
-            "workload": {"steps": steps, "hidden": hidden}}
+            "workload": {"steps": steps, "hidden": hidden, "input_density": density}}
 
 
 def test_sweep_table_judges_every_target_from_the_same_run():
     from spikebench.harness.bench_targets import check_targets, format_sweep
 
-    runs = [_fake(25, 128, 1.0, 0.6, snntorch=8.0, snntorch_c=2.5),
-            _fake(50, 128, 2.0, 1.0, snntorch=9.0, snntorch_c=2.0)]
+    runs = [_fake(25, 128, 1.0, 0.6, density=0.3, snntorch=8.0, snntorch_c=2.5),
+            _fake(50, 128, 2.0, 1.0, density=0.3, snntorch=9.0, snntorch_c=2.0),
+            _fake(25, 128, 1.0, 0.6, snntorch=8.0)]
     judged = {name: met for name, met, _ in check_targets(runs)}
     assert judged["≥ 2.0× best compiled peer (T=25, hidden 128)"]
     assert not judged["≥ 1.5× best compiled peer (T=50, hidden 128)"]  # 1.0×
     assert not judged["custom ÷ floor ≤ 1.5 (T=50, hidden 128)"]  # 2.0
-    assert not judged["custom ÷ floor < 1, event-driven (T=25, hidden 128)"]  # 1.67
+    assert not judged["custom ÷ floor < 1, event-driven (T=25, hidden 128, input density 10%)"]
+    assert "custom ÷ floor < 1, event-driven (T=25, hidden 128)" not in judged  # 30 % input
     text = format_sweep(runs)
     assert "snntorch+compile" in text and "MISSED" in text and "[met]" in text
