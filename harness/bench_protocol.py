@@ -4,9 +4,10 @@ protocol's wall time extrapolated from a fixed small budget of it.
 :func:`trial_times` tunes every backend × rule cell of a spec for ``trials`` trials on the
 protocol's first tuning fold (the same code path as ``spikebench study run``: ``open_session`` →
 ``tune``) and reads each trial's wall time from the Optuna storage (``datetime_start`` →
-``datetime_complete``; pruned trials count, as they do in a real run). Cells run one after
-another in this process with ``threads`` torch threads each (1 = what each of 2 workers gets on
-2 cores).
+``datetime_complete``; pruned trials count, as they do in a real run). Within a rule the
+backends take turns, one trial each per round, so that load from other processes on a shared
+machine spreads over all of them; everything runs in this process with ``threads`` torch
+threads (1 = what each of 2 workers gets on 2 cores).
 
 :func:`extrapolate` turns those means into the full protocol's time on this machine::
 
@@ -38,33 +39,60 @@ from spikebench.harness.spec import load_spec
 WORKER_EFFICIENCY = {1: 1.0, 2: 1.0}
 
 
-def _cell_trials(spec: Any, prepared: Path, work: Path, trials: int) -> dict[str, Any]:
-    """Tune one cell for ``trials`` trials on its first tuning fold; per-trial wall times."""
-    import optuna
+class _Cell:
+    """One backend × rule cell tuned trial by trial on its first tuning fold."""
 
-    from spikebench.harness.storages import open_storage
-    from spikebench.harness.study import open_session
-    from spikebench.harness.tuning import tune
+    def __init__(self, spec: Any, prepared: Path, work: Path) -> None:
+        from spikebench.harness.storages import open_storage
+        from spikebench.harness.study import open_session
 
-    shutil.copytree(prepared, work / "data")
-    url = f"journal:{work / 'optuna.journal'}"
-    session = open_session(spec, work, url, trials=trials)
-    plan = session.plans[0]
-    if plan.skip_reason:
-        return {"skipped": plan.skip_reason}
-    fold = next(iter(plan.studies().values()))
-    started = time.perf_counter()
-    tune(plan, fold, session.data, open_storage(url), spec.search)
-    wall = time.perf_counter() - started
-    study = optuna.load_study(study_name=plan.study_name(fold), storage=open_storage(url))
-    seconds = [(t.datetime_complete - t.datetime_start).total_seconds() for t in study.trials
-               if t.datetime_complete is not None and t.datetime_start is not None]
-    states = [t.state.name for t in study.trials]
-    return {"trial_seconds": seconds, "mean_s": statistics.fmean(seconds) if seconds else None,
-            "pruned": states.count("PRUNED"), "failed": states.count("FAIL"), "wall_s": wall,
-            "studies": len(plan.studies()), "n_tune_train": len(fold.tune_train),
-            "n_outer_train": int(len(fold.tune_train) + len(fold.tune_val)),
-            "refits": len(session.folds)}
+        shutil.copytree(prepared, work / "data")
+        self.spec, self.url = spec, f"journal:{work / 'optuna.journal'}"
+        self.session = open_session(spec, work, self.url)
+        self.plan = self.session.plans[0]
+        self.fold = next(iter(self.plan.studies().values())) if not self.plan.skip_reason \
+            else None
+        self.storage = open_storage(self.url)
+        if self.fold is not None:  # one sampler per cell, as tune() keeps it across trials
+            from spikebench.harness.tuning import make_objective, open_study
+
+            self.study = open_study(self.plan, self.fold, self.storage, spec.search)
+            self.objective = make_objective(self.plan, self.fold, self.session.data,
+                                            spec.search)
+
+    def run_until(self, trials: int) -> None:
+        """Run trials until the study holds ``trials`` finished ones (one more per round)."""
+        from optuna.trial import TrialState
+
+        from spikebench.harness.tuning import TRIAL_ERRORS
+
+        if self.fold is None:
+            return
+        finished = (TrialState.COMPLETE, TrialState.PRUNED)
+        for _ in range(3 * trials + 3):  # failed trials are retried a few times
+            done = sum(t.state in finished for t in self.study.get_trials(deepcopy=False))
+            if done >= trials:
+                return
+            self.study.optimize(self.objective, n_trials=1, catch=TRIAL_ERRORS)
+
+    def summary(self) -> dict[str, Any]:
+        import optuna
+
+        if self.fold is None:
+            return {"skipped": self.plan.skip_reason}
+        study = optuna.load_study(study_name=self.plan.study_name(self.fold),
+                                  storage=self.storage)
+        seconds = [(t.datetime_complete - t.datetime_start).total_seconds()
+                   for t in study.trials
+                   if t.datetime_complete is not None and t.datetime_start is not None]
+        states = [t.state.name for t in study.trials]
+        fold = self.fold
+        return {"trial_seconds": seconds,
+                "mean_s": statistics.fmean(seconds) if seconds else None,
+                "pruned": states.count("PRUNED"), "failed": states.count("FAIL"),
+                "studies": len(self.plan.studies()), "n_tune_train": len(fold.tune_train),
+                "n_outer_train": len(fold.tune_train) + len(fold.tune_val),
+                "refits": len(self.session.folds)}
 
 
 def trial_times(spec_path: str | Path, *, trials: int = 3, backends: Sequence[str] | None = None,
@@ -98,10 +126,13 @@ def trial_times(spec_path: str | Path, *, trials: int = 3, backends: Sequence[st
             result["prepare_s"] = time.perf_counter() - started
             prepared = prepared / "data"
             for rule in rules:
-                for backend in backends:
-                    one = _one_cell(spec, backend, rule)
-                    result["cells"][f"{backend}/{rule}"] = _cell_trials(
-                        one, prepared, Path(tmp) / f"{backend}-{rule}", trials)
+                cells = {b: _Cell(_one_cell(spec, b, rule), prepared, Path(tmp) / f"{b}-{rule}")
+                         for b in backends}
+                for k in range(1, trials + 1):  # round-robin: load hits every backend alike
+                    for cell in cells.values():
+                        cell.run_until(k)
+                for b, cell in cells.items():
+                    result["cells"][f"{b}/{rule}"] = cell.summary()
     finally:
         torch.set_num_threads(old)
     return result
