@@ -12,11 +12,13 @@ instead of ``R·F·N`` multiply-adds (:func:`spikebench.backends._lif_kernels.ev
 dense. Which product a layer uses is chosen per call from the measured spike density (the
 previous layer's spike count, or one pass over the network input that also proves it binary),
 with the crossovers measured on 2-core AVX2 CPUs against MKL's dense products (single thread,
-``R = 3200``, ``F = 64``): the forward wins from ``N ≥ 256`` outputs up to about 35 % density
-(at hidden 512: 0.72 vs 1.89 ms at 5 %, 1.77 vs 1.93 ms at 30 %; hidden 256: 0.89 vs 0.98 ms at
-30 %) and at ``N = 128`` below about 20 % (0.38 vs 0.57 ms at 10 %, 0.58 vs 0.45 ms at 30 %),
-the weight gradient below about 15 % (0.72 vs 1.63 ms at 5 %, 2.70 vs 1.67 ms at 30 %); narrow
-layers (``N`` = 2) always lose to the dense product.
+``R = 3200``, ``F = 64``; a loaded shared machine, so the limits keep a margin): the forward
+product alone wins from ``N ≥ 256`` outputs up to about 30 % density (hidden 512: 0.72 vs
+1.89 ms at 5 %, 1.77 vs 1.93 ms at 30 %; hidden 256: 0.89 vs 0.98 ms at 30 %) and at
+``N = 128`` below about 20 % (0.38 vs 0.57 ms at 10 %, 0.58 vs 0.45 ms at 30 %), the weight
+gradient below about 15 % (0.72 vs 1.63 ms at 5 %, 2.70 vs 1.67 ms at 30 %); narrow layers
+(``N`` = 2) always lose to the dense product. Inside the whole train step the density pass and
+the second thread's share eat part of the gain, hence the limits below.
 
 Rounding: the same terms as the dense product, summed in another order (ascending input index,
 four weight rows at a time), so results differ from the dense path by a few ulps of the sums;
@@ -34,14 +36,16 @@ from spikebench.backends import _lif_kernels
 from spikebench.backends._pool import POOL
 
 ENV_DISABLE = "SPIKEBENCH_NO_EVENT_DRIVEN"
-#: Forward products go event-driven below this input spike density (layers of >= 256 outputs)
-FORWARD_MAX_DENSITY = 0.35
-#: ... below this one for layers of 128-255 outputs ...
+#: Forward products go event-driven below this input spike density (layers of >= 512 outputs)
+FORWARD_MAX_DENSITY = 0.25
+#: ... below this one for layers of 256-511 outputs ...
 FORWARD_MAX_DENSITY_NARROW = 0.20
 #: ... weight gradients below this one ...
 GRAD_MAX_DENSITY = 0.15
-#: ... and only for layers with at least this many outputs.
-MIN_OUTPUTS = 128
+#: ... and only for layers with at least this many outputs (narrower layers never pay for the
+#: density pass over their input: measured in the train step at hidden 128, 30 % input, the
+#: pass cost more than the event-driven product could save).
+MIN_OUTPUTS = 256
 
 
 def enabled() -> bool:
@@ -61,7 +65,7 @@ def input_density(x: torch.Tensor, count: torch.Tensor | None = None) -> float:
 
 def use_forward(density: float, n_out: int) -> bool:
     """Whether the forward product of a layer with ``n_out`` outputs goes event-driven."""
-    limit = FORWARD_MAX_DENSITY if n_out >= 2 * MIN_OUTPUTS else FORWARD_MAX_DENSITY_NARROW
+    limit = FORWARD_MAX_DENSITY if n_out >= 512 else FORWARD_MAX_DENSITY_NARROW
     return 0.0 <= density < limit and n_out >= MIN_OUTPUTS and enabled()
 
 

@@ -70,6 +70,6 @@ def test_network_train_step_matches_the_dense_oracle(kernels, monkeypatch, densi
 def test_non_binary_input_takes_the_dense_path(kernels, monkeypatch):
     called = []
     monkeypatch.setattr(event_driven, "currents", lambda *a: called.append(a))
-    net = get_backend("custom").build(NetworkSpec(sizes=(8, 200, 2)), seed=0)
+    net = get_backend("custom").build(NetworkSpec(sizes=(8, 600, 2)), seed=0)
     net(torch.rand(3, 4, 8))  # analogue input
     assert not called
