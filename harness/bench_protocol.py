@@ -18,7 +18,9 @@ threads (1 = what each of 2 workers gets on 2 cores).
 ``studies`` and ``refits`` come from the spec's folds (nested CV: one tuning study and one refit
 per outer fold and repeat), ``efficiency`` from :data:`WORKER_EFFICIENCY` (measured with
 ``spikebench bench --study SPEC --throughput``: 1 vs 2 processes); more workers than cores gain
-nothing.
+nothing. The estimate is an upper bound in one respect: the few measured trials are the
+sampler's start-up trials, which the median pruner never stops, while a 50-trial study prunes
+some later ones.
 """
 
 from __future__ import annotations
@@ -34,9 +36,12 @@ from typing import Any
 from spikebench.harness.bench_study import _one_cell
 from spikebench.harness.spec import load_spec
 
-#: Parallel efficiency per worker count on 2 cores (trials/min of W workers ÷ W × one worker's),
-#: measured by ``spikebench bench --study studies/demo.toml --throughput`` (README).
-WORKER_EFFICIENCY = {1: 1.0, 2: 1.0}
+#: Parallel efficiency per worker count on 2 cores: trials/min of W one-thread workers ÷ W × the
+#: one-thread rate. Measured on the 131-patient phantom cohort (custom/surrogate, journal
+#: storage, 12 trials): 2 workers ran 15.6 trials/min, one thread alone 12.3 (mean trial
+#: 4.87 s from ``bench --study``): 15.6 / (2 × 12.3) = 0.63. Workers share 2 cores' memory
+#: bandwidth and caches, and the last trials of a budget run alone.
+WORKER_EFFICIENCY = {1: 1.0, 2: 0.63}
 
 
 class _Cell:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from spikebench.harness.bench_protocol import (
+    WORKER_EFFICIENCY,
     extrapolate,
     format_protocol,
     format_trial_times,
@@ -25,7 +26,7 @@ def test_extrapolation_is_studies_times_trials_plus_refits():
     # 5 studies × 50 trials × 2 s + 5 refits × 2 s × 100/80
     assert est["per_cell_s"]["custom/surrogate"] == pytest.approx(500 + 12.5)
     assert est["total_s"] == pytest.approx(sum(est["per_cell_s"].values()))
-    assert est["by_workers_s"][2] == pytest.approx(est["total_s"] / 2)
+    assert est["by_workers_s"][2] == pytest.approx(est["total_s"] / (2 * WORKER_EFFICIENCY[2]))
     text = format_trial_times(res)
     assert "surrogate" in text and "2.00*" in text and "tempotron 1.50×" in text
     assert "total (1 worker)" in format_protocol(res, est)
