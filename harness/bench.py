@@ -2,7 +2,8 @@
 timed side by side in one process, against the dense-matmul floor of that step.
 
 Workload (defaults = the study's typical network): input ``[T, B, F]`` Bernoulli(0.3) spikes
-(``density``; the sweep adds a sparse-input point, 10 %, where the event-driven path applies),
+(``density``; the sweep adds sparse-input points, 10 % and 5 %, where the event-driven path
+applies),
 LIF layers ``F → hidden → outputs`` with the default :class:`NetworkSpec` neuron (β 0.9, θ 1,
 subtract reset, fast-sigmoid surrogate), float32.
 
@@ -50,7 +51,7 @@ from typing import Any
 SWEEP_STEPS: tuple[int, ...] = (25, 50, 100)
 SWEEP_HIDDEN: tuple[int, ...] = (128, 256, 512)
 #: Extra sweep points ``(T, hidden, input density)``: sparse input (event-driven products).
-SWEEP_SPARSE: tuple[tuple[int, int, float], ...] = ((25, 512, 0.1),)
+SWEEP_SPARSE: tuple[tuple[int, int, float], ...] = ((25, 512, 0.1), (25, 512, 0.05))
 
 
 def _rss_mb() -> float | None:
