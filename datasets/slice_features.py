@@ -2,7 +2,7 @@
 
 The ROI is ``label > 0`` as a whole (liver *and* tumour): the features only ever see the CT
 values inside the organ outline, never where the tumour is, so a classifier cannot read the
-answer from the mask (DESIGN.md, "Features never look at the tumour label").
+answer from the mask (docs/architecture.md; the ROI is `label > 0` as a whole).
 
 Every feature is invariant to mirroring the slice (flipped affines) and expressed in physical
 units where spacing matters (area in mm², gradients in HU/mm). All work happens on the ROI's

@@ -1,6 +1,6 @@
 """Search spaces: a rule's default hyperparameter ranges, overridden key by key from the spec.
 
-In a spec (``[search.<rule>]``) a parameter is a fixed value, a range or a list of choices::
+In a spec (``[space.<rule>]``) a parameter is a fixed value, a range or a list of choices::
 
     lr = {low = 1e-4, high = 1e-1, log = true}   # float range (log-uniform)
     hidden = {low = 16, high = 128, step = 16}   # int range (both bounds ints)

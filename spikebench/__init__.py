@@ -1,6 +1,6 @@
 """spikebench: a leakage-free benchmark of spiking neural network backends and learning rules.
 
-The package is laid out along the data flow (see DESIGN.md):
+The package is laid out along the data flow (see docs/architecture.md):
 ``spikebench.datasets`` reads CT volumes and writes feature tables, ``spikebench.backends`` builds
 spiking networks on several frameworks from one neutral spec, ``spikebench.harness`` splits,
 trains, tunes (Optuna) and evaluates, ``spikebench.reports`` turns results into tables and figures.
