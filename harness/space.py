@@ -87,18 +87,29 @@ def _check_bounds(where: str, low: Any, high: Any, log: Any) -> None:
             raise SpecError(f"{where}.{name} must be a finite number, got {v!r}")
     if not isinstance(log, bool):
         raise SpecError(f"{where}.log must be true or false, got {log!r}")
-    if low > high:
-        raise SpecError(f"{where}: low ({low}) > high ({high}); swap them")
-    if log and low <= 0:
-        raise SpecError(f"{where}: a log range needs low > 0 (got low = {low})")
+
+
+def _optuna_checked(where: str, low: Any, high: Any, log: bool, step: int | None = None,
+                    integer: bool = False) -> None:
+    """Let Optuna's own distributions judge the range (low <= high, log ranges positive, no
+    step on a log range): the spec is refused with Optuna's reason, named by key, before any
+    trial would hit it."""
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    try:
+        if integer:
+            IntDistribution(low, high, log=log, step=step or 1)
+        else:
+            FloatDistribution(low, high, log=log)
+    except ValueError as exc:
+        raise SpecError(f"{where}: {exc}") from None
 
 
 def _parse_int_range(where: str, raw: Mapping[str, Any], low: int, high: int, log: bool) -> Int:
     step = raw.get("step", 1)
     if isinstance(step, bool) or not isinstance(step, int) or step < 1:
         raise SpecError(f"{where}.step must be a positive integer, got {step!r}")
-    if log and step != 1:
-        raise SpecError(f"{where}: an int log range cannot have step != 1")
+    _optuna_checked(where, low, high, log, step, integer=True)
     return Int(low, high, log, step)
 
 
@@ -112,6 +123,7 @@ def _parse_range(where: str, raw: Mapping[str, Any]) -> Float | Int:
         return _parse_int_range(where, raw, low, high, log)
     if "step" in keys:
         raise SpecError(f"{where}.step is only for integer ranges (low and high both integers)")
+    _optuna_checked(where, float(low), float(high), log)
     return Float(float(low), float(high), log)
 
 
