@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import gc
 import itertools
-import platform
 import resource
 import statistics
 import sys
@@ -127,15 +126,10 @@ def _stats(samples: Sequence[float]) -> dict[str, float]:
 
 
 def _machine() -> dict[str, Any]:
-    import os
+    """The machine as :func:`spikebench.provenance.machine` describes it (one definition)."""
+    from spikebench.provenance import machine
 
-    import torch
-
-    return {"platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "python": platform.python_version(),
-            "torch_threads": torch.get_num_threads(),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    return machine()
 
 
 def _floor_fn(sizes: Sequence[int], batch: int, steps: int, device: Any
