@@ -50,6 +50,8 @@ import torch
 
 from spikebench.backends.base import RESETS, SURROGATES, Backend, NetworkSpec
 from spikebench.backends.conformance_tempotron import (  # noqa: F401 (re-exported)
+    _fail,
+    _resolve,
     check_tempotron,
     tempotron_times,
 )
@@ -64,18 +66,6 @@ SPIKE_MISMATCH32 = 1e-3
 ATOL32 = 1e-4
 #: Float32: tolerated fraction of charges off by more than ``ATOL32`` (after a rare flipped spike).
 CHARGE_MISMATCH32 = 0.01
-
-
-def _resolve(backend: Backend | str) -> Backend:
-    if isinstance(backend, Backend):
-        return backend
-    from spikebench.backends.registry import get_backend
-
-    return get_backend(backend)
-
-
-def _fail(msg: str) -> None:
-    raise AssertionError(msg)
 
 
 def spiking_input(steps: int, batch: int, features: int, *, seed: int = 0, p: float = 0.5,

@@ -12,6 +12,8 @@ from spikebench.errors import BackendError
 
 
 def _resolve(backend: Backend | str) -> Backend:
+    """A backend instance from an instance or a registered name (shared by the conformance
+    modules)."""
     if isinstance(backend, Backend):
         return backend
     from spikebench.backends.registry import get_backend
@@ -20,6 +22,7 @@ def _resolve(backend: Backend | str) -> Backend:
 
 
 def _fail(msg: str) -> None:
+    """A failed conformance check."""
     raise AssertionError(msg)
 
 

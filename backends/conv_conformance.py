@@ -27,6 +27,7 @@ from spikebench.backends.conformance import (
     _check_float32,
     _check_float64,
     _check_gradients,
+    _fail,
     _resolve,
     run_with_gradients,
 )
@@ -35,10 +36,6 @@ from spikebench.errors import BackendError
 
 #: Weight scale: currents of standard deviation ``GAIN · θ`` for Bernoulli(0.5) inputs.
 GAIN = 1.5
-
-
-def _fail(msg: str) -> None:
-    raise AssertionError(msg)
 
 
 def conv_input(spec: ConvNetworkSpec, steps: int, batch: int, *, seed: int = 0,
