@@ -28,6 +28,8 @@ demo: install
 # third party would and its own conformance tests run too.
 test: install
 	$(BIN)/pip install -q --no-deps ./examples/spikebench-torchscript
+	# Norse as a real third-party NIR importer in the tests (--no-deps: it would pull a CUDA torch)
+	$(BIN)/pip install -q --no-deps "norse==1.1.0"
 	$(BIN)/python -m pytest -q --timeout 900 tests examples/spikebench-torchscript/tests
 
 test-fast: install
