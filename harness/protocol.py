@@ -49,11 +49,14 @@ class Fold:
     train: tuple[str, ...]
     val: tuple[str, ...]
     test: tuple[str, ...]
+    #: True when the repeat is split into outer folds (nested CV): keys then name the fold.
+    outer: bool = False
 
     @property
     def key(self) -> str:
-        """File-name key of this fold's outputs: ``r<repeat>`` or ``r<repeat>f<fold>``."""
-        return f"r{self.repeat}f{self.fold}" if "fold" in self.study else f"r{self.repeat}"
+        """File-name key of this fold's outputs: ``r<repeat>``, or ``r<repeat>f<fold>`` for an
+        outer fold of nested CV."""
+        return f"r{self.repeat}f{self.fold}" if self.outer else f"r{self.repeat}"
 
     def as_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v
@@ -100,7 +103,7 @@ def nested_cv(labels: dict[str, int], *, repeats: int, outer_folds: int, val_fra
             train = rest - val
             study = f"fold{k}" if repeats == 1 else f"r{r}/fold{k}"
             folds.append(Fold(r, k, study, _sorted(train), _sorted(val), _sorted(train),
-                              _sorted(val), _sorted(ids[test_idx].tolist())))
+                              _sorted(val), _sorted(ids[test_idx].tolist()), outer=True))
     return folds
 
 
