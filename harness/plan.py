@@ -107,6 +107,16 @@ def _unservable(backend: Any, name: str, rule: Any, no_images: str) -> str:
     return backend.unsupported_rule(rule.name)
 
 
+def inputs_available(plan: CellPlan, feature_names: list[str]) -> CellPlan:
+    """``plan``, skipped with the reason when its rule reads inputs the loaded table lacks
+    (the spec-level reasons, such as a missing image view, are set by :func:`plan_cells`)."""
+    if plan.inputs == "geometry" and "roi_area_mm2" not in feature_names:
+        return dataclasses.replace(plan, skip_reason=(
+            "the geometry reference (leak detector) needs the 'roi_area_mm2' feature that "
+            "spikebench extract writes; this table has none"))
+    return plan
+
+
 def resolve_device(name: str) -> str:
     """``auto`` -> ``cuda`` when a GPU is present, else ``cpu``; a missing GPU is an error."""
     import torch

@@ -27,7 +27,7 @@ from typing import Any
 from spikebench.errors import SpecError, SpikebenchError
 from spikebench.harness.data import StudyData, load_study_data
 from spikebench.harness.folder import ResultsFolder
-from spikebench.harness.plan import CellPlan, plan_cells
+from spikebench.harness.plan import CellPlan, inputs_available, plan_cells
 from spikebench.harness.protocol import Fold, make_folds
 from spikebench.harness.spec import StudySpec, load_spec, parse_spec
 
@@ -79,17 +79,9 @@ def open_session(spec: StudySpec, out: Path, storage_url: str, *, trials: int | 
     data = load_study_data(spec, folder.data_dir, progress=progress)
     folds = folds_of(spec, data)
     check_tuning_metric(spec, data, folds)
-    plans = [_check_inputs(p, data) for p in plan_cells(spec, folds, trials=trials)]
+    plans = [inputs_available(p, data.feature_names)
+             for p in plan_cells(spec, folds, trials=trials)]
     return Session(spec, folder, storage_url, data, folds, plans)
-
-
-def _check_inputs(plan: CellPlan, data: StudyData) -> CellPlan:
-    """A cell whose rule reads inputs this table lacks is skipped with the reason."""
-    if plan.inputs == "geometry" and "roi_area_mm2" not in data.feature_names:
-        return dataclasses.replace(plan, skip_reason=(
-            "the geometry reference (leak detector) needs the 'roi_area_mm2' feature that "
-            "spikebench extract writes; this table has none"))
-    return plan
 
 
 def work(session: Session, *, worker: int = 0, progress: bool = False) -> None:
