@@ -1,4 +1,4 @@
-from spikebench.cli import main
+from spikebench.cli import entry
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(entry())

@@ -191,6 +191,31 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def entry() -> int:
+    """The ``spikebench`` command: :func:`main`, then Ctrl-C is ignored while the interpreter
+    shuts down. The work is done by then; without this a late Ctrl-C kills the process with
+    no message (Python restores the default SIGINT action near the end of its shut-down)."""
+    code = main()
+    _quiet_exit()
+    if code == 130:
+        _exit_interrupted()
+    return code
+
+
+def _exit_interrupted() -> None:
+    """Exit with code 130 after clean-up. Not through the interpreter's own exit: when the
+    Ctrl-C landed inside an extension's embedded Python code (``PyRun_String``), CPython 3.11
+    remembers it as unhandled even though :func:`main` caught it, and then kills the process
+    with SIGINT at the very end, so the exit code becomes -2."""
+    import atexit
+    import os
+
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
+
+
 def _quiet_exit() -> None:
     """After Ctrl-C: a second Ctrl-C during clean-up (atexit handlers, worker shutdown) must
     not print a traceback either."""

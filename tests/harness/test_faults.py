@@ -12,6 +12,7 @@ row exactly once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -139,8 +140,14 @@ def test_ctrl_c_ends_quietly_and_resumes(spec, tmp_path):
         time.sleep(rng.uniform(4.0, 14.0))
         if run.poll() is not None:
             break
-        os.killpg(run.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        try:
+            os.killpg(run.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        except ProcessLookupError:  # it ended between the poll and the Ctrl-C
+            break
         _, err = run.communicate(timeout=60)
+        if run.returncode == 0:  # the Ctrl-C came as the run was ending: it changes nothing
+            assert err.strip() == "", err
+            break
         assert run.returncode == 130, err
         assert err.strip() == "spikebench: interrupted; rerun the same command to resume", err
         assert _group_gone(run.pid), "a worker outlived Ctrl-C"
@@ -148,6 +155,32 @@ def test_ctrl_c_ends_quietly_and_resumes(spec, tmp_path):
     _, err = resume.communicate(timeout=240)
     assert resume.returncode == 0, err[-3000:]
     _check_complete(tmp_path / "run")
+
+
+def test_ctrl_c_at_any_moment_exits_130_with_one_line_or_0_with_none(tmp_path):
+    """Whenever Ctrl-C lands (start-up, imports, work, interpreter shut-down), the command
+    ends with 130 and the one line, or, if its work was already done, 0 and nothing: never
+    killed by the signal (exit -2), never a traceback."""
+    command = [sys.executable, "-m", "spikebench", "rules"]
+    started = time.perf_counter()
+    subprocess.run(command, capture_output=True, check=True)
+    duration = time.perf_counter() - started
+    rng = random.Random(11)
+    seen = set()
+    for _ in range(12):
+        run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+        time.sleep(rng.uniform(0.2, 1.05) * duration)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGINT)
+        _, err = run.communicate(timeout=60)
+        seen.add(run.returncode)
+        if run.returncode == 130:
+            assert err.strip() == "spikebench: interrupted; rerun the same command to resume"
+        else:
+            assert run.returncode == 0, (run.returncode, err)
+            assert err.strip() == "", err
+    assert 130 in seen, "no Ctrl-C landed while the command was working"
 
 
 def _mount_tmpfs(where: Path, size: str) -> None:
