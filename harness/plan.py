@@ -100,11 +100,20 @@ def images_missing(spec: Any) -> str:
 
 def _unservable(backend: Any, name: str, rule: Any, no_images: str) -> str:
     """Why ``backend`` cannot serve ``rule`` on this data ("" when it can)."""
-    if rule.inputs == "images":
-        from spikebench.backends.conv import conv_unsupported
+    if rule.inputs == "images" and no_images:
+        return no_images
+    from spikebench.harness.rules.base import backend_needs
 
-        return no_images or conv_unsupported(name)
-    return backend.unsupported_rule(rule.name)
+    for need in backend_needs(rule):
+        if need == "conv":
+            from spikebench.backends.conv import conv_unsupported
+
+            why = conv_unsupported(name)
+        else:
+            why = backend.unsupported_rule(need)
+        if why:
+            return why
+    return ""
 
 
 def inputs_available(plan: CellPlan, feature_names: list[str]) -> CellPlan:

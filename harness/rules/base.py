@@ -152,6 +152,11 @@ class Rule(abc.ABC):
     #: What the harness passes as ``X``: "features" (the standardised feature table) or
     #: "geometry" (standardised ROI area and slice position only: the leak detector).
     inputs: ClassVar[str] = "features"
+    #: What the rule needs of a backend: rule names the backend must list in
+    #: ``Backend.rules`` and/or ``"conv"`` (a convolutional network builder,
+    #: :mod:`spikebench.backends.conv`). None: the rule's own name, or ``("conv",)`` for an
+    #: image rule. An image Tempotron, say, sets ``("tempotron",)``.
+    requires: ClassVar[tuple[str, ...] | None] = None
 
     @abc.abstractmethod
     def search_space(self) -> dict[str, Param]:
@@ -161,6 +166,14 @@ class Rule(abc.ABC):
     def fit(self, train: Split, val: Split, params: Mapping[str, Any], ctx: FitContext
             ) -> TrainedModel:
         """Train on ``train``, early-stop on ``val``; never sees the test split."""
+
+
+def backend_needs(rule: Rule | type[Rule]) -> tuple[str, ...]:
+    """What ``rule`` needs of a backend (:attr:`Rule.requires`; by default its own name, or
+    ``"conv"`` for an image rule: a convolutional network builder)."""
+    if rule.requires is not None:
+        return tuple(rule.requires)
+    return ("conv",) if rule.inputs == "images" else (rule.name,)
 
 
 def class_weights(y: np.ndarray) -> np.ndarray:

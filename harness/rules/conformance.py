@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from spikebench.harness.rules.base import FitContext, Rule, Split, hide_labels
+from spikebench.harness.rules.base import FitContext, Rule, Split, backend_needs, hide_labels
 
 COUNTERS = ("spikes_per_sample", "acs_per_sample", "macs_per_sample", "synops_per_sample")
 
@@ -96,10 +96,9 @@ def serving_backends(rule: Rule) -> list[str | None]:
             backend = get_backend(name)
         except SpikebenchError:
             continue
-        if rule.inputs == "images":
-            if not conv_unsupported(name):
-                names.append(name)
-        elif rule.name in backend.rules:
+        needs = backend_needs(rule)
+        if all(not conv_unsupported(name) if need == "conv" else need in backend.rules
+               for need in needs):
             names.append(name)
     return names
 
