@@ -30,6 +30,7 @@ _BUILTIN = {
     "conv_surrogate": "spikebench.harness.rules.conv_surrogate:ConvSurrogate",
     "cnn": "spikebench.harness.rules.cnn:CNN",
     "cnn_mil": "spikebench.harness.rules.mil:AttentionMIL",
+    "image_tempotron": "spikebench.harness.rules.image_tempotron:ImageTempotron",
 }
 
 

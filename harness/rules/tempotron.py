@@ -62,6 +62,7 @@ from spikebench.harness.rules.base import (
     Rule,
     Split,
     TrainedModel,
+    backend_needs,
     class_weights,
 )
 from spikebench.harness.rules.early_stopping import EarlyStopping
@@ -277,7 +278,8 @@ class Tempotron(Rule):
             raise ValueError(f"tempotron needs steps >= 2, neurons_per_class >= 1 and population "
                              f">= 1 (got {steps}, {npc}, {pop})")
         backend = ctx.require_backend(self.name)
-        require_rule(backend, self.name)
+        for need in backend_needs(self):  # Rule.requires: a subclass may ask for "tempotron"
+            require_rule(backend, need)
         n_in, n_out = train.X.shape[1] * pop, 2 * npc
         layer = backend.build_tempotron(n_in, n_out, steps=steps, tau=tau, tau_s=tau / 4,
                                             device=ctx.device, seed=ctx.seed)
