@@ -37,8 +37,10 @@ from . import (
     figure_training_time,
 )
 from .bootstrap import CONFIDENCE
+from .cross_track import cross_track_lines
 from .folder import ReportFolder
 from .inference import (
+    CROSS_TRACK_TABLES,
     STATISTICS_TABLES,
     Statistics,
     compute_statistics,
@@ -314,6 +316,26 @@ def _statistics_html(r: Report) -> list[str]:
             for part in (f"<h3>{html.escape(t.title)}</h3>", to_html(t))]
 
 
+def _cross_track_markdown(r: Report) -> list[str]:
+    """The features-vs-images section; nothing unless both tracks have cells."""
+    ct = r.stats.cross_track
+    if ct is None:
+        return []
+    out = ["## Features vs images", "", *(f"- {line}" for line in cross_track_lines(ct)), ""]
+    for t in (r.text_tables[n] for n in CROSS_TRACK_TABLES if n in r.text_tables):
+        out += [f"**{t.title}**", "", to_markdown(t), ""]
+    return out
+
+
+def _cross_track_html(r: Report, para: Callable[[list[str]], str]) -> list[str]:
+    ct = r.stats.cross_track
+    if ct is None:
+        return []
+    return ['<h2 id="tracks">Features vs images</h2>', para(cross_track_lines(ct)),
+            *(part for t in (r.text_tables[n] for n in CROSS_TRACK_TABLES if n in r.text_tables)
+              for part in (f"<h3>{html.escape(t.title)}</h3>", to_html(t)))]
+
+
 def _markdown(r: Report, n_bootstrap: int, seed: int, elapsed: float) -> str:
     out = [f"# spikebench report: {_study_name(r)}", ""]
     out += [f"Primary metric: **test {metric_label(r.primary)}**. Built in {elapsed:.1f} s.", ""]
@@ -330,6 +352,7 @@ def _markdown(r: Report, n_bootstrap: int, seed: int, elapsed: float) -> str:
     out += ["## Which differences are real", "", *(f"- {line}" for line in
                                                    _significance_lines(r)), ""]
     out += _statistics_markdown(r)
+    out += _cross_track_markdown(r)
     out += ["## Figures", ""]
     for f in r.figures:
         out += [f"![{f.caption}](figures/{f.png.name})", "", f"*{f.caption}* "
@@ -370,9 +393,11 @@ def _html(r: Report, n_bootstrap: int, seed: int, elapsed: float) -> str:
         return "<ul>" + "".join(f"<li>{_inline(line)}</li>" for line in lines) + "</ul>"
 
     title = f"spikebench report: {_study_name(r)}"
+    tracks = ('<a href="#tracks">Features vs images</a>'
+              if r.stats.cross_track is not None else "")
     parts = [f"<h1>{html.escape(title)}</h1>",
              '<nav><a href="#status">Status</a><a href="#main">Main table</a>'
-             '<a href="#tests">Significance</a><a href="#figures">Figures</a>'
+             f'<a href="#tests">Significance</a>{tracks}<a href="#figures">Figures</a>'
              '<a href="#protocol">Protocol</a><a href="#methods">Methods</a></nav>',
              f"<p>Primary metric: <strong>test {html.escape(metric_label(r.primary))}</strong>. "
              f"Built in {elapsed:.1f} s.</p>",
@@ -388,6 +413,7 @@ def _html(r: Report, n_bootstrap: int, seed: int, elapsed: float) -> str:
         parts.append("<p>No finished cell yet.</p>")
     parts += ['<h2 id="tests">Which differences are real</h2>', para(_significance_lines(r))]
     parts += _statistics_html(r)
+    parts += _cross_track_html(r, para)
     parts.append('<h2 id="figures">Figures</h2>')
     for f in r.figures:
         data = base64.b64encode(f.png.read_bytes()).decode("ascii")

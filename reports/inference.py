@@ -23,6 +23,7 @@ from .analysis import (
     primary_analysis,
 )
 from .bootstrap import CONFIDENCE, SHARED_COHORT
+from .cross_track import CrossTrack, cross_track_comparison
 from .energy import BASIS_OLD, CITATION, E_AC_PJ, E_MAC_PJ
 from .load import StudyTables
 from .paired import best_cell, pairwise_comparisons
@@ -34,6 +35,8 @@ SECONDARY_TESTED = ("test_balanced_accuracy",)
 #: The statistical text tables, in the order the report prints them.
 STATISTICS_TABLES = ("primary_analysis", "sensitivity", "equivalence", "comparisons",
                      "lesion_recall")
+#: The text tables of the features-vs-images section (its own section of the report).
+CROSS_TRACK_TABLES = ("cross_track", "cross_track_cnn")
 
 
 @dataclass
@@ -50,6 +53,7 @@ class Statistics:
     marks: dict[str, tuple[str, str]] = field(default_factory=dict)
     analysis: PrimaryAnalysis | None = None
     lesion_recall: pd.DataFrame = field(default_factory=pd.DataFrame)
+    cross_track: CrossTrack | None = None
 
     def frames(self) -> dict[str, pd.DataFrame]:
         """The numeric tables written as CSV besides main / comparisons / best-cell tests."""
@@ -58,6 +62,9 @@ class Statistics:
         if a is not None:
             out |= {"primary_analysis": a.superiority, "equivalence": a.equivalence,
                     "sensitivity": a.sensitivity}
+        if self.cross_track is not None:
+            out |= {"cross_track": self.cross_track.best,
+                    "cross_track_cnn": self.cross_track.cnn_pairs}
         return out
 
 
@@ -85,6 +92,8 @@ def compute_statistics(tables: StudyTables, primary: str, *, n_bootstrap: int | 
             stats.marks[col] = best
     stats.best_tests = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     stats.analysis = primary_analysis(tables, sb, plan)
+    stats.cross_track = cross_track_comparison(tables.ok, sb, main, plan,
+                                               stats.analysis.superiority, stats.comparisons)
     return stats
 
 
@@ -137,12 +146,35 @@ def statistics_text_tables(s: Statistics) -> dict[str, TextTable]:
             "comparisons", "Exploratory paired comparisons (not pre-specified; Holm within "
             "each metric)", comp, {"metric": "metric", "within": "within", **_PAIR, "p": "p",
                                    "p_holm": "p (Holm)", "significant": "significant"})
+    out |= _cross_track_tables(s)
     if not s.lesion_recall.empty:
         out["lesion_recall"] = _table(
             "lesion_recall", "Slice recall by lesion size (at each model's threshold, pooled "
             "over repeats)", s.lesion_recall,
             {"backend": "backend", "rule": "rule", "lesion_mm2": "lesion mm²",
              "slices": "slices", "patients": "patients", "recall": "recall"})
+    return out
+
+
+def _cross_track_tables(s: Statistics) -> dict[str, TextTable]:
+    """The best feature cell vs the best image cell, and SNN image cells vs the CNN."""
+    ct, label = s.cross_track, metric_label(s.plan.primary_metric)
+    if ct is None:
+        return {}
+    caveat = ("; cells selected post hoc on test data, p not adjusted for the selection"
+              if ct.post_hoc else "; cells selected on validation")
+    out = {"cross_track": _table(
+        "cross_track", f"Features vs images: best cell of each track, test {label} "
+        f"({CONFIDENCE:.0%} paired patient bootstrap{caveat})", ct.best,
+        {"features": "features", "features_basis": "features chosen on", "images": "images",
+         "images_basis": "images chosen on", "n_repeats": "repeats",
+         "difference": "images − features", "ci_low": "CI low", "ci_high": "CI high",
+         "p": "p"})}
+    if not ct.cnn_pairs.empty:
+        out["cross_track_cnn"] = _table(
+            "cross_track_cnn", f"SNN image cells vs the CNN reference, test {label} "
+            "(exploratory; Holm over these pairs)", ct.cnn_pairs,
+            {**_PAIR, "p": "p", "p_holm": "p (Holm)", "significant": "significant"})
     return out
 
 
