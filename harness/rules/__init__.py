@@ -24,6 +24,7 @@ _BUILTIN = {
     "surrogate": "spikebench.harness.rules.surrogate:SurrogateGradient",
     "tempotron": "spikebench.harness.rules.tempotron:Tempotron",
     "active": "spikebench.harness.rules.active:ActiveLearning",
+    "conv_active": "spikebench.harness.rules.conv_active:ConvActiveLearning",
     "logistic_regression": "spikebench.harness.rules.logistic_regression:LogisticRegressionRule",
     "mlp": "spikebench.harness.rules.mlp:MLP",
     "geometry": "spikebench.harness.rules.geometry:GeometryRule",

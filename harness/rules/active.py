@@ -159,12 +159,12 @@ class ActiveModel(TrainedModel):
     def activity(self, X: np.ndarray, *, steps: int | None = None) -> dict[str, float]:
         """Hidden spikes per sample; input spikes fan out to the H hidden neurons as
         accumulates; the readout multiplies the H real-valued (z-scored) hidden rates by its
-        2 × H weights once per sample: 2·H multiply-accumulates."""
+        2 × H weights once per sample: 2·H multiply-accumulates (its weight count: a subclass
+        whose readout reads other features counts those)."""
         counts, n_in = self.hidden_counts(X, steps)
         n = max(len(X), 1)
-        hidden_size = self.net.spec.sizes[1]
-        acs = n_in * hidden_size / n
-        macs = 2.0 * hidden_size if len(X) else 0.0
+        acs = n_in * self.net.spec.sizes[1] / n
+        macs = float(self.readout.weight.numel()) if len(X) else 0.0
         return {"spikes_per_sample": float(counts.sum()) / n, "acs_per_sample": acs,
                 "macs_per_sample": macs, "synops_per_sample": acs + macs}
 
@@ -224,10 +224,7 @@ class ActiveLearning(Rule):
             ) -> ActiveModel:
         p = dict(params)
         check_finite(train, val)
-        if p["strategy"] not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {STRATEGIES}, got {p['strategy']!r}")
-        if p["encoding"] not in INPUT_ENCODINGS:
-            raise ValueError(f"encoding must be one of {INPUT_ENCODINGS}, got {p['encoding']!r}")
+        check_params(p)
         steps = int(p["steps"])
         spec = NetworkSpec(sizes=(2 * train.X.shape[1], int(p["hidden"])), beta=float(p["beta"]),
                            threshold=1.0, reset="subtract", bias=True)
@@ -240,48 +237,63 @@ class ActiveLearning(Rule):
         # hidden representation of the pool (labels still unused) and of val
         counts, _ = hidden_counts(net, train.X, p, steps, device, ctx.seed)
         val_counts, _ = hidden_counts(net, val.X, p, steps, device, ctx.seed + 1)
-        rates = counts / steps
-        mean, std = rates.mean(0), rates.std(0).clamp(min=1e-3)
-        model = ActiveModel(net, Readout(spec.sizes[1]), mean, std, p, device, info={})
-        r_pool = model.features(counts, steps)
-        r_val = model.features(val_counts, steps)
+        model = ActiveModel(net, Readout(spec.sizes[1]), *pool_stats(counts, steps), p, device,
+                            info={})
+        return fit_readout(model, counts, val_counts, train, val, p, ctx)
 
-        budget = label_budget(p["budget"], len(train))
-        seed_idx = seed_set(train, int(p["seed_patients"]), ctx.seed)
-        curves: list[dict[str, Any]] = []
-        best: dict[str, Any] = {}
-        for strategy in (p["strategy"], *(s for s in STRATEGIES if s != p["strategy"])):
-            report = ctx.report_epoch if strategy == p["strategy"] else None
-            result = active_loop(r_pool, torch.as_tensor(train.y, dtype=torch.long), r_val,
-                                 val, seed_idx, strategy=strategy, budget=budget,
-                                 per_round=int(p["batch_per_round"]),
-                                 lr=float(p["readout_lr"]), epochs=int(p["readout_epochs"]),
-                                 seed=ctx.seed, validation=ctx.score_validation,
-                                 report=report)
-            curves.extend(result["curve"])
-            if strategy == p["strategy"]:
-                best = result
-        model.readout = best["readout"]
-        model.info = {"epochs": best["rounds"], "labels_used": best["labels_used"],
-                      "labels_queried": best["labels_queried"], "best_val": best["best_val"],
-                      "curves": curves}
-        return model
+
+def check_params(p: Mapping[str, Any]) -> None:
+    """``ValueError`` for an unknown query ``strategy`` or input ``encoding``."""
+    if p["strategy"] not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {p['strategy']!r}")
+    if p["encoding"] not in INPUT_ENCODINGS:
+        raise ValueError(f"encoding must be one of {INPUT_ENCODINGS}, got {p['encoding']!r}")
+
+
+def pool_stats(counts: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation (floored at 1e-3) of the unlabelled pool's hidden rates:
+    the readout's z-scoring (section 3 of the module docstring)."""
+    rates = counts / steps
+    return rates.mean(0), rates.std(0).clamp(min=1e-3)
+
+
+def fit_readout(model: ActiveModel, counts: torch.Tensor, val_counts: torch.Tensor,
+                train: Split, val: Split, p: Mapping[str, Any], ctx: FitContext
+                ) -> ActiveModel:
+    """The labelled phase (sections 3-4 of the module docstring) on hidden counts of the pool
+    and of val: both strategies' active loops from one seed set under one budget; the chosen
+    strategy's best readout goes into ``model``, both curves into ``model.info``."""
+    steps = model.train_steps
+    r_pool = model.features(counts, steps)
+    r_val = model.features(val_counts, steps)
+    budget = label_budget(p["budget"], len(train))
+    seed_idx = seed_set(train, int(p["seed_patients"]), ctx.seed)
+    curves: list[dict[str, Any]] = []
+    best: dict[str, Any] = {}
+    for strategy in (p["strategy"], *(s for s in STRATEGIES if s != p["strategy"])):
+        report = ctx.report_epoch if strategy == p["strategy"] else None
+        result = active_loop(r_pool, torch.as_tensor(train.y, dtype=torch.long), r_val,
+                             val, seed_idx, strategy=strategy, budget=budget,
+                             per_round=int(p["batch_per_round"]),
+                             lr=float(p["readout_lr"]), epochs=int(p["readout_epochs"]),
+                             seed=ctx.seed, validation=ctx.score_validation,
+                             report=report)
+        curves.extend(result["curve"])
+        if strategy == p["strategy"]:
+            best = result
+    model.readout = best["readout"]
+    model.info = {"epochs": best["rounds"], "labels_used": best["labels_used"],
+                  "labels_queried": best["labels_queried"], "best_val": best["best_val"],
+                  "curves": curves}
+    return model
 
 
 def train_hidden_layer(net: SpikingNetwork, X: np.ndarray, p: Mapping[str, Any], device: Any,
                        seed: int) -> None:
     """Unsupervised phase: STDP + WTA + normalisation + homeostasis on every pattern of ``X``."""
-    steps, n_in = int(p["steps"]), net.spec.sizes[0]
-    w_sum, eta = float(p["w_sum"]), float(p["w_sum"]) / n_in
-    a_plus = float(p["a_plus"])
-    a_minus = a_plus * float(p["a_minus_ratio"])
+    steps = int(p["steps"])
+    init_hidden_weights(net, p, device, seed)
     dtype = next(net.parameters()).dtype  # type: ignore[attr-defined]
-    gen = torch.Generator().manual_seed(seed)
-    # the rule owns the initial weights: the same numbers on every backend
-    w = normalise_rows(torch.rand(net.spec.sizes[1], n_in, generator=gen, dtype=torch.float64),
-                       w_sum).to(device=device, dtype=dtype)
-    b = torch.zeros(net.spec.sizes[1], device=device, dtype=dtype)
-    net.set_weights([(w, b)])
     x = torch.as_tensor(np.asarray(X), dtype=dtype, device=device)
     spike_gen = torch.Generator(device=x.device).manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -292,17 +304,42 @@ def train_hidden_layer(net: SpikingNetwork, X: np.ndarray, p: Mapping[str, Any],
             for start in range(0, len(x), batch):
                 pre = on_off_spikes(x[order[start:start + batch]], p["encoding"], steps,
                                     float(p["gain"]), spike_gen)
-                post = net(pre).spikes
-                winners = first_spike_winners(post)  # [B, H]
-                dw = stdp_update(pre, post * winners[None], a_plus=a_plus, a_minus=a_minus,
-                                 tau_plus=float(p["tau_plus"]), tau_minus=float(p["tau_minus"]))
-                (w, b), = net.get_weights()
-                w = normalise_rows(w + eta * dw, w_sum)
-                rate = post.mean((0, 1))  # spikes per step per neuron
-                b = b + float(p["homeostasis"]) * (float(p["target_rate"]) - rate)
-                if not bool(torch.isfinite(w).all() and torch.isfinite(b).all()):
-                    raise DivergedError("STDP produced non-finite weights or thresholds")
-                net.set_weights([(w, b)])
+                stdp_step(net, pre, p)
+
+
+def init_hidden_weights(net: SpikingNetwork, p: Mapping[str, Any], device: Any, seed: int
+                        ) -> None:
+    """Random non-negative rows normalised to ``w_sum``, zero biases: the rule owns the initial
+    weights, so every backend starts from the same numbers."""
+    n_in = net.spec.sizes[0]
+    dtype = next(net.parameters()).dtype  # type: ignore[attr-defined]
+    gen = torch.Generator().manual_seed(seed)
+    w = normalise_rows(torch.rand(net.spec.sizes[1], n_in, generator=gen, dtype=torch.float64),
+                       float(p["w_sum"])).to(device=device, dtype=dtype)
+    b = torch.zeros(net.spec.sizes[1], device=device, dtype=dtype)
+    net.set_weights([(w, b)])
+
+
+def stdp_step(net: SpikingNetwork, pre: torch.Tensor, p: Mapping[str, Any]) -> torch.Tensor:
+    """One batch of section 2: the backend runs ``pre`` (``[T, B, 2F]`` spikes), the first
+    neuron to fire per pattern learns by STDP (summed over the batch, ``η = w_sum / 2F``),
+    rows are renormalised and thresholds adapt. Returns the output spikes ``[T, B, H]``."""
+    w_sum = float(p["w_sum"])
+    eta = w_sum / net.spec.sizes[0]
+    a_plus = float(p["a_plus"])
+    post = net(pre).spikes
+    winners = first_spike_winners(post)  # [B, H]
+    dw = stdp_update(pre, post * winners[None], a_plus=a_plus,
+                     a_minus=a_plus * float(p["a_minus_ratio"]),
+                     tau_plus=float(p["tau_plus"]), tau_minus=float(p["tau_minus"]))
+    (w, b), = net.get_weights()
+    w = normalise_rows(w + eta * dw, w_sum)
+    rate = post.mean((0, 1))  # spikes per step per neuron
+    b = b + float(p["homeostasis"]) * (float(p["target_rate"]) - rate)
+    if not bool(torch.isfinite(w).all() and torch.isfinite(b).all()):
+        raise DivergedError("STDP produced non-finite weights or thresholds")
+    net.set_weights([(w, b)])
+    return post
 
 
 def label_budget(budget: float | int, n_train: int) -> int:
@@ -374,5 +411,6 @@ def active_loop(r_pool: torch.Tensor, y_pool: torch.Tensor, r_val: torch.Tensor,
     return best
 
 
-__all__ = ["ActiveLearning", "ActiveModel", "Readout", "active_loop", "label_budget",
-           "on_off_spikes", "seed_set", "train_hidden_layer"]
+__all__ = ["ActiveLearning", "ActiveModel", "Readout", "active_loop", "check_params",
+           "fit_readout", "init_hidden_weights", "label_budget", "on_off_spikes", "pool_stats",
+           "seed_set", "stdp_step", "train_hidden_layer"]
