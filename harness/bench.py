@@ -33,17 +33,21 @@ subtract reset, fast-sigmoid surrogate), float32.
 Repeats are interleaved (one step of each backend in turn) so that load from other processes on
 a shared machine spreads over all backends instead of hitting one; ratios within a run are the
 robust figure. Timings use ``time.perf_counter`` (CUDA: synchronised).
+
+The timing core (:func:`time_variants`), table (:func:`format_table`) and regression check serve
+every workload; :mod:`spikebench.harness.bench_conv` times the convolutional network with them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import itertools
 import resource
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 #: Sweep grid of :func:`sweep`.
@@ -132,8 +136,11 @@ def _machine() -> dict[str, Any]:
     return machine()
 
 
-def _floor_fn(sizes: Sequence[int], batch: int, steps: int, device: Any
-              ) -> Callable[[], None]:
+def product_floor(sizes: Sequence[int], batch: int, steps: int, device: Any, *,
+                  first_input_grad: bool = False) -> Callable[[], None]:
+    """The dense products of a train step through layers ``sizes`` over ``T·B`` rows: per
+    layer the input projection, the weight gradient and the input gradient (of the first layer
+    only with ``first_input_grad``: the network input needs none, a dense tail's input does)."""
     import torch
 
     rows = batch * steps
@@ -146,22 +153,22 @@ def _floor_fn(sizes: Sequence[int], batch: int, steps: int, device: Any
         for i, (x, w, g) in enumerate(zip(xs, ws, gs)):
             x.mm(w.t())  # forward input projection
             g.t().mm(x)  # weight gradient
-            if i:
-                g.mm(w)  # input gradient (not needed for the network input)
+            if i or first_input_grad:
+                g.mm(w)  # input gradient
 
     return run
 
 
-def _layer_density(net: Any, x: Any) -> list[float]:
-    """Spikes per neuron and step of ``x`` and of every layer but the last of ``net``."""
+def _layer_density(net: Any, x: Any, neurons: Sequence[int]) -> list[float]:
+    """Spikes per neuron and step of ``x`` and of every layer but the last of ``net``
+    (``neurons``: the widths of those layers)."""
     import torch
 
     with torch.no_grad():
         counts = [float(c) for c in net(x).layer_spike_counts]
-    sizes = net.spec.sizes
     rows = x.shape[0] * x.shape[1]
     return [round(float(x.mean()), 4)] + [round(c / (rows * n), 4)
-                                          for c, n in zip(counts[:-1], sizes[1:-1])]
+                                          for c, n in zip(counts[:-1], neurons)]
 
 
 def _time_interleaved(timed: dict[str, Callable[[], None]], *, warmup: int, repeats: int
@@ -194,12 +201,14 @@ def make_optimizer(params: Any) -> Any:
         return torch.optim.Adam(params, lr=1e-3, foreach=True)
 
 
-def variant_names(backends: list[str] | None, compile: Sequence[str] | None) -> list[str]:
-    """The backends to time: ``backends`` (default every installed one) plus ``NAME+compile``
-    for every name in ``compile`` (empty sequence: every listed backend except custom)."""
+def variant_names(backends: list[str] | None, compile: Sequence[str] | None,
+                  default: Sequence[str] | None = None) -> list[str]:
+    """The backends to time: ``backends`` (default ``default``, else every installed one) plus
+    ``NAME+compile`` for every name in ``compile`` (empty sequence: every listed backend except
+    custom)."""
     from spikebench.backends import available_backends
 
-    names = list(backends) if backends else available_backends()
+    names = list(backends or default or available_backends())
     if compile is not None:
         peers = list(compile) or [n for n in names if n != "custom"
                                   and not n.endswith(COMPILE_SUFFIX)]
@@ -236,18 +245,19 @@ class _CompileFailed(RuntimeError):
     """``torch.compile`` of a variant failed (the variant is skipped with the reason)."""
 
 
-def _make_case(name: str, spec: Any, x: Any, y: Any, dev: Any, seed: int,
-               sync: Callable[[], None]) -> dict[str, Any]:
-    """Network, optimizer and the timed closures of backend variant ``name``; a compiled
-    variant's first calls (its compilation) are run and timed here."""
+#: ``build(backend) -> (network, backend version)``: how a workload builds its network.
+Builder = Callable[[str], tuple[Any, str]]
+
+
+def _make_case(name: str, build: Builder, x: Any, y: Any, sync: Callable[[], None]
+               ) -> dict[str, Any]:
+    """Network (from ``build``), optimizer and the timed closures of backend variant ``name``;
+    a compiled variant's first calls (its compilation) are run and timed here."""
     import torch
     import torch.nn.functional as F
 
-    from spikebench.backends import get_backend
-
     base = name.removesuffix(COMPILE_SUFFIX)
-    backend = get_backend(base)
-    net = backend.build(spec, device=dev, seed=seed)
+    net, version = build(base)
     params = list(net.parameters())
     opt = make_optimizer(params)
     run = _compiled(net) if name != base else net
@@ -275,9 +285,99 @@ def _make_case(name: str, spec: Any, x: Any, y: Any, dev: Any, seed: int,
         except Exception as exc:  # inductor failures are many and varied
             raise _CompileFailed(f"torch.compile failed: {type(exc).__name__}: "
                                  f"{str(exc)[:240]}") from exc
-    return {"base": base, "version": backend.version(), "net": net, "params": params,
+    return {"base": base, "version": version, "net": net, "params": params,
             "train": train, "infer": infer, "forward_loss": forward_loss,
             "compile_s": seconds}
+
+
+@contextlib.contextmanager
+def bench_device(device: str, threads: int) -> Iterator[tuple[Any, Callable[[], None]]]:
+    """``(torch.device, sync)`` with torch limited to ``threads`` threads (restored after);
+    ``sync`` waits for queued CUDA work so that timings cover it."""
+    import torch
+
+    from spikebench.errors import BackendError
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise BackendError(f"bench device {device!r}: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise BackendError(f"bench device {device!r}: this torch sees no CUDA device")
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield dev, (torch.cuda.synchronize if dev.type == "cuda" else (lambda: None))
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def spike_batch(shape: Sequence[int], outputs: int, density: float, seed: int, device: Any
+                ) -> tuple[Any, Any]:
+    """Bernoulli(``density``) input spikes of ``shape`` (``[T, B, ...]``) and ``B`` labels."""
+    import torch
+
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    x = (torch.rand(*shape, generator=gen) < density).float().to(device)
+    return x, torch.randint(0, outputs, (shape[1],), generator=gen).to(device)
+
+
+def neuron_fields(spec: Any) -> dict[str, Any]:
+    """The neuron parameters of a (dense or convolutional) spec, for the workload record."""
+    return {"beta": spec.beta, "threshold": spec.threshold, "reset": spec.reset,
+            "surrogate": spec.surrogate}
+
+
+def time_variants(names: Sequence[str], build: Builder, x: Any, y: Any, *,
+                  floor: Callable[[], None], sync: Callable[[], None], neurons: Sequence[int],
+                  warmup: int, repeats: int, phases: Sequence[str] = ("train", "infer")
+                  ) -> dict[str, Any]:
+    """The timing core of every workload: build each variant of ``names`` with ``build``
+    (failures are skipped with the reason), then time its ``phases`` and ``floor`` in
+    interleaved repeats. ``neurons``: widths of the layers whose spike density is reported.
+
+    Returns ``{phase: {name: stats}, "floor", "floor_ms", "density", "versions", "machine",
+    "skipped"}``; the train rows add ``peak_mb``, ``rss_growth_mb`` and ``compile_s``."""
+    import torch
+
+    from spikebench.errors import SpikebenchError
+
+    cases: dict[str, dict[str, Any]] = {}
+    versions: dict[str, str] = {"torch": torch.__version__}
+    skipped: dict[str, str] = {}
+    layer_density: list[float] = []
+    for name in names:
+        try:
+            cases[name] = case = _make_case(name, build, x, y, sync)
+        except (SpikebenchError, ImportError, _CompileFailed) as exc:
+            skipped[name] = str(exc)
+            continue
+        versions[case["base"]] = case["version"]
+        case["peak_mb"] = saved_tensor_mb(case["forward_loss"], exclude=case["params"])
+        if name == "custom":
+            layer_density = _layer_density(case["net"], x, neurons)
+
+    def floor_step() -> None:
+        floor()
+        sync()
+
+    timed: dict[str, Callable[[], None]] = {"__floor__": floor_step}
+    for name, case in cases.items():
+        timed.update({f"{phase}:{name}": case[phase] for phase in phases})
+    samples = _time_interleaved(timed, warmup=warmup, repeats=repeats)
+    result: dict[str, Any] = {phase: {} for phase in phases}
+    for name, case in cases.items():
+        for phase in phases:
+            result[phase][name] = _stats(samples[f"{phase}:{name}"])
+        result["train"][name].update(peak_mb=case["peak_mb"],
+                                     rss_growth_mb=measure_peak_mb(case["train"]))
+        if case["compile_s"] is not None:
+            result["train"][name]["compile_s"] = case["compile_s"]
+    result["floor"] = _stats(samples["__floor__"])
+    result["floor_ms"] = result["floor"]["median_ms"]
+    result.update(density=layer_density, versions=versions, machine=_machine(),
+                  skipped=skipped)
+    return result
 
 
 def run_bench(backends: list[str] | None = None, *, batch: int = 128, inputs: int = 64,
@@ -292,77 +392,24 @@ def run_bench(backends: list[str] | None = None, *, batch: int = 128, inputs: in
     [, "compile_s"]}}, "infer": {...}, "floor_ms", "floor": {...}, "density": [...],
     "workload", "versions", "machine", "skipped": {name: reason}}``.
     """
-    import torch
+    from spikebench.backends import NetworkSpec, get_backend
 
-    from spikebench.backends import NetworkSpec
-    from spikebench.errors import SpikebenchError
+    spec = NetworkSpec(sizes=(inputs, hidden, outputs))
+    with bench_device(device, threads) as (dev, sync):
+        def build(base: str) -> tuple[Any, str]:
+            backend = get_backend(base)
+            return backend.build(spec, device=dev, seed=seed), backend.version()
 
-    names = variant_names(backends, compile)
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(int(threads))
-    dev = torch.device(device)
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    try:
-        spec = NetworkSpec(sizes=(inputs, hidden, outputs))
-        gen = torch.Generator(device="cpu").manual_seed(seed)
-        x = (torch.rand(steps, batch, inputs, generator=gen) < density).float().to(dev)
-        y = torch.randint(0, outputs, (batch,), generator=gen).to(dev)
-
-        cases: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {}
-        activation_mb: dict[str, float] = {}
-        compile_s: dict[str, float] = {}
-        versions: dict[str, str] = {"torch": torch.__version__}
-        skipped: dict[str, str] = {}
-        layer_density: list[float] = []
-        for name in names:
-            try:
-                case = _make_case(name, spec, x, y, dev, seed, sync)
-            except (SpikebenchError, ImportError, _CompileFailed) as exc:
-                skipped[name] = str(exc)
-                continue
-            versions[case["base"]] = case["version"]
-            if case["compile_s"] is not None:
-                compile_s[name] = case["compile_s"]
-            cases[name] = (case["train"], case["infer"])
-            activation_mb[name] = saved_tensor_mb(case["forward_loss"], exclude=case["params"])
-            if name == "custom":
-                layer_density = _layer_density(case["net"], x)
-        floor = _floor_fn(spec.sizes, batch, steps, dev)
-
-        def floor_step() -> None:
-            floor()
-            sync()
-
-        timed: dict[str, Callable[[], None]] = {"__floor__": floor_step}
-        for name, (train, infer) in cases.items():
-            timed[f"train:{name}"] = train
-            timed[f"infer:{name}"] = infer
-        samples = _time_interleaved(timed, warmup=warmup, repeats=repeats)
-        result: dict[str, Any] = {"train": {}, "infer": {}}
-        for name, (train, _infer) in cases.items():
-            result["train"][name] = {**_stats(samples[f"train:{name}"]),
-                                     "peak_mb": activation_mb[name],
-                                     "rss_growth_mb": measure_peak_mb(train)}
-            if name in compile_s:
-                result["train"][name]["compile_s"] = compile_s[name]
-            result["infer"][name] = _stats(samples[f"infer:{name}"])
-        result["floor"] = _stats(samples["__floor__"])
-        result["floor_ms"] = result["floor"]["median_ms"]
-        result["density"] = layer_density
-        result["workload"] = {"batch": batch, "inputs": inputs, "hidden": hidden,
-                              "outputs": outputs, "steps": steps, "threads": threads,
-                              "repeats": repeats, "warmup": warmup, "device": str(dev),
-                              "input_density": density,
-                              "dtype": "float32", "neuron": {"beta": spec.beta,
-                                                             "threshold": spec.threshold,
-                                                             "reset": spec.reset,
-                                                             "surrogate": spec.surrogate}}
-        result["versions"] = versions
-        result["machine"] = _machine()
-        result["skipped"] = skipped
-        return result
-    finally:
-        torch.set_num_threads(old_threads)
+        x, y = spike_batch((steps, batch, inputs), outputs, density, seed, dev)
+        result = time_variants(variant_names(backends, compile), build, x, y,
+                               floor=product_floor(spec.sizes, batch, steps, dev), sync=sync,
+                               neurons=spec.sizes[1:-1], warmup=warmup, repeats=repeats)
+    result["workload"] = {"batch": batch, "inputs": inputs, "hidden": hidden,
+                          "outputs": outputs, "steps": steps, "threads": threads,
+                          "repeats": repeats, "warmup": warmup, "device": str(dev),
+                          "input_density": density, "dtype": "float32",
+                          "neuron": neuron_fields(spec)}
+    return result
 
 
 def sweep(backends: list[str] | None = None, *, steps_grid: Sequence[int] = SWEEP_STEPS,
@@ -382,15 +429,15 @@ def sweep(backends: list[str] | None = None, *, steps_grid: Sequence[int] = SWEE
     return [run_bench(backends, steps=t, hidden=h, density=d, **kwargs) for t, h, d in points]
 
 
-def format_bench(result: dict[str, Any]) -> str:
-    """A plain-text table: median (min–max) ms, ratio to custom, peak MB; floor and custom/floor."""
-    w = result["workload"]
-    lines = [f"workload: batch {w['batch']}, {w['inputs']}→{w['hidden']}→{w['outputs']} LIF, "
-             f"T={w['steps']}, {w['dtype']}, {w['device']}, {w['threads']} threads, "
-             f"{w['repeats']} repeats"]
+def format_table(result: dict[str, Any], header: str, floor_what: str) -> str:
+    """The table of any workload: ``header``, then per timed phase median (min–max) ms, ratio
+    to custom, activation MB and compile s; the floor (``floor_what``) and custom ÷ floor."""
+    lines = [header]
     floor = result["floor_ms"]
     for phase in ("train", "infer"):
-        rows = result[phase]
+        rows = result.get(phase)
+        if rows is None:
+            continue
         ref = rows.get("custom", {}).get("median_ms")
         lines.append(f"{phase:6s} {'backend':20s} {'median ms':>10s} {'(min–max)':>20s} "
                      f"{'×custom':>8s} {'act. MB':>8s} {'compile s':>9s}")
@@ -404,8 +451,7 @@ def format_bench(result: dict[str, Any]) -> str:
             lines.append(f"{'':6s} {name:20s} {r['median_ms']:10.2f} {span:>20s} {ratio} {peak_s} "
                          f"{comp_s}")
     custom = result["train"].get("custom", {}).get("median_ms")
-    tail = (f"act. MB = activations saved for backward; floor (dense matmuls of the train "
-            f"step): {floor:.2f} ms")
+    tail = f"act. MB = activations saved for backward; floor ({floor_what}): {floor:.2f} ms"
     if custom:
         tail += f"; custom train / floor = {custom / floor:.2f}"
     if result.get("density"):
@@ -415,6 +461,23 @@ def format_bench(result: dict[str, Any]) -> str:
     for name, reason in result.get("skipped", {}).items():
         lines.append(f"skipped {name}: {reason}")
     return "\n".join(lines)
+
+
+def format_bench(result: dict[str, Any]) -> str:
+    """A plain-text table: median (min–max) ms, ratio to custom, peak MB; floor and custom/floor."""
+    w = result["workload"]
+    return format_table(
+        result, f"workload: batch {w['batch']}, {w['inputs']}→{w['hidden']}→{w['outputs']} LIF, "
+        f"T={w['steps']}, {w['dtype']}, {w['device']}, {w['threads']} threads, "
+        f"{w['repeats']} repeats", "dense matmuls of the train step")
+
+
+def _where(workload: dict[str, Any]) -> str:
+    """The workload point a regression message names."""
+    if "hidden" in workload:
+        return f"T={workload['steps']}, hidden={workload['hidden']}"
+    channels = "/".join(str(c) for c in workload.get("channels", ()))
+    return f"T={workload['steps']}, conv {workload.get('image_size')}², channels {channels}"
 
 
 def check_regression(result: dict[str, Any]) -> list[str]:
@@ -428,6 +491,5 @@ def check_regression(result: dict[str, Any]) -> list[str]:
         for name, r in rows.items():
             if name != "custom" and r["median_ms"] < mine:
                 problems.append(f"{phase}: custom {mine:.2f} ms is slower than {name} "
-                                f"{r['median_ms']:.2f} ms (T={result['workload']['steps']}, "
-                                f"hidden={result['workload']['hidden']})")
+                                f"{r['median_ms']:.2f} ms ({_where(result['workload'])})")
     return problems

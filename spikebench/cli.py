@@ -118,10 +118,14 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("bench", help="time train/inference steps of every backend side by side")
     s.add_argument("--backends", nargs="+", default=None)
     s.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
-    s.add_argument("--batch", type=int, default=128)
-    s.add_argument("--inputs", type=int, default=64)
-    s.add_argument("--hidden", type=int, default=128)
-    s.add_argument("--steps", type=int, default=25)
+    for opt, default in (("batch", "128; --conv 16"), ("inputs", "64"), ("hidden", "128"),
+                         ("steps", "T, 25; --conv 8"), ("image-size", "with --conv, 64")):
+        s.add_argument(f"--{opt}", type=int, default=None, help=f"default {default}")
+    s.add_argument("--conv", action="store_true", help="instead: the train step of the conv "
+                   "LIF network on every backend with a conv builder (harness/bench_conv.py)")
+    s.add_argument("--channels", type=int, nargs="+", default=None,
+                   help="with --conv: channels per conv stage (default 8 16)")
+    s.add_argument("--device", default=None, help="default cpu; --conv: cuda when present")
     s.add_argument("--threads", type=int, default=None,
                    help="torch threads (default 2; with --study/--protocol 1, what each of "
                         "2 workers gets on 2 cores)")
@@ -389,19 +393,27 @@ def _checked_bench(args: argparse.Namespace) -> int:
 def _check_bench_args(args: argparse.Namespace) -> None:
     """Refuse unknown backends and absurd sizes before ``bench`` measures anything."""
     limits = {"batch": 65_536, "inputs": 65_536, "hidden": 16_384, "steps": 10_000,
-              "threads": 1024, "repeats": 100_000, "workers": 256, "trials": 100_000}
+              "threads": 1024, "repeats": 100_000, "workers": 256, "trials": 100_000,
+              "image_size": 8192}
     for name, high in limits.items():
         value = getattr(args, name, None)
         if value is not None and not 1 <= value <= high:
-            raise UsageError(f"bench --{name}: {value} is out of range [1, {high}]")
+            raise UsageError(f"bench --{name.replace('_', '-')}: {value} is out of range "
+                             f"[1, {high}]")
+    from spikebench.harness.bench_conv import conv_option_problem
+
+    if problem := conv_option_problem(vars(args)):
+        raise UsageError(f"bench {problem}")
     if args.backends:
         from spikebench.backends import available_backends
+        from spikebench.backends.conv import conv_backends
 
-        known = available_backends()
+        known = conv_backends() if args.conv else available_backends()
         unknown = [b for b in args.backends if b not in known]
         if unknown:
-            raise UsageError(f"bench --backends: unknown backend(s) {', '.join(unknown)}; "
-                             f"installed: {', '.join(known)}")
+            what = "backend(s) without a conv builder" if args.conv else "unknown backend(s)"
+            raise UsageError(f"bench --backends: {what} {', '.join(unknown)}; "
+                             f"{'with --conv' if args.conv else 'installed'}: {', '.join(known)}")
 
 
 def _bench_study(args: argparse.Namespace) -> int:
@@ -439,9 +451,18 @@ def _bench(args: argparse.Namespace) -> int:
         return 0
     from spikebench.harness import bench
 
-    kw = dict(batch=args.batch, inputs=args.inputs, hidden=args.hidden, steps=args.steps,
-              threads=args.threads or 2, repeats=args.repeats, compile=args.compile,
-              density=args.density)
+    kw: dict[str, Any] = dict(threads=args.threads or 2, repeats=args.repeats,
+                              compile=args.compile, density=args.density)
+    if args.conv:
+        from spikebench.harness.bench_conv import format_conv_bench, run_conv_bench
+
+        res = run_conv_bench(args.backends, batch=args.batch or 16, steps=args.steps or 8,
+                             image_size=args.image_size or 64, channels=args.channels or (8, 16),
+                             device=args.device, **kw)
+        _say(args, format_conv_bench(res))
+        return _bench_done(args, res, bench.check_regression(res))
+    kw.update(batch=args.batch or 128, inputs=args.inputs or 64, hidden=args.hidden or 128,
+              steps=args.steps or 25, device=args.device or "cpu")
     if args.sweep:
         from spikebench.harness.bench_targets import format_sweep
 
@@ -455,6 +476,11 @@ def _bench(args: argparse.Namespace) -> int:
         res = bench.run_bench(args.backends, **kw)
         _say(args, bench.format_bench(res))
         payload, problems = res, bench.check_regression(res)
+    return _bench_done(args, payload, problems)
+
+
+def _bench_done(args: argparse.Namespace, payload: Any, problems: list[str]) -> int:
+    """Write ``--json``; with ``--check``, report ``problems`` on stderr and exit 1."""
     if args.json:
         args.json.write_text(json.dumps(payload, indent=2))
     if args.check and problems:
