@@ -32,6 +32,7 @@ _BUILTIN = {
     "cnn": "spikebench.harness.rules.cnn:CNN",
     "cnn_mil": "spikebench.harness.rules.mil:AttentionMIL",
     "image_tempotron": "spikebench.harness.rules.image_tempotron:ImageTempotron",
+    "conv_snn_mil": "spikebench.harness.rules.conv_mil:ConvSNNMIL",
 }
 
 

@@ -24,7 +24,7 @@ the attention's ``2·hidden·attention + attention`` per slice.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -68,6 +68,62 @@ def gated_attention(hidden: int, attention: int) -> Any:
     return GatedAttention()
 
 
+def attention_macs(hidden: int, attention: int) -> float:
+    """Multiply-accumulates per slice of the attention scores (``V``, ``U``: ``2·hidden·
+    attention``; ``w``: ``attention``); the per-bag classifier is not counted per slice."""
+    return float(2 * hidden * attention + attention)
+
+
+def bag_labels(bags: Mapping[str, np.ndarray], y: np.ndarray) -> np.ndarray:
+    """A bag is positive when any of its slices is (in the order of ``bags``)."""
+    return np.array([int(y[rows].max()) for rows in bags.values()])
+
+
+def train_bags(X: Any, bags: Mapping[str, np.ndarray], bag_y: np.ndarray,
+               bag_logit: Callable[[np.ndarray], Any], opt: Any, *, weights: np.ndarray,
+               rng: np.random.Generator, cap: int, per_step: int,
+               check: Callable[[Any], None] | None = None) -> None:
+    """One epoch of bag training shared by the MIL rules: bags in random order, ``per_step``
+    bags per optimiser step, each a random subset of at most ``cap`` slices (read in
+    ascending order), class-weighted BCE of ``bag_logit(rows)`` against the bag label.
+    Gradients are accumulated bag by bag, so only one bag's graph is held in memory;
+    ``check(loss)`` sees each bag's loss before its backward pass (divergence guards)."""
+    import torch
+    from torch import nn
+
+    names = list(bags)
+    order = rng.permutation(len(names))
+    for start in range(0, len(order), per_step):
+        step = order[start:start + per_step]
+        opt.zero_grad()
+        for b in step:
+            rows = bags[names[b]]
+            if len(rows) > cap:
+                rows = np.sort(rng.choice(rows, cap, replace=False))
+            logit = bag_logit(read_rows(X, rows))
+            target = torch.tensor(float(bag_y[b]), device=logit.device)
+            loss = nn.functional.binary_cross_entropy_with_logits(logit, target)
+            if check is not None:
+                check(loss)
+            (loss * float(weights[bag_y[b]]) / len(step)).backward()
+        opt.step()
+
+
+def predict_bags(X: Any, embed: Callable[[np.ndarray], np.ndarray], head: Any) -> np.ndarray:
+    """Every row's bag score ``σ(head(h))``: slices embedded chunk by chunk by ``embed``
+    (float32 rows → ``[n, hidden]`` numpy), pooled per patient by ``head``."""
+    import torch
+
+    device = next(head.parameters()).device
+    out = np.zeros(len(X))
+    with torch.no_grad():
+        for rows in bags_of(X).values():
+            h = predict_rows(X.rows(rows) if hasattr(X, "rows") else X[rows], embed)
+            logit = head(torch.as_tensor(h, dtype=torch.float32, device=device))[0]
+            out[rows] = float(torch.sigmoid(logit.double()))
+    return out
+
+
 class AttentionMIL(Rule):
     """CNN slice embeddings + gated attention pooling per patient (module docstring)."""
 
@@ -91,8 +147,7 @@ class AttentionMIL(Rule):
         attention = int(params["attention"])
         size, c_in = int(train.X.shape[-1]), int(train.X.shape[1])
         bags = bags_of(train.X)
-        names = sorted(bags)
-        bag_y = np.array([int(train.y[bags[g]].max()) for g in names])
+        bag_y = bag_labels(bags, train.y)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(ctx.seed)
             trunk = cnn_trunk(c_in, size, channels, hidden)
@@ -109,40 +164,20 @@ class AttentionMIL(Rule):
 
         def predict(X: Any) -> np.ndarray:
             net.eval()
-            out = np.zeros(len(X))
-            with torch.no_grad():
-                for rows in bags_of(X).values():
-                    embed = predict_rows(X.rows(rows) if hasattr(X, "rows") else X[rows],
-                                         lambda r: trunk(torch.as_tensor(r)).numpy())
-                    logit = head(torch.as_tensor(embed, dtype=torch.float32))[0]
-                    out[rows] = float(torch.sigmoid(logit.double()))
-            return out
+            return predict_bags(X, lambda r: trunk(torch.as_tensor(r)).numpy(), head)
 
         def train_epoch(epoch: int) -> None:
-            order = rng.permutation(len(names))
-            for start in range(0, len(order), per_step):
-                losses = []
-                for b in order[start:start + per_step]:
-                    rows = bags[names[b]]
-                    if len(rows) > cap:
-                        rows = np.sort(rng.choice(rows, cap, replace=False))
-                    target = torch.tensor(float(bag_y[b]))
-                    loss = nn.functional.binary_cross_entropy_with_logits(
-                        bag_logit(read_rows(train.X, rows)), target)
-                    losses.append(loss * float(weights[bag_y[b]]))
-                total = torch.stack(losses).mean()
-                opt.zero_grad()
-                total.backward()
-                opt.step()
+            train_bags(train.X, bags, bag_y, bag_logit, opt, weights=weights, rng=rng,
+                       cap=cap, per_step=per_step)
 
         epochs, best = fit_epochs(
             net, epochs=int(params["epochs"]), patience=int(params["patience"]),
             train_epoch=train_epoch,
             score=lambda: ctx.score_validation(predict(val.X)))
         # the CNN's per-slice cost without its 2-way classifier, plus the attention per slice
-        macs = (cnn_macs(size, c_in, channels, hidden) - 2 * hidden + 2 * hidden * attention
-                + attention)
+        macs = (cnn_macs(size, c_in, channels, hidden) - 2 * hidden
+                + attention_macs(hidden, attention))
         return LazyReferenceModel(predict, {
             "params": dict(params), "epochs": epochs, "best_val": best,
-            "labels_used": len(train), "bags": len(names), "macs_per_sample": float(macs),
+            "labels_used": len(train), "bags": len(bags), "macs_per_sample": float(macs),
         })
