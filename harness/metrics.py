@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -30,36 +31,96 @@ def validation_value(value: float | None) -> float:
     return -math.inf if value is None or math.isnan(value) else float(value)
 
 
-def _thresholded(fn: Callable[..., float]) -> Callable[..., float]:
+def _confusion(y: np.ndarray, pred: np.ndarray) -> tuple[int, int, int, int]:
+    """``(tp, fp, fn, tn)`` of 0/1 labels and 0/1 predictions."""
+    pos, hit = y == 1, pred == 1
+    tp = int(np.count_nonzero(pos & hit))
+    fp = int(np.count_nonzero(hit)) - tp
+    fn = int(np.count_nonzero(pos)) - tp
+    return tp, fp, fn, len(y) - tp - fp - fn
+
+
+def accuracy(y: np.ndarray, pred: np.ndarray) -> float:
+    """Fraction of correct predictions."""
+    return float(np.count_nonzero(y == pred)) / len(y) if len(y) else math.nan
+
+
+def balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
+    """Mean of sensitivity and specificity; the accuracy when ``y`` holds one class."""
+    tp, fp, fn, tn = _confusion(y, pred)
+    if tp + fn == 0 or tn + fp == 0:
+        return accuracy(y, pred)
+    return (tp / (tp + fn) + tn / (tn + fp)) / 2.0
+
+
+def f1(y: np.ndarray, pred: np.ndarray) -> float:
+    """F1 of the positive class (0 when it is undefined, as scikit-learn's zero_division=0)."""
+    tp, fp, fn, _ = _confusion(y, pred)
+    return 2.0 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
+def mcc(y: np.ndarray, pred: np.ndarray) -> float:
+    """Matthews correlation coefficient (0 when a margin of the confusion matrix is empty)."""
+    tp, fp, fn, tn = (float(v) for v in _confusion(y, pred))
+    denominator = math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    return (tp * tn - fp * fn) / denominator if denominator else 0.0
+
+
+def roc_auc(y: np.ndarray, prob: np.ndarray) -> float:
+    """Area under the ROC curve: the Mann-Whitney probability that a positive outranks a
+    negative, ties counted one half (average ranks)."""
+    from scipy.stats import rankdata
+
+    pos = y == 1
+    n_pos = int(np.count_nonzero(pos))
+    n_neg = len(y) - n_pos
+    ranks = rankdata(prob)
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def average_precision(y: np.ndarray, prob: np.ndarray) -> float:
+    """PR-AUC as average precision: ``Σ_k (R_k − R_{k−1}) P_k`` over the distinct scores in
+    decreasing order (tied scores form one threshold), scikit-learn's definition."""
+    order = np.argsort(-prob, kind="stable")
+    score, hits = prob[order], (y[order] == 1).astype(np.float64)
+    last = np.r_[np.flatnonzero(np.diff(score)), len(score) - 1]  # end of each tie group
+    tps = np.cumsum(hits)[last]
+    precision = tps / (last + 1.0)
+    recall_gain = np.diff(np.r_[0.0, tps]) / tps[-1]
+    return float(np.sum(recall_gain * precision))
+
+
+def _thresholded(fn: Callable[[np.ndarray, np.ndarray], float]) -> Callable[..., float]:
     def metric(y: np.ndarray, prob: np.ndarray, threshold: float = THRESHOLD) -> float:
-        return float(fn(y, (prob >= threshold).astype(int)))
+        return float(fn(y, (prob >= threshold).astype(np.int64)))
 
     return metric
 
 
-def _ranking(fn: Callable[..., float]) -> Callable[..., float]:
+def _ranking(fn: Callable[[np.ndarray, np.ndarray], float]) -> Callable[..., float]:
     def metric(y: np.ndarray, prob: np.ndarray, threshold: float = THRESHOLD) -> float:
-        if len(np.unique(y)) < 2:
+        if not (np.any(y == 1) and np.any(y == 0)):
             return math.nan
+        if not np.all(np.isfinite(prob)):
+            raise ValueError("probabilities contain NaN or infinity: a ranking metric is "
+                             "undefined on them")
         return float(fn(y, prob))
 
     return metric
 
 
-def _slice_metrics() -> dict[str, Callable[[np.ndarray, np.ndarray], float]]:
-    from sklearn import metrics as m
-
-    return {
-        "accuracy": _thresholded(m.accuracy_score),
-        "balanced_accuracy": _thresholded(
-            lambda y, p: m.balanced_accuracy_score(y, p) if len(np.unique(y)) > 1
-            else m.accuracy_score(y, p)
-        ),
-        "roc_auc": _ranking(m.roc_auc_score),
-        "pr_auc": _ranking(m.average_precision_score),
-        "f1": _thresholded(lambda y, p: m.f1_score(y, p, zero_division=0.0)),
-        "mcc": _thresholded(m.matthews_corrcoef),
-    }
+#: The slice-level metrics by name: own NumPy implementations of scikit-learn's definitions
+#: for 0/1 labels (scikit-learn's input validation cost more than the metric itself in the
+#: active rule's per-round scoring); tests/harness/test_metrics.py holds scikit-learn as the
+#: oracle.
+_SLICE_FNS: dict[str, Callable[..., float]] = {
+    "accuracy": _thresholded(accuracy),
+    "balanced_accuracy": _thresholded(balanced_accuracy),
+    "roc_auc": _ranking(roc_auc),
+    "pr_auc": _ranking(average_precision),
+    "f1": _thresholded(f1),
+    "mcc": _thresholded(mcc),
+}
 
 
 def patient_scores(
@@ -77,18 +138,27 @@ def score(name: str, y: np.ndarray, prob: np.ndarray, groups: np.ndarray | None 
           threshold: float = THRESHOLD) -> float:
     """One metric by name (``patient_*`` names need ``groups``); thresholded metrics call a
     slice positive when ``prob >= threshold``."""
-    y, prob = np.asarray(y), np.asarray(prob, dtype=np.float64)
+    y, prob = _binary_labels(y), np.asarray(prob, dtype=np.float64).ravel()
     if name.startswith("patient_"):
         if groups is None:
             raise ValueError(f"{name} needs patient groups")
         y, prob = patient_scores(y, prob, groups)
         name = name.removeprefix("patient_")
-    fns = _slice_metrics()
+    fns = _SLICE_FNS
     if name not in fns:
         raise ValueError(
             f"unknown metric {name!r}; known: {sorted(fns)} and patient_roc_auc/pr_auc"
         )
     return fns[name](y, prob, threshold)
+
+
+def _binary_labels(y: Any) -> np.ndarray:
+    """``y`` as a flat int64 array of 0/1 labels (a ValueError names any other value)."""
+    raw = np.asarray(y).ravel()
+    bad = ~np.isin(raw, (0, 1))
+    if bad.any():
+        raise ValueError(f"labels must be 0 or 1, got {raw[bad][:5].tolist()}")
+    return raw.astype(np.int64)
 
 
 def all_metrics(

@@ -3,23 +3,63 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn import metrics as skm
 
-from spikebench.harness.metrics import all_metrics, patient_scores, score
+from spikebench.harness.metrics import SLICE_METRICS, all_metrics, patient_scores, score
 from spikebench.harness.results import METRICS
+
+
+def _sklearn(name: str, y: np.ndarray, p: np.ndarray) -> float:
+    pred = (p >= 0.5).astype(int)
+    if name == "balanced_accuracy" and len(np.unique(y)) < 2:
+        return skm.accuracy_score(y, pred)
+    return {
+        "accuracy": lambda: skm.accuracy_score(y, pred),
+        "balanced_accuracy": lambda: skm.balanced_accuracy_score(y, pred),
+        "roc_auc": lambda: skm.roc_auc_score(y, p),
+        "pr_auc": lambda: skm.average_precision_score(y, p),
+        "f1": lambda: skm.f1_score(y, pred, zero_division=0.0),
+        "mcc": lambda: skm.matthews_corrcoef(y, pred),
+    }[name]()
 
 
 def test_slice_metrics_match_sklearn():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 200)
     p = np.clip(y * 0.3 + rng.random(200) * 0.7, 0, 1)
-    pred = (p >= 0.5).astype(int)
-    assert score("balanced_accuracy", y, p) == skm.balanced_accuracy_score(y, pred)
-    assert score("roc_auc", y, p) == skm.roc_auc_score(y, p)
-    assert score("pr_auc", y, p) == skm.average_precision_score(y, p)
-    assert score("mcc", y, p) == skm.matthews_corrcoef(y, pred)
+    for name in SLICE_METRICS:
+        assert score(name, y, p) == pytest.approx(_sklearn(name, y, p), abs=1e-12), name
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1), st.sampled_from(
+    [0.0, 0.1, 0.25, 0.5, 0.5, 0.7, 0.9, 1.0, 0.333, 0.4999999])), min_size=1, max_size=60),
+    st.sampled_from(SLICE_METRICS))
+def test_own_metrics_equal_sklearn_with_ties_and_one_class(rows, name):
+    """The NumPy implementations are scikit-learn's definitions (the oracle), ties in the
+    scores, single-class label sets (NaN for ranking metrics) and tiny inputs included."""
+    y = np.array([r[0] for r in rows])
+    p = np.array([r[1] for r in rows])
+    ours = score(name, y, p)
+    if name in ("roc_auc", "pr_auc") and len(np.unique(y)) < 2:
+        assert math.isnan(ours)
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert ours == pytest.approx(_sklearn(name, y, p), abs=1e-12)
+
+
+def test_labels_other_than_0_and_1_and_nan_scores_are_refused_by_name():
+    with pytest.raises(ValueError, match="labels must be 0 or 1"):
+        score("roc_auc", np.array([0, 2, 1]), np.array([0.1, 0.2, 0.3]))
+    with pytest.raises(ValueError, match="NaN"):
+        score("pr_auc", np.array([0, 1, 1]), np.array([0.1, np.nan, 0.3]))
 
 
 def test_patient_score_is_max_slice_probability():
