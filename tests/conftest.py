@@ -36,6 +36,18 @@ def write_feature_table(path: Path, *, patients: int = 24, features: int = 8, se
 
 
 @pytest.fixture
+def one_torch_thread():
+    """Small problems run fastest (and steadiest on a shared machine) on one torch thread;
+    modules opt in with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def make_feature_table():
     """The generator itself, for tests that need several or bigger tables."""
     return write_feature_table

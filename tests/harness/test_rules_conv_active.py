@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_rules_active import one_thread  # noqa: F401  (its autouse fixture: one torch thread)
 
 from spikebench.backends import NetworkSpec, get_backend
 from spikebench.harness.rules import FitContext, get_rule
@@ -27,6 +26,8 @@ from spikebench.harness.rules.conv_active import (
     unfold_patches,
 )
 from spikebench.harness.space import default_values
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SMALL = {"filters": 6, "working_size": 8, "kernel": 3, "stride": 2, "steps": 8,
          "readout_epochs": 20}

@@ -28,13 +28,7 @@ from spikebench.harness.space import default_values
 FAST = {"epochs": 3, "steps": 16}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small problems run fastest (and steadiest on a shared machine) on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tempotron_backends() -> list[str]:

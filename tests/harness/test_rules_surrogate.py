@@ -21,12 +21,7 @@ def ctx_for(val, *args, **kwargs) -> FitContext:
     return FitContext.for_validation(val, "balanced_accuracy", *args, **kwargs)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def easy_problem(n: int = 200, seed: int = 0) -> tuple[Split, Split]:
