@@ -2,7 +2,10 @@
 
 Throughput is measured from the first trial's start to the last trial's end as recorded in the
 Optuna storage, so process start-up (importing torch) does not count; each worker gets
-``cores // workers`` torch threads, as ``spikebench study run --workers`` gives it.
+``cores // workers`` torch threads, as ``spikebench study run --workers`` gives it. The storage
+is the one a study would use (``$SPIKEBENCH_STORAGE``, else the spec's ``[search].storage``,
+else a journal file), so PostgreSQL scaling is measured by pointing either at a database; each
+worker count then gets a fresh study name there.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import multiprocessing as mp
 import shutil
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +47,11 @@ def _one_cell(spec: StudySpec, backend: str | None, rule: str | None) -> StudySp
     return spec.model_copy(update={"grid": grid, "space": space, "study": study})
 
 
+def _renamed(spec: StudySpec, name: str) -> StudySpec:
+    """``spec`` with study name ``name`` (a fresh Optuna study on a shared storage)."""
+    return spec.model_copy(update={"study": spec.study.model_copy(update={"name": name})})
+
+
 def study_throughput(spec_path: str | Path, *, trials: int = 40,
                      workers: tuple[int, ...] = (1, 2),
                      backend: str | None = None, rule: str | None = None) -> dict[str, Any]:
@@ -50,12 +59,14 @@ def study_throughput(spec_path: str | Path, *, trials: int = 40,
     and the speed-up of each count over one worker."""
     import optuna
 
-    from spikebench.harness.storages import open_storage
+    from spikebench.harness.storages import open_storage, redact, storage_url
     from spikebench.harness.study import open_session, threads_per_worker
     from spikebench.harness.tuning import open_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = _one_cell(load_spec(spec_path), backend, rule)
+    # a name of its own: on a shared database the runs never meet a real study
+    spec = _renamed(spec, f"{spec.study.name}-throughput-{uuid.uuid4().hex[:8]}")
     result: dict[str, Any] = {"trials": trials, "per_workers": {}}
     with tempfile.TemporaryDirectory(prefix="spikebench-throughput-") as tmp:
         prepared = Path(tmp) / "prepared"
@@ -69,7 +80,9 @@ def study_throughput(spec_path: str | Path, *, trials: int = 40,
         for n in workers:
             out = Path(tmp) / f"w{n}"
             shutil.copytree(prepared, out)
-            url = f"journal:{out / 'optuna.journal'}"
+            url = storage_url(out / "optuna.journal", spec.search.storage)
+            result["storage"] = redact(url.split(":", 1)[0] if url.startswith("journal:")
+                                       else url)
             open_study(cell, fold, open_storage(url), spec.search)  # create before the race
             raw = spec.model_dump(mode="python")
             started = time.perf_counter()
@@ -85,6 +98,7 @@ def study_throughput(spec_path: str | Path, *, trials: int = 40,
             done = [t for t in study.trials if t.datetime_complete is not None]
             span = (max(t.datetime_complete for t in done)
                     - min(t.datetime_start for t in done)).total_seconds()
+            optuna.delete_study(study_name=study.study_name, storage=open_storage(url))
             result["per_workers"][n] = {"trials_per_minute": 60 * len(done) / span,
                                         "trials": len(done), "span_s": span, "wall_s": wall}
     base = result["per_workers"][workers[0]]["trials_per_minute"]
@@ -94,7 +108,8 @@ def study_throughput(spec_path: str | Path, *, trials: int = 40,
 
 
 def format_throughput(result: dict[str, Any]) -> str:
-    lines = [f"study throughput, cell {result['cell']}, {result['trials']} trials",
+    lines = [f"study throughput, cell {result['cell']}, {result['trials']} trials, storage "
+             f"{result.get('storage', 'journal')}",
              f"{'workers':>8} {'trials/min':>11} {'speed-up':>9} {'span s':>8} {'wall s':>8}"]
     for n, r in result["per_workers"].items():
         lines.append(f"{n:>8} {r['trials_per_minute']:>11.1f} {r['speedup']:>8.2f}x "

@@ -76,7 +76,9 @@ def open_storage(url: str, *, heartbeat_interval: int = 2, grace_period: int = 6
                else "failed_trial_callback")
         kwargs[key] = callback
     try:
-        return optuna.storages.RDBStorage(url, **kwargs)
+        with warnings.catch_warnings():  # heartbeats are experimental in Optuna: we rely on them
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, **kwargs)
     except Exception as exc:  # sqlalchemy/driver errors: name the (redacted) URL and the fix
         raise SpecError(
             f"cannot open Optuna storage {redact(url)}: {type(exc).__name__}: "
