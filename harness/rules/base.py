@@ -107,6 +107,10 @@ def hide_labels(split: Split) -> Split:
     return Split(split.X, np.full(len(split.y), -1, dtype=np.int64), split.groups)
 
 
+#: The cost counters every :meth:`TrainedModel.activity` returns (NaN where one does not apply).
+COUNTERS = ("spikes_per_sample", "acs_per_sample", "macs_per_sample", "synops_per_sample")
+
+
 class TrainedModel(abc.ABC):
     """A fitted model: probabilities per slice plus the cost figures the report shows."""
 
@@ -126,9 +130,7 @@ class TrainedModel(abc.ABC):
         (accumulates: synaptic events of binary spike inputs), ``macs_per_sample``
         (multiply-accumulates: real-valued inputs) and ``synops_per_sample`` (their sum).
         NaN where a counter does not apply."""
-        nan = float("nan")
-        return {"spikes_per_sample": nan, "acs_per_sample": nan, "macs_per_sample": nan,
-                "synops_per_sample": nan}
+        return dict.fromkeys(COUNTERS, float("nan"))
 
     def export(
         self,

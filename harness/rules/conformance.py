@@ -24,9 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from spikebench.harness.rules.base import FitContext, Rule, Split, backend_needs, hide_labels
-
-COUNTERS = ("spikes_per_sample", "acs_per_sample", "macs_per_sample", "synops_per_sample")
+from spikebench.harness.rules.base import (
+    COUNTERS,
+    FitContext,
+    Rule,
+    Split,
+    backend_needs,
+    hide_labels,
+)
 
 
 def held_out_problem(seed: int = 0, n_patients: int = 18, features: int = 8

@@ -57,8 +57,7 @@ from typing import Any
 import numpy as np
 
 from spikebench.errors import RuleError
-from spikebench.harness.rules.base import FitContext, Split, TrainedModel
-from spikebench.harness.rules.conformance import COUNTERS
+from spikebench.harness.rules.base import COUNTERS, FitContext, Split, TrainedModel
 from spikebench.harness.rules.conv_surrogate import CHUNK, read_rows
 from spikebench.harness.rules.tempotron import Tempotron, TempotronModel
 from spikebench.harness.space import Fixed, Param
