@@ -173,7 +173,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; user errors are one ``spikebench: error:`` line and exit code 2,
-    Ctrl-C is one line and exit code 130 (``SPIKEBENCH_DEBUG=1`` shows tracebacks)."""
+    Ctrl-C is one line and exit code 130, a closed output pipe exit code 141 and nothing
+    (``SPIKEBENCH_DEBUG=1`` shows tracebacks)."""
     import os
 
     try:
@@ -182,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     except SpikebenchError as exc:
         print(f"spikebench: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `spikebench ... | head`: the reader left; end quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except OSError as exc:
         if os.environ.get("SPIKEBENCH_DEBUG"):
             raise

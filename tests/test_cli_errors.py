@@ -131,3 +131,16 @@ def test_status_of_zero_byte_files_is_an_error_or_missing(tmp_path, capsys, spec
     (out / "splits.json").write_bytes(b"")
     assert main(["study", "status", str(out)]) == 2
     _one_line_error(capsys, "splits.json")
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly():
+    """``spikebench rules | head -0``: the pipe is closed before anything is written; the
+    command ends with 141 (as a tool killed by SIGPIPE) and prints nothing on stderr."""
+    import sys
+
+    run = subprocess.Popen([sys.executable, "-m", "spikebench", "rules"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run.stdout.close()  # the reader is gone before the first line
+    err = run.stderr.read()
+    assert run.wait(timeout=120) == 141, err
+    assert err == ""
