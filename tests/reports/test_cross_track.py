@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from test_statistics import cohort  # the same synthetic patients as the statistics tests
 
 from spikebench.harness.metrics import THRESHOLD
 from spikebench.reports import build_report, load_study
@@ -29,21 +30,6 @@ LOGREG = ("reference", "logistic_regression")
 CNN = ("reference", "cnn")
 IMAGE_RULES = {"conv_surrogate", "cnn", "cnn_mil"}
 N_BOOT = 200
-
-
-def cohort(n_patients: int = 30, seed: int = 0) -> pd.DataFrame:
-    """Patients with 6–14 slices; every other patient has a lesion run of 3 slices."""
-    rng = np.random.default_rng(seed)
-    frames = []
-    for p in range(n_patients):
-        n = int(rng.integers(6, 15))
-        label = np.zeros(n, dtype=int)
-        if p % 2 == 0:
-            start = int(rng.integers(0, n - 3))
-            label[start:start + 3] = 1
-        frames.append(pd.DataFrame({"patient_id": f"p{p:03d}", "slice_idx": np.arange(n),
-                                    "label": label, "hardness": rng.normal(0, 0.7)}))
-    return pd.concat(frames, ignore_index=True)
 
 
 def predictions(data: pd.DataFrame, cells: dict[Cell, float], repeats: int = 3, *,
