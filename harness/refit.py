@@ -147,10 +147,11 @@ def run_refits(refitter: Refitter, plans: list[CellPlan], *, poll_seconds: float
     cell whose refit fails gets one failure row and its other folds are skipped."""
     import time
 
-    from spikebench.harness.progress import bar
+    from spikebench.harness.progress import WaitNotice, bar
 
     todo = refit_jobs(plans)
     failed: set[str] = set()
+    notice = WaitNotice()
     with bar(progress and bool(todo), len(todo), "refit + test") as b:
         while todo:
             waiting = []
@@ -166,7 +167,17 @@ def run_refits(refitter: Refitter, plans: list[CellPlan], *, poll_seconds: float
                 b.update(1)
             todo = waiting
             if todo:
+                notice.tick(_waiting_for(todo))
                 time.sleep(poll_seconds)
+
+
+def _waiting_for(jobs: list[tuple[CellPlan, Fold]]) -> Any:
+    """The "still waiting" message of :func:`run_refits` for refits other workers hold."""
+    names = ", ".join(f"{plan.label} {fold.key}".strip() for plan, fold in jobs[:4])
+    more = f" and {len(jobs) - 4} more" if len(jobs) > 4 else ""
+    return lambda waited: (
+        f"waiting {waited:.0f} s for {len(jobs)} refit(s) another worker is running "
+        f"({names}{more}); a refit's claim ends when the worker holding it ends")
 
 
 def _run_job(refitter: Refitter, plan: CellPlan, fold: Fold, failed: set[str]) -> None:

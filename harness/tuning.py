@@ -102,18 +102,18 @@ def tune(plan: CellPlan, fold: Fold, data: StudyData, storage: Any, search: Any,
     Every pass either runs a trial or waits for trials other workers are running; those are
     alive as long as their heartbeats are (a silent one is failed and re-queued after
     ``search.grace_period`` seconds), so the wait ends; while it lasts, a message every
-    ``WAIT_NOTICE`` seconds says what it waits for.
+    ``progress.WAIT_NOTICE`` seconds says what it waits for.
     """
     import optuna
     from optuna.trial import TrialState
 
-    from spikebench.harness.progress import bar
+    from spikebench.harness.progress import WaitNotice, bar
     from spikebench.harness.storages import fail_stale_trials
 
     study = open_study(plan, fold, storage, search, worker=worker)
     objective = make_objective(plan, fold, data, search)
     finished = (TrialState.COMPLETE, TrialState.PRUNED)
-    waiting = _WaitNotice(f"{plan.label} {fold.study}".strip(), search.grace_period)
+    waiting, label = WaitNotice(), f"{plan.label} {fold.study}".strip()
     with bar(progress, plan.trials, f"tune {plan.label} {fold.study}".strip()) as b:
         while True:
             trials = study.get_trials(deepcopy=False)
@@ -126,7 +126,7 @@ def tune(plan: CellPlan, fold: Fold, data: StudyData, storage: Any, search: Any,
                 # others are finishing the last trials; a dead worker's trial is failed once
                 # its heartbeat is older than the grace period
                 fail_stale_trials(study)
-                waiting.tick(running)
+                waiting.tick(_waiting_for(label, running, search.grace_period))
                 time.sleep(search.poll_seconds)
                 continue
             waiting.reset()
@@ -139,35 +139,12 @@ def tune(plan: CellPlan, fold: Fold, data: StudyData, storage: Any, search: Any,
                 continue  # failed as stale by another process meanwhile; its retry is queued
 
 
-#: Seconds between "still waiting" messages of :func:`tune`.
-WAIT_NOTICE = 30.0
-
-
-class _WaitNotice:
-    """Says, at most every ``WAIT_NOTICE`` seconds, which running trials a worker waits for."""
-
-    def __init__(self, label: str, grace: int) -> None:
-        self.label, self.grace = label, grace
-        self.since: float | None = None
-        self.last = 0.0
-
-    def reset(self) -> None:
-        self.since = None
-
-    def tick(self, running: list[Any]) -> None:
-        import sys
-
-        now = time.monotonic()
-        if self.since is None:
-            self.since, self.last = now, now
-            return
-        if now - self.last < WAIT_NOTICE:
-            return
-        self.last = now
-        who = ", ".join(f"#{t.number} ({t.user_attrs.get('worker', '?')})" for t in running[:4])
-        print(f"spikebench: {self.label}: waiting {now - self.since:.0f} s for trial(s) {who} "
-              f"running in other workers; a trial whose heartbeat stops is failed and re-queued "
-              f"after {self.grace} s", file=sys.stderr, flush=True)
+def _waiting_for(label: str, running: list[Any], grace: int) -> Callable[[float], str]:
+    """The "still waiting" message of :func:`tune` for the trials ``running`` elsewhere."""
+    who = ", ".join(f"#{t.number} ({t.user_attrs.get('worker', '?')})" for t in running[:4])
+    return lambda waited: (
+        f"{label}: waiting {waited:.0f} s for trial(s) {who} running in other workers; a "
+        f"trial whose heartbeat stops is failed and re-queued after {grace} s")
 
 
 def best_trial(plan: CellPlan, fold: Fold, storage: Any, search: Any) -> tuple[Any, int]:
