@@ -10,15 +10,15 @@ committed.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from test_statistics import cohort  # the same synthetic patients as the statistics tests
+from test_statistics import results_for as statistics_rows
+from test_statistics import write_folder as statistics_folder
 
-from spikebench.harness.metrics import THRESHOLD
 from spikebench.reports import build_report, load_study
 from spikebench.reports.inference import compute_statistics
 from spikebench.reports.load import ReportError
@@ -55,17 +55,10 @@ def predictions(data: pd.DataFrame, cells: dict[Cell, float], repeats: int = 3, 
 
 
 def results_for(preds: pd.DataFrame, val: dict[Cell, float]) -> pd.DataFrame:
-    """One ok row per backend × rule × repeat × fold with its track and validation score
+    """The statistics tests' result rows plus each row's track and validation score
     (``val_patient_pr_auc``, NaN for cells ``val`` does not name)."""
-    rows = preds[["backend", "rule", "repeat", "fold"]].drop_duplicates().reset_index(drop=True)
-    rows["kind"] = np.where(rows["backend"] == "reference", "reference", "snn")
+    rows = statistics_rows(preds)
     rows["track"] = np.where(rows["rule"].isin(IMAGE_RULES), "images", "features")
-    rows["status"], rows["reason"], rows["seed"] = "ok", "", rows["repeat"]
-    rows["n_train_patients"], rows["n_val_patients"], rows["n_test_patients"] = 60, 20, 20
-    rows["synops_per_sample"] = np.where(rows["kind"] == "snn", 1000.0, np.nan)
-    rows["acs_per_sample"] = np.where(rows["kind"] == "snn", 800.0, 0.0)
-    rows["macs_per_sample"] = np.where(rows["kind"] == "snn", 200.0, 12.0)
-    rows["threshold"] = THRESHOLD
     rows["val_patient_pr_auc"] = [val.get((b, r), np.nan) + 0.01 * k for b, r, k in zip(
         rows["backend"], rows["rule"], rows["repeat"])]
     return rows
@@ -73,11 +66,7 @@ def results_for(preds: pd.DataFrame, val: dict[Cell, float]) -> pd.DataFrame:
 
 def write_folder(root: Path, preds: pd.DataFrame, results: pd.DataFrame,
                  protocol: dict | None = None) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    preds.to_parquet(root / "predictions.parquet")
-    results.to_parquet(root / "results.parquet")
-    (root / "protocol.json").write_text(json.dumps({"scheme": "holdout", **(protocol or {})}))
-    return root
+    return statistics_folder(root, preds, results, {"scheme": "holdout", **(protocol or {})})
 
 
 #: Image cells clearly better than feature cells on the same patients.
