@@ -126,3 +126,57 @@ def test_study_spec_ships_and_validates():
 
     spec = load_spec(Path(__file__).parents[2] / "studies" / "msd-liver-images.toml")
     assert "cnn_mil" in spec.study.references and "conv_surrogate" in spec.grid.rules
+
+
+def _toml(tables: dict) -> str:
+    import json
+
+    lines = []
+    for name, values in tables.items():
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.slow
+def test_the_shipped_image_study_runs_end_to_end_on_a_phantom(tmp_path):
+    """``studies/msd-liver-images.toml`` as shipped — its grid, references, nested CV and
+    analysis — with only the data swapped for a small phantom, the budgets shrunk and one
+    backend: every cell runs, both tracks are in the results, and the report pairs them."""
+    import tomllib
+
+    from spikebench.cli import main
+
+    shipped = Path(__file__).parents[2] / "studies" / "msd-liver-images.toml"
+    tables = tomllib.loads(shipped.read_text())
+    tables["data"] = {"source": "phantom", "cases": 12, "shape": [48, 48], "images": True,
+                      "crop": 16, "crop_spacing_mm": 2.0}
+    tables["grid"]["backends"] = ["custom"]
+    tables["split"]["outer_folds"] = 3
+    tables["search"] = {**tables["search"], "trials": 1}
+    space = tables.pop("space", {})
+    small = {"surrogate": {"epochs": 2},
+             "conv_surrogate": {**IMAGE_RULES["conv_surrogate"]},
+             "image_tempotron": {"epochs": 2},
+             "conv_active": {"filters": 6, "working_size": 8, "kernel": 3, "stride": 2,
+                             "steps": 8, "readout_epochs": 10},
+             "conv_snn_mil": {"epochs": 2, "channels": 4, "hidden": 8, "steps": 4}}
+    assert set(small) == set(tables["grid"]["rules"]), "a rule was added to the shipped grid"
+    for rule, values in small.items():
+        tables[f"space.{rule}"] = {**space.get(rule, {}), **values}
+    spec_path = tmp_path / "images.toml"
+    spec_path.write_text(_toml(tables))
+    out = tmp_path / "run"
+    assert main(["study", "run", str(spec_path), "--out", str(out), "--workers", "1",
+                 "--quiet"]) == 0
+    results = pd.read_parquet(out / "results.parquet")
+    assert (results["status"] == "ok").all(), results[["rule", "status", "reason"]]
+    cells = set(zip(results["backend"], results["rule"], strict=True))
+    expected = ({("custom", r) for r in tables["grid"]["rules"]}
+                | {("reference", r) for r in tables["study"]["references"]})
+    assert cells == expected
+    assert set(results.groupby("rule")["fold"].nunique()) == {3}  # every outer fold
+    tracks = dict(zip(results["rule"], results["track"], strict=False))
+    assert tracks["surrogate"] == "features" and tracks["conv_snn_mil"] == "images"
+    assert main(["report", str(out), "--out", str(tmp_path / "report"), "--quiet"]) == 0
+    assert "## Features vs images" in (tmp_path / "report" / "report.md").read_text()
