@@ -172,8 +172,10 @@ def _text_tables(r: Report) -> dict[str, TextTable]:
         cost_rows = [[*(str(rec[k]) for k in keys[:-1]), str(rec["n_repeats"]),
                       *(fmt_cost(rec[f"{c}_mean"], rec[f"{c}_std"]) for c in COST_COLUMNS)]
                      for rec in main.to_dict("records")]
+        over = ("refits (repeats × outer folds)" if (main["n_refits"] > main["n_repeats"]).any()
+                else "repeats")
         out["cost"] = TextTable("cost", "Cost per test sample and training time "
-                                "(mean ± std over repeats)",
+                                f"(mean ± std over {over})",
                                 [*keys, *COST_COLUMNS.values()], cost_rows)
     incomplete = r.coverage[r.coverage["state"] != "complete"]
     if not incomplete.empty:

@@ -158,6 +158,7 @@ def main_table(tables: StudyTables, *, n_bootstrap: int = 1000, seed: int = 0,
         row: dict[str, Any] = {"backend": backend, "rule": rule, "kind": str(g["kind"].iloc[0]),
                                "track": _track(g),
                                "n_repeats": int(g["repeat"].nunique()),
+                               "n_refits": len(g),  # the cost columns' spread is over these
                                "cost_basis": ", ".join(dict.fromkeys(g["cost_basis"]))}
         for col in (*TEST_METRICS, *COST_COLUMNS):
             row[f"{col}_mean"], row[f"{col}_std"] = _summary(

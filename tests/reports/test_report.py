@@ -201,6 +201,7 @@ def test_report_states_protocol_costs_and_energy_constants(small_report):
     assert "0.9 pJ" in md and "4.6 pJ" in md and "Horowitz" in md
     assert "active learning not supported here" in md  # the skipped cell's reason
     assert "Holm" in md and "minimum detectable difference" in md
+    assert "training time (mean ± std over repeats)" in md  # a holdout study: one refit each
     main = pd.read_csv(small_report / "tables" / "main.csv")
     lr = main[main["rule"] == "logistic_regression"].iloc[0]
     assert lr["macs_per_sample_mean"] == 12  # the harness's count, read from the row

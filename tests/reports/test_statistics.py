@@ -455,3 +455,6 @@ def test_a_nested_cv_folder_pools_the_folds(tmp_path):
     report = build_report(folder, n_bootstrap=100, figures=False)
     md = (report / "report.md").read_text()
     assert "Slice recall by lesion size" in md and "Equivalence" in md
+    # costs vary over every refit (2 repeats × 3 outer folds), and the caption says so
+    assert "Cost per test sample and training time (mean ± std over refits (repeats × outer " \
+           "folds))" in md
