@@ -24,7 +24,7 @@ import numpy as np
 
 from spikebench.harness.rules.base import FitContext, Rule, Split, class_weights
 from spikebench.harness.rules.conv_surrogate import CHUNK, read_rows
-from spikebench.harness.rules.early_stopping import fit_epochs
+from spikebench.harness.rules.early_stopping import fit_epochs, minibatch_epoch
 from spikebench.harness.rules.logistic_regression import ReferenceModel
 from spikebench.harness.space import Fixed, Param
 
@@ -106,13 +106,8 @@ class CNN(Rule):
             return predict_rows(X, forward)
 
         def train_epoch(epoch: int) -> None:
-            order = rng.permutation(len(train))
-            for start in range(0, len(order), batch):
-                idx = order[start:start + batch]
-                loss = loss_fn(net(torch.as_tensor(read_rows(train.X, idx))), y[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+            minibatch_epoch(opt, len(train), batch, rng, lambda idx: loss_fn(
+                net(torch.as_tensor(read_rows(train.X, idx))), y[idx]))
 
         epochs, best = fit_epochs(
             net, epochs=int(params["epochs"]), patience=int(params["patience"]),

@@ -71,3 +71,15 @@ def fit_epochs(net: Any, *, epochs: int, patience: int | None,
     net.load_state_dict(stopper.best_state)
     net.eval()
     return ran, stopper.best
+
+
+def minibatch_epoch(opt: Any, n: int, batch: int, rng: Any,
+                    loss_of: Callable[[Any], Any]) -> None:
+    """One pass over ``n`` rows in the order ``rng.permutation(n)``, ``batch`` rows at a time:
+    ``loss_of(indices)`` (a NumPy index array), backward, one optimizer step."""
+    order = rng.permutation(n)
+    for start in range(0, n, batch):
+        loss = loss_of(order[start:start + batch])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()

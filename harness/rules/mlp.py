@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from spikebench.harness.rules.base import FitContext, Rule, Split, class_weights
-from spikebench.harness.rules.early_stopping import fit_epochs
+from spikebench.harness.rules.early_stopping import fit_epochs, minibatch_epoch
 from spikebench.harness.rules.logistic_regression import ReferenceModel
 from spikebench.harness.space import Fixed, Param
 
@@ -60,13 +60,8 @@ class MLP(Rule):
                 return torch.softmax(logits.double(), 1)[:, 1].numpy()
 
         def train_epoch(epoch: int) -> None:
-            order = torch.as_tensor(rng.permutation(len(x)))
-            for start in range(0, len(x), batch):
-                idx = order[start:start + batch]
-                loss = loss_fn(net(x[idx]), y[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+            minibatch_epoch(opt, len(x), batch, rng, lambda idx: loss_fn(
+                net(x[torch.as_tensor(idx)]), y[torch.as_tensor(idx)]))
 
         epochs, best = fit_epochs(
             net, epochs=int(params["epochs"]), patience=int(params["patience"]),
