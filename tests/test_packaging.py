@@ -9,6 +9,7 @@ the API example run end to end. The wheel itself is built and installed in a fre
 from __future__ import annotations
 
 import inspect
+import json
 import pydoc
 import subprocess
 import sys
@@ -118,6 +119,16 @@ def test_api_quickstart_example_runs(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "results" / "report" / "report.html").exists()
     assert "report:" in proc.stdout
+    # the README's pixel-baseline figures come from this example, on such a folder
+    base = subprocess.run([sys.executable, str(ROOT / "examples" / "pixel_baseline.py"),
+                           str(tmp_path / "phantom"), str(tmp_path / "features.parquet")],
+                          capture_output=True, text=True, timeout=600)
+    assert base.returncode == 0, base.stderr[-3000:]
+    aucs = [line.split(":", 1)[1] for line in base.stdout.splitlines() if "ROC-AUC" in line]
+    assert len(aucs) == 2
+    for row in aucs:
+        values = json.loads(row)
+        assert len(values) == 4 and all(0.0 <= v <= 1.0 for v in values)
 
 
 def test_every_sub_package_on_disk_is_packaged():
