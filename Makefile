@@ -46,6 +46,8 @@ lint: install
 docs: install
 	$(BIN)/python -c "import mkdocs, mkdocstrings_handlers.python" 2>/dev/null \
 	  || $(BIN)/pip install -q -e ".[docs]"
+	# from an empty mirror, as on a clean checkout (docs/hooks.py rebuilds it)
+	rm -rf build/docs-src
 	$(BIN)/mkdocs build --strict
 
 # Build the sdist and wheel, install the wheel into a fresh venv outside the checkout and run

@@ -16,10 +16,16 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from mkdocs.plugins import event_priority
+
 ROOT = Path(__file__).resolve().parent.parent
 MIRROR = ROOT / "build" / "docs-src"
 
 
+# Before every plugin's own on_config: mkdocstrings' Python handler keeps only the ``paths`` that
+# exist when it is configured, and on a clean checkout the mirror does not exist yet (it would then
+# read the unmapped source tree, where ``spikebench.reports`` etc. are missing).
+@event_priority(100)
 def on_config(config: Any, **_: Any) -> Any:
     package_dir = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
         "package-dir"]
