@@ -32,13 +32,13 @@ from typing import Any
 
 from spikebench.harness.bench import (
     bench_device,
-    format_table,
     neuron_fields,
     product_floor,
     spike_batch,
     time_variants,
     variant_names,
 )
+from spikebench.harness.bench_tables import format_table
 
 #: What the conv floor is, as the printed header and table name it.
 FLOOR_WHAT = "convolutions, their weight/input gradients and dense products of the train step"

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from spikebench import __version__
-from spikebench.errors import SpikebenchError
+from spikebench.cli_bench import add_bench_parser, run_bench_command, say
+from spikebench.errors import SpikebenchError, UsageError
 
 #: The shipped spec ``spikebench demo`` runs (package data ``spikebench/studies/demo.toml``).
 DEMO_SPEC = "demo"
 QUIET_HELP = "no progress bars and no summary (errors still go to stderr)"
-
-
-class UsageError(SpikebenchError):
-    """A command line argparse refuses (printed as one line, exit code 2)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -115,49 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("rules", help="installed learning rules and the backends serving each")
     sub.add_parser("datasets", help="installed data sources (the [data] source plug-ins)")
 
-    s = sub.add_parser("bench", help="time train/inference steps of every backend side by side")
-    s.add_argument("--backends", nargs="+", default=None)
-    s.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
-    for opt, default in (("batch", "128; --conv 16"), ("inputs", "64"), ("hidden", "128"),
-                         ("steps", "T, 25; --conv 8"), ("image-size", "with --conv, 64")):
-        s.add_argument(f"--{opt}", type=int, default=None, help=f"default {default}")
-    s.add_argument("--conv", action="store_true", help="instead: the train step of the conv "
-                   "LIF network on every backend with a conv builder (harness/bench_conv.py)")
-    s.add_argument("--channels", type=int, nargs="+", default=None,
-                   help="with --conv: channels per conv stage (default 8 16)")
-    s.add_argument("--device", default=None, help="default cpu; --conv: cuda when present")
-    s.add_argument("--threads", type=int, default=None,
-                   help="torch threads (default 2; with --study/--protocol 1, what each of "
-                        "2 workers gets on 2 cores)")
-    s.add_argument("--repeats", type=int, default=20)
-    s.add_argument("--density", type=float, default=0.3,
-                   help="input spike probability per step (default 0.3)")
-    s.add_argument("--sweep", action="store_true",
-                   help="vary T and hidden size, plus a sparse-input point (hidden 512, 10 %%)")
-    s.add_argument("--compile", nargs="*", default=None, metavar="BACKEND",
-                   help="also time torch.compile'd variants (NAME+compile) of these backends "
-                        "(no names: every peer of custom); compilation takes minutes per "
-                        "shape and is reported as its own column, not timed")
-    s.add_argument("--check", action="store_true",
-                   help="exit 1 when custom is slower than a peer measured in the same run")
-    s.add_argument("--extract", type=Path, default=None, metavar="ROOT",
-                   help="instead: time feature extraction vs plain reading of ROOT's volumes")
-    s.add_argument("--workers", type=int, default=1, help="with --extract")
-    s.add_argument("--study", type=Path, default=None, metavar="SPEC",
-                   help="instead: mean Optuna trial time per rule and backend on SPEC's cohort")
-    s.add_argument("--protocol", type=Path, default=None, metavar="SPEC",
-                   help="instead: run a few trials of every cell of SPEC and extrapolate the "
-                        "full protocol's wall time (per cell, total, by workers)")
-    s.add_argument("--throughput", action="store_true",
-                   help="with --study: trials/minute of SPEC's first cell with 1 and 2 workers")
-    s.add_argument("--trials", type=int, default=None,
-                   help="with --study/--protocol: trials per cell (default 3); with "
-                        "--throughput: per worker count (default 40; the last trials run "
-                        "alone, so a few trials understate the speed-up)")
-    s.add_argument("--rules", nargs="+", default=None, help="with --study/--protocol")
-    s.add_argument("--quiet", action="store_true",
-                   help="print nothing on stdout (use with --json); regressions still go to "
-                        "stderr")
+    add_bench_parser(sub)
 
     s = sub.add_parser("export", help="export a trained network of a results folder to NIR")
     s.add_argument("run", type=Path, help="results folder (or one models/*.pt file)")
@@ -239,7 +193,7 @@ def _dispatch(args: argparse.Namespace) -> int | None:
         listings[args.command]()
         return 0
     handlers = {"phantom": _phantom, "extract": _extract, "study": _study, "demo": _demo,
-                "report": _report, "bench": _checked_bench, "export": _export}
+                "report": _report, "bench": run_bench_command, "export": _export}
     return handlers[args.command](args)
 
 
@@ -249,7 +203,7 @@ def _phantom(args: argparse.Namespace) -> int:
     out = write_phantom(args.out, cases=args.cases, seed=args.seed, shape=tuple(args.shape),
                         slices=tuple(args.slices), test_cases=args.test_cases,
                         progress=not args.quiet)
-    _say(args, f"wrote {args.cases} training + {args.test_cases} test volumes to {out}")
+    say(args, f"wrote {args.cases} training + {args.test_cases} test volumes to {out}")
     return 0
 
 
@@ -259,10 +213,10 @@ def _extract(args: argparse.Namespace) -> int:
     res = extract_features(args.root, args.out, workers=args.workers,
                            min_lesion_voxels=args.min_lesion_voxels, on_error=args.on_error,
                            progress=not args.quiet)
-    _say(args, f"{res.n_rows} slices from {res.n_cases} cases -> {args.out} "
+    say(args, f"{res.n_rows} slices from {res.n_cases} cases -> {args.out} "
          f"({res.seconds:.1f} s)")
     for pid, reason in res.skipped:
-        _say(args, f"  skipped {pid}: {reason}")
+        say(args, f"  skipped {pid}: {reason}")
     return 0
 
 
@@ -282,7 +236,7 @@ def _demo(args: argparse.Namespace) -> int:
     from spikebench.reports import build_report
 
     report = build_report(Path(args.out))
-    _say(args, f"report: {report / 'report.html'}")
+    say(args, f"report: {report / 'report.html'}")
     return code
 
 
@@ -290,7 +244,7 @@ def _report(args: argparse.Namespace) -> int:
     from spikebench.reports import build_report
 
     out = build_report(args.dir, args.out, n_bootstrap=args.bootstrap)
-    _say(args, f"report written to {out} (report.md, report.html, tables/, figures/)")
+    say(args, f"report written to {out} (report.md, report.html, tables/, figures/)")
     return 0
 
 
@@ -301,12 +255,6 @@ def _export(args: argparse.Namespace) -> int:
                         allow_approximate=args.allow_approximate)
     print(result.report())
     return 0
-
-
-def _say(args: argparse.Namespace, text: str) -> None:
-    """Print ``text`` unless the command was given ``--quiet``."""
-    if not getattr(args, "quiet", False):
-        print(text)
 
 
 def _resolve_spec(spec: str | Path) -> Path:
@@ -387,111 +335,6 @@ def _list_rules() -> None:
         if cannot:
             line += f"; not on: {', '.join(cannot)} (framework lacks the primitive)"
         print(line)
-
-
-def _checked_bench(args: argparse.Namespace) -> int:
-    _check_bench_args(args)
-    return _bench(args)
-
-
-def _check_bench_args(args: argparse.Namespace) -> None:
-    """Refuse unknown backends and absurd sizes before ``bench`` measures anything."""
-    limits = {"batch": 65_536, "inputs": 65_536, "hidden": 16_384, "steps": 10_000,
-              "threads": 1024, "repeats": 100_000, "workers": 256, "trials": 100_000,
-              "image_size": 8192}
-    for name, high in limits.items():
-        value = getattr(args, name, None)
-        if value is not None and not 1 <= value <= high:
-            raise UsageError(f"bench --{name.replace('_', '-')}: {value} is out of range "
-                             f"[1, {high}]")
-    from spikebench.harness.bench_conv import conv_option_problem
-
-    if problem := conv_option_problem(vars(args)):
-        raise UsageError(f"bench {problem}")
-    if args.backends:
-        from spikebench.backends import available_backends
-        from spikebench.backends.conv import conv_backends
-
-        known = conv_backends() if args.conv else available_backends()
-        unknown = [b for b in args.backends if b not in known]
-        if unknown:
-            what = "backend(s) without a conv builder" if args.conv else "unknown backend(s)"
-            raise UsageError(f"bench --backends: {what} {', '.join(unknown)}; "
-                             f"{'with --conv' if args.conv else 'installed'}: {', '.join(known)}")
-
-
-def _bench_study(args: argparse.Namespace) -> int:
-    """``bench --study SPEC [--throughput]`` and ``bench --protocol SPEC``."""
-    if args.throughput:
-        from spikebench.harness.bench_study import format_throughput, study_throughput
-
-        res = study_throughput(args.study, trials=args.trials or 40, workers=(1, 2))
-        _say(args, format_throughput(res))
-    else:
-        from spikebench.harness import bench_protocol as bp
-
-        spec = args.protocol or args.study
-        res = bp.trial_times(spec, trials=args.trials or 3, backends=args.backends,
-                             rules=args.rules, threads=args.threads or 1)
-        _say(args, bp.format_trial_times(res))
-        if args.protocol is not None:
-            res["protocol"] = bp.extrapolate(res)
-            _say(args, bp.format_protocol(res, res["protocol"]))
-    if args.json:
-        args.json.write_text(json.dumps(res, indent=2, default=str))
-    return 0
-
-
-def _bench(args: argparse.Namespace) -> int:
-    if args.study is not None or args.protocol is not None:
-        return _bench_study(args)
-    if args.extract is not None:
-        from spikebench.datasets.extract_bench import benchmark_extraction
-
-        res = benchmark_extraction(args.extract, workers=args.workers)
-        _say(args, json.dumps(res, indent=2))
-        if args.json:
-            args.json.write_text(json.dumps(res, indent=2))
-        return 0
-    from spikebench.harness import bench
-
-    kw: dict[str, Any] = dict(threads=args.threads or 2, repeats=args.repeats,
-                              compile=args.compile, density=args.density)
-    if args.conv:
-        from spikebench.harness.bench_conv import format_conv_bench, run_conv_bench
-
-        res = run_conv_bench(args.backends, batch=args.batch or 16, steps=args.steps or 8,
-                             image_size=args.image_size or 64, channels=args.channels or (8, 16),
-                             device=args.device, **kw)
-        _say(args, format_conv_bench(res))
-        return _bench_done(args, res, bench.check_regression(res))
-    kw.update(batch=args.batch or 128, inputs=args.inputs or 64, hidden=args.hidden or 128,
-              steps=args.steps or 25, device=args.device or "cpu")
-    if args.sweep:
-        from spikebench.harness.bench_targets import format_sweep
-
-        results = bench.sweep(args.backends, **kw)
-        for res in results:
-            _say(args, bench.format_bench(res) + "\n")
-        _say(args, format_sweep(results))
-        payload: Any = results
-        problems = [p for res in results for p in bench.check_regression(res)]
-    else:
-        res = bench.run_bench(args.backends, **kw)
-        _say(args, bench.format_bench(res))
-        payload, problems = res, bench.check_regression(res)
-    return _bench_done(args, payload, problems)
-
-
-def _bench_done(args: argparse.Namespace, payload: Any, problems: list[str]) -> int:
-    """Write ``--json``; with ``--check``, report ``problems`` on stderr and exit 1."""
-    if args.json:
-        args.json.write_text(json.dumps(payload, indent=2))
-    if args.check and problems:
-        for p in problems:
-            print(f"REGRESSION: {p}", file=sys.stderr)
-        return 1
-    return 0
 
 
 if __name__ == "__main__":

@@ -25,3 +25,7 @@ class BackendError(SpikebenchError, ValueError):
 
 class RuleError(SpikebenchError, ValueError):
     """A learning rule cannot train with the given parameters or backend."""
+
+
+class UsageError(SpikebenchError):
+    """A command line the CLI refuses (printed as one line, exit code 2)."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from spikebench.harness.bench import check_regression, format_bench, run_bench, sweep
+from spikebench.harness.bench import run_bench, sweep
+from spikebench.harness.bench_tables import check_regression, format_bench
 
 
 def test_run_bench_tiny_workload_reports_every_backend_and_the_floor():
