@@ -12,7 +12,8 @@ rules = ["surrogate", "tempotron", "active"]
 repeats = 5
 [search]                     # Optuna: trials, sampler, pruner, storage, objectives
 trials = 20
-[space.surrogate]            # per-rule search-space overrides (see spikebench.harness.space)
+[space.surrogate]            # per-rule search-space overrides (see spikebench.harness.space;
+                             # references take single values: they are not tuned)
 lr = {low = 1e-3, high = 1e-2, log = true}
 ```
 
@@ -194,10 +195,11 @@ class StudySpec(_Strict):
 
     @model_validator(mode="after")
     def _space_rules(self) -> StudySpec:
-        extra = set(self.space) - set(self.grid.rules)
+        extra = set(self.space) - set(self.grid.rules) - set(self.study.references)
         if extra:
             raise ValueError(
-                f"[space] has tables for rules not in [grid].rules: {sorted(extra)}"
+                f"[space] has tables for rules not in [grid].rules or [study].references: "
+                f"{sorted(extra)}"
             )
         return self
 
@@ -264,7 +266,28 @@ def _check_grid(spec: StudySpec) -> None:
     for rule, overrides in spec.space.items():
         if not isinstance(overrides, dict):
             raise SpecError(f"[space.{rule}] must be a table")
-        merge_space(get_rule(rule).search_space(), overrides, f"[space.{rule}]")
+        space = merge_space(get_rule(rule).search_space(), overrides, f"[space.{rule}]")
+        if rule in spec.study.references and rule not in spec.grid.rules:
+            _check_reference_space(rule, space, overrides)
+
+
+def _check_reference_space(rule: str, space: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """References are not tuned (they run once per fold with fixed settings, the yardstick the
+    SNN cells are measured against): their ``[space]`` overrides must be single values."""
+    from spikebench.harness.space import Fixed
+
+    for key in overrides:
+        if not isinstance(space[key], Fixed):
+            raise SpecError(f"[space.{rule}].{key}: {rule} is a reference and is not tuned; "
+                            f"give one value (e.g. {key} = {_example(space[key])})")
+
+
+def _example(param: Any) -> str:
+    """A single value from a range or choice list, written as TOML."""
+    value = getattr(param, "low", None)
+    if value is None:
+        value = param.choices[0]
+    return repr(value) if isinstance(value, str) else str(value).lower()
 
 
 def _check_data(spec: StudySpec) -> None:

@@ -55,3 +55,25 @@ def test_mlp_cost_is_both_dense_layers():
     train, val = easy_problem()
     model = fit("mlp", train, val)
     assert model.activity(val.X)["macs_per_sample"] == mlp_macs(10, 32) == 10 * 32 + 32 * 2
+
+
+def test_space_overrides_reach_a_reference_fit(tmp_path, feature_table):
+    """``[space.mlp] hidden = 8`` runs the MLP reference with 8 hidden units (its recorded
+    params and its MAC count say so); the other settings keep their defaults."""
+    import json
+
+    import pandas as pd
+    from spec_text import tiny_spec
+
+    from spikebench.harness.study import run_study
+
+    spec = tmp_path / "spec.toml"
+    spec.write_text(tiny_spec(feature_table, study={"references": ["mlp"]},
+                              split={"repeats": 1}, space_mlp={"hidden": 8, "epochs": 5}))
+    out = run_study(spec, tmp_path / "run", trials=1, progress=False)
+    results = pd.read_parquet(out / "results.parquet")
+    row = results[results["rule"] == "mlp"].iloc[0]
+    params = json.loads(row["params"])
+    assert params["hidden"] == 8 and params["epochs"] == 5 and params["lr"] == 3e-3
+    used = (row["macs_per_sample"] - 8 * 2) / 8  # macs = F·8 + 8·2 with 8 hidden units
+    assert used == int(used) and 1 <= used < pd.read_parquet(feature_table).shape[1]
