@@ -202,11 +202,12 @@ def _draw_figures(r: Report, folder: Path, claim: Callable[[Path], Path]) -> Non
     primary = r.primary
     objective = _objective_label(t)
     multi = figure_pareto.is_multi_objective(t.trials)
+    history = figure_history.data(t.trials)
     plans: list[tuple[str, str, Callable[[], object]]] = [
         ("heatmap", f"Backend × rule heatmap of test {metric_label(primary)} (SNN cells).",
          lambda: figure_heatmap.draw(*figure_heatmap.data(r.main, primary), primary)),
-        ("optimisation_history", f"Optuna optimisation history per cell ({objective}).",
-         lambda: figure_history.draw(figure_history.data(t.trials), objective)),
+        ("optimisation_history", figure_history.caption(history, objective),
+         lambda: figure_history.draw(history, objective)),
         ("parameter_importance", "Hyper-parameter importance per cell (η² main effects, "
          "see Methods).", lambda: figure_importance.draw(figure_importance.data(t.trials))),
         ("pareto", f"{objective[0].upper()}{objective[1:]} of every tuning trial and test "
