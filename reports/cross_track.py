@@ -15,8 +15,18 @@ is fine for a mark that must then beat every other cell after Holm, but a single
 p-value would be optimistic by an amount it does not state. Every results row carries the refit
 model's validation metrics (``val_<metric>``, computed on rows the test never sees), so each
 track's cell is chosen by the mean over repeats (of the mean over folds) of the validation
-primary metric; ties go to the earlier cell in the main table's order. The test comparison of
-the chosen pair is then an ordinary paired test. The validation scores are optimistic (they
+primary metric. The test comparison of the chosen pair is then an ordinary paired test.
+
+**Ties, broken on validation too.** Small validation sets tie often (every cell at validation
+patient PR-AUC 1.0), and taking the first tied cell in table order would be an arbitrary choice.
+Cells are therefore compared lexicographically on a list of validation metrics fixed before
+any result is read (:func:`selection_criteria`): the primary metric, then
+:data:`TIE_BREAK` in its order (the other patient-level metric, then slice-level ROC-AUC and
+PR-AUC, which rank many more slices than there are patients and so rarely tie). Two means closer
+than :data:`TIE_TOLERANCE` (relative) are tied; a NaN ranks below every value. Only when cells
+are still tied on every criterion does table order decide, and the report says so; the
+:class:`Pick` records the deciding criterion and the cells tied on the primary metric. The test
+data are never read to break a tie. The validation scores are optimistic (they
 also steered early stopping and tuning) and favour heavily tuned cells, which can make the
 *choice* worse but does not bias the *test* of the chosen pair. When any candidate of a track
 lacks a finite validation score (old folders, a validation set with one class), that track falls
@@ -42,6 +52,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from spikebench.harness.metrics import PATIENT_METRICS, validation_value
+
 from .analysis import AnalysisPlan
 from .bootstrap import CONFIDENCE, Cell, StudyBootstrap
 from .load import ReportError
@@ -54,16 +66,29 @@ CNN_REFERENCE: Cell = ("reference", "cnn")
 LEAK_DETECTOR: Cell = ("reference", "geometry")
 #: How a track's best cell was chosen.
 BASES = ("validation", "test")
+#: Validation metrics that break a tie on the primary metric, in this order (the primary metric
+#: itself is left out when it is one of them): the other patient-level metric, then the
+#: slice-level ranking metrics (continuous over many slices, so ties are rare).
+TIE_BREAK = ("patient_pr_auc", "patient_roc_auc", "roc_auc", "pr_auc")
+#: Two mean validation scores within this relative distance are tied.
+TIE_TOLERANCE = 1e-12
+#: ``Pick.decided_by`` when the cells are tied on every criterion: the first in table order.
+TABLE_ORDER = "table order"
 
 
 @dataclass(frozen=True)
 class Pick:
-    """A track's chosen cell, what it was chosen on (``validation`` | ``test``) and the score."""
+    """A track's chosen cell, what it was chosen on (``validation`` | ``test``) and the score
+    (the primary metric's). ``decided_by``: the criterion that separated the chosen cell (a
+    metric name, or :data:`TABLE_ORDER`); ``tied``: the cells tied with it on the primary metric,
+    itself included, in table order (empty when the primary metric alone decided)."""
 
     track: str
     cell: Cell
     basis: str
     score: float
+    decided_by: str
+    tied: tuple[Cell, ...] = ()
 
 
 @dataclass
@@ -114,19 +139,51 @@ def validation_scores(ok: pd.DataFrame, cells: list[Cell], metric: str) -> dict[
     return out
 
 
+def selection_criteria(metric: str) -> tuple[str, ...]:
+    """The validation metrics a track's cells are compared on, in order: the primary
+    ``metric``, then :data:`TIE_BREAK` without it. Fixed in code, so declared before any run."""
+    return (metric, *(m for m in TIE_BREAK if m != metric))
+
+
+def tied_best(scores: dict[Cell, float]) -> list[Cell]:
+    """The cells whose score is the best within :data:`TIE_TOLERANCE`, in the given order; a
+    NaN ranks below every value (all-NaN cells tie with each other)."""
+    ranked = {cell: validation_value(v) for cell, v in scores.items()}
+    top = max(ranked.values())
+    return [c for c, v in ranked.items() if math.isclose(v, top, rel_tol=TIE_TOLERANCE)]
+
+
+def lexicographic_best(ok: pd.DataFrame, cells: list[Cell], criteria: tuple[str, ...]
+                       ) -> tuple[Cell, str, tuple[Cell, ...]]:
+    """The best of ``cells`` (table order) on validation, comparing ``criteria`` in turn:
+    ``(cell, deciding criterion or TABLE_ORDER, cells tied on the first criterion or ())``."""
+    tied_on_primary: tuple[Cell, ...] = ()
+    for i, metric in enumerate(criteria):
+        cells = tied_best(validation_scores(ok, cells, metric))
+        if i == 0 and len(cells) > 1:
+            tied_on_primary = tuple(cells)
+        if len(cells) == 1:
+            return cells[0], metric, tied_on_primary
+    return cells[0], TABLE_ORDER, tied_on_primary
+
+
 def pick_best(ok: pd.DataFrame, sb: StudyBootstrap, track: str, cells: list[Cell],
               metric: str, patient_score: str) -> Pick | None:
-    """The track's best cell on validation when every candidate has a validation score, else
-    on the test estimate (post hoc); None when no cell has a finite score."""
-    scores, basis = validation_scores(ok, cells, metric), "validation"
-    if not all(math.isfinite(v) for v in scores.values()):
-        scores = {c: sb.estimate(c, metric, patient_score) for c in cells}
-        basis = "test"
-    finite = {c: v for c, v in scores.items() if math.isfinite(v)}
+    """The track's best cell on validation (ties broken by :func:`lexicographic_best`, never
+    on test data) when every candidate has a validation score of ``metric``; else on the test
+    estimate (post hoc, ties to table order); None when no cell has a finite score."""
+    scores = validation_scores(ok, cells, metric)
+    if all(math.isfinite(v) for v in scores.values()):
+        best, decided_by, tied = lexicographic_best(ok, cells, selection_criteria(metric))
+        return Pick(track, best, "validation", scores[best], decided_by, tied)
+    estimates = {c: sb.estimate(c, metric, patient_score) for c in cells}
+    finite = {c: v for c, v in estimates.items() if math.isfinite(v)}
     if not finite:
         return None
-    best = max(finite, key=finite.__getitem__)  # first in table order on a tie
-    return Pick(track, best, basis, finite[best])
+    top = tied_best(finite)
+    decided_by = metric if len(top) == 1 else TABLE_ORDER
+    return Pick(track, top[0], "test", finite[top[0]], decided_by,
+                tuple(top) if len(top) > 1 else ())
 
 
 def check_same_patients(sb: StudyBootstrap, a: Cell, b: Cell) -> None:
@@ -214,6 +271,28 @@ def _choice(p: Pick, metric: str) -> str:
     return f"{p.track}: **{cell_name(p.cell)}**, {metric} {p.score:.4f} on {where}"
 
 
+def _criterion_label(metric: str) -> str:
+    """``roc_auc`` → ``slice ROC-AUC`` (slice-level said explicitly beside patient-level)."""
+    label = metric_label(metric)
+    return label if metric in PATIENT_METRICS else f"slice {label}"
+
+
+def tie_sentence(p: Pick, metric: str) -> str | None:
+    """How a tie on the primary ``metric`` was broken (None when there was none)."""
+    if not p.tied:
+        return None
+    noun = {"features": "feature", "images": "image"}.get(p.track, p.track)
+    head = (f"{len(p.tied)} {noun} cells tied at {p.basis} {_criterion_label(metric)} "
+            f"{p.score:.4f} ({', '.join(cell_name(c) for c in p.tied)})")
+    if p.decided_by != TABLE_ORDER:
+        return f"{head}; chosen on validation {_criterion_label(p.decided_by)}."
+    if p.basis == "validation":
+        rest = ", ".join(_criterion_label(m) for m in selection_criteria(metric)[1:])
+        return (f"{head}; still tied on every validation tie-break ({rest}): the first in "
+                "table order was taken.")
+    return f"{head}; the first in table order was taken (no validation scores to break the tie)."
+
+
 def cross_track_lines(ct: CrossTrack) -> list[str]:
     """The statements printed above the cross-track tables."""
     metric = metric_label(ct.metric)
@@ -224,6 +303,7 @@ def cross_track_lines(ct: CrossTrack) -> list[str]:
     lines = [
         f"Best cell of each track by the primary metric ({metric}): {_choice(ct.features, metric)}"
         f"; {_choice(ct.images, metric)}. The leak detector is never a candidate.",
+        *(s for p in (ct.features, ct.images) if (s := tie_sentence(p, ct.metric))),
         f"Images − features on the same test patients: {result} (paired patient bootstrap, "
         f"{CONFIDENCE:.0%} interval, patient score {ct.patient_score}, the report's shared "
         "resamples).",

@@ -1,7 +1,8 @@
 """Features vs images: the report pairs the best feature cell with the best image cell on the
 same test patients, chooses each on validation (post hoc on test only when it must, and says
-so), pairs SNN image cells with the CNN reference once, and refuses cells tested on different
-patients.
+so), breaks ties on the primary validation metric with further validation metrics (never test
+data) and says how, pairs SNN image cells with the CNN reference once, and refuses cells tested
+on different patients.
 
 Each test writes a small synthetic results folder (predictions, results rows with a ``track``
 and validation scores, protocol.json) the way ``test_statistics.py`` does; nothing binary is
@@ -20,6 +21,7 @@ from test_statistics import results_for as statistics_rows
 from test_statistics import write_folder as statistics_folder
 
 from spikebench.reports import build_report, load_study
+from spikebench.reports.cross_track import TABLE_ORDER, cross_track_lines, pick_best
 from spikebench.reports.inference import compute_statistics
 from spikebench.reports.load import ReportError
 
@@ -199,3 +201,108 @@ def test_cells_tested_on_different_patients_are_an_error(tmp_path):
     with pytest.raises(ReportError, match=r"custom / surrogate and custom / conv_surrogate "
                                           r"were tested on different patients in repeat 1"):
         build_report(folder, n_bootstrap=50, figures=False)
+
+
+# --- ties on the primary validation metric ---------------------------------------------------
+
+#: Cells tied at validation patient PR-AUC 1.0 (the small-validation-set case).
+PERFECT = {"val_patient_pr_auc": 1.0}
+
+
+class NoTestData:
+    """Stands in for the study bootstrap: reading a test estimate fails the test."""
+
+    def estimate(self, *args, **kwargs) -> float:
+        raise AssertionError("the test estimate was read although validation scores exist")
+
+
+def validation_rows(val: dict[Cell, dict[str, float]], repeats: int = 2) -> pd.DataFrame:
+    """Finished result rows with the given ``val_<metric>`` per cell (NaN where not given)."""
+    columns = sorted({name for scores in val.values() for name in scores})
+    return pd.DataFrame([{"backend": c[0], "rule": c[1], "repeat": r,
+                          **{k: scores.get(k, np.nan) for k in columns}}
+                         for c, scores in val.items() for r in range(repeats)])
+
+
+def pick(val: dict[Cell, dict[str, float]], order: list[Cell]):
+    return pick_best(validation_rows(val), NoTestData(), "features", order,
+                     "patient_pr_auc", "max")
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_a_tie_on_the_primary_metric_goes_to_the_better_next_validation_metric(reverse):
+    val = {FEATURE: {**PERFECT, "val_patient_roc_auc": 0.8},
+           LOGREG: {**PERFECT, "val_patient_roc_auc": 0.9}}
+    order = [FEATURE, LOGREG][::-1 if reverse else 1]
+    chosen = pick(val, order)
+    assert chosen.cell == LOGREG and chosen.basis == "validation" and chosen.score == 1.0
+    assert chosen.decided_by == "patient_roc_auc" and chosen.tied == tuple(order)
+
+
+def test_criteria_are_taken_in_order_and_nan_ranks_worst():
+    val = {FEATURE: {**PERFECT, "val_patient_roc_auc": 1.0, "val_roc_auc": 0.91},
+           LOGREG: {**PERFECT, "val_patient_roc_auc": 1.0, "val_roc_auc": 0.93},
+           CNN: {**PERFECT, "val_patient_roc_auc": np.nan, "val_roc_auc": 0.99},
+           IMAGE: {"val_patient_pr_auc": 0.99, "val_patient_roc_auc": 1.0, "val_roc_auc": 1.0}}
+    chosen = pick(val, [FEATURE, CNN, LOGREG, IMAGE])
+    # IMAGE is out on the primary metric, CNN (NaN) on the second; slice ROC-AUC decides
+    assert chosen.cell == LOGREG and chosen.decided_by == "roc_auc"
+    assert chosen.tied == (FEATURE, CNN, LOGREG)
+
+
+def test_b_without_a_tie_the_primary_metric_decides():
+    val = {FEATURE: {"val_patient_pr_auc": 0.95, "val_patient_roc_auc": 0.7},
+           LOGREG: {"val_patient_pr_auc": 0.9, "val_patient_roc_auc": 1.0}}
+    chosen = pick(val, [LOGREG, FEATURE])
+    assert chosen.cell == FEATURE and chosen.decided_by == "patient_pr_auc"
+    assert chosen.tied == () and chosen.score == pytest.approx(0.95)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_c_cells_tied_on_every_validation_metric_go_to_table_order(reverse):
+    same = {**PERFECT, "val_patient_roc_auc": 1.0, "val_roc_auc": 0.9, "val_pr_auc": 0.8}
+    order = [FEATURE, LOGREG][::-1 if reverse else 1]
+    chosen = pick({FEATURE: same, LOGREG: dict(same)}, order)
+    assert chosen.cell == order[0] and chosen.decided_by == TABLE_ORDER
+    assert chosen.tied == tuple(order)
+
+
+def test_d_the_report_breaks_the_tie_on_validation_and_says_how(tmp_path):
+    # logistic regression is far better on test, custom / surrogate first in table order; the
+    # tie at validation patient PR-AUC 1.0 goes to the better validation patient ROC-AUC
+    preds = predictions(cohort(), {FEATURE: 1.5, LOGREG: 0.3, IMAGE: 1.0})
+    rows = results_for(preds, {})
+    rows["val_patient_pr_auc"] = 1.0
+    rows["val_patient_roc_auc"] = rows["rule"].map({"surrogate": 0.7, "logistic_regression": 0.9,
+                                                    "conv_surrogate": 0.8})
+    out = build_report(write_folder(tmp_path / "tie", preds, rows), n_bootstrap=50,
+                       figures=False)
+    best = pd.read_csv(out / "tables" / "cross_track.csv").iloc[0]
+    assert best["features"] == "reference / logistic_regression"
+    assert best["features_basis"] == "validation"
+    md = (out / "report.md").read_text()
+    assert ("2 feature cells tied at validation patient PR-AUC 1.0000 (custom / surrogate, "
+            "reference / logistic_regression); chosen on validation patient ROC-AUC.") in md
+    assert "image cells tied" not in md  # a single image cell: nothing to break
+
+
+def test_a_full_tie_is_reported_as_table_order(tmp_path):
+    # an older folder: only the primary validation metric was stored, so nothing breaks the tie
+    preds = predictions(cohort(), {FEATURE: 1.5, LOGREG: 0.3, IMAGE: 1.0})
+    rows = results_for(preds, {})
+    rows["val_patient_pr_auc"] = 1.0
+    ct = compute_statistics(load_study(write_folder(tmp_path / "full", preds, rows)),
+                            "test_patient_pr_auc", n_bootstrap=50, seed=0).cross_track
+    assert ct.features.cell == FEATURE and ct.features.decided_by == TABLE_ORDER
+    sentence = next(line for line in cross_track_lines(ct) if "cells tied at" in line)
+    assert sentence.startswith("2 feature cells tied at validation patient PR-AUC 1.0000")
+    assert sentence.endswith("still tied on every validation tie-break (patient ROC-AUC, slice "
+                             "ROC-AUC, slice PR-AUC): the first in table order was taken.")
+
+
+def test_an_untied_choice_prints_no_tie_sentence(clear_study):
+    ct = compute_statistics(load_study(clear_study), "test_patient_pr_auc", n_bootstrap=50,
+                            seed=0).cross_track
+    assert ct.features.tied == ct.images.tied == ()
+    assert ct.features.decided_by == ct.images.decided_by == "patient_pr_auc"
+    assert not any("cells tied at" in line for line in cross_track_lines(ct))
