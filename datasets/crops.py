@@ -171,34 +171,49 @@ def _remove_stale(folder: Path, prefix: str, keep: str) -> None:
 
 
 def extract_crops(cases: Sequence[Any], cache: str | Path, settings: CropSettings, *,
-                  progress: bool = False) -> dict[str, CaseCrops]:
+                  workers: int = 1, progress: bool = False) -> dict[str, CaseCrops]:
     """Crop every case in ``cases`` into the folder ``cache`` (reusing valid cache files);
-    returns ``{patient_id: CaseCrops}``. A case that cannot be read raises its DataError."""
-    from spikebench.datasets.feature_cache import case_cache_prefix
-    from spikebench.io import atomic_write_bytes
+    returns ``{patient_id: CaseCrops}`` in the order of ``cases``. ``workers > 1`` crops in a
+    process pool, as feature extraction does. A case that cannot be read raises its
+    DataError."""
+    from spikebench.datasets.case_pool import map_cases
 
     folder = Path(cache)
     folder.mkdir(parents=True, exist_ok=True)
-    out: dict[str, CaseCrops] = {}
     items = list(cases)
+    done: dict[str, CaseCrops] = {}
+    bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        items = tqdm(items, desc="crops", unit="case", disable=None)
-    for case in items:
-        prefix = case_cache_prefix(case.patient_id)
-        stem = f"{prefix}.{crop_cache_key(case, settings)}"
-        path, slices_path = folder / f"{stem}.npy", folder / f"{stem}.slices.npy"
-        slices = _load_cached(path, slices_path, int(settings.size))
-        if slices is None:
-            data, slices = case_crops(case, settings)
-            if len(slices) == 0:
-                raise DataError(f"{case.label}: no liver slice to crop (label > 0 is empty)")
-            atomic_write_bytes(slices_path, _npy_bytes(slices))
-            atomic_write_bytes(path, _npy_bytes(data))
-            _remove_stale(folder, prefix, stem)
-        out[case.patient_id] = CaseCrops(case.patient_id, path, slices)
-    return out
+        bar = tqdm(total=len(items), desc="crops", unit="case", disable=None)
+    try:
+        map_cases(crop_case_cached, [(case, folder, settings) for case in items], workers,
+                  lambda crops: done.__setitem__(crops.patient_id, crops),
+                  image_of=lambda job: job[0].image, bar=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    return {case.patient_id: done[case.patient_id] for case in items}
+
+
+def crop_case_cached(case: Any, folder: Path, settings: CropSettings) -> CaseCrops:
+    """One case's crops from ``folder``'s cache when valid, else cropped and cached there."""
+    from spikebench.datasets.feature_cache import case_cache_prefix
+    from spikebench.io import atomic_write_bytes
+
+    prefix = case_cache_prefix(case.patient_id)
+    stem = f"{prefix}.{crop_cache_key(case, settings)}"
+    path, slices_path = folder / f"{stem}.npy", folder / f"{stem}.slices.npy"
+    slices = _load_cached(path, slices_path, int(settings.size))
+    if slices is None:
+        data, slices = case_crops(case, settings)
+        if len(slices) == 0:
+            raise DataError(f"{case.label}: no liver slice to crop (label > 0 is empty)")
+        atomic_write_bytes(slices_path, _npy_bytes(slices))
+        atomic_write_bytes(path, _npy_bytes(data))
+        _remove_stale(folder, prefix, stem)
+    return CaseCrops(case.patient_id, path, slices)
 
 
 # ---------------------------------------------------------------------------- lazy rows

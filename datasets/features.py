@@ -120,8 +120,8 @@ def extract_features(root: str | Path, out: str | Path, *, workers: int = 1,
     ``on_error="fail"`` raises the first case's :class:`DataError`; ``"skip"`` carries on and
     lists each skipped case and its reason in the manifest and in the result. Problems with
     ``dataset.json`` itself, with the output location, and the same scan under two names
-    always raise. ``workers > 1`` uses a process pool (forked on Linux, see
-    :func:`_mp_context`; one numpy thread per worker), fed the largest cases first.
+    always raise. ``workers > 1`` uses a process pool (:mod:`spikebench.datasets.case_pool`:
+    forked on Linux, one numpy thread per worker), fed the largest cases first.
 
     ``min_lesion_voxels`` / ``min_lesion_mm2``: a slice is positive when both hold (see the
     module docstring); ``ambiguous_margin_mm2`` drops the negative slices with some tumour
@@ -319,66 +319,10 @@ def _refuse_duplicate_scans(root: Path, cases: list[Case], frames: dict) -> None
 def _run_jobs(todo: list[tuple[Case, Path]], workers: int,
               record: Callable[[str, str, str, float], None], bar,
               limits: VolumeLimits = DEFAULT_LIMITS) -> None:
-    if workers == 1 or len(todo) <= 1:  # dataset order: "fail" raises the first bad case
-        for case, path in todo:
-            record(*extract_case(case, path, limits))
-            if bar is not None:
-                bar.update()
-        return
-    # Largest volumes first, so no big case is left running alone at the end (the table is
-    # sorted afterwards, so the order of computation never shows).
-    todo = sorted(todo, key=lambda job: -_size(job[0].image))
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from spikebench.datasets.case_pool import map_cases
 
-    from spikebench.datasets._threads import single_threaded
-
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=_mp_context(),
-                               initializer=single_threaded)
-    try:
-        futures = [pool.submit(extract_case, case, path, limits) for case, path in todo]
-        for fut in as_completed(futures):
-            record(*fut.result())
-            if bar is not None:
-                bar.update()
-    except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
-
-
-_WORKER_MODULES = ("numpy", "scipy.ndimage", "scipy.stats", "skimage.feature", "nibabel",
-                   "pandas", "pyarrow.parquet", "spikebench.datasets.features")
-
-
-def _mp_context():
-    """The cheapest safe way to start workers: ``fork`` on Linux (the worker inherits the
-    already imported numpy/scipy/nibabel/pandas instead of spending ~0.9 s importing them);
-    ``forkserver`` with those modules preloaded when torch is loaded in this process (forking
-    a process with live torch/OpenMP thread pools is unsafe); ``spawn`` elsewhere."""
-    import multiprocessing
-    import sys
-
-    methods = multiprocessing.get_all_start_methods()
-    if sys.platform.startswith("linux") and "fork" in methods and "torch" not in sys.modules:
-        import contextlib
-        import importlib
-
-        for name in _WORKER_MODULES:  # import once here, shared copy-on-write by every worker
-            with contextlib.suppress(ImportError):
-                importlib.import_module(name)
-        return multiprocessing.get_context("fork")
-    if sys.platform.startswith("linux") and "forkserver" in methods:
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(list(_WORKER_MODULES))
-        return ctx
-    return multiprocessing.get_context("spawn")
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
+    map_cases(extract_case, [(case, path, limits) for case, path in todo], workers,
+              lambda result: record(*result), image_of=lambda job: job[0].image, bar=bar)
 
 
 def extract_case(case: Case, cache_path: Path, limits: VolumeLimits = DEFAULT_LIMITS

@@ -46,13 +46,14 @@ def extract_into(root: Path, workdir: Path, *, workers: int, min_lesion_voxels: 
             "excluded_cases": excluded}
     images = None
     if crops is not None:
-        images = crop_table(root, workdir / "images", table, crops, progress=progress)
+        images = crop_table(root, workdir / "images", table, crops, workers=workers,
+                            progress=progress)
         info["images"] = {**crops.record(), "folder": str(workdir / "images")}
     return SourceData(table, info, images)
 
 
-def crop_table(root: Path, folder: Path, table: Any, settings: Any, *, progress: bool
-               ) -> Any:
+def crop_table(root: Path, folder: Path, table: Any, settings: Any, *, workers: int = 1,
+               progress: bool) -> Any:
     """The image view of ``table``: crops of its cases cached in ``folder``, one per row."""
     import numpy as np
 
@@ -61,7 +62,7 @@ def crop_table(root: Path, folder: Path, table: Any, settings: Any, *, progress:
 
     wanted = set(np.asarray(table.groups).astype(str))
     cases = [c for c in training_cases(root) if c.patient_id in wanted]
-    crops = extract_crops(cases, folder, settings, progress=progress)
+    crops = extract_crops(cases, folder, settings, workers=workers, progress=progress)
     return image_rows(crops, np.asarray(table.groups), np.asarray(table.slice_idx),
                       settings.size)
 

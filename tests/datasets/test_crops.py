@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -90,3 +91,42 @@ def test_in_memory_rows_and_misaligned_tables():
         image_rows(crops, np.array(["a"]), np.array([5]), 8)
     with pytest.raises(DataError, match="no image crops"):
         image_rows(crops, np.array(["b"]), np.array([2]), 8)
+
+
+def test_a_worker_pool_crops_the_same_as_one_process(phantom_root, tmp_path):
+    """``workers = 2`` (the data source's setting, shared with feature extraction) gives the
+    same crops, files and case order as one process; a case without liver fails the call with
+    the label file named, from the pool as from one process."""
+    from spikebench.datasets.crops import extract_crops
+    from spikebench.datasets.msd import training_cases
+
+    cases = training_cases(phantom_root)
+    settings = CropSettings(size=16, spacing_mm=2.0)
+    one = extract_crops(cases, tmp_path / "one", settings, workers=1)
+    two = extract_crops(cases, tmp_path / "two", settings, workers=2)
+    assert list(two) == list(one) == [c.patient_id for c in cases]
+    for pid in one:
+        np.testing.assert_array_equal(two[pid].slices, one[pid].slices)
+        np.testing.assert_array_equal(np.load(two[pid].path), np.load(one[pid].path))
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(
+        p.name for p in (tmp_path / "one").iterdir())
+
+    empty = phantom_copy_without_liver(phantom_root, tmp_path / "bad", cases[1])
+    for workers in (1, 2):
+        with pytest.raises(DataError, match=re.escape(cases[1].label.name) + ": no liver"):
+            extract_crops(training_cases(empty), tmp_path / f"bad{workers}", settings,
+                          workers=workers)
+
+
+def phantom_copy_without_liver(root: Path, dest: Path, case) -> Path:
+    """A copy of ``root`` where ``case``'s label volume is all background."""
+    import shutil
+
+    import nibabel as nib
+
+    copy = Path(shutil.copytree(root, dest))
+    label_path = copy / case.label.relative_to(root)
+    label = nib.load(label_path)
+    nib.save(nib.Nifti1Image(np.zeros(label.shape, dtype=np.uint8), label.affine, label.header),
+             label_path)
+    return copy

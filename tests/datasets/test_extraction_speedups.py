@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spikebench.datasets.features import _mp_context
+from spikebench.datasets.case_pool import mp_context as _mp_context
 from spikebench.datasets.msd import (
     Volume,
     iter_case_slices,
