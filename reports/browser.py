@@ -1,5 +1,5 @@
 """Headless Chromium on a report page: a PNG screenshot to look at, and the measured layout
-(page and image widths) that tests check."""
+(page, image and table widths) that tests check."""
 
 from __future__ import annotations
 
@@ -55,10 +55,16 @@ _MEASURE = """<script>window.addEventListener("load", function () {
     out.push({alt: img.alt.slice(0, 80), natural: img.naturalWidth, shown: box.width,
               left: box.left, right: box.right, container: parent.width});
   });
+  var tables = [];
+  document.querySelectorAll("table[id]").forEach(function (table) {
+    var box = table.getBoundingClientRect(), wrap = table.parentElement;
+    tables.push({id: table.id, width: box.width, left: box.left, right: box.right,
+                 container: wrap.clientWidth, scroll: wrap.scrollWidth});
+  });
   var pre = document.createElement("pre");
   pre.id = "spikebench-layout";
   pre.textContent = JSON.stringify({page: page, scroll: document.documentElement.scrollWidth,
-                                    images: out});
+                                    images: out, tables: tables});
   document.body.appendChild(pre);
 });</script>"""
 
@@ -67,7 +73,9 @@ def measure_layout(html: Path, width: int = 1400, height: int = 2000,
                    timeout: float = 120.0) -> dict[str, Any]:
     """Lay ``html`` out in headless Chromium at ``width`` pixels and return the page width
     (``page``), the scrollable width (``scroll``; larger means a horizontal scroll bar) and,
-    per image, its natural and shown width and its left / right edge (``images``). Raises
+    per image, its natural and shown width and its left / right edge (``images``), per table
+    with an ``id``, its width, left / right edge, and its wrapper's visible and scrollable
+    width (``tables``: ``scroll > container`` means the table is clipped and scrolls). Raises
     :class:`ReportError` when no Chromium is installed or it fails."""
     browser = find_browser()
     if browser is None:

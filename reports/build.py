@@ -52,8 +52,10 @@ from .load import ReportError, StudyTables, load_study
 from .plotting import FigureFile, save
 from .render import STAR, TextTable, fmt_cost, fmt_metric, to_html, to_latex, to_markdown
 from .tables import (
-    COST_COLUMNS,
+    COST_LEGEND,
+    POOL_ADDS_NOTE,
     TEST_METRICS,
+    cost_columns,
     coverage_table,
     excluded_cases,
     metric_label,
@@ -169,14 +171,7 @@ def _text_tables(r: Report) -> dict[str, TextTable]:
             "performance", "Test-set performance: mean ± std over repeats "
             f"[{CONFIDENCE:.0%} patient-bootstrap interval]",
             [*keys, *(metric_label(c) for c in cols)], rows, bold)
-        cost_rows = [[*(str(rec[k]) for k in keys[:-1]), str(rec["n_repeats"]),
-                      *(fmt_cost(rec[f"{c}_mean"], rec[f"{c}_std"]) for c in COST_COLUMNS)]
-                     for rec in main.to_dict("records")]
-        over = ("refits (repeats × outer folds)" if (main["n_refits"] > main["n_repeats"]).any()
-                else "repeats")
-        out["cost"] = TextTable("cost", "Cost per test sample and training time "
-                                f"(mean ± std over {over})",
-                                [*keys, *COST_COLUMNS.values()], cost_rows)
+        out["cost"] = _cost_table(main, keys)
     incomplete = r.coverage[r.coverage["state"] != "complete"]
     if not incomplete.empty:
         out["coverage"] = TextTable.from_frame(
@@ -191,6 +186,21 @@ def _text_tables(r: Report) -> dict[str, TextTable]:
     if not excluded.empty:
         out["excluded"] = TextTable.from_frame("excluded", "Excluded cases", excluded)
     return out
+
+
+def _cost_table(main: pd.DataFrame, keys: list[str]) -> TextTable:
+    """The cost table: the cell's ``keys``, then each cost column (:func:`cost_columns`: the
+    pooling additions only when a row has them) as mean ± std. Headers are short and the
+    caption states what is per sample and the units; ``compact`` keeps it within the page."""
+    costs = cost_columns(main, "_mean")
+    rows = [[*(str(rec[k]) for k in keys[:-1]), str(rec["n_repeats"]),
+             *(fmt_cost(rec[f"{c}_mean"], rec[f"{c}_std"]) for c in costs)]
+            for rec in main.to_dict("records")]
+    over = ("refits (repeats × outer folds)" if (main["n_refits"] > main["n_repeats"]).any()
+            else "repeats")
+    pool = f"; {POOL_ADDS_NOTE}" if "pool_adds_per_sample" in costs else ""
+    return TextTable("cost", f"Cost per test sample and training time (mean ± std over {over}). "
+                     f"{COST_LEGEND}{pool}.", [*keys, *costs.values()], rows, compact=True)
 
 
 # -- figures ----------------------------------------------------------------------------------
@@ -378,6 +388,7 @@ max-width:1300px;padding:0 1.5em;color:#222;line-height:1.45}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.8em}
 .scroll{overflow-x:auto;margin:.6em 0 1.2em;border:1px solid #e4e4e4}
 table{border-collapse:collapse;font-size:.86em;white-space:nowrap}
+table.compact th{white-space:normal;vertical-align:bottom}
 th,td{padding:.35em .55em;border-bottom:1px solid #eee;text-align:left}
 thead th{background:#f4f6f8;border-bottom:2px solid #bbb;position:sticky;top:0}
 td.num{font-variant-numeric:tabular-nums}

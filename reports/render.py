@@ -27,6 +27,9 @@ class TextTable:
     rows: list[list[str]]
     bold: set[tuple[int, int]] = field(default_factory=set)
     note: str = ""
+    #: HTML only: the ``± std`` of a cell on its own line and headers that may wrap, so that a
+    #: table of many numeric columns (the cost table) fits the page instead of scrolling.
+    compact: bool = False
 
     @classmethod
     def from_frame(cls, name: str, title: str, frame: pd.DataFrame, note: str = ""
@@ -68,13 +71,22 @@ def fmt_metric(mean: float, std: float, low: float, high: float) -> str:
 
 
 def fmt_cost(mean: float, std: float) -> str:
-    """``12.3 ± 0.4`` for cost columns."""
+    """``12.3 ± 0.4``, ``496,647 ± 32,000``, ``2.48e+06 ± 1.6e+05`` for cost columns."""
     if not math.isfinite(mean):
         return ""
     if not math.isfinite(std):
         return fmt_number(mean)
-    return f"{fmt_number(mean)} ± {std:.2g}" if abs(std) < 100 else (
-        f"{fmt_number(mean)} ± {fmt_number(std)}")
+    return f"{fmt_number(mean)} ± {_fmt_spread(std, mean)}"
+
+
+def _fmt_spread(std: float, mean: float) -> str:
+    """A spread to two significant digits (more would be noise), with an exponent when its
+    mean has one, so that a cost cell stays short and reads in one notation."""
+    if std != 0 and (abs(mean) >= 1e6 or abs(std) >= 1e6):
+        return f"{std:.1e}"
+    if abs(std) >= 100:
+        return f"{float(f'{std:.2g}'):,.0f}"
+    return f"{std:.2g}"
 
 
 # -- Markdown ---------------------------------------------------------------------------------
@@ -99,24 +111,42 @@ def to_markdown(table: TextTable) -> str:
 # -- HTML -------------------------------------------------------------------------------------
 
 def to_html(table: TextTable) -> str:
-    """An HTML table in a horizontally scrolling wrapper (bold cells ``<strong>``)."""
+    """An HTML table in a horizontally scrolling wrapper (bold cells ``<strong>``; a
+    ``compact`` table has class ``compact`` and its spreads on a second line)."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in table.header)
     body = []
     for i, row in enumerate(table.rows):
         cells = []
         for j, text in enumerate(row):
-            main, interval = _split_interval(text)
-            t = html.escape(main)
-            if (i, j) in table.bold and text:
-                t = f"<strong>{t}</strong>"
-            if interval:  # the interval on its own line keeps wide tables narrow
-                t += f'<br><span class="ci">{html.escape(interval)}</span>'
-
+            t = _html_cell(text, bold=(i, j) in table.bold, compact=table.compact)
             cls = ' class="num"' if j and _numeric_looking(text) else ""
             cells.append(f"<td{cls}>{t}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return (f'<div class="scroll"><table id="{html.escape(table.name)}">'
+    cls = ' class="compact"' if table.compact else ""
+    return (f'<div class="scroll"><table id="{html.escape(table.name)}"{cls}>'
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
+
+
+def _html_cell(text: str, *, bold: bool, compact: bool) -> str:
+    """One cell's HTML: the value (``<strong>`` when bold), then on lines of their own the
+    ``± std`` when ``compact`` and the interval; second lines keep wide tables narrow."""
+    main, interval = _split_interval(text)
+    main, spread = _split_spread(main) if compact else (main, "")
+    out = html.escape(main)
+    if bold and text:
+        out = f"<strong>{out}</strong>"
+    return out + "".join(f'<br><span class="ci">{html.escape(extra)}</span>'
+                         for extra in (spread, interval) if extra)
+
+
+def _split_spread(text: str) -> tuple[str, str]:
+    """``12.3 ± 0.4`` → (``12.3``, ``± 0.4``); a ★ after the spread stays with the value."""
+    value, sep, spread = text.partition(" ± ")
+    if not sep:
+        return text, ""
+    if spread.endswith(f" {STAR}"):
+        return f"{value} {STAR}", "± " + spread.removesuffix(f" {STAR}")
+    return value, f"± {spread}"
 
 
 def _split_interval(text: str) -> tuple[str, str]:

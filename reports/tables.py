@@ -5,7 +5,8 @@
   (from ``results.parquet``; under ``nested-cv`` from each repeat's pooled out-of-fold
   predictions) and a 95 % patient-bootstrap interval (from ``predictions.parquet``, one resample
   plan shared by all cells, see :mod:`spikebench.reports.bootstrap`), plus ACs, MACs and the
-  energy estimate per sample (:mod:`spikebench.reports.energy`);
+  energy estimate per sample (:mod:`spikebench.reports.energy`) and, when a rule wrote them,
+  the pooling additions per sample (:func:`cost_columns`);
 - :func:`lesion_recall_table` — slice recall by tumour-size stratum, when predictions carry
   ``lesion_mm2``;
 - :func:`coverage_table` — which cells / repeats are missing, skipped or failed, and why;
@@ -32,16 +33,29 @@ TEST_METRICS = tuple(f"test_{m}" for m in METRICS)
 REFERENCE_RULES = ("logistic_regression", "mlp")
 #: The report's tracks: the feature table, and the liver crops (image rules, ``track`` column).
 TRACKS = ("features", "images")
-#: Cost columns of the main table: column → label.
+#: Cost columns of the main table: column → label. The labels are short (a cost table has many
+#: columns and must fit a page): "per test sample" is said once by the table's caption, which
+#: also explains the counts (:data:`COST_LEGEND`); the headers keep the units.
 COST_COLUMNS = {
-    "train_seconds_per_epoch": "train s / epoch",
-    "infer_ms_per_sample": "inference ms / sample",
-    "spikes_per_sample": "spikes / sample",
-    "synops_per_sample": "synops / sample",
-    "acs_per_sample": "ACs / sample",
-    "macs_per_sample": "MACs / sample",
-    "energy_nj_per_sample": "energy nJ / sample",
+    "train_seconds_per_epoch": "train (s / epoch)",
+    "infer_ms_per_sample": "inference (ms)",
+    "spikes_per_sample": "spikes",
+    "synops_per_sample": "synops",
+    "acs_per_sample": "ACs",
+    "macs_per_sample": "MACs",
+    "energy_nj_per_sample": "energy (nJ)",
 }
+#: Cost columns only some rules write (``pool_adds_per_sample``: the additions of the image
+#: rules' average-pooling front-end, which are not synaptic events and not in ``synops`` or
+#: the energy); shown only when some finished row has a value.
+OPTIONAL_COST_COLUMNS = {
+    "pool_adds_per_sample": "pool adds",
+}
+#: What the cost table's counts are (its caption says it once, not every header).
+COST_LEGEND = ("synops = synaptic operations = ACs (accumulates) + MACs "
+              "(multiply-accumulates); energy: estimate from ACs and MACs (see Methods)")
+POOL_ADDS_NOTE = ("pool adds: additions of the average-pooling front-end, not synaptic "
+                  "events (in neither synops nor energy)")
 #: Lower edges (mm²) of the lesion-size strata: <100, 100–500, ≥500.
 LESION_STRATA_MM2 = (0.0, 100.0, 500.0)
 METRIC_LABELS = {
@@ -98,6 +112,17 @@ def expected_repeats(tables: StudyTables) -> int:
     return int(reps.max()) + 1 if reps.notna().any() and reps.max() >= 0 else 0
 
 
+def cost_columns(frame: pd.DataFrame, suffix: str = "") -> dict[str, str]:
+    """The cost columns to show (column → label): :data:`COST_COLUMNS`, then each of
+    :data:`OPTIONAL_COST_COLUMNS` that some row of ``frame`` has a value of (in column
+    ``<column><suffix>``; ``suffix="_mean"`` on the main table), so a study whose rules never
+    write one gets no empty column."""
+    extra = {col: label for col, label in OPTIONAL_COST_COLUMNS.items()
+             if f"{col}{suffix}" in frame.columns
+             and pd.to_numeric(frame[f"{col}{suffix}"], errors="coerce").notna().any()}
+    return {**COST_COLUMNS, **extra}
+
+
 def per_row_cost(tables: StudyTables) -> pd.DataFrame:
     """The finished rows with ``acs_per_sample``, ``macs_per_sample``, ``cost_basis`` and
     ``energy_nj_per_sample`` (see :mod:`spikebench.reports.energy`; old folders fall back to
@@ -145,9 +170,11 @@ def main_table(tables: StudyTables, *, n_bootstrap: int = 1000, seed: int = 0,
                bootstrap: StudyBootstrap | None = None) -> pd.DataFrame:
     """One row per finished cell (SNN and reference): ``n_repeats``, for every test metric
     ``<m>_mean``, ``<m>_std`` (sample std over repeats, ddof=1), ``<m>_ci_low``, ``<m>_ci_high``
-    (patient bootstrap), for every cost column ``<c>_mean``, ``<c>_std``, and ``cost_basis``.
-    ``bootstrap`` (shared with the paired tests) is built here when not given."""
+    (patient bootstrap), for every cost column (:func:`cost_columns`: optional ones only when
+    some row has them) ``<c>_mean``, ``<c>_std``, and ``cost_basis``. ``bootstrap`` (shared
+    with the paired tests) is built here when not given."""
     ok = per_row_cost(tables)
+    costs = cost_columns(ok)
     sb = bootstrap or study_bootstrap(tables, n_bootstrap=n_bootstrap, seed=seed)
     metrics = tuple(m.removeprefix("test_") for m in TEST_METRICS)
     rows = []
@@ -160,7 +187,7 @@ def main_table(tables: StudyTables, *, n_bootstrap: int = 1000, seed: int = 0,
                                "n_repeats": int(g["repeat"].nunique()),
                                "n_refits": len(g),  # the cost columns' spread is over these
                                "cost_basis": ", ".join(dict.fromkeys(g["cost_basis"]))}
-        for col in (*TEST_METRICS, *COST_COLUMNS):
+        for col in (*TEST_METRICS, *costs):
             row[f"{col}_mean"], row[f"{col}_std"] = _summary(
                 g.groupby("repeat")[col].mean() if col in TEST_METRICS else g[col])
         has_preds = sb is not None and (backend, rule) in sb.cells
