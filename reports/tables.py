@@ -53,7 +53,7 @@ OPTIONAL_COST_COLUMNS = {
 }
 #: What the cost table's counts are (its caption says it once, not every header).
 COST_LEGEND = ("synops = synaptic operations = ACs (accumulates) + MACs "
-              "(multiply-accumulates); energy: estimate from ACs and MACs (see Methods)")
+               "(multiply-accumulates); energy: estimate from ACs and MACs (see Methods)")
 POOL_ADDS_NOTE = ("pool adds: additions of the average-pooling front-end, not synaptic "
                   "events (in neither synops nor energy)")
 #: Lower edges (mm²) of the lesion-size strata: <100, 100–500, ≥500.
