@@ -345,6 +345,7 @@ def trials_frame(session: Session) -> Any:
             df = _study_frame(study, multi)
             if df is None:
                 continue
+            df.insert(0, "study", fold.study)  # the Optuna study within the cell ("" = one)
             df.insert(0, "fold", fold.fold)
             df.insert(0, "rule", plan.rule)
             df.insert(0, "backend", plan.backend)

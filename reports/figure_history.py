@@ -6,11 +6,12 @@ at 0 in each study and a running best only means something within one study, so 
 best is computed per study and a panel with several studies draws one thin line per study plus
 the bold median over studies (a panel with one study looks as it always did).
 
-``trials.parquet`` (``spikebench.harness.study.trials_frame``) names the outer ``fold`` of a
-trial but not its repeat; a ``repeat`` or ``study`` column is used when present. Without one,
-the studies of a fold are told apart by where the trial numbers restart in the table's row
-order: ``trials_frame`` writes study after study, repeat 0 first, so the n-th run of numbers
-within a fold is repeat n. Folders written before the ``fold`` column render too.
+``trials.parquet`` (``spikebench.harness.study.trials_frame``) names each trial's ``study``
+(the protocol's study key, ``r1/fold3``; empty for a cell's single study). Folders written
+before that column named only the outer ``fold``: there the studies of a fold are told apart by
+where the trial numbers restart in the table's row order (``trials_frame`` writes study after
+study, repeat 0 first, so the n-th run of numbers within a fold is repeat n). Folders written
+before the ``fold`` column render too.
 """
 
 from __future__ import annotations

@@ -318,6 +318,10 @@ def test_nested_cv_predicts_every_patient_once_per_cell(tmp_path, feature_table)
         assert not set(f["test"]) & (set(f["tune_train"]) | set(f["tune_val"]))
     trials = pd.read_parquet(out / "trials.parquet")
     assert sorted(trials["fold"].unique()) == [0, 1, 2]  # one study per fold
+    assert sorted(trials["study"].unique()) == ["fold0", "fold1", "fold2"]
+    from spikebench.reports import figure_history
+
+    assert sorted(figure_history.data(trials)["study"].unique()) == ["fold0", "fold1", "fold2"]
     results = pd.read_parquet(out / "results.parquet")
     assert sorted(results[results["kind"] == "snn"]["fold"]) == [0, 1, 2]
 
