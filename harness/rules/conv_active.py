@@ -73,7 +73,13 @@ from spikebench.harness.rules.active import (
     pool_stats,
     stdp_step,
 )
-from spikebench.harness.rules.base import DivergedError, FitContext, Rule, Split
+from spikebench.harness.rules.base import (
+    DivergedError,
+    FitContext,
+    Rule,
+    Split,
+    check_finite_params,
+)
 from spikebench.harness.rules.conv_surrogate import read_rows
 from spikebench.harness.space import Fixed, Float, Int, Param
 
@@ -232,6 +238,7 @@ class ConvActiveLearning(Rule):
             ) -> ConvActiveModel:
         p = dict(params)
         check_params(p)
+        check_finite_params(p)  # a NaN gain: σ(NaN) spikes never, STDP and readout learn noise
         geometry = PatchGeometry.of(tuple(train.X.shape), p)
         steps = int(p["steps"])
         spec = NetworkSpec(sizes=(geometry.patch_inputs, int(p["filters"])),

@@ -20,7 +20,9 @@ class-weighted binary cross-entropy against the bag label (a patient is positive
 its slices is), Adam, early stopping on the validation score; each training bag is a random
 subset of at most ``bag_slices`` slices, prediction reads every slice, chunk by chunk.
 Training stops with :class:`~spikebench.harness.rules.base.DivergedError` on a non-finite
-loss or an exploding membrane.
+hyper-parameter, input pixel or loss, an exploding membrane, or non-finite weights after an
+optimiser step (the guards of ``conv_surrogate``: a NaN in an early layer never spikes, so the
+embedding and the loss may stay finite while its gradients are NaN).
 
 What the harness sees: every slice's ``P(lesion)`` is its patient's bag score (as for
 ``cnn_mil``), so the patient-level metrics read the MIL score; slice-level metrics of this rule
@@ -38,14 +40,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from spikebench.harness.encoding import encode
-from spikebench.harness.rules.base import FitContext, Rule, Split, class_weights
+from spikebench.harness.rules.base import (
+    FitContext,
+    Rule,
+    Split,
+    check_finite_params,
+    class_weights,
+)
 from spikebench.harness.rules.conv_surrogate import (
     IMAGE_ENCODINGS,
     ConvSurrogate,
     ConvSurrogateModel,
     _check_training,
+    check_parameters,
     conv_spec,
+    encode_crops,
 )
 from spikebench.harness.rules.early_stopping import fit_epochs
 from spikebench.harness.rules.mil import (
@@ -89,8 +98,7 @@ class ConvMILModel(ConvSurrogateModel):
         """Slice embeddings ``[B, hidden]`` (module docstring) and the membrane ``[T, B, .]``
         of float32 crops ``xb`` ``[B, C, S, S]`` over ``steps`` steps."""
         p = self.params
-        out = self.net(encode(xb, p["encoding"], steps, gain=float(p["gain"]),
-                              generator=generator))
+        out = self.net(encode_crops(xb, p, steps, generator))
         h = out.spikes.mean(0) if p["readout"] == "rate" else out.membrane.mean(0)
         return h, out.membrane
 
@@ -136,6 +144,7 @@ class ConvSNNMIL(Rule):
         from spikebench.backends.conv import build_conv
 
         p, hidden = dict(params), int(params["hidden"])
+        check_finite_params(p)
         spec = embedding_spec(train.X, p)
         net = build_conv(ctx.require_backend(self.name).name, spec, device=ctx.device,
                          seed=ctx.seed)
@@ -147,6 +156,8 @@ class ConvSNNMIL(Rule):
         both = torch.nn.ModuleDict({"net": net, "head": head})
         opt = torch.optim.Adam(both.parameters(), lr=float(p["lr"]),
                                weight_decay=float(p["weight_decay"]))
+        epoch_now = [0]  # the steps run inside train_bags: its hook checks the weights
+        opt.register_step_post_hook(lambda *_: check_parameters(both, epoch_now[0]))
         bags = bags_of(train.X)
         bag_y = bag_labels(bags, train.y)
         weights = class_weights(bag_y)
@@ -161,6 +172,7 @@ class ConvSNNMIL(Rule):
             return head(h)[0]
 
         def train_epoch(epoch: int) -> None:
+            epoch_now[0] = epoch
             train_bags(train.X, bags, bag_y, bag_logit, opt, weights=weights, rng=rng,
                        cap=int(p["bag_slices"]), per_step=int(p["bags_per_step"]),
                        check=lambda loss: _check_training(loss, peak[0], epoch))

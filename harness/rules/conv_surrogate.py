@@ -13,6 +13,13 @@ surrogate` on the output layer's spikes ``S[t]`` and charge ``H[t]``:
 class-weighted (inverse frequency), Adam, early stopping on the validation score.
 ``P(lesion)`` is the softmax of the logits the loss reads.
 
+Divergence: a NaN pixel, gain or weight makes a charge NaN, and a NaN charge never crosses the
+threshold, so it stays inside the layer it starts in (silent neurons downstream) while the
+read-out and the loss may stay finite. The fit therefore stops with
+:class:`~spikebench.harness.rules.base.DivergedError` on a non-finite hyper-parameter, input
+pixel, loss or membrane, and on non-finite parameters after any optimiser step (where NaN
+gradients of an early layer land).
+
 Costs per sample: every input event of layer ``l`` reaches ``fan_out_l`` synapses
 (``C_out k²`` for a convolution, counted as if away from the border; the next width for a
 dense layer); events from spikes are accumulates (ACs), the real-valued pixels of a ``direct``
@@ -34,6 +41,7 @@ from spikebench.harness.rules.base import (
     Rule,
     Split,
     TrainedModel,
+    check_finite_params,
     class_weights,
 )
 from spikebench.harness.rules.early_stopping import fit_epochs
@@ -77,7 +85,7 @@ class ConvSurrogateModel(TrainedModel):
             for start in range(0, n, CHUNK):
                 xb = torch.as_tensor(read_rows(X, np.arange(start, min(start + CHUNK, n))),
                                      device=self.device)
-                enc = encode(xb, p["encoding"], steps, gain=float(p["gain"]), generator=gen)
+                enc = encode_crops(xb, p, steps, gen)
                 out = self.net(enc)
                 logits.append(logits_of(out.spikes, out.membrane, p["loss"]))
                 c = torch.stack([torch.as_tensor(v).float() for v in out.layer_spike_counts])
@@ -146,6 +154,7 @@ class ConvSurrogate(Rule):
         from spikebench.backends.conv import build_conv
 
         p = dict(params)
+        check_finite_params(p)
         if p["encoding"] not in IMAGE_ENCODINGS or p["loss"] not in IMAGE_LOSSES:
             raise ValueError(f"encoding must be one of {IMAGE_ENCODINGS} and loss one of "
                              f"{IMAGE_LOSSES}, got {p['encoding']!r}, {p['loss']!r}")
@@ -167,14 +176,14 @@ class ConvSurrogate(Rule):
             for start in range(0, len(order), batch):
                 idx = order[start:start + batch]
                 xb = torch.as_tensor(read_rows(train.X, idx), device=device)
-                out = net(encode(xb, p["encoding"], steps, gain=float(p["gain"]),
-                                 generator=gen))
+                out = net(encode_crops(xb, p, steps, gen))
                 loss = spike_loss(out.spikes, out.membrane, y_all[idx], p["loss"],
                                   weight=weight, lam=0.0, phi=1.0)
                 _check_training(loss, out.membrane, epoch)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                check_parameters(net, epoch)
 
         epochs, best = fit_epochs(
             net, epochs=int(p["epochs"]), patience=int(p["patience"]), train_epoch=train_epoch,
@@ -183,6 +192,30 @@ class ConvSurrogate(Rule):
         model.info = {"epochs": epochs, "labels_used": len(train), "best_val": best,
                       "conv_spec": str(spec)}
         return model
+
+
+def encode_crops(xb: torch.Tensor, p: Mapping[str, Any], steps: int,
+                 generator: torch.Generator) -> torch.Tensor:
+    """The ``[T, B, C, S, S]`` input of float crops ``xb`` under ``p``'s encoder;
+    :class:`DivergedError` for NaN/inf pixels (one ``isfinite`` over the batch), which no
+    later check would see (module docstring)."""
+    finite = torch.isfinite(xb)
+    if not bool(finite.all()):
+        raise DivergedError(f"non-finite input: {int((~finite).sum())} NaN/inf pixels in a "
+                            f"batch of {len(xb)} crops")
+    return encode(xb, p["encoding"], steps, gain=float(p["gain"]), generator=generator)
+
+
+def check_parameters(module: torch.nn.Module, epoch: int) -> None:
+    """:class:`DivergedError` naming the parameters of ``module`` that hold NaN/inf: call it
+    after each optimiser step, where NaN gradients of an early layer land (module docstring).
+    One fused ``isfinite`` over all parameters flattened; per tensor only to name culprits."""
+    named = [(name, param.detach()) for name, param in module.named_parameters()]
+    if not named or bool(torch.isfinite(torch.cat([t.reshape(-1) for _, t in named])).all()):
+        return
+    bad = [name for name, t in named if not bool(torch.isfinite(t).all())]
+    raise DivergedError(f"non-finite parameters after an optimiser step at epoch {epoch}: "
+                        f"{', '.join(bad)} (NaN/inf gradients)")
 
 
 def _check_training(loss: torch.Tensor, membrane: torch.Tensor, epoch: int) -> None:

@@ -57,7 +57,13 @@ from typing import Any
 import numpy as np
 
 from spikebench.errors import RuleError
-from spikebench.harness.rules.base import COUNTERS, FitContext, Split, TrainedModel
+from spikebench.harness.rules.base import (
+    COUNTERS,
+    FitContext,
+    Split,
+    TrainedModel,
+    check_finite_params,
+)
 from spikebench.harness.rules.conv_surrogate import CHUNK, read_rows
 from spikebench.harness.rules.tempotron import Tempotron, TempotronModel
 from spikebench.harness.space import Fixed, Param
@@ -199,6 +205,7 @@ class ImageTempotron(Tempotron):
             ) -> ImageTempotronModel:
         grid = int(params.get("grid", DEFAULT_GRID))
         ctx.require_backend(self.name)  # before reading any crop
+        check_finite_params(params)  # a NaN gain: NaN spike times, every afferent silent
         pooled = pooled_rows(train.X, grid)
         code = PooledCode.fit(pooled, grid)
         tempotron = super().fit(
