@@ -29,3 +29,20 @@ class RuleError(SpikebenchError, ValueError):
 
 class UsageError(SpikebenchError):
     """A command line the CLI refuses (printed as one line, exit code 2)."""
+
+
+class OutputError(SpikebenchError, OSError):
+    """A file spikebench writes could not be written (a full disk, a quota, a read-only or
+    forbidden folder). The message names the file and the fix; the ``errno``, ``strerror`` and
+    ``filename`` of the cause are kept, so code that handles :class:`OSError` still does."""
+
+    def __init__(self, message: str, code: int | None = None, strerror: str | None = None,
+                 filename: str | None = None) -> None:
+        OSError.__init__(self, code, strerror, filename)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[type, tuple[str, int | None, str | None, str | None]]:
+        return type(self), (self.message, self.errno, self.strerror, self.filename)

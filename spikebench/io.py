@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from spikebench.oserror import errno_of, output_error
+
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file + rename (never a half-written file)."""
@@ -27,8 +29,10 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(path)  # a failed write()/fsync() names no file: name the target
         raise
 
 
@@ -43,10 +47,21 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
 
 
 def write_parquet(path: str | os.PathLike[str], frame: Any) -> None:
-    """Atomically write a pandas DataFrame as parquet."""
-    buf = io.BytesIO()
-    frame.to_parquet(buf, index=False)
-    atomic_write_bytes(path, buf.getvalue())
+    """Atomically write a pandas DataFrame as parquet: the one place every parquet table is
+    written. An OS or disk failure (full disk, quota, read-only or forbidden folder; also
+    pyarrow's I/O errors, whose errno may be in the message only) is one
+    :class:`~spikebench.errors.OutputError` naming ``path`` and the fix, without a pyarrow
+    traceback, and leaves nothing at ``path`` (a file already there stays as it was)."""
+    from pyarrow.lib import ArrowException
+
+    try:
+        buf = io.BytesIO()
+        frame.to_parquet(buf, index=False)
+        atomic_write_bytes(path, buf.getvalue())
+    except (OSError, ArrowException) as exc:
+        if not isinstance(exc, OSError) and errno_of(exc) is None:
+            raise  # ArrowInvalid, ArrowTypeError ...: a frame parquet cannot hold, not the disk
+        raise output_error(path, exc) from None
 
 
 def concat_parquet(files: Iterable[Path], out: str | os.PathLike[str]) -> int:

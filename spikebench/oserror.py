@@ -6,6 +6,11 @@ half-written reads as valid: fixing the cause and rerunning the same command res
 from __future__ import annotations
 
 import errno
+import os
+import re
+from pathlib import Path
+
+from spikebench.errors import OutputError
 
 #: errno → what to do about it.
 FIXES = {
@@ -20,6 +25,11 @@ FIXES = {
     errno.ENAMETOOLONG: "the name is longer than the file system allows: use a shorter path",
     errno.EEXIST: "the path exists already: choose another",
 }
+#: The fix of a failed write whose cause names no errno.
+WRITE_FIX = ("check that its folder exists and is writable and that the disk has free space "
+             "(or choose another --out), then rerun to resume")
+#: ``[Errno 28]``, ``errno 28``, ``errno=28``: how pyarrow's messages carry an errno.
+_ERRNO_TEXT = re.compile(r"\berrno\s*[:=]?\s*(\d+)", re.IGNORECASE)
 
 
 def describe_os_error(exc: OSError) -> str:
@@ -28,3 +38,40 @@ def describe_os_error(exc: OSError) -> str:
     fix = FIXES.get(exc.errno or 0, "check the path and rerun")
     reason = exc.strerror or type(exc).__name__
     return f"{where or 'a file'}: {reason}; {fix}"
+
+
+def errno_of(exc: BaseException) -> int | None:
+    """The errno of ``exc``: its ``errno`` attribute, else one written in its message (pyarrow's
+    I/O errors may carry it as text only, ``[errno 28] No space left on device``), else that of
+    a known error text in the message; None when it has none."""
+    code = getattr(exc, "errno", None)
+    if isinstance(code, int) and code:
+        return code
+    text = str(exc)
+    match = _ERRNO_TEXT.search(text)
+    if match:
+        return int(match.group(1))
+    lowered = text.lower()
+    return next((known for known in FIXES if os.strerror(known).lower() in lowered), None)
+
+
+def _reason(exc: BaseException, code: int | None) -> str:
+    """What went wrong in a few words: the OS's text, else the first line of the message
+    (never a library's source locations or traceback), else the exception's type."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return str(exc.strerror)
+    if code:
+        return os.strerror(code)
+    first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    return first or type(exc).__name__
+
+
+def output_error(path: str | os.PathLike[str], exc: BaseException) -> OutputError:
+    """The :class:`~spikebench.errors.OutputError` of a failed write of ``path`` caused by
+    ``exc`` (an :class:`OSError` or a pyarrow I/O error): one line naming ``path``, the cause
+    and the fix, keeping the cause's errno."""
+    code = errno_of(exc)
+    reason = _reason(exc, code)
+    fix = FIXES.get(code or 0, WRITE_FIX)
+    return OutputError(f"cannot write {Path(path)}: {reason}; {fix}", code, reason,
+                       str(Path(path)))
