@@ -54,6 +54,7 @@ from spikebench.harness.rules.base import (
     Rule,
     Split,
     TrainedModel,
+    check_finite_params,
     class_weights,
 )
 from spikebench.harness.rules.early_stopping import EarlyStopping
@@ -224,6 +225,7 @@ class ActiveLearning(Rule):
             ) -> ActiveModel:
         p = dict(params)
         check_finite(train, val)
+        check_finite_params(p)
         check_params(p)
         steps = int(p["steps"])
         spec = NetworkSpec(sizes=(2 * train.X.shape[1], int(p["hidden"])), beta=float(p["beta"]),

@@ -36,6 +36,7 @@ from spikebench.harness.rules.base import (
     Rule,
     Split,
     TrainedModel,
+    check_finite_params,
     class_weights,
 )
 from spikebench.harness.rules.early_stopping import fit_epochs
@@ -157,6 +158,7 @@ class SurrogateGradient(Rule):
             ) -> SurrogateModel:
         p = dict(params)
         check_finite(train, val)
+        check_finite_params(p)
         if p["encoding"] not in ENCODINGS:
             raise ValueError(f"encoding must be one of {ENCODINGS}, got {p['encoding']!r}")
         if p["loss"] not in LOSSES:

@@ -63,6 +63,7 @@ from spikebench.harness.rules.base import (
     Split,
     TrainedModel,
     backend_needs,
+    check_finite_params,
     class_weights,
 )
 from spikebench.harness.rules.early_stopping import EarlyStopping
@@ -271,6 +272,7 @@ class Tempotron(Rule):
             ) -> TempotronModel:
         p = dict(params)
         check_finite(train, val)
+        check_finite_params(p)
         steps, tau = int(p["steps"]), float(p["tau"])
         npc, pop = int(p["neurons_per_class"]), int(p["population"])
         threshold = float(p["threshold"])
