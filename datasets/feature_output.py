@@ -14,7 +14,7 @@ from pathlib import Path
 
 from spikebench.datasets.msd import Case
 from spikebench.datasets.slice_features import FEATURE_NAMES
-from spikebench.errors import DataError
+from spikebench.errors import DataError, OutputError
 
 _INPUT_FOLDERS = ("imagesTr", "labelsTr", "imagesTs")
 
@@ -103,6 +103,8 @@ def _write(path: Path, action: Callable[[], None]) -> None:
     """Run a write, turning an OS refusal into one DataError naming the path and the fix."""
     try:
         action()
+    except OutputError as exc:  # already names the file and the fix for its cause
+        raise DataError(exc.message) from None
     except OSError as exc:
         raise DataError(f"{path}: cannot write ({type(exc).__name__}: {exc.strerror or exc}); "
                         "choose an output file path on a writable file system, not a folder, "

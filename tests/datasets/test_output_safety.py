@@ -89,6 +89,17 @@ def test_output_that_is_a_directory_or_unwritable_is_one_data_error(phantom_root
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
 
+    import pyarrow.parquet as pq
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:  # the fix named is the one for a full disk
+        patch.setattr(pq, "write_table", disk_full)
+        with pytest.raises(DataError, match=r"f\.parquet.*disk is full") as info:
+            extract_features(phantom_root, tmp_path / "full" / "f.parquet")
+        assert "writable file system" not in str(info.value)
+
     monkeypatch.setattr(features, "write_parquet", read_only)
     for on_error in ("fail", "skip"):  # an output problem is never a per-case skip
         with pytest.raises(DataError, match=r"Read-only file system.*writable file system"):
