@@ -148,6 +148,11 @@ def _metric_columns(primary: str) -> list[str]:
     return [primary, *(m for m in TEST_METRICS if m != primary)]
 
 
+#: In HTML the main tables show a cell's track as a second line of its rule (the rows have two
+#: lines anyway: value and interval or spread); Markdown and LaTeX keep the track column.
+_TRACK_UNDER_RULE = {"track": "rule"}
+
+
 def _text_tables(r: Report) -> dict[str, TextTable]:
     out: dict[str, TextTable] = {}
     main = r.main
@@ -167,10 +172,12 @@ def _text_tables(r: Report) -> dict[str, TextTable]:
                     bold.add((i, j))
                 row.append(text)
             rows.append(row)
+        # compact, the track under the rule: the table fits a 1400 px page with image cells
         out["performance"] = TextTable(
             "performance", "Test-set performance: mean ± std over repeats "
             f"[{CONFIDENCE:.0%} patient-bootstrap interval]",
-            [*keys, *(metric_label(c) for c in cols)], rows, bold)
+            [*keys, *(metric_label(c) for c in cols)], rows, bold, compact=True,
+            under=_TRACK_UNDER_RULE)
         out["cost"] = _cost_table(main, keys)
     incomplete = r.coverage[r.coverage["state"] != "complete"]
     if not incomplete.empty:
@@ -200,7 +207,8 @@ def _cost_table(main: pd.DataFrame, keys: list[str]) -> TextTable:
             else "repeats")
     pool = f"; {POOL_ADDS_NOTE}" if "pool_adds_per_sample" in costs else ""
     return TextTable("cost", f"Cost per test sample and training time (mean ± std over {over}). "
-                     f"{COST_LEGEND}{pool}.", [*keys, *costs.values()], rows, compact=True)
+                     f"{COST_LEGEND}{pool}.", [*keys, *costs.values()], rows, compact=True,
+                     under=_TRACK_UNDER_RULE)
 
 
 # -- figures ----------------------------------------------------------------------------------

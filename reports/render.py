@@ -27,9 +27,16 @@ class TextTable:
     rows: list[list[str]]
     bold: set[tuple[int, int]] = field(default_factory=set)
     note: str = ""
-    #: HTML only: the ``± std`` of a cell on its own line and headers that may wrap, so that a
-    #: table of many numeric columns (the cost table) fits the page instead of scrolling.
+    #: HTML only: headers that may wrap and the ``± std`` of a cell without an interval on its
+    #: own line, so that a table of many numeric columns (the performance and cost tables) fits
+    #: the page instead of scrolling. A cell has at most two lines: its value, then its
+    #: interval or, lacking one, its ``± std``.
     compact: bool = False
+    #: HTML only: header → header of the column it is shown under: that column's values (and
+    #: header) become a second, smaller line of the other column's cells, so that a short label
+    #: (the ``track`` under the ``rule``) costs no width of its own. Markdown and LaTeX keep
+    #: the column. Headers the table lacks are ignored.
+    under: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_frame(cls, name: str, title: str, frame: pd.DataFrame, note: str = ""
@@ -112,13 +119,21 @@ def to_markdown(table: TextTable) -> str:
 
 def to_html(table: TextTable) -> str:
     """An HTML table in a horizontally scrolling wrapper (bold cells ``<strong>``; a
-    ``compact`` table has class ``compact`` and its spreads on a second line)."""
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in table.header)
+    ``compact`` table has class ``compact`` and its spreads on a second line; a column named
+    in ``under`` is a second line of the column it is shown under)."""
+    index = {h: j for j, h in enumerate(table.header)}
+    below = {index[host]: index[h] for h, host in table.under.items()
+             if h in index and host in index}
+    shown = [j for j in range(len(table.header)) if j not in below.values()]
+    head = "".join(f"<th>{html.escape(table.header[j])}{_second_line(table.header, below, j)}"
+                   "</th>" for j in shown)
     body = []
     for i, row in enumerate(table.rows):
         cells = []
-        for j, text in enumerate(row):
+        for j in shown:
+            text = row[j]
             t = _html_cell(text, bold=(i, j) in table.bold, compact=table.compact)
+            t += _second_line(row, below, j)
             cls = ' class="num"' if j and _numeric_looking(text) else ""
             cells.append(f"<td{cls}>{t}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
@@ -127,11 +142,19 @@ def to_html(table: TextTable) -> str:
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
 
 
+def _second_line(texts: list[str], below: dict[int, int], j: int) -> str:
+    """The text of the column shown under column ``j`` (``below``), as its second line."""
+    if j not in below or not texts[below[j]]:
+        return ""
+    return f'<br><span class="ci">{html.escape(texts[below[j]])}</span>'
+
+
 def _html_cell(text: str, *, bold: bool, compact: bool) -> str:
-    """One cell's HTML: the value (``<strong>`` when bold), then on lines of their own the
-    ``± std`` when ``compact`` and the interval; second lines keep wide tables narrow."""
+    """One cell's HTML: the value (``<strong>`` when bold), then on a line of its own the
+    interval or, when ``compact`` and there is no interval, the ``± std``; second lines keep
+    wide tables narrow."""
     main, interval = _split_interval(text)
-    main, spread = _split_spread(main) if compact else (main, "")
+    main, spread = _split_spread(main) if compact and not interval else (main, "")
     out = html.escape(main)
     if bold and text:
         out = f"<strong>{out}</strong>"

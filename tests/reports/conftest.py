@@ -4,6 +4,8 @@ Predictions are seeded random probabilities per patient / slice whose separation
 normal slices is set per cell (``strength``); results rows carry test metrics computed from
 those predictions with the harness's own metric code, so a report that recomputes them must
 agree. Trials, active-learning curves, a skipped cell and reference rows are included.
+:func:`image_study` rewrites such a folder as a study with image-track cells (the widest
+report: the ``image_report`` fixture).
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ NEW_COLUMNS = ("fold", "threshold", "acs_per_sample", "macs_per_sample", "best_t
 TRAIN_STEPS = 8
 STEPS = (4, 8, 16)
 N_FEATURES = 12
+#: The image-track rules of :func:`image_study`.
+IMAGE_RULES = ("image_tempotron", "conv_surrogate")
+#: ``C (S² − g²)`` of a 3-channel 64 × 64 crop pooled to 8 × 8 (image_tempotron's formula).
+POOL_ADDS = 3 * (64 * 64 - 8 * 8)
 
 
 @dataclass
@@ -301,3 +307,52 @@ def demo_study(tmp_path_factory) -> Path:
     plan = StudyPlan(skipped={("spikingjelly", "tempotron"): "tempotron needs latency coding, "
                                                               "which spikingjelly lacks here"})
     return make_study(tmp_path_factory.mktemp("demo") / "study", plan)
+
+
+def as_image_study(study: Path, *, pool_adds: bool) -> Path:
+    """Rewrite ``study``'s results rows as the image track writes them: a ``track`` column,
+    synaptic operation counts of a convolutional network (millions per sample) and, when
+    ``pool_adds``, ``pool_adds_per_sample`` (:data:`POOL_ADDS`) on the image_tempotron rows
+    only."""
+    path = study / "results.parquet"
+    res = pd.read_parquet(path)
+    image = res["rule"].isin(IMAGE_RULES)
+    res["track"] = np.where(image, "images", "features")
+    for col in ("synops_per_sample", "acs_per_sample", "macs_per_sample"):
+        res.loc[image, col] = res.loc[image, col] * 2500.0
+    if pool_adds:
+        res["pool_adds_per_sample"] = np.where(res["rule"] == "image_tempotron",
+                                               float(POOL_ADDS), np.nan)
+    res.to_parquet(path, index=False)
+    return study
+
+
+def image_study(root: Path, *, pool_adds: bool) -> Path:
+    """A 3 backends × (surrogate + :data:`IMAGE_RULES`) study with references, 3 repeats, in
+    ``root/study`` (:func:`as_image_study`)."""
+    plan = StudyPlan(backends=("custom", "snntorch", "spikingjelly"),
+                     rules=("surrogate", *IMAGE_RULES), repeats=3, n_patients=32, n_trials=4,
+                     trials=False, curves=False)
+    return as_image_study(make_study(root / "study", plan), pool_adds=pool_adds)
+
+
+@pytest.fixture(scope="session")
+def make_image_study():
+    """:func:`image_study` itself: ``make_image_study(root, pool_adds=...)``."""
+    return image_study
+
+
+@pytest.fixture(scope="session")
+def image_pool_adds() -> int:
+    """The pooling additions per sample the image study's image_tempotron rows carry."""
+    return POOL_ADDS
+
+
+@pytest.fixture(scope="session")
+def image_report(tmp_path_factory) -> Path:
+    """The report (no figures) of the image study, image_tempotron with pooling additions:
+    the widest tables a report has."""
+    from spikebench.reports import build_report
+
+    study = image_study(tmp_path_factory.mktemp("image"), pool_adds=True)
+    return build_report(study, n_bootstrap=20, figures=False)

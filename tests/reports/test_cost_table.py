@@ -10,55 +10,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from spikebench.reports import build_report
 from spikebench.reports.render import fmt_cost
 
-IMAGE_RULES = ("image_tempotron", "conv_surrogate")
-#: ``C (S² − g²)`` of a 3-channel 64 × 64 crop pooled to 8 × 8 (image_tempotron's formula).
-POOL_ADDS = 3 * (64 * 64 - 8 * 8)
-
-
-def _as_image_study(study: Path, *, pool_adds: bool) -> Path:
-    """Rewrite ``study``'s results rows as the image track writes them: a ``track`` column,
-    synaptic operation counts of a convolutional network (millions per sample) and, when
-    ``pool_adds``, ``pool_adds_per_sample`` on the image_tempotron rows only."""
-    path = study / "results.parquet"
-    res = pd.read_parquet(path)
-    image = res["rule"].isin(IMAGE_RULES)
-    res["track"] = np.where(image, "images", "features")
-    for col in ("synops_per_sample", "acs_per_sample", "macs_per_sample"):
-        res.loc[image, col] = res.loc[image, col] * 2500.0
-    if pool_adds:
-        res["pool_adds_per_sample"] = np.where(res["rule"] == "image_tempotron",
-                                               float(POOL_ADDS), np.nan)
-    res.to_parquet(path, index=False)
-    return study
-
-
-def _study(root: Path, make_synthetic_study, study_plan, *, pool_adds: bool) -> Path:
-    plan = study_plan(backends=("custom", "snntorch", "spikingjelly"),
-                      rules=("surrogate", *IMAGE_RULES), repeats=3, n_patients=32,
-                      n_trials=4, trials=False, curves=False)
-    return _as_image_study(make_synthetic_study(root / "study", plan), pool_adds=pool_adds)
-
 
 @pytest.fixture(scope="module")
-def pooled_report(tmp_path_factory, make_synthetic_study, study_plan) -> Path:
+def pooled_report(image_report) -> Path:
     """The report of a 3 × 3 study (two image rules, one with pooling additions)."""
-    study = _study(tmp_path_factory.mktemp("pooled"), make_synthetic_study, study_plan,
-                   pool_adds=True)
-    return build_report(study, n_bootstrap=20, figures=False)
+    return image_report
 
 
 @pytest.fixture(scope="module")
-def unpooled_report(tmp_path_factory, make_synthetic_study, study_plan) -> Path:
+def unpooled_report(tmp_path_factory, make_image_study) -> Path:
     """The same study written before the pooling additions were counted (no such column)."""
-    study = _study(tmp_path_factory.mktemp("unpooled"), make_synthetic_study, study_plan,
-                   pool_adds=False)
+    study = make_image_study(tmp_path_factory.mktemp("unpooled"), pool_adds=False)
     return build_report(study, n_bootstrap=20, figures=False)
 
 
@@ -77,20 +45,20 @@ def _cost_html(report: Path) -> tuple[str, str]:
     return table.split("</table>")[0], before.rsplit("<h3>", 1)[1]
 
 
-def test_pool_adds_are_shown_apart_from_synaptic_operations(pooled_report):
+def test_pool_adds_are_shown_apart_from_synaptic_operations(pooled_report, image_pool_adds):
     header, *rows = _cost_markdown(pooled_report)
     column = header.index("pool adds")
     by_rule = {(r[0], r[1]): r[column] for r in rows}
-    assert by_rule[("custom", "image_tempotron")].startswith(f"{POOL_ADDS:,}")
+    assert by_rule[("custom", "image_tempotron")].startswith(f"{image_pool_adds:,}")
     assert by_rule[("custom", "surrogate")] == by_rule[("custom", "conv_surrogate")] == ""
     assert by_rule[("reference", "mlp")] == ""
     main = pd.read_csv(pooled_report / "tables" / "main.csv")
     tempotron = main[main["rule"] == "image_tempotron"]
-    assert (tempotron["pool_adds_per_sample_mean"] == POOL_ADDS).all()
+    assert (tempotron["pool_adds_per_sample_mean"] == image_pool_adds).all()
     # the synaptic operations are the harness's, untouched by the pooling additions
-    assert not (tempotron["synops_per_sample_mean"] == POOL_ADDS).any()
+    assert not (tempotron["synops_per_sample_mean"] == image_pool_adds).any()
     cost, caption = _cost_html(pooled_report)
-    assert "<th>pool adds</th>" in cost and f"{POOL_ADDS:,}" in cost
+    assert "<th>pool adds</th>" in cost and f"{image_pool_adds:,}" in cost
     assert "pool adds" in caption and "not synaptic" in caption
 
 
