@@ -65,14 +65,12 @@ def test_a_non_finite_setting_stops_a_feature_rule_before_training(name, param):
     """A NaN setting (``[space.<rule>]`` accepts TOML's ``nan``, an API user can pass one)
     makes every charge NaN, which never crosses a threshold: the fit must fail as diverged,
     not train silent neurons into a chance-level model."""
-    from conftest import make_patient_problem
-
     from spikebench.harness.rules import DivergedError, FitContext, get_rule
     from spikebench.harness.rules.base import hide_labels
     from spikebench.harness.space import default_values
 
     rule = get_rule(name)
-    train, val, _ = make_patient_problem(0)
+    train, val, _ = held_out_problem(0)
     params = {**default_values(rule.search_space()), param: float("nan")}
     ctx = FitContext.for_validation(val, "pr_auc", seed=0, backend="custom")
     with pytest.raises(DivergedError, match=f"non-finite hyper-parameter: {param} = nan"):
