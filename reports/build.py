@@ -397,6 +397,7 @@ h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-to
 .scroll{overflow-x:auto;margin:.6em 0 1.2em;border:1px solid #e4e4e4}
 table{border-collapse:collapse;font-size:.86em;white-space:nowrap}
 table.compact th{white-space:normal;vertical-align:bottom}
+#coverage td,#excluded td{white-space:normal}
 th,td{padding:.35em .55em;border-bottom:1px solid #eee;text-align:left}
 thead th{background:#f4f6f8;border-bottom:2px solid #bbb;position:sticky;top:0}
 td.num{font-variant-numeric:tabular-nums}

@@ -327,12 +327,18 @@ def as_image_study(study: Path, *, pool_adds: bool) -> Path:
     return study
 
 
+#: A skip reason as long as a plug-in's error message can be: the coverage table must wrap it.
+LONG = ("backend 'spikingjelly' cannot serve this cell: its installed version lacks the "
+        "primitive the rule needs (multi-step LIF with a hard reset and a strict threshold); "
+        "install a newer version or drop the cell from [grid]")
+
+
 def image_study(root: Path, *, pool_adds: bool) -> Path:
     """A 3 backends × (surrogate + :data:`IMAGE_RULES`) study with references, 3 repeats, in
-    ``root/study`` (:func:`as_image_study`)."""
+    ``root/study`` (:func:`as_image_study`); one cell skipped with a long reason."""
     plan = StudyPlan(backends=("custom", "snntorch", "spikingjelly"),
                      rules=("surrogate", *IMAGE_RULES), repeats=3, n_patients=32, n_trials=4,
-                     trials=False, curves=False)
+                     trials=False, curves=False, skipped={("spikingjelly", "surrogate"): LONG})
     return as_image_study(make_study(root / "study", plan), pool_adds=pool_adds)
 
 
