@@ -142,8 +142,9 @@ def rule_space(spec: Any, rule: str) -> dict[str, Param]:
     from spikebench.harness.rules import get_rule
     from spikebench.harness.space import merge_space
 
-    return merge_space(get_rule(rule).search_space(), spec.space.get(rule, {}),
-                       f"[space.{rule}]")
+    r = get_rule(rule)
+    return merge_space(r.search_space(), spec.space.get(rule, {}), f"[space.{rule}]",
+                       r.domains())
 
 
 def plan_cells(spec: Any, folds: list[Fold], *, trials: int | None = None,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from spikebench.errors import SpecError
@@ -128,10 +128,15 @@ def _parse_range(where: str, raw: Mapping[str, Any]) -> Float | Int:
 
 
 def merge_space(
-    defaults: Mapping[str, Param], overrides: Mapping[str, Any], where: str
+    defaults: Mapping[str, Param], overrides: Mapping[str, Any], where: str,
+    domains: Mapping[str, Domain] | None = None,
 ) -> dict[str, Param]:
     """Defaults updated by the spec's overrides; unknown names are errors listing the known.
-    Every override is checked against its default (:func:`check_override`) before any work."""
+    Every override is checked against its default and its domain (``domains``, the rule's
+    :meth:`~spikebench.harness.rules.Rule.domains`; by default :func:`builtin_domains`) by
+    :func:`check_override` before any work."""
+    if domains is None:
+        domains = builtin_domains(defaults)
     space = dict(defaults)
     for key, raw in overrides.items():
         if key not in defaults:
@@ -139,13 +144,50 @@ def merge_space(
                 f"{where}.{key}: unknown parameter; known: {', '.join(sorted(defaults))}"
             )
         space[key] = check_override(f"{where}.{key}", key, defaults[key],
-                                    parse_param(f"{where}.{key}", raw))
+                                    parse_param(f"{where}.{key}", raw), domains.get(key))
     return space
 
 
-#: Integer hyperparameters that count something (neurons, time steps, epochs, samples): at
-#: least 1, and at most the bound that keeps memory and run time finite (time steps and hidden
-#: neurons size the ``[T, B, H]`` activations; inference runs up to 16 × the training T).
+@dataclasses.dataclass(frozen=True)
+class Domain:
+    """The values a hyper-parameter may take at all, whatever range a spec asks for: every
+    override is checked against it before any work (a rule declares its own in
+    :meth:`~spikebench.harness.rules.Rule.domains`)."""
+
+    low: float | None = None
+    high: float | None = None
+    #: ``low`` itself allowed (``False``: strictly above it, e.g. a learning rate > 0)
+    low_inclusive: bool = True
+    #: A count (neurons, steps, epochs...): the message says so.
+    count: bool = False
+
+    @classmethod
+    def counting(cls, high: int) -> Domain:
+        """An integer that counts something: 1 to ``high`` (the bound that keeps memory and
+        run time finite)."""
+        return cls(1, high, count=True)
+
+    def problem(self, name: str, value: Any) -> str | None:
+        """Why ``value`` is outside the domain (a message naming ``name``), or ``None``."""
+        if self.count and not self.low <= value <= self.high:
+            return (f"{value} is out of range; {name} counts something and must be between "
+                    f"{self.low:g} and {self.high:g}")
+        below = self.low is not None and (
+            value < self.low if self.low_inclusive else value <= self.low)
+        if self.low is not None and self.high is not None and (below or value > self.high):
+            return f"must be between {self.low:g} and {self.high:g}, got {value!r}"
+        if below:
+            return f"must be {'>=' if self.low_inclusive else '>'} {self.low:g}, got {value!r}"
+        if self.high is not None and value > self.high:
+            return f"must be <= {self.high:g}, got {value!r}"
+        return None
+
+
+#: The built-in rules' parameter domains, by name (also the default for a plug-in rule that
+#: declares none). Integer parameters that count something (neurons, time steps, epochs,
+#: samples) are at least 1 and at most the bound that keeps memory and run time finite (time
+#: steps and hidden neurons size the ``[T, B, H]`` activations; inference runs up to 16 × the
+#: training T).
 COUNTS: dict[str, int] = {
     "hidden": 4096, "steps": 512, "epochs": 100_000, "batch_size": 65_536,
     "patience": 100_000, "neurons_per_class": 1024, "population": 1024,
@@ -157,6 +199,22 @@ POSITIVE = frozenset({"lr", "readout_lr", "tau", "tau_plus", "tau_minus", "slope
                       "threshold", "target_rate", "init_std"})
 NON_NEGATIVE = frozenset({"weight_decay", "tet_lambda", "a_plus", "homeostasis"})
 UNIT = frozenset({"beta", "budget"})
+
+
+def builtin_domains(names: Iterable[str]) -> dict[str, Domain]:
+    """The domains of ``names`` that spikebench knows by name (:data:`COUNTS`,
+    :data:`POSITIVE`, :data:`NON_NEGATIVE`, :data:`UNIT`)."""
+    out: dict[str, Domain] = {}
+    for name in names:
+        if name in COUNTS:
+            out[name] = Domain.counting(COUNTS[name])
+        elif name in POSITIVE:
+            out[name] = Domain(0.0, low_inclusive=False)
+        elif name in NON_NEGATIVE:
+            out[name] = Domain(0.0)
+        elif name in UNIT:
+            out[name] = Domain(0.0, 1.0)
+    return out
 
 
 def _kind(value: Any) -> type:
@@ -176,11 +234,13 @@ def _values(param: Param) -> list[Any]:
     return [param.low, param.high]
 
 
-def check_override(where: str, name: str, default: Param, param: Param) -> Param:
+def check_override(where: str, name: str, default: Param, param: Param,
+                   domain: Domain | None = None) -> Param:
     """``param`` (the spec's override of ``name``) checked against the rule's ``default``: the
-    same type (an int where a float is expected is taken as a float), counts ≥ 1 and below
-    their memory bound (:data:`COUNTS`), finite floats in their domain, and for a parameter
-    whose default is a set of names, only those names. Returns the (possibly widened) param."""
+    same type (an int where a float is expected is taken as a float), finite numbers, values
+    in ``domain`` (counts ≥ 1 and below their memory bound, rates > 0, ...), and for a
+    parameter whose default is a set of names, only those names. Returns the (possibly
+    widened) param."""
     expected = {_kind(v) for v in _values(default)}
     if len(expected) != 1 or next(iter(expected)) not in (bool, int, float, str):
         return param  # lists or mixed defaults: the rule checks them itself
@@ -192,7 +252,7 @@ def check_override(where: str, name: str, default: Param, param: Param) -> Param
             shown = _TYPE_NAMES.get(got, got.__name__)
             raise SpecError(f"{where}: expected {_TYPE_NAMES[kind]} like the rule's default "
                             f"{_values(default)[0]!r}, got {value!r} ({shown})")
-        _check_domain(where, name, value)
+        _check_domain(where, name, value, domain)
     if kind is str and isinstance(default, Categorical):
         unknown = [v for v in _values(param) if v not in default.choices]
         if unknown:
@@ -217,18 +277,13 @@ def _widen(param: Param) -> Param:
     return param
 
 
-def _check_domain(where: str, name: str, value: Any) -> None:
-    if name in COUNTS and not 1 <= value <= COUNTS[name]:
-        raise SpecError(f"{where}: {value} is out of range; {name} counts something and must "
-                        f"be between 1 and {COUNTS[name]}")
+def _check_domain(where: str, name: str, value: Any, domain: Domain | None) -> None:
     if isinstance(value, float) and not math.isfinite(value):
         raise SpecError(f"{where}: must be a finite number, got {value!r}")
-    if name in POSITIVE and value <= 0:
-        raise SpecError(f"{where}: must be > 0, got {value!r}")
-    if name in NON_NEGATIVE and value < 0:
-        raise SpecError(f"{where}: must be >= 0, got {value!r}")
-    if name in UNIT and not 0 <= value <= 1:
-        raise SpecError(f"{where}: must be between 0 and 1, got {value!r}")
+    if domain is not None and not isinstance(value, (bool, str)):
+        problem = domain.problem(name, value)
+        if problem:
+            raise SpecError(f"{where}: {problem}")
 
 
 def suggest(trial: Any, space: Mapping[str, Param]) -> dict[str, Any]:

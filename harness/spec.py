@@ -266,7 +266,8 @@ def _check_grid(spec: StudySpec) -> None:
     for rule, overrides in spec.space.items():
         if not isinstance(overrides, dict):
             raise SpecError(f"[space.{rule}] must be a table")
-        space = merge_space(get_rule(rule).search_space(), overrides, f"[space.{rule}]")
+        r = get_rule(rule)
+        space = merge_space(r.search_space(), overrides, f"[space.{rule}]", r.domains())
         if rule in spec.study.references and rule not in spec.grid.rules:
             _check_reference_space(rule, space, overrides)
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from spikebench.errors import RuleError
+from spikebench.harness.space import Domain, builtin_domains
 
 if TYPE_CHECKING:
     import torch
@@ -164,6 +165,14 @@ class Rule(abc.ABC):
     @abc.abstractmethod
     def search_space(self) -> dict[str, Param]:
         """Default hyperparameters (ranges the spec's ``[space.<rule>]`` may override)."""
+
+    def domains(self) -> dict[str, Domain]:
+        """What each hyper-parameter may be at all, whatever a spec asks (e.g. ``hidden``: a
+        count of 1 to 4096; ``lr``: > 0): ``[space.<rule>]`` overrides outside are refused
+        before any work. Default: the domains spikebench knows by parameter name
+        (:func:`~spikebench.harness.space.builtin_domains`); a plug-in adds its own, e.g.
+        ``{**super().domains(), "n_filters": Domain.counting(512)}``."""
+        return builtin_domains(self.search_space())
 
     @abc.abstractmethod
     def fit(self, train: Split, val: Split, params: Mapping[str, Any], ctx: FitContext

@@ -5,7 +5,8 @@ disjoint (feature rows, or for ``inputs = "images"`` lazy 16 × 16 crop rows), a
 installed backend that lists it (or with no backend, for a rule that
 needs none), it:
 
-1. declares a search space of :mod:`spikebench.harness.space` parameters;
+1. declares a search space of :mod:`spikebench.harness.space` parameters whose every default
+   value lies in the rule's :meth:`~spikebench.harness.rules.Rule.domains`;
 2. fits with the validation labels hidden (``val.y`` is all ``-1``: it may use validation
    labels only through ``ctx.score_validation``, i.e. for early stopping and selection);
 3. returns ``P(lesion)`` per row, finite and in [0, 1], for the training T and other T;
@@ -119,6 +120,7 @@ def check_rule(rule: Rule | type[Rule] | str, *, params: Mapping[str, Any] | Non
     space = rule.search_space()
     assert space and all(isinstance(p, Param) for p in space.values()), (
         f"{rule.name}: search_space() must map names to spikebench.harness.space parameters")
+    _check_domains(rule, space)
     chosen = default_values(space) | dict(params or {})
     targets = backends if backends is not None else serving_backends(rule)
     assert targets, f"{rule.name}: no installed backend serves this rule"
@@ -126,6 +128,23 @@ def check_rule(rule: Rule | type[Rule] | str, *, params: Mapping[str, Any] | Non
     for backend in targets:
         out[str(backend)] = _check_on(rule, backend, chosen, seed)
     return out
+
+
+def _check_domains(rule: Rule, space: Mapping[str, Any]) -> None:
+    """Every value the default search space can take lies in the rule's declared domains (a
+    default range the spec could not even ask for is a bug in the rule)."""
+    from spikebench.errors import SpecError
+    from spikebench.harness.space import check_override
+
+    domains = rule.domains()
+    unknown = sorted(set(domains) - set(space))
+    assert not unknown, f"{rule.name}: domains() names parameters not in search_space(): {unknown}"
+    for name, param in space.items():
+        try:
+            check_override(f"{rule.name}.search_space()[{name!r}]", name, param, param,
+                           domains.get(name))
+        except SpecError as exc:
+            raise AssertionError(f"{rule.name}: its default is outside its domain: {exc}") from None
 
 
 def _instance(rule: Rule | type[Rule] | str) -> Rule:

@@ -75,3 +75,50 @@ def test_a_non_finite_setting_stops_a_feature_rule_before_training(name, param):
     ctx = FitContext.for_validation(val, "pr_auc", seed=0, backend="custom")
     with pytest.raises(DivergedError, match=f"non-finite hyper-parameter: {param} = nan"):
         rule.fit(train, hide_labels(val), params, ctx)
+
+
+class FilterRule(PeekingRule):
+    """A plug-in rule with a parameter spikebench does not know by name."""
+
+    name = "filters"
+
+    def search_space(self):
+        return {"c": Fixed(1), "n_filters": Fixed(16)}
+
+    def domains(self):
+        from spikebench.harness.space import Domain
+
+        return {**super().domains(), "n_filters": Domain.counting(64)}
+
+
+def test_a_rule_declares_the_domain_of_its_own_parameters(monkeypatch):
+    """``Rule.domains`` bounds a plug-in's own parameter in every spec override (checked
+    before any work), and the conformance kit refuses a default outside the domain."""
+    from spikebench.errors import SpecError
+    from spikebench.harness import plan
+    from spikebench.harness.rules import base as rules_base
+    from spikebench.harness.rules.conformance import _check_domains
+    from spikebench.harness.space import Domain, merge_space
+
+    rule = FilterRule()
+    assert rule.domains()["n_filters"] == Domain.counting(64)
+    with pytest.raises(SpecError, match=r"\[space.filters\]\.n_filters: 1000 is out of range; "
+                                        r"n_filters counts something and must be between 1 "
+                                        r"and 64"):
+        merge_space(rule.search_space(), {"n_filters": 1000}, "[space.filters]",
+                    rule.domains())
+    assert merge_space(rule.search_space(), {"n_filters": {"low": 8, "high": 64}},
+                       "[space.filters]", rule.domains())["n_filters"].high == 64
+    # the spec check and the cell plans use the rule's domains
+    monkeypatch.setattr("spikebench.harness.rules.get_rule", lambda name: rule)
+    spec = type("S", (), {"space": {"filters": {"n_filters": 0}}})()
+    with pytest.raises(SpecError, match="n_filters counts something"):
+        plan.rule_space(spec, "filters")
+
+    class Inconsistent(FilterRule):
+        def search_space(self):
+            return {"c": Fixed(1), "n_filters": Fixed(128)}
+
+    with pytest.raises(AssertionError, match=r"outside its domain.*n_filters"):
+        _check_domains(Inconsistent(), Inconsistent().search_space())
+    assert rules_base.builtin_domains(["hidden", "lr", "x"]).keys() == {"hidden", "lr"}
