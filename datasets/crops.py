@@ -199,20 +199,42 @@ def extract_crops(cases: Sequence[Any], cache: str | Path, settings: CropSetting
 
 def crop_case_cached(case: Any, folder: Path, settings: CropSettings) -> CaseCrops:
     """One case's crops from ``folder``'s cache when valid, else cropped and cached there."""
+    found = cached_crops(case, folder, settings)
+    if found is not None:
+        return found
+    data, slices = case_crops(case, settings)
+    return store_crops(case, folder, settings, data, slices)
+
+
+def _cache_paths(case: Any, folder: Path, settings: CropSettings) -> tuple[str, Path, Path]:
+    """``(case prefix, crops file, slice-index file)`` of ``case`` in ``folder``."""
     from spikebench.datasets.feature_cache import case_cache_prefix
-    from spikebench.io import atomic_write_bytes
 
     prefix = case_cache_prefix(case.patient_id)
     stem = f"{prefix}.{crop_cache_key(case, settings)}"
-    path, slices_path = folder / f"{stem}.npy", folder / f"{stem}.slices.npy"
+    return prefix, folder / f"{stem}.npy", folder / f"{stem}.slices.npy"
+
+
+def cached_crops(case: Any, folder: Path, settings: CropSettings) -> CaseCrops | None:
+    """``case``'s crops in ``folder`` when both files are present and valid, else ``None``."""
+    _, path, slices_path = _cache_paths(case, folder, settings)
     slices = _load_cached(path, slices_path, int(settings.size))
-    if slices is None:
-        data, slices = case_crops(case, settings)
-        if len(slices) == 0:
-            raise DataError(f"{case.label}: no liver slice to crop (label > 0 is empty)")
-        atomic_write_bytes(slices_path, _npy_bytes(slices))
-        atomic_write_bytes(path, _npy_bytes(data))
-        _remove_stale(folder, prefix, stem)
+    return None if slices is None else CaseCrops(case.patient_id, path, slices)
+
+
+def store_crops(case: Any, folder: Path, settings: CropSettings, data: np.ndarray,
+                slices: np.ndarray) -> CaseCrops:
+    """Cache ``case``'s crops (``uint8 [n, S, S]``, slice indices ``[n]``) in ``folder``
+    atomically, removing its files of other settings or file versions."""
+    from spikebench.io import atomic_write_bytes
+
+    if len(slices) == 0:
+        raise DataError(f"{case.label}: no liver slice to crop (label > 0 is empty)")
+    prefix, path, slices_path = _cache_paths(case, folder, settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(slices_path, _npy_bytes(slices))
+    atomic_write_bytes(path, _npy_bytes(data))
+    _remove_stale(folder, prefix, path.name.removesuffix(".npy"))
     return CaseCrops(case.patient_id, path, slices)
 
 

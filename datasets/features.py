@@ -114,6 +114,7 @@ def extract_features(root: str | Path, out: str | Path, *, workers: int = 1,
                      ambiguous_margin_mm2: float | None = None,
                      max_slice_voxels: int = DEFAULT_LIMITS.max_slice_voxels,
                      max_volume_voxels: int = DEFAULT_LIMITS.max_volume_voxels,
+                     crops: tuple[Path, Any] | None = None,
                      ) -> ExtractionResult:
     """Write the feature table of every training case of ``root`` to ``out`` (parquet).
 
@@ -127,6 +128,10 @@ def extract_features(root: str | Path, out: str | Path, *, workers: int = 1,
     module docstring); ``ambiguous_margin_mm2`` drops the negative slices with some tumour
     within that margin below ``min_lesion_mm2``. ``max_slice_voxels`` / ``max_volume_voxels``
     bound what a volume header may declare (checked before anything is allocated).
+
+    ``crops = (folder, CropSettings)``: a case whose features are computed here has its liver
+    crops cut in the same read of its volumes and cached in ``folder`` (what
+    :func:`spikebench.datasets.crops.extract_crops` would write; it then reads nothing).
     """
     t0 = time.perf_counter()
     _check_arguments(on_error, workers, min_lesion_voxels)
@@ -163,7 +168,7 @@ def extract_features(root: str | Path, out: str | Path, *, workers: int = 1,
 
     bar = _progress_bar(progress, len(jobs), cached)
     try:
-        _run_jobs(todo, workers, record, bar, limits)
+        _run_jobs(todo, workers, record, bar, limits, crops)
     finally:
         if bar is not None:
             bar.close()
@@ -318,26 +323,59 @@ def _refuse_duplicate_scans(root: Path, cases: list[Case], frames: dict) -> None
 
 def _run_jobs(todo: list[tuple[Case, Path]], workers: int,
               record: Callable[[str, str, str, float], None], bar,
-              limits: VolumeLimits = DEFAULT_LIMITS) -> None:
+              limits: VolumeLimits = DEFAULT_LIMITS, crops: tuple[Path, Any] | None = None
+              ) -> None:
     from spikebench.datasets.case_pool import map_cases
 
-    map_cases(extract_case, [(case, path, limits) for case, path in todo], workers,
+    map_cases(extract_case, [(case, path, limits, crops) for case, path in todo], workers,
               lambda result: record(*result), image_of=lambda job: job[0].image, bar=bar)
 
 
-def extract_case(case: Case, cache_path: Path, limits: VolumeLimits = DEFAULT_LIMITS
-                 ) -> tuple[str, str, str, float]:
-    """Compute and cache one case; returns ``(patient_id, "ok", cache path, read seconds)``
-    or ``(patient_id, "error", message, read seconds)`` for a :class:`DataError` in the case's
+def extract_case(case: Case, cache_path: Path, limits: VolumeLimits = DEFAULT_LIMITS,
+                 crops: tuple[Path, Any] | None = None) -> tuple[str, str, str, float]:
+    """Compute and cache one case (and, with ``crops = (folder, CropSettings)``, its crops in
+    the same read); returns ``(patient_id, "ok", cache path, read seconds)`` or
+    ``(patient_id, "error", message, read seconds)`` for a :class:`DataError` in the case's
     files. A failure to write the cache raises (it is not the case's fault)."""
     # Hostile values overflow silently here and are refused by the finiteness checks below,
     # with a message naming the file, instead of numpy's RuntimeWarnings.
     with np.errstate(all="ignore"):
-        return _extract_case(case, cache_path, limits)
+        return _extract_case(case, cache_path, limits, _CropSink.open(case, crops))
 
 
-def _extract_case(case: Case, cache_path: Path, limits: VolumeLimits
-                  ) -> tuple[str, str, str, float]:
+class _CropSink:
+    """Collects a case's crops during its feature pass and caches them at the end."""
+
+    def __init__(self, case: Case, folder: Path, settings: Any) -> None:
+        from spikebench.datasets import crops
+
+        self.case, self.folder, self.settings, self.module = case, folder, settings, crops
+        self.images: list[np.ndarray] = []
+        self.slices: list[int] = []
+
+    @classmethod
+    def open(cls, case: Case, crops: tuple[Path, Any] | None) -> _CropSink | None:
+        """A sink when crops are asked for and not already cached, else ``None``."""
+        if crops is None:
+            return None
+        from spikebench.datasets.crops import cached_crops
+
+        folder, settings = crops
+        return None if cached_crops(case, Path(folder), settings) else cls(case, folder, settings)
+
+    def add(self, k: int, stored: np.ndarray, roi: np.ndarray, spacing: Any, to_hu: Any) -> None:
+        self.images.append(self.module.crop_slice(stored, roi, spacing, to_hu, self.settings))
+        self.slices.append(k)
+
+    def close(self) -> None:
+        if not self.images:  # no liver slice: the crop pass reports it, naming the file
+            return
+        self.module.store_crops(self.case, self.folder, self.settings,
+                                np.stack(self.images), np.asarray(self.slices, dtype=np.int64))
+
+
+def _extract_case(case: Case, cache_path: Path, limits: VolumeLimits,
+                  sink: _CropSink | None = None) -> tuple[str, str, str, float]:
     import pandas as pd
 
     rows, idx, tumour = [], [], []
@@ -359,6 +397,8 @@ def _extract_case(case: Case, cache_path: Path, limits: VolumeLimits
                 continue
             row = slice_features(stored, roi, spacing, to_hu=to_hu)
             _check_finite_features(case, k, row)
+            if sink is not None:
+                sink.add(k, stored, roi, spacing, to_hu)
             rows.append(row)
             idx.append(k)
             tumour.append(int(np.count_nonzero(lab == 2)))
@@ -374,6 +414,8 @@ def _extract_case(case: Case, cache_path: Path, limits: VolumeLimits
     frame.insert(0, "tumour_voxels", np.asarray(tumour, dtype=np.int64))
     frame.insert(0, "slice_idx", np.asarray(idx, dtype=np.int64))
     frame.insert(0, "patient_id", case.patient_id)
+    if sink is not None:
+        sink.close()
     _write(cache_path, lambda: write_parquet(cache_path, frame))
     _remove_stale(cache_path, case.patient_id)
     return case.patient_id, "ok", str(cache_path), read_s

@@ -37,9 +37,12 @@ def extract_into(root: Path, workdir: Path, *, workers: int, min_lesion_voxels: 
     from spikebench.datasets.tables import load_feature_table
 
     features = workdir / "features.parquet"
+    # crops of the cases extracted now are cut in the same read of their volumes
     result = extract_features(root, features, workers=workers,
                               min_lesion_voxels=min_lesion_voxels, on_error=on_error,
-                              progress=progress, **options)
+                              progress=progress,
+                              crops=(workdir / "images", crops) if crops is not None else None,
+                              **options)
     table = load_feature_table(features, label="label", group="patient_id")
     excluded = [{"patient_id": pid, "reason": reason} for pid, reason in result.skipped]
     info = {"source": source, "path": str(root), "features": str(features),

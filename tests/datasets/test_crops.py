@@ -130,3 +130,35 @@ def phantom_copy_without_liver(root: Path, dest: Path, case) -> Path:
     nib.save(nib.Nifti1Image(np.zeros(label.shape, dtype=np.uint8), label.affine, label.header),
              label_path)
     return copy
+
+
+def test_features_and_crops_come_from_one_read_of_each_case(tmp_path, monkeypatch):
+    """A fresh image study reads each volume once: the crops are cut in the feature pass
+    (the same crops the crop pass alone makes), and a rerun on the cache reads nothing."""
+    from spikebench.datasets import msd
+    from spikebench.datasets.crops import case_crops
+
+    reads: list[str] = []
+    chunks = msd._iter_case_chunks
+
+    def counted(case, *args, **kwargs):
+        reads.append(case.patient_id)
+        return chunks(case, *args, **kwargs)
+
+    monkeypatch.setattr(msd, "_iter_case_chunks", counted)
+    source = get_source("phantom")
+    options = source.Options.model_validate(OPTIONS)
+    work = tmp_path / "work"
+    with pytest.warns(UserWarning):
+        data = source.load(options, work)
+    cases = msd.training_cases(Path(data.info["path"]))
+    assert sorted(reads) == sorted(c.patient_id for c in cases)  # one read per case
+    settings = CropSettings(size=OPTIONS["crop"], spacing_mm=OPTIONS["crop_spacing_mm"])
+    alone, slices = case_crops(cases[0], settings)
+    rows = data.images
+    mine = np.asarray(rows.rows(np.flatnonzero(rows.groups == cases[0].patient_id)))
+    np.testing.assert_array_equal(np.rint(mine[:, 0] * 255).astype(np.uint8), alone)
+    reads.clear()
+    with pytest.warns(UserWarning):
+        source.load(options, work)
+    assert reads == []  # features and crops both cached
