@@ -154,7 +154,7 @@ def test_features_and_crops_come_from_one_read_of_each_case(tmp_path, monkeypatc
     cases = msd.training_cases(Path(data.info["path"]))
     assert sorted(reads) == sorted(c.patient_id for c in cases)  # one read per case
     settings = CropSettings(size=OPTIONS["crop"], spacing_mm=OPTIONS["crop_spacing_mm"])
-    alone, slices = case_crops(cases[0], settings)
+    alone, _ = case_crops(cases[0], settings)
     rows = data.images
     mine = np.asarray(rows.rows(np.flatnonzero(rows.groups == cases[0].patient_id)))
     np.testing.assert_array_equal(np.rint(mine[:, 0] * 255).astype(np.uint8), alone)
