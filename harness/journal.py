@@ -20,7 +20,8 @@ operation. Three things go wrong with it after a crash, and this module answers 
   :class:`HeartbeatJournalStorage` implements Optuna's heartbeat protocol: while a trial runs,
   a thread touches ``<journal>.heartbeats/<trial id>`` every ``heartbeat_interval`` seconds, and
   a RUNNING trial whose file (or, without a file, whose start) is older than ``grace_period``
-  seconds is failed and re-queued by Optuna's retry callback — no host names or pids involved.
+  seconds is failed and re-queued by Optuna's retry callback — no host names or pids involved,
+  and ages measured on the file system's clock, not each machine's.
 """
 
 from __future__ import annotations
@@ -220,7 +221,14 @@ def _damage_fix(path: Path, offset: int | None = None) -> str:
 
 
 class _Heartbeats:
-    """Per-trial heartbeat files in ``<journal>.heartbeats/`` (mtime = last beat)."""
+    """Per-trial heartbeat files in ``<journal>.heartbeats/`` (mtime = last beat).
+
+    A beat's age is measured on the clock that stamped it: the file system's (a network file
+    system stamps ``utime(now)`` with the server's time). "Now" is the mtime of a probe file
+    touched at the moment of the check, so machines sharing the journal need not agree on the
+    time: a worker whose clock runs an hour ahead neither fails live trials nor keeps dead
+    ones (comparing mtimes with the local ``time.time()`` did).
+    """
 
     def __init__(self, journal: Path, interval: int, grace: int) -> None:
         self.root = journal.with_name(journal.name + ".heartbeats")
@@ -238,12 +246,24 @@ class _Heartbeats:
             pass  # a full disk: the trial may be failed as stale and is then rerun
 
     def age(self, trial_id: int, started: float | None) -> float:
-        """Seconds since the last beat (or, before any, since the trial started)."""
+        """Seconds since the last beat, on the file system's clock (or, before any beat, since
+        the trial started, on this machine's clock: the start time is the worker's)."""
         try:
             last = (self.root / str(trial_id)).stat().st_mtime
         except OSError:
-            last = started if started is not None else 0.0
-        return time.time() - last
+            return time.time() - (started if started is not None else 0.0)
+        return self.now() - last
+
+    def now(self) -> float:
+        """The file system's current time: the mtime of a probe file touched now (this
+        machine's clock when the folder cannot be written)."""
+        probe = self.root / ".now"
+        try:
+            self.root.mkdir(exist_ok=True)
+            probe.touch()  # an existing file: utime(now), stamped like the beats
+            return probe.stat().st_mtime
+        except OSError:
+            return time.time()
 
 
 def _heartbeat_base() -> tuple[type, type]:

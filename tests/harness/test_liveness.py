@@ -96,6 +96,26 @@ def test_heartbeats_keep_a_live_trial_and_fail_a_silent_one(tmp_path):
     assert TrialState.WAITING in states.values()  # the silent trial's retry
 
 
+@pytest.mark.parametrize("skew", [3600.0, -3600.0])
+def test_heartbeat_ages_do_not_depend_on_the_checking_machines_clock(tmp_path, monkeypatch,
+                                                                    skew):
+    """Workers sharing a journal on a network disk need not agree on the time: a checker
+    whose clock is an hour off neither fails a live trial (clock ahead) nor keeps a silent one
+    (clock behind). Ages are measured on the file system's clock, which stamped the beats."""
+    import time
+
+    storage, study = _study(tmp_path / "j.journal")
+    live, silent = study.ask(), study.ask()
+    storage.record_heartbeat(live._trial_id)
+    storage.record_heartbeat(silent._trial_id)
+    beats = tmp_path / "j.journal.heartbeats"
+    old = os.stat(beats / str(silent._trial_id)).st_mtime - 30  # silent for 30 s
+    os.utime(beats / str(silent._trial_id), (old, old))
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + skew)  # this machine's clock is off
+    assert storage._get_stale_trial_ids(study._study_id) == [silent._trial_id]
+
+
 def test_a_torn_last_journal_line_is_cut_and_kept(tmp_path, capsys):
     path = tmp_path / "j.journal"
     _, study = _study(path)
