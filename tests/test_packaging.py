@@ -144,3 +144,22 @@ def test_every_sub_package_on_disk_is_packaged():
             if "__pycache__" not in rel and name not in packages:
                 missing.add(name)
     assert not missing, f"add to [tool.setuptools].packages in pyproject.toml: {sorted(missing)}"
+
+
+def test_step_profile_example_accounts_for_the_step():
+    """The README's "where the time goes" figures come from examples/step_profile.py: its parts
+    are all measured (positive) and, with the fixed costs, add up to about the whole step."""
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "step_profile.py"),
+                           "--steps", "6", "--hidden", "16", "--threads", "1", "--repeats",
+                           "20"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = dict(line.rsplit(None, 2)[:2] for line in proc.stdout.splitlines()
+                if line.endswith(" ms"))
+    ms = {key.strip(): float(value) for key, value in rows.items()}
+    for part in ("forward: input products", "forward: LIF", "backward: LIF",
+                 "backward: weight gradients", "backward: input gradients",
+                 "backward: bias sums", "outside: optimizer", "outside: loss"):
+        assert ms[part] > 0, part
+    parts = sum(v for k, v in ms.items() if k not in ("step", "floor (dense products)"))
+    assert 0.8 * ms["step"] <= parts <= 1.2 * ms["step"], (parts, ms["step"])
+    assert "step / floor" in proc.stdout
