@@ -156,8 +156,6 @@ class ConvSNNMIL(Rule):
         both = torch.nn.ModuleDict({"net": net, "head": head})
         opt = torch.optim.Adam(both.parameters(), lr=float(p["lr"]),
                                weight_decay=float(p["weight_decay"]))
-        epoch_now = [0]  # the steps run inside train_bags: its hook checks the weights
-        opt.register_step_post_hook(lambda *_: check_parameters(both, epoch_now[0]))
         bags = bags_of(train.X)
         bag_y = bag_labels(bags, train.y)
         weights = class_weights(bag_y)
@@ -172,10 +170,10 @@ class ConvSNNMIL(Rule):
             return head(h)[0]
 
         def train_epoch(epoch: int) -> None:
-            epoch_now[0] = epoch
             train_bags(train.X, bags, bag_y, bag_logit, opt, weights=weights, rng=rng,
                        cap=int(p["bag_slices"]), per_step=int(p["bags_per_step"]),
-                       check=lambda loss: _check_training(loss, peak[0], epoch))
+                       check=lambda loss: _check_training(loss, peak[0], epoch),
+                       after_step=lambda: check_parameters(both, epoch))
 
         epochs, best = fit_epochs(
             both, epochs=int(p["epochs"]), patience=int(p["patience"]),

@@ -82,12 +82,14 @@ def bag_labels(bags: Mapping[str, np.ndarray], y: np.ndarray) -> np.ndarray:
 def train_bags(X: Any, bags: Mapping[str, np.ndarray], bag_y: np.ndarray,
                bag_logit: Callable[[np.ndarray], Any], opt: Any, *, weights: np.ndarray,
                rng: np.random.Generator, cap: int, per_step: int,
-               check: Callable[[Any], None] | None = None) -> None:
+               check: Callable[[Any], None] | None = None,
+               after_step: Callable[[], None] | None = None) -> None:
     """One epoch of bag training shared by the MIL rules: bags in random order, ``per_step``
     bags per optimiser step, each a random subset of at most ``cap`` slices (read in
     ascending order), class-weighted BCE of ``bag_logit(rows)`` against the bag label.
     Gradients are accumulated bag by bag, so only one bag's graph is held in memory;
-    ``check(loss)`` sees each bag's loss before its backward pass (divergence guards)."""
+    ``check(loss)`` sees each bag's loss before its backward pass and ``after_step()`` runs
+    after each optimiser step (divergence guards)."""
     import torch
     from torch import nn
 
@@ -107,6 +109,8 @@ def train_bags(X: Any, bags: Mapping[str, np.ndarray], bag_y: np.ndarray,
                 check(loss)
             (loss * float(weights[bag_y[b]]) / len(step)).backward()
         opt.step()
+        if after_step is not None:
+            after_step()
 
 
 def predict_bags(X: Any, embed: Callable[[np.ndarray], np.ndarray], head: Any) -> np.ndarray:
