@@ -238,6 +238,37 @@ def store_crops(case: Any, folder: Path, settings: CropSettings, data: np.ndarra
     return CaseCrops(case.patient_id, path, slices)
 
 
+class CropSink:
+    """A case's crops collected during another pass over its slices (feature extraction reads
+    each volume once for both) and cached at the end, as :func:`crop_case_cached` would."""
+
+    def __init__(self, case: Any, folder: Path, settings: CropSettings) -> None:
+        self.case, self.folder, self.settings = case, Path(folder), settings
+        self.images: list[np.ndarray] = []
+        self.slices: list[int] = []
+
+    @classmethod
+    def open(cls, case: Any, crops: tuple[Path, CropSettings] | None) -> CropSink | None:
+        """A sink when crops ``(folder, settings)`` are asked for and not already cached."""
+        if crops is None:
+            return None
+        folder, settings = crops
+        return None if cached_crops(case, Path(folder), settings) else cls(case, folder, settings)
+
+    def add(self, k: int, stored: np.ndarray, roi: np.ndarray, spacing: tuple[float, float],
+            to_hu: Any) -> None:
+        """Crop slice ``k`` (its stored values, liver mask, spacing and HU mapping)."""
+        self.images.append(crop_slice(stored, roi, spacing, to_hu, self.settings))
+        self.slices.append(k)
+
+    def close(self) -> None:
+        """Cache the crops (nothing without a liver slice: the crop pass then reports it,
+        naming the file)."""
+        if self.images:
+            store_crops(self.case, self.folder, self.settings, np.stack(self.images),
+                        np.asarray(self.slices, dtype=np.int64))
+
+
 # ---------------------------------------------------------------------------- lazy rows
 
 

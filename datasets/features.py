@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from spikebench.datasets.crops import CropSink
 from spikebench.datasets.feature_cache import (
     CACHE_VERSION,
     _cache_key,
@@ -340,42 +341,11 @@ def extract_case(case: Case, cache_path: Path, limits: VolumeLimits = DEFAULT_LI
     # Hostile values overflow silently here and are refused by the finiteness checks below,
     # with a message naming the file, instead of numpy's RuntimeWarnings.
     with np.errstate(all="ignore"):
-        return _extract_case(case, cache_path, limits, _CropSink.open(case, crops))
-
-
-class _CropSink:
-    """Collects a case's crops during its feature pass and caches them at the end."""
-
-    def __init__(self, case: Case, folder: Path, settings: Any) -> None:
-        from spikebench.datasets import crops
-
-        self.case, self.folder, self.settings, self.module = case, folder, settings, crops
-        self.images: list[np.ndarray] = []
-        self.slices: list[int] = []
-
-    @classmethod
-    def open(cls, case: Case, crops: tuple[Path, Any] | None) -> _CropSink | None:
-        """A sink when crops are asked for and not already cached, else ``None``."""
-        if crops is None:
-            return None
-        from spikebench.datasets.crops import cached_crops
-
-        folder, settings = crops
-        return None if cached_crops(case, Path(folder), settings) else cls(case, folder, settings)
-
-    def add(self, k: int, stored: np.ndarray, roi: np.ndarray, spacing: Any, to_hu: Any) -> None:
-        self.images.append(self.module.crop_slice(stored, roi, spacing, to_hu, self.settings))
-        self.slices.append(k)
-
-    def close(self) -> None:
-        if not self.images:  # no liver slice: the crop pass reports it, naming the file
-            return
-        self.module.store_crops(self.case, self.folder, self.settings,
-                                np.stack(self.images), np.asarray(self.slices, dtype=np.int64))
+        return _extract_case(case, cache_path, limits, CropSink.open(case, crops))
 
 
 def _extract_case(case: Case, cache_path: Path, limits: VolumeLimits,
-                  sink: _CropSink | None = None) -> tuple[str, str, str, float]:
+                  sink: CropSink | None = None) -> tuple[str, str, str, float]:
     import pandas as pd
 
     rows, idx, tumour = [], [], []
