@@ -247,8 +247,8 @@ def _check_names(spec: StudySpec, source: str) -> None:
 
 def _check_grid(spec: StudySpec) -> None:
     from spikebench.backends.registry import available_backends
+    from spikebench.harness.plan import rule_space
     from spikebench.harness.rules import available_rules, get_rule
-    from spikebench.harness.space import merge_space
 
     backends, rules = available_backends(), available_rules()
     for name in spec.grid.backends:
@@ -266,8 +266,7 @@ def _check_grid(spec: StudySpec) -> None:
     for rule, overrides in spec.space.items():
         if not isinstance(overrides, dict):
             raise SpecError(f"[space.{rule}] must be a table")
-        r = get_rule(rule)
-        space = merge_space(r.search_space(), overrides, f"[space.{rule}]", r.domains())
+        space = rule_space(spec, rule)
         if rule in spec.study.references and rule not in spec.grid.rules:
             _check_reference_space(rule, space, overrides)
 
