@@ -7,9 +7,12 @@ applies),
 LIF layers ``F → hidden → outputs`` with the default :class:`NetworkSpec` neuron (β 0.9, θ 1,
 subtract reset, fast-sigmoid surrogate), float32.
 
-* **train**: forward over ``T``, cross-entropy on output spike counts, backward, Adam step
-  (``torch.optim.Adam(fused=True)`` where this torch supports it on the device, for every
-  backend alike: one kernel over all parameters instead of a dozen small ops per tensor).
+* **train**: the surrogate rule's step: forward over ``T``, cross-entropy on output spike
+  counts, backward through :func:`spikebench.backends.base.forward_backward` (the network's
+  fused path where it has one, as in the rule: the custom engine's runs its hand-written
+  backward without an autograd node; the others ``loss.backward()``), and the rules' Adam
+  (:func:`spikebench.harness.rules.base.adam`: fused, one kernel over all parameters, for
+  every backend alike).
 * **infer**: the forward pass under ``torch.no_grad()``.
 * **floor**: the dense matrix products that train step cannot avoid at this shape: per layer the
   input projection ``[T·B, F_in] × [F_in, F_out]``, the weight gradient ``gIᵀ x`` and (above the
@@ -192,14 +195,10 @@ COMPILE_SUFFIX = "+compile"
 
 
 def make_optimizer(params: Any) -> Any:
-    """``torch.optim.Adam(lr=1e-3)``, fused where this torch supports it (else foreach)."""
-    import torch
+    """The rules' Adam (:func:`spikebench.harness.rules.base.adam`) at ``lr = 1e-3``."""
+    from spikebench.harness.rules.base import adam
 
-    params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=1e-3, fused=True)
-    except (RuntimeError, TypeError, ValueError):  # fused Adam unsupported here
-        return torch.optim.Adam(params, lr=1e-3, foreach=True)
+    return adam(params, lr=1e-3)
 
 
 def variant_names(backends: list[str] | None, compile: Sequence[str] | None,
@@ -257,17 +256,24 @@ def _make_case(name: str, build: Builder, x: Any, y: Any, sync: Callable[[], Non
     import torch
     import torch.nn.functional as F
 
+    from spikebench.backends.base import autograd_forward_backward, forward_backward
+
     base = name.removesuffix(COMPILE_SUFFIX)
     net, version = build(base)
     params = list(net.parameters())
     opt = make_optimizer(params)
     run = _compiled(net) if name != base else net
 
+    def loss_fn(spikes: Any, _membrane: Any) -> Any:
+        return F.cross_entropy(spikes.sum(0), y)
+
+    # what the surrogate rule runs: the network's fused path where it has one (a compiled
+    # variant is timed through autograd, its compiled forward)
+    step = forward_backward if name == base else autograd_forward_backward
+
     def train() -> None:
-        out = run(x)
-        loss = F.cross_entropy(out.spikes.sum(0), y)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        step(run, x, loss_fn)
         opt.step()
         sync()
 

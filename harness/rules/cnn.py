@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from spikebench.harness.rules.base import FitContext, Rule, Split, class_weights
+from spikebench.harness.rules.base import FitContext, Rule, Split, adam, class_weights
 from spikebench.harness.rules.conv_surrogate import CHUNK, read_rows
 from spikebench.harness.rules.early_stopping import fit_epochs, minibatch_epoch
 from spikebench.harness.rules.logistic_regression import ReferenceModel
@@ -90,8 +90,8 @@ class CNN(Rule):
             torch.manual_seed(ctx.seed)
             net = nn.Sequential(cnn_trunk(c_in, size, channels, hidden), nn.Linear(hidden, 2))
         y = torch.as_tensor(train.y, dtype=torch.long)
-        opt = torch.optim.Adam(net.parameters(), lr=float(params["lr"]),
-                               weight_decay=float(params["weight_decay"]))
+        opt = adam(net.parameters(), lr=float(params["lr"]),
+                   weight_decay=float(params["weight_decay"]))
         loss_fn = nn.CrossEntropyLoss(weight=torch.as_tensor(class_weights(train.y)))
         rng = np.random.default_rng(ctx.seed)
         batch = int(params["batch_size"])

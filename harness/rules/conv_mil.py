@@ -44,6 +44,7 @@ from spikebench.harness.rules.base import (
     FitContext,
     Rule,
     Split,
+    adam,
     check_finite_params,
     class_weights,
 )
@@ -154,8 +155,8 @@ class ConvSNNMIL(Rule):
             head = gated_attention(hidden, int(p["attention"])).to(device)
         model = ConvMILModel(net, head, p, device, info={})
         both = torch.nn.ModuleDict({"net": net, "head": head})
-        opt = torch.optim.Adam(both.parameters(), lr=float(p["lr"]),
-                               weight_decay=float(p["weight_decay"]))
+        opt = adam(both.parameters(), lr=float(p["lr"]),
+                   weight_decay=float(p["weight_decay"]))
         bags = bags_of(train.X)
         bag_y = bag_labels(bags, train.y)
         weights = class_weights(bag_y)

@@ -41,6 +41,7 @@ from spikebench.harness.rules.base import (
     Rule,
     Split,
     TrainedModel,
+    adam,
     check_finite_params,
     class_weights,
 )
@@ -164,8 +165,8 @@ class ConvSurrogate(Rule):
         device = next(net.parameters()).device
         y_all = torch.as_tensor(train.y, dtype=torch.long, device=device)
         weight = torch.as_tensor(class_weights(train.y), device=device)
-        opt = torch.optim.Adam(net.parameters(), lr=float(p["lr"]),
-                               weight_decay=float(p["weight_decay"]))
+        opt = adam(net.parameters(), lr=float(p["lr"]),
+                   weight_decay=float(p["weight_decay"]))
         gen = torch.Generator(device=device).manual_seed(ctx.seed)
         rng = np.random.default_rng(ctx.seed)
         model = ConvSurrogateModel(net, p, device, info={})

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from spikebench.errors import RuleError
-from spikebench.harness.rules.base import FitContext, Rule, Split, class_weights
+from spikebench.harness.rules.base import FitContext, Rule, Split, adam, class_weights
 from spikebench.harness.rules.cnn import LazyReferenceModel, cnn_macs, cnn_trunk, predict_rows
 from spikebench.harness.rules.conv_surrogate import read_rows
 from spikebench.harness.rules.early_stopping import fit_epochs
@@ -158,8 +158,8 @@ class AttentionMIL(Rule):
             head = gated_attention(hidden, attention)
         net = nn.ModuleDict({"trunk": trunk, "head": head})
         weights = class_weights(bag_y)
-        opt = torch.optim.Adam(net.parameters(), lr=float(params["lr"]),
-                               weight_decay=float(params["weight_decay"]))
+        opt = adam(net.parameters(), lr=float(params["lr"]),
+                   weight_decay=float(params["weight_decay"]))
         rng = np.random.default_rng(ctx.seed)
         cap, per_step = int(params["bag_slices"]), int(params["bags_per_step"])
 

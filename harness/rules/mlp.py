@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from spikebench.harness.rules.base import FitContext, Rule, Split, class_weights
+from spikebench.harness.rules.base import FitContext, Rule, Split, adam, class_weights
 from spikebench.harness.rules.early_stopping import fit_epochs, minibatch_epoch
 from spikebench.harness.rules.logistic_regression import ReferenceModel
 from spikebench.harness.space import Fixed, Param
@@ -49,8 +49,8 @@ class MLP(Rule):
             net = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, 2))
         x = torch.as_tensor(train.X, dtype=torch.float32)
         y = torch.as_tensor(train.y, dtype=torch.long)
-        opt = torch.optim.Adam(net.parameters(), lr=float(params["lr"]),
-                               weight_decay=float(params["weight_decay"]))
+        opt = adam(net.parameters(), lr=float(params["lr"]),
+                   weight_decay=float(params["weight_decay"]))
         loss_fn = nn.CrossEntropyLoss(weight=torch.as_tensor(class_weights(train.y)))
         rng = np.random.default_rng(ctx.seed)
 

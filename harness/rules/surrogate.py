@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from spikebench.backends.base import NetworkSpec
+from spikebench.backends.base import NetworkSpec, forward_backward
 from spikebench.harness.encoding import ENCODINGS, encode
 from spikebench.harness.rules.base import (
     DivergedError,
@@ -36,6 +36,7 @@ from spikebench.harness.rules.base import (
     Rule,
     Split,
     TrainedModel,
+    adam,
     check_finite_params,
     class_weights,
 )
@@ -175,8 +176,8 @@ class SurrogateGradient(Rule):
         x = torch.as_tensor(train.X, dtype=torch.float32, device=device)
         y = torch.as_tensor(train.y, dtype=torch.long, device=device)
         weight = torch.as_tensor(class_weights(train.y), device=device)
-        opt = torch.optim.Adam(net.parameters(), lr=float(p["lr"]),
-                               weight_decay=float(p["weight_decay"]))
+        opt = adam(net.parameters(), lr=float(p["lr"]),
+                   weight_decay=float(p["weight_decay"]))
         gen = torch.Generator(device=device).manual_seed(ctx.seed)
         rng = np.random.default_rng(ctx.seed)
         steps = int(p["steps"])
@@ -189,10 +190,17 @@ class SurrogateGradient(Rule):
             for start in range(0, len(x), batch):
                 idx = order[start:start + batch]
                 t = int(rng.choice(step_set)) if p["mixed_steps"] else steps
-                out = net(encode(x[idx], p["encoding"], t, gain=p["gain"], generator=gen))
-                loss = spike_loss(out.spikes, out.membrane, y[idx], p["loss"], weight=weight,
-                                  lam=float(p["tet_lambda"]),
-                                  phi=float(p.get("tet_phi", 1.0)))
+                def loss_fn(spikes: torch.Tensor, membrane: torch.Tensor,
+                            labels: torch.Tensor = y[idx]) -> torch.Tensor:
+                    return spike_loss(spikes, membrane, labels, p["loss"], weight=weight,
+                                      lam=float(p["tet_lambda"]),
+                                      phi=float(p.get("tet_phi", 1.0)))
+
+                opt.zero_grad(set_to_none=True)
+                # the engine's fused path where it has one (custom), else loss.backward()
+                out, loss = forward_backward(
+                    net, encode(x[idx], p["encoding"], t, gain=p["gain"], generator=gen),
+                    loss_fn)
                 if not torch.isfinite(loss):
                     raise DivergedError(f"non-finite loss ({loss.item()}) at epoch {epoch}")
                 peak = out.membrane.detach().abs().max()
@@ -200,8 +208,6 @@ class SurrogateGradient(Rule):
                     raise DivergedError(f"non-finite membrane at epoch {epoch}")
                 if peak > MEMBRANE_LIMIT:
                     raise DivergedError(f"exploding membrane (|H| > {MEMBRANE_LIMIT:g})")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
                 opt.step()
 
         epochs, best = fit_epochs(
