@@ -206,15 +206,17 @@ def usable(charge: torch.Tensor) -> bool:
 
 
 def forward_(charge: torch.Tensor, spikes: torch.Tensor, beta: float, threshold: float,
-             reset: int) -> torch.Tensor:
+             reset: int, bias: torch.Tensor | None = None) -> torch.Tensor:
     """The LIF recurrence in place over ``charge`` (``I`` → ``H``), spikes into ``spikes``;
-    returns the number of spikes (0-d, ``charge``'s dtype), counted on the way.
+    returns the number of spikes (0-d, ``charge``'s dtype), counted on the way. With ``bias``
+    (``[N]``, ``charge``'s last dimension), ``charge`` holds ``x Wᵀ`` and ``I = charge + bias``
+    is formed on the way (one rounding, as ``charge.add_(bias)`` would).
 
     Same contract as ``custom._recurrence_py`` (``reset``: 0 subtract, 1 zero, 2 none); call
     only after :func:`usable` returned ``True`` for ``charge``. The count is exact, so it equals
     ``spikes.sum()`` whenever that is exact (fewer than 2**24 spikes in float32).
     """
-    return _forward(charge, spikes, beta, threshold, reset)
+    return _forward(charge, spikes, bias, beta, threshold, reset)
 
 
 def backward_usable(charge: torch.Tensor, grad_spikes: torch.Tensor | None,

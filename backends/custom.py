@@ -132,16 +132,19 @@ def lif_recurrence_(charge: torch.Tensor, beta: float, threshold: float, reset: 
     return _lif_step(charge, beta, threshold, reset)[0]
 
 
-def _lif_step(charge: torch.Tensor, beta: float, threshold: float, reset: str
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+def _lif_step(charge: torch.Tensor, beta: float, threshold: float, reset: str,
+              bias: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`lif_recurrence_` plus the number of spikes (0-d): counted exactly by the fused C++
     kernel on the way (saves a pass over ``S``; equal to ``spikes.sum()``, which is exact below
-    2**24 spikes in float32), else ``spikes.sum()``."""
+    2**24 spikes in float32), else ``spikes.sum()``. ``bias``: ``charge`` holds ``x Wᵀ`` and
+    the bias is added first (by the fused kernel on the way, saving a pass)."""
     spikes = POOL.empty(charge.shape, charge.dtype, charge.device)
     if _lif_kernels.usable(charge):
         count = _lif_kernels.forward_(charge, spikes, float(beta), float(threshold),
-                                      _RESET_CODES[reset])
+                                      _RESET_CODES[reset], bias)
         return spikes, count
+    if bias is not None:
+        charge.add_(bias)
     _recurrence(charge, spikes, float(beta), float(threshold), _RESET_CODES[reset])
     return spikes, spikes.sum()
 
@@ -211,16 +214,20 @@ def lif_backward_(charge: torch.Tensor, grad_spikes: torch.Tensor | None,
     return grad
 
 
-def _currents(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+def _currents(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``I = x Wᵀ + b`` for all steps at once: one ``[T·B, F] × [F, N]`` product (into a pooled
-    storage, :mod:`spikebench.backends._pool`)."""
+    storage, :mod:`spikebench.backends._pool`). On the CPU the bias is returned for the LIF
+    step to add (``(x Wᵀ, b)``: the fused kernel adds it on the way, instead of ``addmm``
+    copying it over the whole output first); elsewhere ``(I, None)``."""
     flat = x.reshape(-1, x.shape[-1])
     out = POOL.empty((flat.shape[0], weight.shape[0]), x.dtype, x.device)
-    if bias is not None:
+    if bias is not None and x.device.type != "cpu":
         torch.addmm(bias, flat, weight.t(), out=out)
+        bias = None
     else:
         torch.mm(flat, weight.t(), out=out)
-    return out.view(*x.shape[:-1], weight.shape[0])
+    return out.view(*x.shape[:-1], weight.shape[0]), bias
 
 
 def _layer(inp: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
@@ -237,10 +244,10 @@ def _layer(inp: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     if n_out >= event_driven.MIN_OUTPUTS and event_driven.enabled():
         density = event_driven.input_density(inp, in_count)
     if event_driven.use_forward(density, n_out):
-        charge = event_driven.currents(inp, weight, bias)
+        charge, pending = event_driven.currents(inp, weight, bias), None
     else:
-        charge = _currents(inp, weight, bias)
-    spikes, count = _lif_step(charge, beta, threshold, reset)
+        charge, pending = _currents(inp, weight, bias)
+    spikes, count = _lif_step(charge, beta, threshold, reset, pending)
     return charge, spikes, count, event_driven.use_grad(density, n_out)
 
 

@@ -28,6 +28,7 @@
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
+#include <vector>
 
 namespace {
 
@@ -66,14 +67,21 @@ struct Params {
 template <typename scalar_t>
 using count_t = std::conditional_t<sizeof(scalar_t) == 4, int32_t, int64_t>;
 
-// S[0] = [H[0] > θ] over n neurons (H[0] = I[0]); returns the number of spikes.
-template <typename scalar_t>
-inline int64_t first_row(const scalar_t* __restrict cur, scalar_t* __restrict spk, int64_t n,
-                         const Params<scalar_t> p) {
+// S[0] = [H[0] > θ] over n neurons (H[0] = I[0]); returns the number of spikes. With a bias
+// (has_bias), cur holds the product x Wᵀ on entry and I[0] = cur + b is written back first (one
+// rounding, what addmm's C = x Wᵀ + b gives for narrow inputs).
+template <typename scalar_t, bool has_bias>
+inline int64_t first_row(scalar_t* __restrict cur, const scalar_t* __restrict bias,
+                         scalar_t* __restrict spk, int64_t n, const Params<scalar_t> p) {
   const scalar_t one = 1, zero = 0;
   count_t<scalar_t> count = 0;
   for (int64_t j = 0; j < n; ++j) {
-    const bool s = cur[j] > p.threshold;
+    scalar_t h = cur[j];
+    if constexpr (has_bias) {
+      h = h + bias[j];
+      cur[j] = h;
+    }
+    const bool s = h > p.threshold;
     spk[j] = s ? one : zero;
     count += s;
   }
@@ -81,25 +89,29 @@ inline int64_t first_row(const scalar_t* __restrict cur, scalar_t* __restrict sp
 }
 
 // One time step of the forward recurrence over n <= kBlock neurons (the lane count cannot
-// overflow): cur holds I[t] on entry, H[t] on exit; spk gets S[t]; returns the number of spikes.
+// overflow): cur holds I[t] on entry (with has_bias: x Wᵀ, and I[t] = cur + b), H[t] on exit;
+// spk gets S[t]; returns the number of spikes.
 //   subtract: H[t] = fma(-βθ, S[t-1], fma(β, H[t-1], I[t]))   (add_(h, alpha=β).add_(s, alpha=-βθ))
 //   zero:     H[t] = fma(β·H[t-1], [H[t-1] <= θ], I[t])         (addcmul_(h, keep, value=β))
 //   none:     H[t] = fma(β, H[t-1], I[t])                       (add_(h, alpha=β))
-template <typename scalar_t, int reset>
+template <typename scalar_t, int reset, bool has_bias>
 inline int64_t forward_row(const scalar_t* __restrict prev, scalar_t* __restrict cur,
-                           scalar_t* __restrict spk, int64_t n, const Params<scalar_t> p) {
+                           const scalar_t* __restrict bias, scalar_t* __restrict spk, int64_t n,
+                           const Params<scalar_t> p) {
   const scalar_t one = 1, zero = 0;
   count_t<scalar_t> count = 0;
   for (int64_t j = 0; j < n; ++j) {
     const scalar_t hp = prev[j];
+    scalar_t i = cur[j];
+    if constexpr (has_bias) i = i + bias[j];
     scalar_t h;
     if constexpr (reset == kSubtract) {
-      h = std::fma(p.beta, hp, cur[j]);
+      h = std::fma(p.beta, hp, i);
       h = std::fma(p.reset_c, hp > p.threshold ? one : zero, h);
     } else if constexpr (reset == kZero) {
-      h = std::fma(p.beta * hp, hp <= p.threshold ? one : zero, cur[j]);
+      h = std::fma(p.beta * hp, hp <= p.threshold ? one : zero, i);
     } else {
-      h = std::fma(p.beta, hp, cur[j]);
+      h = std::fma(p.beta, hp, i);
     }
     cur[j] = h;
     const bool s = h > p.threshold;
@@ -109,25 +121,38 @@ inline int64_t forward_row(const scalar_t* __restrict prev, scalar_t* __restrict
   return count;
 }
 
-// The recurrence over [T, M] in place; returns the total number of spikes.
-template <typename scalar_t, int reset>
-int64_t forward_impl(scalar_t* charge, scalar_t* spikes, int64_t T, int64_t M,
-                     const Params<scalar_t> p) {
+// The recurrence over [T, M] in place; returns the total number of spikes. `tiled` (has_bias):
+// the bias of the N neurons per sample repeated to N + kBlock entries, so that the bias of any
+// block of neurons m0 .. m0 + n (n <= kBlock) is the contiguous run at tiled + m0 % N.
+template <typename scalar_t, int reset, bool has_bias>
+int64_t forward_impl(scalar_t* charge, scalar_t* spikes, const scalar_t* tiled, int64_t N,
+                     int64_t T, int64_t M, const Params<scalar_t> p) {
   const int64_t grain = grain_neurons(T);
   std::atomic<int64_t> total{0};
   at::parallel_for(0, M, grain, [&](int64_t begin, int64_t end) {
     int64_t count = 0;
     for (int64_t m0 = begin; m0 < end; m0 += kBlock<scalar_t>) {
       const int64_t n = std::min(kBlock<scalar_t>, end - m0);
-      count += first_row(charge + m0, spikes + m0, n, p);
+      const scalar_t* b = has_bias ? tiled + m0 % N : nullptr;
+      count += first_row<scalar_t, has_bias>(charge + m0, b, spikes + m0, n, p);
       for (int64_t t = 1; t < T; ++t) {
-        count += forward_row<scalar_t, reset>(charge + (t - 1) * M + m0, charge + t * M + m0,
-                                              spikes + t * M + m0, n, p);
+        count += forward_row<scalar_t, reset, has_bias>(
+            charge + (t - 1) * M + m0, charge + t * M + m0, b, spikes + t * M + m0, n, p);
       }
     }
     total += count;
   });
   return total.load();
+}
+
+template <typename scalar_t, bool has_bias>
+int64_t forward_dispatch(scalar_t* c, scalar_t* s, const scalar_t* tiled, int64_t N, int64_t T,
+                         int64_t M, int64_t reset, const Params<scalar_t> p) {
+  if (reset == kSubtract) {
+    return forward_impl<scalar_t, kSubtract, has_bias>(c, s, tiled, N, T, M, p);
+  }
+  if (reset == kZero) return forward_impl<scalar_t, kZero, has_bias>(c, s, tiled, N, T, M, p);
+  return forward_impl<scalar_t, kNone, has_bias>(c, s, tiled, N, T, M, p);
 }
 
 // σ'(H - θ) of the surrogate, with ATen's op order (custom._surrogate_derivative_):
@@ -243,28 +268,40 @@ int64_t neurons(const at::Tensor& charge) {
   return T == 0 ? 0 : charge.numel() / T;
 }
 
-// forward_(charge, spikes, beta, threshold, reset) -> count: the LIF recurrence in place over
-// charge ([T, ...], I on entry, H on exit), spikes written into `spikes`; returns the number of
-// spikes as a 0-d tensor of charge's dtype (exact; ATen's `spikes.sum()` is too below 2^24).
-at::Tensor forward_(at::Tensor charge, at::Tensor spikes, double beta, double threshold,
-                    int64_t reset) {
+// forward_(charge, spikes, bias, beta, threshold, reset) -> count: the LIF recurrence in place
+// over charge ([T, ..., N], I on entry, H on exit; with a bias [N], charge holds x Wᵀ and the
+// bias is added on the way), spikes written into `spikes`; returns the number of spikes as a
+// 0-d tensor of charge's dtype (exact; ATen's `spikes.sum()` is too below 2^24).
+at::Tensor forward_(at::Tensor charge, at::Tensor spikes, const c10::optional<at::Tensor>& bias,
+                    double beta, double threshold, int64_t reset) {
   TORCH_CHECK(charge.device().is_cpu() && charge.is_contiguous(),
               "charge must be a contiguous CPU tensor");
   check_state(spikes, charge, "spikes");
   TORCH_CHECK(reset >= 0 && reset <= 2, "reset must be 0, 1 or 2");
   const int64_t M = neurons(charge), T = charge.size(0);
+  const bool has_bias = bias.has_value() && bias->defined();
+  int64_t N = 1;
+  if (has_bias) {
+    const at::Tensor& b = *bias;
+    N = b.numel();
+    TORCH_CHECK(b.dim() == 1 && b.device().is_cpu() && b.scalar_type() == charge.scalar_type() &&
+                    charge.dim() >= 2 && charge.size(-1) == N,
+                "bias must be a 1-d CPU tensor of charge's dtype and last dimension");
+  }
   int64_t count = 0;
   if (T > 0 && M > 0) {
     AT_DISPATCH_FLOATING_TYPES(charge.scalar_type(), "spikebench_lif_forward", [&] {
       const auto p = make_params<scalar_t>(beta, threshold, 0.0, kFastSigmoid);
       scalar_t* c = charge.data_ptr<scalar_t>();
       scalar_t* s = spikes.data_ptr<scalar_t>();
-      if (reset == kSubtract) {
-        count = forward_impl<scalar_t, kSubtract>(c, s, T, M, p);
-      } else if (reset == kZero) {
-        count = forward_impl<scalar_t, kZero>(c, s, T, M, p);
+      if (has_bias) {
+        const at::Tensor b = bias->contiguous();
+        const scalar_t* bp = b.data_ptr<scalar_t>();
+        std::vector<scalar_t> tiled(N + kBlock<scalar_t>);
+        for (int64_t i = 0; i < N + kBlock<scalar_t>; ++i) tiled[i] = bp[i % N];
+        count = forward_dispatch<scalar_t, true>(c, s, tiled.data(), N, T, M, reset, p);
       } else {
-        count = forward_impl<scalar_t, kNone>(c, s, T, M, p);
+        count = forward_dispatch<scalar_t, false>(c, s, nullptr, N, T, M, reset, p);
       }
     });
   }
@@ -356,8 +393,8 @@ void backward_(const at::Tensor& charge, const c10::optional<at::Tensor>& grad_s
 }  // namespace
 
 TORCH_LIBRARY(spikebench_lif, m) {
-  m.def("forward_(Tensor(a!) charge, Tensor(b!) spikes, float beta, float threshold, "
-        "int reset) -> Tensor");
+  m.def("forward_(Tensor(a!) charge, Tensor(b!) spikes, Tensor? bias, float beta, "
+        "float threshold, int reset) -> Tensor");
   m.def("backward_(Tensor charge, Tensor? grad_spikes, Tensor? grad_charge, Tensor(a!) out, "
         "float beta, float threshold, int reset, int surrogate, float slope) -> ()");
 }

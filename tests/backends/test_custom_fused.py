@@ -210,3 +210,32 @@ def test_stale_build_lock_is_removed_fresh_one_kept(tmp_path):
     os.utime(lock, (old, old))
     assert _lif_kernels.remove_stale_lock(tmp_path) and not lock.exists()
     assert not _lif_kernels.remove_stale_lock(tmp_path)  # nothing to remove
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("reset", RESETS)
+@pytest.mark.parametrize("shape", [(7, 3, 5), (25, 128, 128), (12, 2, 33), (30, 64, 517),
+                                   (6, 9000, 3), (4, 1, 9000)])
+def test_forward_with_bias_equals_adding_it_first(kernels, threads, dtype, reset, shape):
+    """The kernel's bias (added on the way, ``N`` not dividing the neuron blocks, blocks and
+    thread ranges starting mid-sample) equals ``charge.add_(bias)`` before the recurrence."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        current = _inputs(shape, dtype, seed=_seed(shape, reset), grid=False)
+        bias = torch.randn(shape[-1], dtype=dtype, generator=torch.Generator().manual_seed(7))
+        h_ref, s_ref = current.clone().add_(bias), torch.empty_like(current)
+        _recurrence(h_ref, s_ref, 0.85, 0.7, _RESET_CODES[reset])
+        h, s = current.clone(), torch.empty_like(current)
+        count = _lif_kernels.forward_(h, s, 0.85, 0.7, _RESET_CODES[reset], bias)
+        assert torch.equal(h, h_ref) and torch.equal(s, s_ref)
+        assert torch.equal(count, s_ref.sum())
+    finally:
+        torch.set_num_threads(old)
+
+
+def test_forward_refuses_a_bias_of_the_wrong_width(kernels):
+    h, s = torch.zeros(3, 2, 5), torch.zeros(3, 2, 5)
+    with pytest.raises(RuntimeError, match="bias must be"):
+        _lif_kernels.forward_(h, s, 0.9, 1.0, 0, torch.zeros(4))
