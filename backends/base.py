@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
@@ -120,37 +120,6 @@ class SpikingNetwork(abc.ABC):
     @abc.abstractmethod
     def set_weights(self, weights: Sequence[tuple[torch.Tensor, torch.Tensor | None]]) -> None:
         """Load ``(W, b)`` per layer (shapes must match the spec)."""
-
-
-#: ``loss_fn(S, H) -> loss``: a scalar loss of the output layer's spikes and charge
-#: (``[T, B, O]`` each), differentiable by autograd.
-LossFn = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
-
-
-def autograd_forward_backward(net: Any, x: torch.Tensor, loss_fn: LossFn
-                              ) -> tuple[NetworkOutput, torch.Tensor]:
-    """``out = net(x)``, ``loss = loss_fn(out.spikes, out.membrane)``, ``loss.backward()``:
-    the plain autograd step every network supports. Returns ``(out, loss detached)``."""
-    out = net(x)
-    loss = loss_fn(out.spikes, out.membrane)
-    loss.backward()
-    return out, loss.detach()
-
-
-def forward_backward(net: Any, x: torch.Tensor, loss_fn: LossFn
-                     ) -> tuple[NetworkOutput, torch.Tensor]:
-    """One training pass: forward over ``x``, the loss, and the parameters' gradients
-    accumulated into ``.grad`` (as ``loss.backward()`` does); returns ``(out, loss detached)``.
-
-    A network may offer a fused path as a method of the same name and signature (the custom
-    engine's runs its hand-written backward without an autograd node); it must give the
-    gradients ``loss.backward()`` gives (:func:`spikebench.backends.conformance.
-    check_forward_backward`). Others take :func:`autograd_forward_backward`.
-    """
-    fused = getattr(net, "forward_backward", None)
-    if callable(fused):
-        return fused(x, loss_fn)
-    return autograd_forward_backward(net, x, loss_fn)
 
 
 class TempotronNetwork(abc.ABC):

@@ -21,9 +21,6 @@ What is checked (``B`` = the backend under test, reference = the custom engine b
 * state reset: two forward passes on the same input are equal (also after another batch size);
 * gradients (``"surrogate"`` in ``B.rules``): every weight gets a finite, non-zero gradient from
   a spiking input;
-* forward_backward (a network with its own fused training pass, see
-  :func:`~spikebench.backends.base.forward_backward`): outputs, loss and gradients of
-  ``loss.backward()``, accumulated like it;
 * devices: CPU, and CUDA when available (outputs on the input's device);
 * ``get_weights``/``set_weights`` round trip and shapes ``[(W [out, in], b [out]), ...]``;
 * numerical equivalence with the reference for every reset × surrogate both support, with the
@@ -58,7 +55,6 @@ from spikebench.backends.conformance_tempotron import (  # noqa: F401 (re-export
     check_tempotron,
     tempotron_times,
 )
-from spikebench.backends.conformance_training import check_forward_backward
 from spikebench.errors import BackendError
 
 #: Float64 tolerance on charges (``H``) against the reference.
@@ -426,7 +422,6 @@ _CHECKS: tuple[tuple[str, Callable[..., None], bool], ...] = (
     ("determinism", check_determinism, False),
     ("state_reset", check_state_reset, False),
     ("gradients", check_gradients, False),
-    ("forward_backward", check_forward_backward, False),
     ("devices", check_devices, False),
     ("weights_roundtrip", check_weights_roundtrip, False),
     ("reference_equivalence", check_reference_equivalence, True),

@@ -29,12 +29,10 @@ from spikebench.backends import _lif_kernels, event_driven
 from spikebench.backends._pool import POOL
 from spikebench.backends.base import (
     LinearLayersWeights,
-    LossFn,
     ModuleBackend,
     NetworkOutput,
     NetworkSpec,
     SpikingNetwork,
-    autograd_forward_backward,
 )
 from spikebench.backends.tempotron import DirectTempotron
 
@@ -251,94 +249,67 @@ def _layer(inp: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     return charge, spikes, count, event_driven.use_grad(density, n_out)
 
 
-def _network_forward(x: torch.Tensor, weights: Sequence[torch.Tensor | None], params: tuple
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor],
-                                list[bool]]:
-    """The forward pass of :class:`LIFNetworkFunction` (``weights``: ``W_1, b_1, ..., W_L,
-    b_L``): the last layer's ``(S, H)``, the per-layer spike counts ``[L]``, what the backward
-    pass needs (``[x, H_1, S_1, ..., H_L]``) and which layers take event-driven weight
-    gradients."""
-    beta, threshold, reset, _surrogate, _slope = params
-    spikes, saved, counts, events = x, [x], [], []
-    count = None
-    for i in range(0, len(weights), 2):
-        charge, spikes, count, event = _layer(spikes, weights[i], weights[i + 1], count,
-                                              beta, threshold, reset)
-        counts.append(count)
-        events.append(event)
-        saved += [charge, spikes]
-    return spikes, charge, torch.stack(counts), saved[:-1], events
-
-
-def _network_backward(acts: Sequence[torch.Tensor], ws: Sequence[torch.Tensor],
-                      has_bias: Sequence[bool], events: Sequence[bool], params: tuple,
-                      grad_spikes: torch.Tensor | None, grad_charge: torch.Tensor | None,
-                      needs: Sequence[bool]) -> tuple[torch.Tensor | None,
-                                                      list[torch.Tensor | None]]:
-    """The hand-written backward pass through time of :class:`LIFNetworkFunction`.
-
-    ``acts``: ``[x, H_1, S_1, ..., H_L]`` from :func:`_network_forward`; ``needs``: whether the
-    input and each of ``W_1, b_1, ...`` need a gradient. Returns ``(dL/dx or None, [dL/dW_1,
-    dL/db_1, ...])``. Every ``[T, B, N]`` temporary lives in the per-thread :data:`WORKSPACE`.
-    """
-    beta, threshold, reset, surrogate, slope = params
-    n_layers = len(has_bias)
-    x = acts[0]
-    grads: list[torch.Tensor | None] = [None] * (2 * n_layers)
-    gx = None
-    g_s, g_h = grad_spikes, grad_charge
-    for layer in range(n_layers - 1, -1, -1):
-        if g_s is None and g_h is None:
-            break
-        charge = acts[2 * layer + 1]
-        inp = acts[2 * layer]  # x for the first layer, else the spikes of the layer below
-        grad = lif_backward_(charge, g_s, g_h, beta, threshold, reset, surrogate, slope,
-                             out=WORKSPACE.get(charge, 2, tag=layer))
-        flat = grad.view(-1, grad.shape[-1])
-        weight = ws[layer]
-        if needs[1 + 2 * layer] and events[layer]:
-            grads[2 * layer] = event_driven.weight_grad(flat, inp)
-        elif needs[1 + 2 * layer]:
-            grads[2 * layer] = flat.t().mm(inp.reshape(-1, inp.shape[-1]))
-        if has_bias[layer] and needs[2 + 2 * layer]:
-            grads[2 * layer + 1] = flat.sum(0)
-        if layer > 0:
-            (buf,) = WORKSPACE.get(inp, 1, tag=("input", layer))
-            g_s = torch.mm(flat, weight, out=buf.view(-1, inp.shape[-1])).view(inp.shape)
-            g_h = None
-        elif needs[0]:
-            gx = flat.mm(weight).view(x.shape)
-    return gx, grads
-
-
 class LIFNetworkFunction(torch.autograd.Function):
     """A whole feed-forward LIF network over all steps as one autograd node.
 
     ``apply(params, x, W_1, b_1, ..., W_L, b_L)`` (``b_l`` may be ``None``) returns the last
     layer's ``(S, H)`` and the per-layer spike counts (not differentiable). ``params`` is
-    ``(beta, threshold, reset, surrogate, slope)``. The backward pass is written by hand
-    (:func:`_network_backward`); gradients between layers never leave it, so every ``[T, B, N]``
-    temporary of the backward pass lives in the per-thread :data:`WORKSPACE`.
+    ``(beta, threshold, reset, surrogate, slope)``. The backward pass is written by hand (module
+    docstring); gradients between layers never leave it, so every ``[T, B, N]`` temporary of the
+    backward pass lives in the per-thread :data:`WORKSPACE`.
     """
 
     @staticmethod
     def forward(ctx, params, x, *weights):  # type: ignore[override]
-        spikes, charge, counts, acts, events = _network_forward(x, weights, params)
-        ctx.save_for_backward(*acts, *weights[0::2])  # x, H_1, S_1, ..., H_L, W_1..W_L
+        beta, threshold, reset, _surrogate, _slope = params
+        spikes, saved, counts, events = x, [x], [], []
+        count = None
+        for i in range(0, len(weights), 2):
+            charge, spikes, count, event = _layer(spikes, weights[i], weights[i + 1], count,
+                                                  beta, threshold, reset)
+            counts.append(count)
+            events.append(event)
+            saved += [charge, spikes]
+        ctx.save_for_backward(*saved[:-1], *weights[0::2])  # x, H_1, S_1, ..., H_L, W_1..W_L
         ctx.params = params
         ctx.events = events
         ctx.has_bias = [b is not None for b in weights[1::2]]
         ctx.set_materialize_grads(False)
-        ctx.mark_non_differentiable(counts)
-        return spikes, charge, counts
+        counts_t = torch.stack(counts)
+        ctx.mark_non_differentiable(counts_t)
+        return spikes, charge, counts_t
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_charge, _grad_counts):  # type: ignore[override]
+        beta, threshold, reset, surrogate, slope = ctx.params
         saved = ctx.saved_tensors
         n_layers = len(ctx.has_bias)
-        gx, grads = _network_backward(saved[: 2 * n_layers], saved[2 * n_layers:], ctx.has_bias,
-                                      ctx.events, ctx.params, grad_spikes, grad_charge,
-                                      ctx.needs_input_grad[1:])
+        acts, ws = saved[: 2 * n_layers], saved[2 * n_layers:]
+        x = acts[0]
+        grads: list[torch.Tensor | None] = [None] * (2 * n_layers)
+        gx = None
+        g_s, g_h = grad_spikes, grad_charge
+        for layer in range(n_layers - 1, -1, -1):
+            if g_s is None and g_h is None:
+                break
+            charge = acts[2 * layer + 1]
+            inp = acts[2 * layer]  # x for the first layer, else the spikes of the layer below
+            grad = lif_backward_(charge, g_s, g_h, beta, threshold, reset, surrogate, slope,
+                                 out=WORKSPACE.get(charge, 2, tag=layer))
+            flat = grad.view(-1, grad.shape[-1])
+            weight = ws[layer]
+            if ctx.needs_input_grad[2 + 2 * layer] and ctx.events[layer]:
+                grads[2 * layer] = event_driven.weight_grad(flat, inp)
+            elif ctx.needs_input_grad[2 + 2 * layer]:
+                grads[2 * layer] = flat.t().mm(inp.reshape(-1, inp.shape[-1]))
+            if ctx.has_bias[layer] and ctx.needs_input_grad[3 + 2 * layer]:
+                grads[2 * layer + 1] = flat.sum(0)
+            if layer > 0:
+                (buf,) = WORKSPACE.get(inp, 1, tag=("input", layer))
+                g_s = torch.mm(flat, weight, out=buf.view(-1, inp.shape[-1])).view(inp.shape)
+                g_h = None
+            elif ctx.needs_input_grad[1]:
+                gx = flat.mm(weight).view(x.shape)
         return (None, gx, *grads)
 
 
@@ -358,47 +329,6 @@ def lif_network(x: torch.Tensor, weights: Sequence[tuple[torch.Tensor, torch.Ten
         charge, spikes, count, _ = _layer(spikes, w, b, count, params[0], params[1], reset)
         counts.append(count)
     return spikes, charge, torch.stack(counts)
-
-
-def _accumulate_grad(param: torch.Tensor, grad: torch.Tensor) -> None:
-    """What autograd's ``AccumulateGrad`` does with a new gradient: store it (in the
-    parameter's layout) or add it to the one already there."""
-    if param.grad is None:
-        param.grad = grad if grad.stride() == param.stride() else grad.contiguous()
-    else:
-        param.grad += grad
-
-
-def lif_network_forward_backward(
-        x: torch.Tensor, weights: Sequence[tuple[torch.Tensor, torch.Tensor | None]],
-        loss_fn: LossFn, *, beta: float, threshold: float, reset: str, surrogate: str,
-        slope: float) -> tuple[NetworkOutput, torch.Tensor]:
-    """Forward pass, ``loss_fn(S, H)`` and the parameters' gradients without an autograd node
-    for the network: the fused path behind :meth:`CustomNetwork.forward_backward`.
-
-    The same passes as :class:`LIFNetworkFunction` (so the gradients are the ones
-    ``loss.backward()`` gives, bit for bit); the loss is differentiated by autograd on the
-    output ``(S, H)`` alone, so any loss works. Gradients are accumulated into ``.grad`` as
-    ``loss.backward()`` would.
-    """
-    flat = [t for wb in weights for t in wb]
-    params = (float(beta), float(threshold), reset, surrogate, float(slope))
-    with torch.no_grad():
-        spikes, charge, counts, acts, events = _network_forward(x, flat, params)
-    s_leaf = spikes.detach().requires_grad_()
-    h_leaf = charge.detach().requires_grad_()
-    with torch.enable_grad():
-        loss = loss_fn(s_leaf, h_leaf)
-    g_s, g_h = torch.autograd.grad(loss, (s_leaf, h_leaf), allow_unused=True)
-    needs = [False] + [t is not None and t.requires_grad for t in flat]
-    with torch.no_grad():
-        _gx, grads = _network_backward(acts, flat[0::2], [b is not None for b in flat[1::2]],
-                                       events, params, g_s, g_h, needs)
-        for param, grad in zip(flat, grads):
-            if grad is not None:
-                _accumulate_grad(param, grad)
-    out = NetworkOutput(spikes=spikes, membrane=charge, layer_spike_counts=list(counts))
-    return out, loss.detach()
 
 
 def lif_layer(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *, beta: float,
@@ -434,21 +364,6 @@ class CustomNetwork(LinearLayersWeights, nn.Module, SpikingNetwork):
             threshold=spec.threshold, reset=spec.reset, surrogate=spec.surrogate,
             slope=spec.slope)
         return NetworkOutput(spikes=spikes, membrane=charge, layer_spike_counts=list(counts))
-
-    def forward_backward(self, x: torch.Tensor, loss_fn: LossFn
-                         ) -> tuple[NetworkOutput, torch.Tensor]:
-        """:func:`spikebench.backends.base.forward_backward` on the engine's fused path
-        (:func:`lif_network_forward_backward`): no autograd node for the network, the same
-        gradients. Falls back to autograd when ``x`` needs a gradient or grad mode is off."""
-        if x.requires_grad or not torch.is_grad_enabled():
-            return autograd_forward_backward(self, x, loss_fn)
-        spec = self.spec
-        if x.dtype != self.layers[0].weight.dtype:
-            x = x.to(self.layers[0].weight.dtype)
-        return lif_network_forward_backward(
-            x, [(lin.weight, lin.bias) for lin in self.layers], loss_fn, beta=spec.beta,
-            threshold=spec.threshold, reset=spec.reset, surrogate=spec.surrogate,
-            slope=spec.slope)
 
 
 class CustomBackend(ModuleBackend):

@@ -7,12 +7,9 @@ applies),
 LIF layers ``F → hidden → outputs`` with the default :class:`NetworkSpec` neuron (β 0.9, θ 1,
 subtract reset, fast-sigmoid surrogate), float32.
 
-* **train**: the surrogate rule's step: forward over ``T``, cross-entropy on output spike
-  counts, backward through :func:`spikebench.backends.base.forward_backward` (the network's
-  fused path where it has one, as in the rule: the custom engine's runs its hand-written
-  backward without an autograd node; the others ``loss.backward()``), and the rules' Adam
-  (:func:`spikebench.harness.rules.base.adam`: fused, one kernel over all parameters, for
-  every backend alike).
+* **train**: forward over ``T``, cross-entropy on output spike counts, backward, and the
+  rules' Adam step (:func:`spikebench.harness.rules.base.adam`: fused, one kernel over all
+  parameters where this torch supports it, for every backend alike).
 * **infer**: the forward pass under ``torch.no_grad()``.
 * **floor**: the dense matrix products that train step cannot avoid at this shape: per layer the
   input projection ``[T·B, F_in] × [F_in, F_out]``, the weight gradient ``gIᵀ x`` and (above the
@@ -177,14 +174,17 @@ def _layer_density(net: Any, x: Any, neurons: Sequence[int]) -> list[float]:
 
 def _time_interleaved(timed: dict[str, Callable[[], None]], *, warmup: int, repeats: int
                       ) -> dict[str, list[float]]:
-    """``warmup`` untimed calls of each function, then ``repeats`` rounds calling each in turn;
-    returns the wall times in ms per key."""
+    """``warmup`` untimed calls of each function, then ``repeats`` rounds calling each in turn
+    (each round in an order rotated by one); returns the wall times in ms per key."""
     for fn in timed.values():
         for _ in range(warmup):
             fn()
     samples: dict[str, list[float]] = {k: [] for k in timed}
-    for _ in range(repeats):
-        for key, fn in timed.items():
+    items = list(timed.items())
+    for r in range(repeats):
+        # each round starts one place further on: no function always runs right after the
+        # same one (a large product evicts the caches the next step would find warm)
+        for key, fn in items[r % len(items):] + items[: r % len(items)]:
             t0 = time.perf_counter()
             fn()
             samples[key].append((time.perf_counter() - t0) * 1e3)
@@ -256,24 +256,17 @@ def _make_case(name: str, build: Builder, x: Any, y: Any, sync: Callable[[], Non
     import torch
     import torch.nn.functional as F
 
-    from spikebench.backends.base import autograd_forward_backward, forward_backward
-
     base = name.removesuffix(COMPILE_SUFFIX)
     net, version = build(base)
     params = list(net.parameters())
     opt = make_optimizer(params)
     run = _compiled(net) if name != base else net
 
-    def loss_fn(spikes: Any, _membrane: Any) -> Any:
-        return F.cross_entropy(spikes.sum(0), y)
-
-    # what the surrogate rule runs: the network's fused path where it has one (a compiled
-    # variant is timed through autograd, its compiled forward)
-    step = forward_backward if name == base else autograd_forward_backward
-
     def train() -> None:
+        out = run(x)
+        loss = F.cross_entropy(out.spikes.sum(0), y)
         opt.zero_grad(set_to_none=True)
-        step(run, x, loss_fn)
+        loss.backward()
         opt.step()
         sync()
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from spikebench.backends.base import NetworkSpec, forward_backward
+from spikebench.backends.base import NetworkSpec
 from spikebench.harness.encoding import ENCODINGS, encode
 from spikebench.harness.rules.base import (
     DivergedError,
@@ -190,17 +190,10 @@ class SurrogateGradient(Rule):
             for start in range(0, len(x), batch):
                 idx = order[start:start + batch]
                 t = int(rng.choice(step_set)) if p["mixed_steps"] else steps
-                def loss_fn(spikes: torch.Tensor, membrane: torch.Tensor,
-                            labels: torch.Tensor = y[idx]) -> torch.Tensor:
-                    return spike_loss(spikes, membrane, labels, p["loss"], weight=weight,
-                                      lam=float(p["tet_lambda"]),
-                                      phi=float(p.get("tet_phi", 1.0)))
-
-                opt.zero_grad(set_to_none=True)
-                # the engine's fused path where it has one (custom), else loss.backward()
-                out, loss = forward_backward(
-                    net, encode(x[idx], p["encoding"], t, gain=p["gain"], generator=gen),
-                    loss_fn)
+                out = net(encode(x[idx], p["encoding"], t, gain=p["gain"], generator=gen))
+                loss = spike_loss(out.spikes, out.membrane, y[idx], p["loss"], weight=weight,
+                                  lam=float(p["tet_lambda"]),
+                                  phi=float(p.get("tet_phi", 1.0)))
                 if not torch.isfinite(loss):
                     raise DivergedError(f"non-finite loss ({loss.item()}) at epoch {epoch}")
                 peak = out.membrane.detach().abs().max()
@@ -208,6 +201,8 @@ class SurrogateGradient(Rule):
                     raise DivergedError(f"non-finite membrane at epoch {epoch}")
                 if peak > MEMBRANE_LIMIT:
                     raise DivergedError(f"exploding membrane (|H| > {MEMBRANE_LIMIT:g})")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
                 opt.step()
 
         epochs, best = fit_epochs(

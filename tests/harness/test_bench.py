@@ -87,3 +87,11 @@ def test_sweep_table_judges_every_target_from_the_same_run():
     assert "custom ÷ floor < 1, event-driven (T=25, hidden 128)" not in judged  # 30 % input
     text = format_sweep(runs)
     assert "snntorch+compile" in text and "MISSED" in text and "[met]" in text
+
+
+def test_interleaved_rounds_rotate_so_no_variant_always_follows_the_same_one():
+    from spikebench.harness.bench import _time_interleaved
+
+    calls: list[str] = []
+    _time_interleaved({k: (lambda k=k: calls.append(k)) for k in "abc"}, warmup=0, repeats=3)
+    assert calls == list("abcbcacab")
