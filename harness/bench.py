@@ -8,7 +8,7 @@ LIF layers ``F → hidden → outputs`` with the default :class:`NetworkSpec` ne
 subtract reset, fast-sigmoid surrogate), float32.
 
 * **train**: forward over ``T``, cross-entropy on output spike counts, backward, and the
-  rules' Adam step (:func:`spikebench.harness.rules.base.adam`: fused, one kernel over all
+  rules' Adam step (:func:`spikebench.harness.optim.adam`: fused, one kernel over all
   parameters where this torch supports it, for every backend alike).
 * **infer**: the forward pass under ``torch.no_grad()``.
 * **floor**: the dense matrix products that train step cannot avoid at this shape: per layer the
@@ -195,8 +195,8 @@ COMPILE_SUFFIX = "+compile"
 
 
 def make_optimizer(params: Any) -> Any:
-    """The rules' Adam (:func:`spikebench.harness.rules.base.adam`) at ``lr = 1e-3``."""
-    from spikebench.harness.rules.base import adam
+    """The rules' Adam (:func:`spikebench.harness.optim.adam`) at ``lr = 1e-3``."""
+    from spikebench.harness.optim import adam
 
     return adam(params, lr=1e-3)
 

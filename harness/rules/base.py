@@ -188,23 +188,6 @@ def backend_needs(rule: Rule | type[Rule]) -> tuple[str, ...]:
     return ("conv",) if rule.inputs == "images" else (rule.name,)
 
 
-def adam(params: Any, *, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
-    """The rules' optimizer: ``torch.optim.Adam``, fused (one kernel over all parameters) where
-    this torch supports it on the parameters' device, else ``foreach``.
-
-    Same algorithm as the default Adam (results differ from its per-tensor loop by rounding,
-    about one ulp per step); it saves ~0.2 ms per step on the default network on 2 CPU cores,
-    10 % of a custom-engine train step (``spikebench bench``).
-    """
-    import torch
-
-    params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
-    except (RuntimeError, TypeError, ValueError):  # fused Adam unsupported here
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, foreach=True)
-
-
 def class_weights(y: np.ndarray) -> np.ndarray:
     """Inverse-frequency weights of classes 0 and 1 (balanced loss on imbalanced slices)."""
     counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=2).astype(np.float64)

@@ -40,11 +40,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from spikebench.harness.optim import adam
 from spikebench.harness.rules.base import (
     FitContext,
     Rule,
     Split,
-    adam,
     check_finite_params,
     class_weights,
 )

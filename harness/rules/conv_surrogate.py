@@ -35,13 +35,13 @@ import numpy as np
 import torch
 
 from spikebench.harness.encoding import encode
+from spikebench.harness.optim import adam
 from spikebench.harness.rules.base import (
     DivergedError,
     FitContext,
     Rule,
     Split,
     TrainedModel,
-    adam,
     check_finite_params,
     class_weights,
 )

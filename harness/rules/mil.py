@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from spikebench.errors import RuleError
-from spikebench.harness.rules.base import FitContext, Rule, Split, adam, class_weights
+from spikebench.harness.optim import adam
+from spikebench.harness.rules.base import FitContext, Rule, Split, class_weights
 from spikebench.harness.rules.cnn import LazyReferenceModel, cnn_macs, cnn_trunk, predict_rows
 from spikebench.harness.rules.conv_surrogate import read_rows
 from spikebench.harness.rules.early_stopping import fit_epochs

@@ -30,13 +30,13 @@ import torch.nn.functional as F
 
 from spikebench.backends.base import NetworkSpec
 from spikebench.harness.encoding import ENCODINGS, encode
+from spikebench.harness.optim import adam
 from spikebench.harness.rules.base import (
     DivergedError,
     FitContext,
     Rule,
     Split,
     TrainedModel,
-    adam,
     check_finite_params,
     class_weights,
 )
