@@ -45,6 +45,13 @@ def spec(tmp_path, feature_table) -> Path:
     return path
 
 
+def _sigint_default() -> None:
+    """In the child before exec: Ctrl-C's default action, as under a terminal. A test runner
+    started in the background by a non-interactive shell ignores SIGINT, children inherit
+    that, and Python then keeps it ignored: every Ctrl-C of these tests would be a no-op."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(spec: Path, out: str, cwd: Path, *, host: str | None = None,
            workers: int = 2, trials: int | None = None) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -56,7 +63,8 @@ def _start(spec: Path, out: str, cwd: Path, *, host: str | None = None,
          "--workers", str(workers), "--quiet",
          *(["--trials", str(trials)] if trials else [])],
         cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True)  # its own process group: the tree is killed at once
+        start_new_session=True,  # its own process group: the tree is killed at once
+        preexec_fn=_sigint_default)
 
 
 def _group_gone(pgid: int, timeout: float = 20) -> bool:
@@ -172,7 +180,7 @@ def test_ctrl_c_at_any_moment_exits_130_with_one_line_or_0_with_none(tmp_path):
     seen = set()
     for i in range(12):  # from early start-up to past the end of the work, evenly
         run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)
+                               text=True, start_new_session=True, preexec_fn=_sigint_default)
         time.sleep((0.1 + 1.0 * i / 11) * duration)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(run.pid, signal.SIGINT)
