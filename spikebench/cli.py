@@ -133,7 +133,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args = _parser().parse_args(argv)
-        return int(_dispatch(args) or 0)
+        code = int(_dispatch(args) or 0)
+        if _SWALLOWED_INTERRUPT:  # a Ctrl-C the runtime swallowed (see _redelivering)
+            raise KeyboardInterrupt
+        return code
     except SpikebenchError as exc:
         print(f"spikebench: error: {exc}", file=sys.stderr)
         return 2
@@ -157,11 +160,41 @@ def entry() -> int:
     """The ``spikebench`` command: :func:`main`, then Ctrl-C is ignored while the interpreter
     shuts down. The work is done by then; without this a late Ctrl-C kills the process with
     no message (Python restores the default SIGINT action near the end of its shut-down)."""
+    sys.unraisablehook = _redelivering(sys.unraisablehook)
     code = main()
     _quiet_exit()
     if code == 130:
         _exit_interrupted()
     return code
+
+
+#: Set when a Ctrl-C was swallowed by a callback (see :func:`_redelivering`).
+_SWALLOWED_INTERRUPT: list[bool] = []
+
+
+def _redelivering(default: Any) -> Any:
+    """An unraisable-exception hook that hands a swallowed Ctrl-C back to :func:`main`.
+
+    A Ctrl-C that lands inside a callback Python cannot propagate from (a weakref callback of
+    the import system's module locks, a ``__del__``) is printed as "Exception ignored in ..."
+    with a traceback and dropped, and the command would carry on. The hook prints nothing,
+    raises SIGINT again so that the interrupt reaches ``main`` at its next instruction, and
+    leaves a mark that ``main`` checks when the command returns, in case Python delivered the
+    new signal inside the hook itself: either way one line and exit 130.
+    """
+    import contextlib
+    import signal
+
+    def hook(unraisable: Any) -> None:
+        if not issubclass(unraisable.exc_type, KeyboardInterrupt):
+            default(unraisable)
+            return
+        _SWALLOWED_INTERRUPT.append(True)
+        # delivered here, where it cannot propagate either: main sees the mark instead
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+
+    return hook
 
 
 def _exit_interrupted() -> None:

@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -239,3 +240,31 @@ def test_a_full_disk_leaves_nothing_torn_and_resumes(spec, tmp_path, size):
     _, err = resume.communicate(timeout=240)
     assert resume.returncode == 0, err[-3000:]
     _check_complete(moved)
+
+
+def test_a_ctrl_c_swallowed_by_a_callback_reaches_the_command():
+    """A Ctrl-C landing in a callback Python cannot propagate from (seen: a weakref callback of
+    the import system's module locks) used to print "Exception ignored in ..." with a
+    traceback and let the command end with 0; the console script's hook hands it back."""
+    script = textwrap.dedent("""
+        import sys, weakref
+        import spikebench.cli as cli
+
+        def listing():
+            class Lock:
+                pass
+            lock = Lock()
+            def callback(ref):
+                raise KeyboardInterrupt
+            ref = weakref.ref(lock, callback)
+            del lock
+            print("listed")
+
+        cli._list_rules = listing
+        sys.argv = ["spikebench", "rules"]
+        raise SystemExit(cli.entry())
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, preexec_fn=_sigint_default)
+    assert proc.returncode == 130, (proc.returncode, proc.stderr)
+    assert proc.stderr.strip() == "spikebench: interrupted; rerun the same command to resume"
