@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         code = int(_dispatch(args) or 0)
         if _SWALLOWED_INTERRUPT:  # a Ctrl-C the runtime swallowed (see _redelivering)
+            _SWALLOWED_INTERRUPT.clear()
             raise KeyboardInterrupt
         return code
     except SpikebenchError as exc:

@@ -163,3 +163,13 @@ def test_step_profile_example_accounts_for_the_step():
     parts = sum(v for k, v in ms.items() if k not in ("step", "floor (dense products)"))
     assert 0.8 * ms["step"] <= parts <= 1.2 * ms["step"], (parts, ms["step"])
     assert "step / floor" in proc.stdout
+
+
+def test_optimizer_ab_example_runs_and_both_optimizers_agree():
+    """The README's LeanAdam saving comes from examples/optimizer_ab.py: it runs, times both
+    optimizers and finds the same weights (it exits non-zero if they differ)."""
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "optimizer_ab.py"),
+                           "--steps", "4", "--hidden", "8", "--threads", "1", "--repeats", "5"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "same weights after 25 steps each" in proc.stdout
