@@ -39,8 +39,11 @@ from spikebench.backends import _build_lock
 
 ENV_DISABLE = "SPIKEBENCH_NO_CPP_KERNELS"
 SOURCE = Path(__file__).with_name("lif_kernels.cpp")
-#: Every C++ source of the library (the event-driven products live in their own file).
-SOURCES = (SOURCE, Path(__file__).with_name("event_kernels.cpp"))
+#: Every C++ source of the library (the event-driven products and the whole-network passes live
+#: in their own files) and the header they share.
+SOURCES = (SOURCE, Path(__file__).with_name("event_kernels.cpp"),
+           Path(__file__).with_name("network_kernels.cpp"))
+HEADERS = (Path(__file__).with_name("lif_kernels.h"),)
 SURROGATE_CODES = {"fast_sigmoid": 0, "arctan": 1, "sigmoid": 2}
 
 _log = logging.getLogger("spikebench")
@@ -49,6 +52,7 @@ _ops: Any = None  # torch.ops.spikebench_lif once loaded
 _forward: Any = None  # its overloads, looked up once (no per-call overload resolution)
 _backward: Any = None
 _events: Any = None  # (binary_density, event_forward_, event_weight_grad_) overloads
+_network: Any = None  # (network_forward, network_backward, network_clear) overloads
 _failure: str | None = None  # why the kernels are unavailable (set once, never retried)
 _env_logged = False
 _DTYPES = (torch.float32, torch.float64)
@@ -73,7 +77,7 @@ def _extension_name() -> str:
     per content of ``lif_kernels.cpp`` and per install location, so that two installs (or two
     versions of the source) never rebuild over each other's cached library."""
     digest = hashlib.sha256()
-    for source in (SOURCE, *SOURCES[1:]):
+    for source in (SOURCE, *SOURCES[1:], *HEADERS):
         digest.update(source.read_bytes())
     digest.update(str(SOURCE.resolve()).encode())
     return ("spikebench_lif_avx2_torch" + re.sub(r"\W", "_", torch.__version__) + "_"
@@ -147,7 +151,7 @@ def load() -> Any:
     processes load the cached library), the others wait for it. A failure is remembered: no
     second attempt in this process.
     """
-    global _ops, _failure, _forward, _backward, _events
+    global _ops, _failure, _forward, _backward, _events, _network
     if _ops is not None or _failure is not None:
         return _ops
     with _lock:
@@ -165,6 +169,8 @@ def load() -> Any:
             forward, backward = ops.forward_.default, ops.backward_.default
             events = (ops.binary_density.default, ops.event_forward_.default,
                       ops.event_weight_grad_.default)
+            network = (ops.network_forward.default, ops.network_backward.default,
+                       ops.network_clear.default)
         except Exception as exc:  # no compiler, ninja, build error, lock timeout: never raise
             _failure = f"build failed: {_summary(exc)}"
             _log.debug("spikebench: C++ LIF kernel build error", exc_info=True)
@@ -173,7 +179,7 @@ def load() -> Any:
             return None
         _log.info("spikebench: fused C++ LIF kernels ready (%.1f s to build or load)",
                   time.perf_counter() - start)
-        _forward, _backward, _events, _ops = forward, backward, events, ops
+        _forward, _backward, _events, _network, _ops = forward, backward, events, network, ops
         return _ops
 
 
@@ -257,3 +263,45 @@ def event_forward_(x: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor |
 def event_weight_grad_(x: torch.Tensor, grad: torch.Tensor, out: torch.Tensor) -> None:
     """``out[i] = Σ_{r: x[r,i] = 1} gI[r]`` (``xᵀ gI`` = ``dWᵀ`` ``[F, N]``) for binary ``x``."""
     _events[2](x, grad, out)
+
+
+def network_usable(x: torch.Tensor) -> bool:
+    """Whether the whole-network passes take input ``x``: a float32/float64 CPU tensor (any
+    strides), not disabled by the environment, and the kernels built."""
+    if x.device.type != "cpu" or x.dtype not in _DTYPES or x.dim() < 2:
+        return False
+    if _disabled_by_env():
+        return False
+    return load() is not None
+
+
+def network_forward(x: torch.Tensor, weights: list[torch.Tensor],
+                    biases: list[torch.Tensor | None], forward_limits: list[float],
+                    grad_limits: list[float], beta: float, threshold: float, reset: int
+                    ) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor, list[int]]:
+    """Every layer of the network in one call: ``(charges, spikes, counts [L], events)``; layer
+    ``l``'s forward product is event-driven below input density ``forward_limits[l]`` and its
+    weight gradient (``events[l] = 1``) below ``grad_limits[l]`` (``0``: never). Call only after
+    :func:`network_usable` returned ``True`` for ``x``; weights and biases of ``x``'s dtype."""
+    return _network[0](x, weights, biases, forward_limits, grad_limits, beta, threshold, reset)
+
+
+def network_backward(grad_spikes: torch.Tensor | None, grad_charge: torch.Tensor | None,
+                     inputs: list[torch.Tensor], charges: list[torch.Tensor],
+                     weights: list[torch.Tensor], has_bias: list[int], events: list[int],
+                     needs_grad: list[int], needs_input_grad: bool, beta: float,
+                     threshold: float, reset: int, surrogate: str, slope: float
+                     ) -> tuple[torch.Tensor | None, list[torch.Tensor | None]]:
+    """``(dx, [dW_1, db_1, ...])`` of the network from the gradients at the last layer's ``S``
+    and ``H`` (either may be ``None``); ``inputs[l]`` is layer ``l``'s input (``x``, then the
+    spikes below), ``needs_grad[2l]``/``[2l+1]`` ask for ``dW_l``/``db_l``. ``surrogate`` must
+    be one of :data:`SURROGATE_CODES`."""
+    return _network[1](grad_spikes, grad_charge, inputs, charges, weights, has_bias, events,
+                       needs_grad, needs_input_grad, beta, threshold, reset,
+                       SURROGATE_CODES[surrogate], slope)
+
+
+def network_clear() -> None:
+    """Free the whole-network passes' pooled outputs and backward buffers (this thread's)."""
+    if _network is not None:
+        _network[2]()

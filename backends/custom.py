@@ -249,6 +249,46 @@ def _layer(inp: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     return charge, spikes, count, event_driven.use_grad(density, n_out)
 
 
+#: Run every layer of a pass in one C++ call where the fused kernels take the input
+#: (``network_kernels.cpp``); ``False`` keeps the layer-by-layer Python loop, which gives the
+#: same results bit for bit (for A/B timing and as the tests' oracle).
+WHOLE_NETWORK_PASS = True
+
+
+def _forward_layers(x: torch.Tensor, weights: Sequence[torch.Tensor],
+                    biases: Sequence[torch.Tensor | None], beta: float, threshold: float,
+                    reset: str) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor,
+                                         list[bool], bool]:
+    """Every layer's charge and spikes, the spike counts ``[L]``, whether each layer's weight
+    gradient goes event-driven, and whether the whole-network C++ pass ran (one call for all
+    layers where the fused kernels take ``x``, bit-identical to :func:`_forward_per_layer`)."""
+    if WHOLE_NETWORK_PASS and _lif_kernels.network_usable(x):
+        limits = [event_driven.limits(w.shape[0]) for w in weights]
+        charges, spikes, counts, events = _lif_kernels.network_forward(
+            x, list(weights), list(biases), [f for f, _ in limits], [g for _, g in limits],
+            beta, threshold, _RESET_CODES[reset])
+        return charges, spikes, counts, [bool(e) for e in events], True
+    return (*_forward_per_layer(x, weights, biases, beta, threshold, reset), False)
+
+
+def _forward_per_layer(x: torch.Tensor, weights: Sequence[torch.Tensor],
+                       biases: Sequence[torch.Tensor | None], beta: float, threshold: float,
+                       reset: str) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor,
+                                            list[bool]]:
+    """:func:`_forward_layers` one :func:`_layer` call at a time (the TorchScript fallback and
+    CUDA path, and the oracle of the whole-network pass)."""
+    spikes, charges, all_spikes, counts, events = x, [], [], [], []
+    count = None
+    for weight, bias in zip(weights, biases):
+        charge, spikes, count, event = _layer(spikes, weight, bias, count, beta, threshold,
+                                              reset)
+        charges.append(charge)
+        all_spikes.append(spikes)
+        counts.append(count)
+        events.append(event)
+    return charges, all_spikes, torch.stack(counts), events
+
+
 class LIFNetworkFunction(torch.autograd.Function):
     """A whole feed-forward LIF network over all steps as one autograd node.
 
@@ -256,28 +296,28 @@ class LIFNetworkFunction(torch.autograd.Function):
     layer's ``(S, H)`` and the per-layer spike counts (not differentiable). ``params`` is
     ``(beta, threshold, reset, surrogate, slope)``. The backward pass is written by hand (module
     docstring); gradients between layers never leave it, so every ``[T, B, N]`` temporary of the
-    backward pass lives in the per-thread :data:`WORKSPACE`.
+    backward pass lives in a per-thread workspace. On the CPU with the fused kernels, each pass
+    over all layers is one C++ call (``network_kernels.cpp``: the same products and kernels in
+    the same order, its own storage pool and workspace); elsewhere the layer loop below runs
+    (:data:`WORKSPACE`, :data:`~spikebench.backends._pool.POOL`).
     """
 
     @staticmethod
     def forward(ctx, params, x, *weights):  # type: ignore[override]
-        beta, threshold, reset, _surrogate, _slope = params
-        spikes, saved, counts, events = x, [x], [], []
-        count = None
-        for i in range(0, len(weights), 2):
-            charge, spikes, count, event = _layer(spikes, weights[i], weights[i + 1], count,
-                                                  beta, threshold, reset)
-            counts.append(count)
-            events.append(event)
-            saved += [charge, spikes]
+        beta, threshold, reset, surrogate, _slope = params
+        charges, spikes, counts, events, whole = _forward_layers(
+            x, weights[0::2], weights[1::2], beta, threshold, reset)
+        saved = [x]
+        for charge, spike in zip(charges, spikes):
+            saved += [charge, spike]
         ctx.save_for_backward(*saved[:-1], *weights[0::2])  # x, H_1, S_1, ..., H_L, W_1..W_L
         ctx.params = params
         ctx.events = events
         ctx.has_bias = [b is not None for b in weights[1::2]]
+        ctx.whole = whole and surrogate in _lif_kernels.SURROGATE_CODES
         ctx.set_materialize_grads(False)
-        counts_t = torch.stack(counts)
-        ctx.mark_non_differentiable(counts_t)
-        return spikes, charge, counts_t
+        ctx.mark_non_differentiable(counts)
+        return spikes[-1], charges[-1], counts
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_charge, _grad_counts):  # type: ignore[override]
@@ -285,6 +325,13 @@ class LIFNetworkFunction(torch.autograd.Function):
         saved = ctx.saved_tensors
         n_layers = len(ctx.has_bias)
         acts, ws = saved[: 2 * n_layers], saved[2 * n_layers:]
+        if ctx.whole and _grads_fit(acts[-1], grad_spikes, grad_charge):
+            gx, grads = _lif_kernels.network_backward(
+                grad_spikes, grad_charge, list(acts[0::2]), list(acts[1::2]), list(ws),
+                [int(b) for b in ctx.has_bias], [int(e) for e in ctx.events],
+                [int(n) for n in ctx.needs_input_grad[2:]], bool(ctx.needs_input_grad[1]),
+                beta, threshold, _RESET_CODES[reset], surrogate, slope)
+            return (None, gx, *grads)
         x = acts[0]
         grads: list[torch.Tensor | None] = [None] * (2 * n_layers)
         gx = None
@@ -313,6 +360,13 @@ class LIFNetworkFunction(torch.autograd.Function):
         return (None, gx, *grads)
 
 
+def _grads_fit(charge: torch.Tensor, *grads: torch.Tensor | None) -> bool:
+    """Whether the gradients at the outputs have ``charge``'s dtype, device and shape (what
+    autograd passes; the fused backward kernel reads any strides)."""
+    return all(g is None or (g.dtype == charge.dtype and g.device == charge.device
+                             and g.shape == charge.shape) for g in grads)
+
+
 def lif_network(x: torch.Tensor, weights: Sequence[tuple[torch.Tensor, torch.Tensor | None]], *,
                 beta: float, threshold: float, reset: str, surrogate: str, slope: float
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -324,11 +378,9 @@ def lif_network(x: torch.Tensor, weights: Sequence[tuple[torch.Tensor, torch.Ten
         x.requires_grad or any(t is not None and t.requires_grad for t in flat))
     if needs_grad:
         return LIFNetworkFunction.apply(params, x, *flat)
-    spikes, counts, count = x, [], None
-    for w, b in weights:
-        charge, spikes, count, _ = _layer(spikes, w, b, count, params[0], params[1], reset)
-        counts.append(count)
-    return spikes, charge, torch.stack(counts)
+    charges, spikes, counts, _, _ = _forward_layers(
+        x, [w for w, _ in weights], [b for _, b in weights], params[0], params[1], reset)
+    return spikes[-1], charges[-1], counts
 
 
 def lif_layer(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *, beta: float,

@@ -77,6 +77,16 @@ def use_grad(density: float, n_out: int) -> bool:
     return 0.0 <= density < GRAD_MAX_DENSITY and n_out >= MIN_OUTPUTS and enabled()
 
 
+def limits(n_out: int) -> tuple[float, float]:
+    """``(forward, weight gradient)`` input-density limits of a layer with ``n_out`` outputs,
+    below which its products go event-driven (``0``: never; :func:`use_forward`,
+    :func:`use_grad`), for the whole-network pass that measures the density itself."""
+    if n_out < MIN_OUTPUTS or not enabled():
+        return 0.0, 0.0
+    return (FORWARD_MAX_DENSITY if n_out >= 512 else FORWARD_MAX_DENSITY_NARROW,
+            GRAD_MAX_DENSITY)
+
+
 def currents(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """``I = x Wᵀ + b`` (``[..., F]`` → ``[..., N]``) for binary ``x`` by accumulation."""
     flat = x.reshape(-1, x.shape[-1])

@@ -8,6 +8,8 @@
 #include <c10/util/Optional.h>
 #include <torch/library.h>
 
+#include "lif_kernels.h"
+
 #include <immintrin.h>
 
 #include <algorithm>
@@ -53,7 +55,9 @@ double binary_density_impl(const scalar_t* x, int64_t n) {
   return static_cast<double>(ones.load()) / std::max<int64_t>(n, 1);
 }
 
-double binary_density(const at::Tensor& x) {
+}  // namespace
+
+double spikebench_lif::binary_density(const at::Tensor& x) {
   TORCH_CHECK(x.device().is_cpu() && x.is_contiguous(), "x must be a contiguous CPU tensor");
   double out = -1.0;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "spikebench_binary_density", [&] {
@@ -61,6 +65,8 @@ double binary_density(const at::Tensor& x) {
   });
   return out;
 }
+
+namespace {
 
 // Indices of the non-zero entries of x[0..F) into idx; returns their number. float: eight
 // entries per AVX2 compare, their bit mask walked with count-trailing-zeros; else branch-free.
@@ -117,8 +123,10 @@ void event_forward_impl(const scalar_t* x, const scalar_t* wt, const scalar_t* b
 }
 
 // event_forward_(x [R, F] binary, wt [F, N] = Wᵀ contiguous, bias [N]?, out [R, N]).
-void event_forward_(const at::Tensor& x, const at::Tensor& wt,
-                    const c10::optional<at::Tensor>& bias, at::Tensor out) {
+}  // namespace
+
+void spikebench_lif::event_forward_(const at::Tensor& x, const at::Tensor& wt,
+                                    const c10::optional<at::Tensor>& bias, at::Tensor out) {
   TORCH_CHECK(x.dim() == 2 && wt.dim() == 2 && out.dim() == 2, "x, wt, out must be 2-D");
   TORCH_CHECK(x.is_contiguous() && wt.is_contiguous() && out.is_contiguous(),
               "x, wt, out must be contiguous");
@@ -137,6 +145,8 @@ void event_forward_(const at::Tensor& x, const at::Tensor& wt,
                                  out.data_ptr<scalar_t>(), R, F, N);
   });
 }
+
+namespace {
 
 template <typename scalar_t>
 void event_weight_grad_impl(const scalar_t* x, const scalar_t* g, scalar_t* out, int64_t R,
@@ -161,7 +171,10 @@ void event_weight_grad_impl(const scalar_t* x, const scalar_t* g, scalar_t* out,
 }
 
 // event_weight_grad_(x [R, F] binary, g [R, N], out [F, N]): out = xᵀ g by accumulation.
-void event_weight_grad_(const at::Tensor& x, const at::Tensor& g, at::Tensor out) {
+}  // namespace
+
+void spikebench_lif::event_weight_grad_(const at::Tensor& x, const at::Tensor& g,
+                                        at::Tensor out) {
   TORCH_CHECK(x.dim() == 2 && g.dim() == 2 && out.dim() == 2, "x, g, out must be 2-D");
   TORCH_CHECK(x.is_contiguous() && g.is_contiguous() && out.is_contiguous(),
               "x, g, out must be contiguous");
@@ -175,8 +188,6 @@ void event_weight_grad_(const at::Tensor& x, const at::Tensor& g, at::Tensor out
   });
 }
 
-}  // namespace
-
 TORCH_LIBRARY_FRAGMENT(spikebench_lif, m) {
   m.def("binary_density(Tensor x) -> float");
   m.def("event_forward_(Tensor x, Tensor wt, Tensor? bias, Tensor(a!) out) -> ()");
@@ -184,7 +195,7 @@ TORCH_LIBRARY_FRAGMENT(spikebench_lif, m) {
 }
 
 TORCH_LIBRARY_IMPL(spikebench_lif, CPU, m) {
-  m.impl("binary_density", &binary_density);
-  m.impl("event_forward_", &event_forward_);
-  m.impl("event_weight_grad_", &event_weight_grad_);
+  m.impl("binary_density", &spikebench_lif::binary_density);
+  m.impl("event_forward_", &spikebench_lif::event_forward_);
+  m.impl("event_weight_grad_", &spikebench_lif::event_weight_grad_);
 }

@@ -23,6 +23,8 @@
 #include <c10/util/Optional.h>
 #include <torch/library.h>
 
+#include "lif_kernels.h"
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -268,11 +270,14 @@ int64_t neurons(const at::Tensor& charge) {
   return T == 0 ? 0 : charge.numel() / T;
 }
 
-// forward_(charge, spikes, bias, beta, threshold, reset) -> count: the LIF recurrence in place
-// over charge ([T, ..., N], I on entry, H on exit; with a bias [N], charge holds x Wᵀ and the
-// bias is added on the way), spikes written into `spikes`; returns the number of spikes as a
-// 0-d tensor of charge's dtype (exact; ATen's `spikes.sum()` is too below 2^24).
-at::Tensor forward_(at::Tensor charge, at::Tensor spikes, const c10::optional<at::Tensor>& bias,
+}  // namespace
+
+namespace spikebench_lif {
+
+// The LIF recurrence in place over charge ([T, ..., N], I on entry, H on exit; with a bias [N],
+// charge holds x Wᵀ and the bias is added on the way), spikes written into `spikes`; returns the
+// exact number of spikes.
+int64_t lif_forward(at::Tensor& charge, at::Tensor& spikes, const c10::optional<at::Tensor>& bias,
                     double beta, double threshold, int64_t reset) {
   TORCH_CHECK(charge.device().is_cpu() && charge.is_contiguous(),
               "charge must be a contiguous CPU tensor");
@@ -305,8 +310,20 @@ at::Tensor forward_(at::Tensor charge, at::Tensor spikes, const c10::optional<at
       }
     });
   }
+  return count;
+}
+
+namespace {
+
+// forward_(charge, spikes, bias, beta, threshold, reset) -> count: lif_forward, the number of
+// spikes as a 0-d tensor of charge's dtype (exact; ATen's `spikes.sum()` is too below 2^24).
+at::Tensor forward_(at::Tensor charge, at::Tensor spikes, const c10::optional<at::Tensor>& bias,
+                    double beta, double threshold, int64_t reset) {
+  const int64_t count = lif_forward(charge, spikes, bias, beta, threshold, reset);
   return at::scalar_tensor(static_cast<double>(count), charge.options());
 }
+
+}  // namespace
 
 // A gradient operand as [T, M] data with a time stride; `keep` holds a contiguous copy if needed.
 template <typename scalar_t>
@@ -390,7 +407,7 @@ void backward_(const at::Tensor& charge, const c10::optional<at::Tensor>& grad_s
   });
 }
 
-}  // namespace
+}  // namespace spikebench_lif
 
 TORCH_LIBRARY(spikebench_lif, m) {
   m.def("forward_(Tensor(a!) charge, Tensor(b!) spikes, Tensor? bias, float beta, "
@@ -400,6 +417,6 @@ TORCH_LIBRARY(spikebench_lif, m) {
 }
 
 TORCH_LIBRARY_IMPL(spikebench_lif, CPU, m) {
-  m.impl("forward_", &forward_);
-  m.impl("backward_", &backward_);
+  m.impl("forward_", &spikebench_lif::forward_);
+  m.impl("backward_", &spikebench_lif::backward_);
 }

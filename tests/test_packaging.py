@@ -153,16 +153,34 @@ def test_step_profile_example_accounts_for_the_step():
                            "--steps", "6", "--hidden", "16", "--threads", "1", "--repeats",
                            "20"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = dict(line.rsplit(None, 2)[:2] for line in proc.stdout.splitlines()
-                if line.endswith(" ms"))
-    ms = {key.strip(): float(value) for key, value in rows.items()}
+    layered, whole = proc.stdout.split("\n\n")
+
+    def rows(text: str) -> dict[str, float]:
+        return {key.strip(): float(value) for key, value in (
+            line.rsplit(None, 2)[:2] for line in text.splitlines() if line.endswith(" ms"))}
+
+    ms = rows(layered)
     for part in ("forward: input products", "forward: LIF", "backward: LIF",
                  "backward: weight gradients", "backward: input gradients",
                  "backward: bias sums", "outside: optimizer", "outside: loss"):
         assert ms[part] > 0, part
     parts = sum(v for k, v in ms.items() if k not in ("step", "floor (dense products)"))
     assert 0.8 * ms["step"] <= parts <= 1.2 * ms["step"], (parts, ms["step"])
-    assert "step / floor" in proc.stdout
+    assert "step / floor" in layered
+    totals = rows(whole)  # the default whole-network pass: forward and node are one call each
+    assert "whole-network C++ pass" in whole and "step / floor" in whole
+    engine = totals["forward (one call)"] + totals["backward node (one call)"]
+    assert 0 < engine < totals["step"], totals
+
+
+def test_network_pass_ab_example_runs_and_both_paths_agree():
+    """The README's whole-network-pass saving comes from examples/network_pass_ab.py: it runs,
+    times both paths and finds the same weights (it exits non-zero if they differ)."""
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "network_pass_ab.py"),
+                           "--steps", "4", "--hidden", "8", "--threads", "1", "--repeats", "5"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "same weights after 25 steps each" in proc.stdout
 
 
 def test_optimizer_ab_example_runs_and_both_optimizers_agree():
