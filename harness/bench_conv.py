@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from spikebench.harness.bench import (
+    BLOCK,
     bench_device,
     neuron_fields,
     product_floor,
@@ -38,7 +39,7 @@ from spikebench.harness.bench import (
     time_variants,
     variant_names,
 )
-from spikebench.harness.bench_tables import format_table
+from spikebench.harness.bench_tables import format_table, repeats_text
 
 #: What the conv floor is, as the printed header and table name it.
 FLOOR_WHAT = "convolutions, their weight/input gradients and dense products of the train step"
@@ -101,8 +102,8 @@ def run_conv_bench(backends: list[str] | None = None, *, batch: int = 16, steps:
                    image_size: int = 64, in_channels: int = 1,
                    channels: Sequence[int] = (8, 16), outputs: int = 2, threads: int = 2,
                    repeats: int = 20, warmup: int = 3, device: str | None = None,
-                   seed: int = 0, compile: Sequence[str] | None = None, density: float = 0.3
-                   ) -> dict[str, Any]:
+                   seed: int = 0, compile: Sequence[str] | None = None, density: float = 0.3,
+                   block: int = BLOCK) -> dict[str, Any]:
     """Time the convolutional train step of ``backends`` (default: every backend with a conv
     builder) and of the compiled variants ``compile`` adds (as
     :func:`~spikebench.harness.bench.variant_names`); ``device`` None: CUDA when present.
@@ -125,12 +126,13 @@ def run_conv_bench(backends: list[str] | None = None, *, batch: int = 16, steps:
         result = time_variants(variant_names(backends, compile, default), build, x, y,
                                floor=conv_floor(spec, batch, steps, dev), sync=sync,
                                neurons=_layer_neurons(spec), warmup=warmup, repeats=repeats,
-                               phases=("train",))
+                               phases=("train",), block=block)
     result["workload"] = {"kind": "conv", "batch": batch, "steps": steps,
                           "image_size": image_size, "in_channels": in_channels,
                           "channels": list(spec.channels), "kernel": spec.kernel,
                           "pool": spec.pool, "outputs": outputs, "threads": threads,
-                          "repeats": repeats, "warmup": warmup, "device": str(dev),
+                          "repeats": repeats, "block": block, "warmup": warmup,
+                          "device": str(dev),
                           "input_density": density, "dtype": "float32",
                           "neuron": neuron_fields(spec), "floor": FLOOR_WHAT}
     return result
@@ -143,7 +145,7 @@ def format_conv_bench(result: dict[str, Any]) -> str:
     header = (f"conv workload: batch {w['batch']}, {w['in_channels']}×{w['image_size']}×"
               f"{w['image_size']} → {net} (k{w['kernel']}, pool {w['pool']}) → {w['outputs']} "
               f"LIF, T={w['steps']}, {w['dtype']}, {w['device']}, {w['threads']} threads, "
-              f"{w['repeats']} repeats\nfloor = {FLOOR_WHAT} (no LIF, pooling or optimizer)")
+              f"{repeats_text(w)}\nfloor = {FLOOR_WHAT} (no LIF, pooling or optimizer)")
     return format_table(result, header, "conv + dense products")
 
 

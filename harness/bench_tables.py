@@ -46,7 +46,16 @@ def format_bench(result: dict[str, Any]) -> str:
     return format_table(
         result, f"workload: batch {w['batch']}, {w['inputs']}→{w['hidden']}→{w['outputs']} LIF, "
         f"T={w['steps']}, {w['dtype']}, {w['device']}, {w['threads']} threads, "
-        f"{w['repeats']} repeats", "dense matmuls of the train step")
+        f"{repeats_text(w)}", "dense matmuls of the train step")
+
+
+def repeats_text(workload: dict[str, Any]) -> str:
+    """How the medians were sampled: rounds, and the calls per variant and round."""
+    block = int(workload.get("block", 1))
+    if block <= 1:
+        return f"{workload['repeats']} repeats (one call per variant and round)"
+    return (f"{workload['repeats']} rounds × {block - 1} timed calls (after 1 untimed) per "
+            "variant")
 
 
 def workload_point(workload: dict[str, Any]) -> str:

@@ -34,7 +34,11 @@ def add_bench_parser(sub: Any) -> None:
     s.add_argument("--threads", type=int, default=None,
                    help="torch threads (default 2; with --study/--protocol 1, what each of "
                         "2 workers gets on 2 cores)")
-    s.add_argument("--repeats", type=int, default=20)
+    s.add_argument("--repeats", type=int, default=20, help="timed rounds (default 20)")
+    s.add_argument("--block", type=int, default=None,
+                   help="consecutive calls of each variant per round, the first untimed (default "
+                        "5: steps as a trial runs them, caches warm; 1: every call right after "
+                        "another variant's, the previous rounds' method)")
     s.add_argument("--density", type=float, default=0.3,
                    help="input spike probability per step (default 0.3)")
     s.add_argument("--sweep", action="store_true",
@@ -74,8 +78,8 @@ def run_bench_command(args: argparse.Namespace) -> int:
 def _check_bench_args(args: argparse.Namespace) -> None:
     """Refuse unknown backends and absurd sizes before ``bench`` measures anything."""
     limits = {"batch": 65_536, "inputs": 65_536, "hidden": 16_384, "steps": 10_000,
-              "threads": 1024, "repeats": 100_000, "workers": 256, "trials": 100_000,
-              "image_size": 8192}
+              "threads": 1024, "repeats": 100_000, "block": 1000, "workers": 256,
+              "trials": 100_000, "image_size": 8192}
     for name, high in limits.items():
         value = getattr(args, name, None)
         if value is not None and not 1 <= value <= high:
@@ -134,7 +138,8 @@ def _bench(args: argparse.Namespace) -> int:
     from spikebench.harness.bench_tables import check_regression, format_bench
 
     kw: dict[str, Any] = dict(threads=args.threads or 2, repeats=args.repeats,
-                              compile=args.compile, density=args.density)
+                              compile=args.compile, density=args.density,
+                              block=args.block if args.block is not None else bench.BLOCK)
     if args.conv:
         from spikebench.harness.bench_conv import format_conv_bench, run_conv_bench
 

@@ -95,3 +95,27 @@ def test_interleaved_rounds_rotate_so_no_variant_always_follows_the_same_one():
     calls: list[str] = []
     _time_interleaved({k: (lambda k=k: calls.append(k)) for k in "abc"}, warmup=0, repeats=3)
     assert calls == list("abcbcacab")
+
+
+def test_blocks_time_consecutive_calls_after_one_untimed_call():
+    """``block`` calls of a variant in a row (a trial's steps follow each other), the first
+    untimed; rounds still rotate."""
+    from spikebench.harness.bench import _time_interleaved
+
+    calls: list[str] = []
+    samples = _time_interleaved({k: (lambda k=k: calls.append(k)) for k in "ab"}, warmup=1,
+                                repeats=2, block=3)
+    assert calls == list("ab" + "aaabbb" + "bbbaaa")
+    assert {k: len(v) for k, v in samples.items()} == {"a": 4, "b": 4}
+    with pytest.raises(ValueError, match="block"):
+        _time_interleaved({"a": lambda: None}, warmup=0, repeats=1, block=0)
+
+
+def test_bench_records_and_prints_how_it_sampled():
+    from spikebench.harness.bench import run_bench
+    from spikebench.harness.bench_tables import format_bench
+
+    res = run_bench(["custom"], batch=4, inputs=3, hidden=5, steps=3, threads=1, repeats=2,
+                    warmup=1, block=3)
+    assert res["workload"]["block"] == 3
+    assert "2 rounds × 2 timed calls (after 1 untimed) per variant" in format_bench(res)

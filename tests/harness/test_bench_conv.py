@@ -53,6 +53,7 @@ def test_run_conv_bench_skips_a_backend_it_cannot_build():
     (["--conv", "--backends", "custom", "nosuch"], "without a conv builder"),
     (["--conv", "--image-size", "2"], "too small"),
     (["--conv", "--device", "nosuch"], "bench device"),
+    (["--block", "0"], "--block: 0 is out of range"),
 ])
 def test_bad_conv_option_combinations_are_one_line_errors(args, needle, capsys):
     assert main(["bench", *args, "--repeats", "1"]) == 2
