@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
@@ -144,6 +144,21 @@ class TempotronNetwork(abc.ABC):
     @abc.abstractmethod
     def forward(self, spike_times: torch.Tensor) -> torch.Tensor:
         """``[B, N_in]`` spike times -> ``[steps, B, N_out]`` potentials."""
+
+    def prepare(self, spike_times: torch.Tensor, kernel: torch.Tensor | None = None
+                ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``potential(idx)``: the unshunted potential ``[steps, len(idx), N_out]`` of patterns
+        ``idx`` (a 1-d index tensor) of ``spike_times`` ``[n, N_in]`` with the layer's weights
+        *at the time of the call*; equal to ``forward(spike_times[idx])``.
+
+        A rule that presents the same patterns for many epochs prepares them once, so that what
+        does not depend on the weights is computed once per fit and only the weight-dependent
+        part runs on every mini-batch, alike for every backend. ``kernel``: the rule's kernel
+        matrix ``K(t − t_i)`` ``[steps, n, N_in]`` of the same patterns on this layer's grid
+        (τ, τs), for a layer whose forward is that kernel times ``Wᵀ``; a layer with dynamics of
+        its own ignores it. This default keeps the spike times and calls :meth:`forward`;
+        :func:`~spikebench.backends.conformance_tempotron.check_tempotron` checks overrides."""
+        return lambda idx: self(spike_times[idx])
 
 
 class Backend(abc.ABC):

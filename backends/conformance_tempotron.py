@@ -5,6 +5,8 @@ the unshunted potential ``V(t) = Σ_i w_i K(t − t_i)`` of :mod:`spikebench.bac
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from spikebench.backends.base import Backend
@@ -72,3 +74,26 @@ def check_tempotron(backend: Backend | str, *, atol: float = 1e-9) -> None:
         g_ref = torch.autograd.grad(v_ref[-1].sum(), ref.weight)[0]
         if float((g - g_ref).abs().max()) > atol * max(1.0, float(g_ref.abs().max())):
             _fail(f"{b.name}: Tempotron weight gradient differs from the kernel's")
+        _check_prepare(b.name, layer, ref, times, atol)
+
+
+def _check_prepare(name: str, layer: Any, ref: Any, times: torch.Tensor, atol: float) -> None:
+    """``prepare(times)(idx)`` (with and without the rule's kernel matrix) equals
+    ``forward(times[idx])``, also after the weights change (it must read them per call)."""
+    from spikebench.backends.tempotron import psp_kernel
+
+    grid = torch.arange(ref.steps, dtype=torch.float64)
+    kernel = psp_kernel(grid[:, None, None] - times[None].double(), ref.tau, ref.tau_s)
+    idx = torch.tensor([3, 0, 4, 3])
+    with torch.no_grad():
+        for prepared in (layer.prepare(times), layer.prepare(times, kernel)):
+            for _ in range(2):
+                v, v_ref = prepared(idx), layer(times[idx])
+                if tuple(v.shape) != tuple(v_ref.shape):
+                    _fail(f"{name}: Tempotron prepare(times)(idx) has shape {tuple(v.shape)}, "
+                          f"forward(times[idx]) {tuple(v_ref.shape)}")
+                err = float((v - v_ref).abs().max())
+                if err > atol * max(1.0, float(v_ref.abs().max())):
+                    _fail(f"{name}: Tempotron prepare(times)(idx) differs from "
+                          f"forward(times[idx]) by {err:.3g}")
+                layer.weight.mul_(-0.5)  # a prepared input must follow the weights

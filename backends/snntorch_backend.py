@@ -213,7 +213,18 @@ class SnnTorchTempotron(nn.Module, TempotronNetwork):
         return x[: self.steps]
 
     def forward(self, spike_times: torch.Tensor) -> torch.Tensor:
-        x = self.impulses(spike_times)  # [T, B, N_in]
+        return self._potential(self.impulses(spike_times))
+
+    def prepare(self, spike_times: torch.Tensor, kernel: torch.Tensor | None = None
+                ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The impulse trains of the patterns, placed once (they do not depend on the
+        weights), then snnTorch's ``Synaptic`` dynamics per call: the numbers :meth:`forward`
+        gives. The rule's ``kernel`` is not used."""
+        x = self.impulses(spike_times)
+        return lambda idx: self._potential(x[:, idx])
+
+    def _potential(self, x: torch.Tensor) -> torch.Tensor:
+        """``V`` ``[T, B, N_out]`` from the input train ``x`` ``[T, B, N_in]``."""
         current = self.fc(x)  # [T, B, N_out]
         syn, mem = self.neuron.reset_mem()
         mems = []

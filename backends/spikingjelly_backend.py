@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -259,6 +260,20 @@ class SpikingJellyTempotron(nn.Module, TempotronNetwork):
         t = torch.arange(self.steps, device=spike_times.device, dtype=w.dtype)
         k = self.kernel(t[:, None, None] - spike_times[None].to(w.dtype))  # [T, B, N_in]
         return k @ w.T
+
+    def prepare(self, spike_times: torch.Tensor, kernel: torch.Tensor | None = None
+                ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """SpikingJelly's kernel matrix of the patterns, evaluated once (by its own ``_psp``, in
+        chunks of patterns to bound the float64 temporaries), then ``K[:, idx] Wᵀ`` per call:
+        the numbers :meth:`forward` gives. The rule's ``kernel`` is not used."""
+        w = self.neuron.weight
+        t = torch.arange(self.steps, device=spike_times.device, dtype=w.dtype)
+        times = spike_times.to(w.dtype)
+        fixed = torch.empty((self.steps, *times.shape), dtype=w.dtype, device=times.device)
+        for start in range(0, len(times), 1024):
+            fixed[:, start:start + 1024] = self.kernel(t[:, None, None]
+                                                       - times[None, start:start + 1024])
+        return lambda idx: fixed[:, idx] @ self.neuron.weight.T
 
     def peak(self, spike_times: torch.Tensor, threshold: float = 1.0
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -55,9 +56,14 @@ class DirectTempotron(nn.Module, TempotronNetwork):
                        self.tau, self.tau_s)  # [T, B, N_in]
         return k @ self.weight.T
 
-    def potential_from_kernel(self, kernel: torch.Tensor) -> torch.Tensor:
-        """``V = K Wᵀ`` ``[T, B, N_out]`` from the kernel matrix ``K(t − t_i)`` ``[T, B, N_in]``
-        that the caller already holds (the Tempotron rule computes it once per fit, the input
-        never changes): the same numbers as :meth:`forward` without re-evaluating ``K`` (two
-        exponentials per afferent and step) on every call."""
-        return kernel.to(self.weight.dtype) @ self.weight.T
+    def prepare(self, spike_times: torch.Tensor, kernel: torch.Tensor | None = None
+                ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``V = K Wᵀ`` per call from the kernel matrix ``K(t − t_i)`` evaluated once (the
+        rule's ``kernel`` when given: this layer's forward is exactly that kernel), instead of
+        two exponentials per afferent, pattern and step on every call."""
+        if kernel is None:
+            t = torch.arange(self.steps, device=spike_times.device, dtype=self.weight.dtype)
+            kernel = psp_kernel(t[:, None, None] - spike_times[None].to(self.weight.dtype),
+                                self.tau, self.tau_s)
+        fixed = kernel.to(self.weight.dtype)
+        return lambda idx: fixed[:, idx] @ self.weight.T

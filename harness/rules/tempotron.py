@@ -46,7 +46,7 @@ unaffected by the calibration).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -91,15 +91,6 @@ def spike_times(x: torch.Tensor, steps: int, *, gain: float = 1.0, population: i
     t = torch.round((1.0 - a) * (steps - 1))
     t = torch.where(a >= SILENT_BELOW, t, torch.full_like(t, math.inf))
     return t.reshape(x.shape[0], -1)
-
-
-def potential(layer: TempotronNetwork, times: torch.Tensor, kernel: torch.Tensor
-              ) -> torch.Tensor:
-    """The backend's unshunted ``V`` ``[T, B, O]``: straight from the kernel matrix the rule
-    holds when the layer offers ``potential_from_kernel`` (the custom engine's fused path;
-    equal to ``layer(times)``), else ``layer(times)`` (the framework's own dynamics)."""
-    fast = getattr(layer, "potential_from_kernel", None)
-    return fast(kernel) if fast is not None else layer(times)
 
 
 def kernel_matrix(times: torch.Tensor, steps: int, tau: float, tau_s: float) -> torch.Tensor:
@@ -195,16 +186,20 @@ class TempotronModel(TrainedModel):
                             population=int(self.params["population"]))
         return times, kernel_matrix(times, steps, layer.tau, layer.tau_s)
 
-    def potentials(self, times: torch.Tensor, kernel: torch.Tensor, steps: int
+    def potentials(self, times: torch.Tensor, kernel: torch.Tensor, steps: int,
+                   prepared: Callable[[torch.Tensor], torch.Tensor] | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(max_t V_sh [n, O], fired [n, O])`` from encoded input (the backend computes V)."""
+        """``(max_t V_sh [n, O], fired [n, O])`` from encoded input (the backend computes V;
+        ``prepared``: the layer's :meth:`~TempotronNetwork.prepare` of these patterns, if the
+        caller holds it)."""
         layer = self.layer_for(steps)
         vmax, fired = [], []
         with torch.no_grad():
+            potential_of = prepared or layer.prepare(times, kernel)
             for start in range(0, len(times), 512):
                 t_b, k_b = times[start:start + 512], kernel[:, start:start + 512]
-                v_sh, f, _ = shunted_potential(potential(layer, t_b, k_b), k_b, t_b,
-                                               layer.weight,
+                idx = torch.arange(start, start + len(t_b), device=times.device)
+                v_sh, f, _ = shunted_potential(potential_of(idx), k_b, t_b, layer.weight,
                                                float(self.params["threshold"]))
                 vmax.append(v_sh.max(0).values)
                 fired.append(f)
@@ -295,6 +290,9 @@ class Tempotron(Rule):
         model = TempotronModel(layer, p, backend, device, info={})
         times, kernel = model.encode(train.X, steps)  # fixed: the input never changes
         val_times, val_kernel = model.encode(val.X, steps)
+        with torch.no_grad():  # what does not depend on the weights, once per fit
+            train_potential = layer.prepare(times, kernel)
+            val_potential = layer.prepare(val_times, val_kernel)
         y = torch.as_tensor(train.y, dtype=torch.long, device=device)
         neuron_class = torch.arange(n_out, device=device) // npc  # [O]
         target = y[:, None] == neuron_class[None]  # [n, O]
@@ -312,8 +310,8 @@ class Tempotron(Rule):
                 for start in range(0, len(times), batch):
                     idx = order[start:start + batch]
                     t_b, k_b = times[idx], kernel[:, idx]
-                    v_sh, fired, t_cross = shunted_potential(potential(layer, t_b, k_b), k_b,
-                                                             t_b, weight, threshold)
+                    v_sh, fired, t_cross = shunted_potential(train_potential(idx), k_b, t_b,
+                                                             weight, threshold)
                     delta, errors = tempotron_update(v_sh, k_b, t_b, t_cross, fired,
                                                      target[idx], lam[idx])
                     weight.add_(delta.to(dtype))
@@ -322,7 +320,7 @@ class Tempotron(Rule):
                 if not bool(torch.isfinite(w).all()) or float(w.abs().max()) > WEIGHT_LIMIT:
                     raise DivergedError(f"tempotron weights diverged at epoch {epoch}")
             epochs = epoch + 1
-            vmax, _ = model.potentials(val_times, val_kernel, steps)
+            vmax, _ = model.potentials(val_times, val_kernel, steps, val_potential)
             prob = torch.softmax(model.margins(vmax).double(), -1)[:, 1].cpu().numpy()
             score = validation_value(ctx.score_validation(prob))
             history.append(score)
@@ -333,7 +331,7 @@ class Tempotron(Rule):
                 break
         with torch.no_grad():
             weight.copy_(stopper.best_state)
-        vmax, _ = model.potentials(times, kernel, steps)
+        vmax, _ = model.potentials(times, kernel, steps, train_potential)
         model.calibration.fit(model.vote(vmax), train.y)
         model.info = {"epochs": epochs, "labels_used": len(train), "best_val": stopper.best,
                       "val_history": history,

@@ -89,3 +89,36 @@ def test_compare_to_reference_reports_the_spec():
     spec = NetworkSpec(sizes=(6, 9, 3), beta=0.9, threshold=0.6)
     with pytest.raises(AssertionError, match=r"beta=0\.9"):
         compare_to_reference(_LeakyBackend(), spec)
+
+
+class _StaleTempotron(CustomBackend):
+    """Prepares the Tempotron's potentials with the weights frozen at preparation time."""
+
+    name = "stale-tempotron-by-mistake"
+
+    def build_tempotron(self, *args, **kwargs):
+        layer = super().build_tempotron(*args, **kwargs)
+
+        def prepare(spike_times, kernel=None):
+            frozen = layer.weight.detach().clone()
+            return lambda idx: _frozen_v(layer, spike_times[idx], frozen)
+
+        layer.prepare = prepare
+        return layer
+
+
+def _frozen_v(layer, times, weight):
+    """``forward(times)`` computed with ``weight`` instead of the layer's current weight."""
+    from spikebench.backends.tempotron import psp_kernel
+
+    t = torch.arange(layer.steps, dtype=weight.dtype)
+    return psp_kernel(t[:, None, None] - times[None].to(weight.dtype), layer.tau,
+                      layer.tau_s) @ weight.T
+
+
+def test_the_kit_catches_a_prepared_tempotron_input_that_ignores_weight_changes():
+    from spikebench.backends.conformance_tempotron import check_tempotron
+
+    check_tempotron("custom")
+    with pytest.raises(AssertionError, match=r"prepare\(times\)\(idx\) differs"):
+        check_tempotron(_StaleTempotron())

@@ -46,21 +46,25 @@ def test_decay_matrix_is_the_pair_window():
     assert decay_matrix(4, 2.0, strict=True)[2, 2] == 0
 
 
-def test_tempotron_potential_from_the_kernel_equals_the_layer_forward():
-    """The custom engine's Tempotron reads V from the kernel matrix the rule holds; it equals
-    the layer's own forward (which re-evaluates the kernel)."""
+@pytest.mark.parametrize("backend", ["custom", "snntorch", "spikingjelly"])
+def test_tempotron_prepared_potential_equals_the_layer_forward_bit_for_bit(backend):
+    """The rule prepares the fixed patterns once per fit (the custom engine reads V from the
+    rule's kernel matrix, SpikingJelly evaluates its own kernel once, snnTorch places its
+    impulses once); per mini-batch that gives exactly what the layer's forward gives, with the
+    weights of the moment."""
     from spikebench.backends import get_backend
-    from spikebench.harness.rules.tempotron import kernel_matrix, potential, spike_times
+    from spikebench.harness.rules.tempotron import kernel_matrix, spike_times
 
-    layer = get_backend("custom").build_tempotron(12, 6, steps=20, tau=8.0, tau_s=2.0)
-    x = torch.randn(70, 4, generator=torch.Generator().manual_seed(0))
+    layer = get_backend(backend).build_tempotron(12, 6, steps=20, tau=8.0, tau_s=2.0, seed=0)
+    x = torch.randn(1100, 4, generator=torch.Generator().manual_seed(0))
     times = spike_times(x, 20, gain=1.2, population=3)
     kernel = kernel_matrix(times, 20, layer.tau, layer.tau_s)
+    idx = torch.tensor([1050, 10, 3, 10, 777])
     with torch.no_grad():
-        torch.testing.assert_close(potential(layer, times[10:50], kernel[:, 10:50]),
-                                   layer(times[10:50]), rtol=1e-6, atol=1e-6)
-
-
+        prepared = layer.prepare(times, kernel)
+        for _ in range(2):
+            assert torch.equal(prepared(idx), layer(times[idx]))
+            layer.weight.mul_(-1.5)
 @pytest.mark.parametrize("start", ["zero", "random"])
 def test_readout_two_unit_delta_rule_equals_the_softmax_form(start):
     """Readout.train (σ of the logit difference, two matrix-vector products per step) equals the
