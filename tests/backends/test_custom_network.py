@@ -106,3 +106,14 @@ def test_pooled_outputs_kept_by_the_caller_are_never_overwritten(kernels):
     assert torch.equal(view, view_copy)
     _lif_kernels.network_clear()  # frees the pool; what callers hold stays valid
     assert torch.equal(kept.membrane, snapshot[1])
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 4), (3, 0, 4), (1, 1, 4)])
+def test_whole_network_pass_equals_the_layer_loop_on_edge_shapes(kernels, shape):
+    spec = NetworkSpec(sizes=(4, 5, 2))
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0)) * 2
+    args = dict(loss="both", bias_grad=True, input_grad=True, dtype=torch.float32)
+    whole = _train_pass(spec, x, whole=True, **args)
+    loop = _train_pass(spec, x, whole=False, **args)
+    for a, b in zip(whole, loop, strict=True):
+        assert (a is None and b is None) or torch.equal(a, b)
