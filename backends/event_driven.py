@@ -66,25 +66,25 @@ def input_density(x: torch.Tensor, count: torch.Tensor | None = None) -> float:
     return _lif_kernels.binary_density(x)
 
 
-def use_forward(density: float, n_out: int) -> bool:
-    """Whether the forward product of a layer with ``n_out`` outputs goes event-driven."""
-    limit = FORWARD_MAX_DENSITY if n_out >= 512 else FORWARD_MAX_DENSITY_NARROW
-    return 0.0 <= density < limit and n_out >= MIN_OUTPUTS and enabled()
-
-
-def use_grad(density: float, n_out: int) -> bool:
-    """Whether the weight gradient of a layer with ``n_out`` outputs goes event-driven."""
-    return 0.0 <= density < GRAD_MAX_DENSITY and n_out >= MIN_OUTPUTS and enabled()
-
-
 def limits(n_out: int) -> tuple[float, float]:
-    """``(forward, weight gradient)`` input-density limits of a layer with ``n_out`` outputs,
-    below which its products go event-driven (``0``: never; :func:`use_forward`,
-    :func:`use_grad`), for the whole-network pass that measures the density itself."""
+    """``(forward, weight gradient)`` input-density limits of a layer with ``n_out`` outputs:
+    its products go event-driven below them (``0``: never). The one statement of the
+    crossovers, read by :func:`use_forward`, :func:`use_grad` and the whole-network C++ pass
+    (which measures the density itself)."""
     if n_out < MIN_OUTPUTS or not enabled():
         return 0.0, 0.0
     return (FORWARD_MAX_DENSITY if n_out >= 512 else FORWARD_MAX_DENSITY_NARROW,
             GRAD_MAX_DENSITY)
+
+
+def use_forward(density: float, n_out: int) -> bool:
+    """Whether the forward product of a layer with ``n_out`` outputs goes event-driven."""
+    return 0.0 <= density < limits(n_out)[0]
+
+
+def use_grad(density: float, n_out: int) -> bool:
+    """Whether the weight gradient of a layer with ``n_out`` outputs goes event-driven."""
+    return 0.0 <= density < limits(n_out)[1]
 
 
 def currents(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

@@ -183,6 +183,18 @@ def test_network_pass_ab_example_runs_and_both_paths_agree():
     assert "same weights after 25 steps each" in proc.stdout
 
 
+def test_sampling_ab_example_times_every_backend_both_ways():
+    """The README's cache-refill figures come from examples/sampling_ab.py."""
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "sampling_ab.py"),
+                           "--backends", "custom", "snntorch", "--steps", "4", "--hidden", "8",
+                           "--threads", "1", "--rounds", "2"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["custom", "snntorch"]
+    assert all("call by call" in line and "back to back" in line for line in lines)
+
+
 def test_optimizer_ab_example_runs_and_both_optimizers_agree():
     """The README's LeanAdam saving comes from examples/optimizer_ab.py: it runs, times both
     optimizers and finds the same weights (it exits non-zero if they differ)."""
