@@ -59,4 +59,4 @@ bench: install
 	$(BIN)/spikebench bench
 
 clean:
-	rm -rf results site build .pytest_cache .ruff_cache
+	rm -rf results site build .pytest_cache .ruff_cache .mypy_cache

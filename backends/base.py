@@ -26,64 +26,22 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     import torch
 
-Reset = Literal["subtract", "zero", "none"]
-Surrogate = Literal["fast_sigmoid", "arctan", "sigmoid"]
-
-#: Surrogate derivatives ``dS/dH`` of ``z = H - θ`` with slope ``k`` (the same in every backend):
-#: fast_sigmoid: 1 / (1 + k|z|)^2            (snnTorch ``fast_sigmoid(slope=k)``)
-#: arctan:       (k/2) / (1 + (π/2 · k · z)^2)  (snnTorch ``atan(alpha=k)``,
-#:                                              SpikingJelly ``ATan(alpha=k)``)
-#: sigmoid:      k σ(kz)(1 - σ(kz))          (snnTorch ``sigmoid(slope=k)``,
-#:                                            SpikingJelly ``Sigmoid(alpha=k)``)
-SURROGATES: tuple[str, ...] = ("fast_sigmoid", "arctan", "sigmoid")
-RESETS: tuple[str, ...] = ("subtract", "zero", "none")
-
-
-from spikebench.errors import BackendError  # noqa: E402  (re-exported here for plugins)
-
-
-@dataclasses.dataclass(frozen=True)
-class NetworkSpec:
-    """Framework-neutral description of a feed-forward LIF network.
-
-    ``sizes`` lists layer widths from input to output, e.g. ``(64, 128, 2)``: two LIF layers.
-    """
-
-    sizes: tuple[int, ...]
-    beta: float = 0.9
-    threshold: float = 1.0
-    reset: Reset = "subtract"
-    surrogate: Surrogate = "fast_sigmoid"
-    slope: float = 25.0
-    neuron: str = "lif"
-    bias: bool = True
-
-    def __post_init__(self) -> None:
-        sizes = tuple(int(s) for s in self.sizes)
-        object.__setattr__(self, "sizes", sizes)
-        if len(sizes) < 2 or min(sizes) < 1:
-            raise BackendError(f"NetworkSpec.sizes must list >= 2 positive widths, got {sizes}")
-        if not 0.0 <= self.beta <= 1.0:
-            raise BackendError(f"NetworkSpec.beta must be in [0, 1], got {self.beta}")
-        if self.threshold <= 0:
-            raise BackendError(f"NetworkSpec.threshold must be > 0, got {self.threshold}")
-        if self.reset not in RESETS:
-            raise BackendError(f"NetworkSpec.reset must be one of {RESETS}, got {self.reset!r}")
-        if self.surrogate not in SURROGATES:
-            raise BackendError(
-                f"NetworkSpec.surrogate must be one of {SURROGATES}, got {self.surrogate!r}"
-            )
-        if self.slope <= 0:
-            raise BackendError(f"NetworkSpec.slope must be > 0, got {self.slope}")
-
-    @property
-    def n_layers(self) -> int:
-        return len(self.sizes) - 1
+from spikebench.backends.capabilities import Capability, capability_set
+from spikebench.backends.capabilities import describe as describe_capabilities
+from spikebench.backends.specs import (  # noqa: F401  (re-exported: the contract's values)
+    RESETS,
+    SURROGATES,
+    ConvNetworkSpec,
+    NetworkSpec,
+    Reset,
+    Surrogate,
+)
+from spikebench.errors import BackendError
 
 
 @dataclasses.dataclass
@@ -157,15 +115,29 @@ class TempotronNetwork(abc.ABC):
         matrix ``K(t − t_i)`` ``[steps, n, N_in]`` of the same patterns on this layer's grid
         (τ, τs), for a layer whose forward is that kernel times ``Wᵀ``; a layer with dynamics of
         its own ignores it. This default keeps the spike times and calls :meth:`forward`;
-        :func:`~spikebench.backends.conformance_tempotron.check_tempotron` checks overrides."""
+        :func:`~spikebench.backends.conformance.tempotron.check_tempotron` checks overrides."""
         return lambda idx: self(spike_times[idx])
 
 
 class Backend(abc.ABC):
     """A pluggable SNN implementation, registered in the ``spikebench.backends`` entry-point group.
 
-    Subclasses set the class attributes to declare what they support and implement :meth:`build`.
-    Run :func:`spikebench.backends.conformance.check_backend` from your tests to prove conformance.
+    A backend declares what it can build (:attr:`capabilities`, a set of
+    :class:`~spikebench.backends.capabilities.Capability`) and builds it from spikebench's
+    framework-neutral specs with its own framework's primitives. It never names learning rules:
+    which backend serves which rule follows from the capabilities a rule needs
+    (:mod:`spikebench.harness.rules.serving`).
+
+    Subclasses set the class attributes and implement :meth:`build` (and :meth:`build_conv` /
+    :meth:`build_tempotron` for the capabilities they declare). Run
+    :func:`spikebench.backends.conformance.check_backend` from your tests to prove conformance.
+
+    Examples
+    --------
+    >>> from spikebench.backends import get_backend
+    >>> from spikebench.backends.capabilities import Capability
+    >>> Capability.TEMPOTRON in get_backend("custom").capabilities
+    True
     """
 
     name: ClassVar[str]
@@ -174,8 +146,19 @@ class Backend(abc.ABC):
     neurons: ClassVar[frozenset[str]] = frozenset({"lif"})
     resets: ClassVar[frozenset[str]] = frozenset(RESETS)
     surrogates: ClassVar[frozenset[str]] = frozenset(SURROGATES)
-    #: Names of the learning rules this backend can serve (see ``spikebench rules``).
-    rules: ClassVar[frozenset[str]] = frozenset({"surrogate"})
+    #: What this backend can build (see :mod:`spikebench.backends.capabilities`).
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.DENSE_LIF, Capability.SURROGATE_GRADIENTS})
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "rules" in cls.__dict__:
+            raise TypeError(
+                f"{cls.__qualname__}.rules: backends declare what they can build, not which "
+                "rules they serve; replace it by capabilities = frozenset({Capability."
+                "DENSE_LIF, Capability.SURROGATE_GRADIENTS, ...}) (spikebench.backends."
+                "capabilities)")
+        cls.capabilities = capability_set(cls.capabilities, f"{cls.__qualname__}.capabilities")
 
     @abc.abstractmethod
     def build(
@@ -186,7 +169,29 @@ class Backend(abc.ABC):
         dtype: torch.dtype | None = None,
         seed: int | None = None,
     ) -> SpikingNetwork:
-        """Build a network for ``spec`` on ``device``; ``seed`` fixes the initial weights."""
+        """Build a dense LIF network (capability ``dense_lif``).
+
+        Parameters
+        ----------
+        spec : NetworkSpec
+            The network to build; :meth:`check_supported` refuses what the backend lacks.
+        device : str or torch.device, default "cpu"
+            Where the parameters live.
+        dtype : torch.dtype, optional
+            Parameter dtype (float32 by default).
+        seed : int, optional
+            Fixes the initial weights (the same on every backend for the same seed).
+
+        Returns
+        -------
+        SpikingNetwork
+            A ``torch.nn.Module`` running ``[T, B, F]`` input from a zero state.
+
+        Raises
+        ------
+        BackendError
+            When the spec asks for a neuron, reset or surrogate the backend lacks.
+        """
 
     def version(self) -> str:
         """Version of the underlying framework (or of spikebench for the custom engine)."""
@@ -209,24 +214,74 @@ class Backend(abc.ABC):
         dtype: torch.dtype | None = None,
         seed: int | None = None,
     ) -> TempotronNetwork:
-        """Build a Tempotron layer from this framework's primitives (optional capability).
+        """Build a Tempotron layer (capability ``tempotron``; see :class:`TempotronNetwork`).
 
-        Backends that list ``"tempotron"`` in :attr:`rules` override this; see
-        :class:`TempotronNetwork` for the contract.
+        Raises
+        ------
+        BackendError
+            When the backend does not declare the capability (the default).
         """
-        raise BackendError(f"backend {self.name!r} does not provide a Tempotron primitive")
+        raise BackendError(self.lacks_message(frozenset({Capability.TEMPOTRON})))
 
-    def unsupported_rule(self, rule: str) -> str:
-        """Why this backend cannot serve learning rule ``rule`` ("" when it can): the one
-        wording of that message, used by the cell planner and by the rules."""
-        return unsupported_rule(self, rule)
+    def build_conv(
+        self,
+        spec: ConvNetworkSpec,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+        seed: int | None = None,
+    ) -> SpikingNetwork:
+        """Build a convolutional LIF network (capability ``conv_lif``) on ``[T, B, C, S, S]``
+        input; the same weights give the same spikes on every backend
+        (:mod:`spikebench.backends.conv`, checked by
+        :func:`~spikebench.backends.conformance.conv.check_conv_backend`).
 
-    def require_rule(self, rule: str) -> None:
-        """Raise :class:`BackendError` with :meth:`unsupported_rule`'s message if needed."""
-        require_rule(self, rule)
+        Raises
+        ------
+        BackendError
+            When the backend does not declare the capability (the default).
+        """
+        raise BackendError(self.lacks_message(frozenset({Capability.CONV_LIF})))
 
-    def check_supported(self, spec: NetworkSpec, rule: str | None = None) -> None:
-        """Raise :class:`BackendError` naming the field if ``spec``/``rule`` is not supported."""
+    def lacking(self, needs: frozenset[Capability]) -> frozenset[Capability]:
+        """The capabilities of ``needs`` this backend does not provide."""
+        return frozenset(needs) - self.capabilities
+
+    def lacks_message(self, needs: frozenset[Capability]) -> str:
+        """Why this backend cannot provide ``needs`` ("" when it can): the one wording."""
+        missing = self.lacking(needs)
+        if not missing:
+            return ""
+        return (f"backend {self.name!r} cannot build {describe_capabilities(missing)} "
+                f"(capabilities {', '.join(sorted(missing))}); it provides: "
+                f"{', '.join(sorted(self.capabilities)) or 'none'}")
+
+    def warm_up(self, device: str | torch.device = "cpu") -> None:
+        """Pay the one-time costs (kernel builds or loads, compilation, first allocations) of
+        every declared capability with a tiny build and pass, so that no timed fit pays them.
+        The harness calls it once per process and backend (:func:`~spikebench.harness.fit.
+        warm_up`); override it when a framework has other one-time costs."""
+        import torch
+
+        if Capability.DENSE_LIF in self.capabilities:
+            net = self.build(NetworkSpec(sizes=(4, 8, 2)), device=device, seed=0)
+            dev = next(iter(net.parameters())).device  # type: ignore[attr-defined]
+            out = net(torch.rand(6, 3, 4, device=dev)).membrane.sum()
+            if Capability.SURROGATE_GRADIENTS in self.capabilities:
+                out.backward()
+        if Capability.CONV_LIF in self.capabilities:
+            conv = self.build_conv(ConvNetworkSpec(image_size=8, channels=(2,)), device=device,
+                                   seed=0)
+            dev = next(iter(conv.parameters())).device  # type: ignore[attr-defined]
+            out = conv(torch.rand(2, 2, 1, 8, 8, device=dev)).membrane.sum()
+            if Capability.SURROGATE_GRADIENTS in self.capabilities:
+                out.backward()
+        if Capability.TEMPOTRON in self.capabilities:
+            layer = self.build_tempotron(4, 2, steps=8, device=device, seed=0)
+            layer(torch.full((3, 4), 2.0, device=layer.weight.device))
+
+    def check_supported(self, spec: NetworkSpec) -> None:
+        """Raise :class:`BackendError` naming the field if ``spec`` is not supported."""
         problems = []
         if spec.neuron not in self.neurons:
             problems.append(f"neuron {spec.neuron!r} (supported: {sorted(self.neurons)})")
@@ -234,16 +289,16 @@ class Backend(abc.ABC):
             problems.append(f"reset {spec.reset!r} (supported: {sorted(self.resets)})")
         if spec.surrogate not in self.surrogates:
             problems.append(f"surrogate {spec.surrogate!r} (supported: {sorted(self.surrogates)})")
-        if rule is not None and rule not in self.rules:
-            problems.append(f"rule {rule!r} (supported: {', '.join(sorted(self.rules))})")
         if problems:
             raise BackendError(f"backend {self.name!r} does not support " + "; ".join(problems))
 
     def describe(self) -> dict[str, Any]:
+        """Name, framework version and what the backend provides (for ``spikebench backends``
+        and ``protocol.json``)."""
         return {
             "name": self.name,
             "version": self.version(),
-            "rules": sorted(self.rules),
+            "capabilities": sorted(self.capabilities),
             "neurons": sorted(self.neurons),
             "resets": sorted(self.resets),
             "surrogates": sorted(self.surrogates),
@@ -275,6 +330,9 @@ class ModuleBackend(Backend):
 
     network_cls: ClassVar[Any]
     tempotron_cls: ClassVar[Any] = None
+    #: The convolutional network class (``conv_network_cls(spec)``) for capability
+    #: ``conv_lif``, or a zero-argument function returning it (imported on first use).
+    conv_network_cls: ClassVar[Any] = None
 
     def build(self, spec, *, device="cpu", dtype=None, seed=None):  # type: ignore[override]
         import torch
@@ -293,6 +351,18 @@ class ModuleBackend(Backend):
         layer = build_seeded(lambda: self.tempotron_cls(n_inputs, n_outputs, steps=steps,
                                                         tau=tau, tau_s=tau_s), seed)
         return layer.to(device=device, dtype=dtype or torch.float32)
+
+    def build_conv(self, spec, *, device="cpu", dtype=None, seed=None):  # type: ignore[override]
+        if self.conv_network_cls is None:
+            return super().build_conv(spec, device=device, dtype=dtype, seed=seed)
+        import torch
+
+        cls = type(self).conv_network_cls
+        if not isinstance(cls, type):  # a function importing the class on first use
+            cls = cls()
+        spec.neuron_spec()
+        net = build_seeded(lambda: cls(spec), seed)
+        return net.to(device=device, dtype=dtype or torch.float32)
 
 
 class LinearLayersWeights:
@@ -335,19 +405,3 @@ def set_linear_weights(layers: Sequence[torch.nn.Linear],
                     lin.bias.copy_(b)
             elif b is not None and bool(torch.any(b != 0)):
                 raise BackendError(f"layer {i}: spec has bias=False but a non-zero bias was given")
-
-
-def unsupported_rule(backend: Any, rule: str) -> str:
-    """Why ``backend`` (anything with ``name`` and ``rules``) cannot serve ``rule`` ("" when it
-    can): the one wording of that message."""
-    if rule in backend.rules:
-        return ""
-    return (f"backend {backend.name!r} does not support rule {rule!r} "
-            f"(supported: {', '.join(sorted(backend.rules))})")
-
-
-def require_rule(backend: Any, rule: str) -> None:
-    """Raise :class:`BackendError` with :func:`unsupported_rule`'s message if needed."""
-    reason = unsupported_rule(backend, rule)
-    if reason:
-        raise BackendError(reason)

@@ -14,113 +14,31 @@ synaptic event of a deeper layer is an accumulate. The output is the last layer'
 ``H`` (``[T, B, outputs]``) as for the dense networks (:class:`~spikebench.backends.base.
 NetworkOutput`).
 
-Each backend builds it from its own primitives (a builder registry keyed by backend name, so
-the backend classes need no change): ``custom`` runs ``torch`` convolutions over ``T·B`` at
-once and the custom engine's LIF recurrence (:func:`~spikebench.backends.custom.
-lif_recurrence_` / :func:`~spikebench.backends.custom.lif_backward_`, the fused C++ kernels on
-CPU), and its dense tail with :func:`~spikebench.backends.custom.lif_network`; ``snntorch``
-uses ``nn.Conv2d`` + ``snntorch.Leaky`` stepped in time (:mod:`spikebench.backends.
-conv_snntorch`); ``spikingjelly`` uses ``layer.Conv2d`` + ``LIFNode`` in multi-step mode
-(:mod:`spikebench.backends.conv_spikingjelly`). :mod:`spikebench.backends.conv_conformance`
-proves them equivalent (same weights, same spikes). Weights are exchanged as ``[(W, b), ...]``
-in layer order (conv ``W`` ``[out, in, k, k]``, dense ``W`` ``[out, in]``).
+Each backend that declares capability ``conv_lif`` builds it from its own primitives
+(:meth:`~spikebench.backends.base.Backend.build_conv`): ``custom`` runs ``torch``
+convolutions over ``T·B`` at once and the custom engine's LIF recurrence
+(:func:`~spikebench.backends.custom.lif_recurrence_` /
+:func:`~spikebench.backends.custom.lif_backward_`, the fused C++ kernels on CPU), and its
+dense tail with :func:`~spikebench.backends.custom.lif_network`; ``snntorch``
+uses ``nn.Conv2d`` + ``snntorch.Leaky`` stepped in time (:class:`~spikebench.backends.
+snntorch_backend.SnnTorchConvNetwork`); ``spikingjelly`` uses ``layer.Conv2d`` + ``LIFNode`` in
+multi-step mode (:class:`~spikebench.backends.spikingjelly_backend.SpikingJellyConvNetwork`).
+:mod:`spikebench.backends.conformance.conv` proves them equivalent (same weights, same
+spikes). Weights are exchanged as ``[(W, b), ...]`` in layer order (conv ``W``
+``[out, in, k, k]``, dense ``W`` ``[out, in]``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from spikebench.backends.base import NetworkSpec, Reset, Surrogate, build_seeded
+from spikebench.backends.specs import ConvNetworkSpec
 from spikebench.errors import BackendError
 
 if TYPE_CHECKING:
     import torch
-
-
-@dataclasses.dataclass(frozen=True)
-class ConvNetworkSpec:
-    """Framework-neutral convolutional LIF network (module docstring)."""
-
-    image_size: int = 64
-    in_channels: int = 1
-    channels: tuple[int, ...] = (8, 16)
-    kernel: int = 3
-    pool: int = 2
-    hidden: tuple[int, ...] = ()
-    outputs: int = 2
-    beta: float = 0.9
-    threshold: float = 1.0
-    reset: Reset = "subtract"
-    surrogate: Surrogate = "fast_sigmoid"
-    slope: float = 25.0
-    bias: bool = True
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        if not self.channels or min(self.channels) < 1:
-            raise BackendError(f"ConvNetworkSpec.channels must list >= 1 positive widths, "
-                               f"got {self.channels}")
-        if self.kernel < 1 or self.kernel % 2 == 0:
-            raise BackendError(f"ConvNetworkSpec.kernel must be odd and >= 1, got {self.kernel}")
-        if self.pool < 1:
-            raise BackendError(f"ConvNetworkSpec.pool must be >= 1, got {self.pool}")
-        if self.feature_size < 1:
-            raise BackendError(f"ConvNetworkSpec: image_size {self.image_size} is too small for "
-                               f"{len(self.channels)} pooling stages of {self.pool}")
-        self.neuron_spec()  # validates the LIF parameters
-
-    def neuron_spec(self) -> NetworkSpec:
-        """The neuron parameters as a dense :class:`NetworkSpec` (for the framework nodes)."""
-        return NetworkSpec(sizes=(1, 1), beta=self.beta, threshold=self.threshold,
-                           reset=self.reset, surrogate=self.surrogate, slope=self.slope,
-                           bias=self.bias)
-
-    @property
-    def feature_size(self) -> int:
-        """Side of the feature maps after the last stage."""
-        size = int(self.image_size)
-        for _ in self.channels:
-            size //= self.pool
-        return size
-
-    @property
-    def dense_sizes(self) -> tuple[int, ...]:
-        """Widths of the dense tail, from the flattened maps to the outputs."""
-        flat = self.channels[-1] * self.feature_size ** 2
-        return (flat, *self.hidden, int(self.outputs))
-
-    @property
-    def n_layers(self) -> int:
-        """LIF layers: one per convolutional stage and per dense layer."""
-        return len(self.channels) + len(self.dense_sizes) - 1
-
-    def map_sizes(self) -> list[int]:
-        """Side of each stage's input maps (before its convolution)."""
-        sizes, size = [], int(self.image_size)
-        for _ in self.channels:
-            sizes.append(size)
-            size //= self.pool
-        return sizes
-
-    def fan_outs(self) -> list[int]:
-        """Synapses each input event of layer ``l`` reaches: ``C_out k²`` for a convolution
-        (away from the border, where fewer are reached), the next width for a dense layer."""
-        conv = [c * self.kernel ** 2 for c in self.channels]
-        return [*conv, *self.dense_sizes[1:]]
-
-    def conv_macs(self) -> float:
-        """Multiply-accumulates of one time step of the layers as dense operations (every
-        input multiplied): ``Σ C_in C_out k² S_l²`` + dense products."""
-        total, c_in = 0.0, int(self.in_channels)
-        for c, size in zip(self.channels, self.map_sizes(), strict=True):
-            total += c_in * c * self.kernel ** 2 * size ** 2
-            c_in = c
-        dense = self.dense_sizes
-        return total + sum(a * b for a, b in itertools.pairwise(dense))
 
 
 def conv_layers(spec: ConvNetworkSpec, conv_cls: Any = None, linear_cls: Any = None,
@@ -195,7 +113,7 @@ def custom_lif(current: torch.Tensor, spec: ConvNetworkSpec) -> tuple[torch.Tens
     return lif_recurrence_(charge, params[0], params[1], spec.reset), charge
 
 
-def _custom_network_cls() -> Any:
+def custom_network_class() -> Any:
     import torch.nn.functional as F
     from torch import nn
 
@@ -234,66 +152,32 @@ def _custom_network_cls() -> Any:
     return CustomConvNetwork
 
 
-# ---------------------------------------------------------------------------- registry
-
-#: Builders of the convolutional network per backend name: ``"module:function"`` returning
-#: the ``nn.Module`` class (called as ``cls(spec)``), or such a callable.
-_BUILDERS: dict[str, str | Callable[[], Any]] = {
-    "custom": _custom_network_cls,
-    "snntorch": "spikebench.backends.conv_snntorch:network_class",
-    "spikingjelly": "spikebench.backends.conv_spikingjelly:network_class",
-}
-
-
-def register_conv_builder(backend: str, network_class: Callable[[], Any]) -> None:
-    """Let ``backend`` (a plug-in) build convolutional networks: ``network_class()`` returns
-    an ``nn.Module`` class taking a :class:`ConvNetworkSpec`; prove it with
-    :func:`~spikebench.backends.conv_conformance.check_conv_backend`."""
-    _BUILDERS[str(backend)] = network_class
+# ---------------------------------------------------------------------------- backends
 
 
 def conv_backends() -> list[str]:
-    """Backend names with a convolutional builder."""
-    return sorted(_BUILDERS)
+    """Installed backends that provide capability ``conv_lif`` (broken plug-ins are left out)."""
+    from spikebench.backends.capabilities import Capability
+    from spikebench.backends.registry import available_backends, get_backend
 
-
-def conv_unsupported(backend: str) -> str:
-    """Why ``backend`` cannot build a convolutional network ("" when it can)."""
-    if backend in _BUILDERS:
-        return ""
-    return (f"backend {backend!r} has no convolutional network builder (image rules run on "
-            f"{', '.join(conv_backends())}; a plug-in registers one with "
-            "spikebench.backends.conv.register_conv_builder)")
-
-
-def network_class(backend: str) -> Any:
-    """The ``nn.Module`` class building ``backend``'s convolutional network."""
-    reason = conv_unsupported(backend)
-    if reason:
-        raise BackendError(reason)
-    builder = _BUILDERS[backend]
-    if isinstance(builder, str):
-        import importlib
-
-        module, _, attr = builder.partition(":")
+    names = []
+    for name in available_backends():
         try:
-            builder = getattr(importlib.import_module(module), attr)
-        except ImportError as exc:
-            raise BackendError(f"backend {backend!r}: convolutional builder unavailable "
-                               f"({exc})") from None
-    return builder()
+            if Capability.CONV_LIF in get_backend(name).capabilities:
+                names.append(name)
+        except BackendError:
+            continue
+    return names
 
 
 def build_conv(backend: str, spec: ConvNetworkSpec, *, device: Any = "cpu", dtype: Any = None,
                seed: int | None = None) -> Any:
-    """Build ``spec`` with ``backend``'s primitives on ``device`` (float32 by default);
-    ``seed`` fixes the initial weights, the same on every backend."""
-    import torch
+    """``get_backend(backend).build_conv(spec, ...)``: ``spec`` built with ``backend``'s
+    primitives on ``device`` (float32 by default); ``seed`` fixes the initial weights, the same
+    on every backend."""
+    from spikebench.backends.registry import get_backend
 
-    cls = network_class(backend)
-    spec.neuron_spec()
-    net = build_seeded(lambda: cls(spec), seed)
-    return net.to(device=device, dtype=dtype or torch.float32)
+    return get_backend(backend).build_conv(spec, device=device, dtype=dtype, seed=seed)
 
 
 def conv_train_step(backend: str, spec: ConvNetworkSpec | None = None, *, batch: int = 16,
@@ -327,4 +211,4 @@ def conv_train_step(backend: str, spec: ConvNetworkSpec | None = None, *, batch:
 
 
 __all__ = ["ConvNetworkSpec", "build_conv", "conv_backends", "conv_layers", "conv_train_step",
-           "conv_unsupported", "custom_lif", "network_class", "register_conv_builder"]
+           "custom_lif", "custom_network_class"]

@@ -29,12 +29,10 @@ from spikebench.backends import _lif_kernels, event_driven
 from spikebench.backends._pool import POOL
 from spikebench.backends.base import (
     LinearLayersWeights,
-    ModuleBackend,
     NetworkOutput,
     NetworkSpec,
     SpikingNetwork,
 )
-from spikebench.backends.tempotron import DirectTempotron
 
 _RESET_CODES = {"subtract": 0, "zero": 1, "none": 2}
 
@@ -416,25 +414,3 @@ class CustomNetwork(LinearLayersWeights, nn.Module, SpikingNetwork):
             threshold=spec.threshold, reset=spec.reset, surrogate=spec.surrogate,
             slope=spec.slope)
         return NetworkOutput(spikes=spikes, membrane=charge, layer_spike_counts=list(counts))
-
-
-class CustomBackend(ModuleBackend):
-    """spikebench's own engine (no framework dependency beyond PyTorch)."""
-
-    name = "custom"
-    framework = "torch"
-    rules = frozenset({"surrogate", "tempotron", "active"})
-    network_cls = CustomNetwork
-    tempotron_cls = DirectTempotron
-
-    def version(self) -> str:
-        """The engine is part of spikebench: spikebench's version (and the torch it runs on)."""
-        from importlib.metadata import PackageNotFoundError, version
-
-        import torch
-
-        try:
-            own = version("spikebench")
-        except PackageNotFoundError:  # a source tree that was never installed
-            own = "unknown"
-        return f"{own} (torch {torch.__version__.split('+')[0]})"

@@ -13,7 +13,7 @@ GROUP = "spikebench.backends"
 # The built-ins register through pyproject.toml like any plugin; these are used only when the
 # package metadata is missing (running from a source tree that was never installed).
 _BUILTIN = {
-    "custom": "spikebench.backends.custom:CustomBackend",
+    "custom": "spikebench.backends.custom_backend:CustomBackend",
     "snntorch": "spikebench.backends.snntorch_backend:SnnTorchBackend",
     "spikingjelly": "spikebench.backends.spikingjelly_backend:SpikingJellyBackend",
 }

@@ -49,6 +49,8 @@ from spikebench.backends.base import (
     SpikingNetwork,
     TempotronNetwork,
 )
+from spikebench.backends.capabilities import ALL as ALL_CAPABILITIES
+from spikebench.backends.conv import ConvNetworkSpec, conv_layers
 from spikebench.backends.tempotron import kernel_v0
 from spikebench.errors import BackendError
 
@@ -236,11 +238,55 @@ class SnnTorchTempotron(nn.Module, TempotronNetwork):
         return (self.v0 * (self.beta - self.alpha)) * v
 
 
+
+class SnnTorchConvNetwork(LinearLayersWeights, nn.Module, SpikingNetwork):
+    """snnTorch's convolutional network for :class:`~spikebench.backends.conv.ConvNetworkSpec`.
+
+    ``nn.Conv2d`` → ``nn.MaxPool2d`` → :class:`PinnedLeaky` per stage, ``nn.Linear`` →
+    ``PinnedLeaky`` per dense layer, stepped over time in Python (the idiomatic snnTorch loop
+    of its convolutional tutorial). The neuron is the same pinned ``snntorch.Leaky`` the dense
+    network uses (``H[t] = β U[t-1] + I[t]``, ``S[t] = Θ(H[t] - θ)``, reset in the step of the
+    spike).
+    """
+
+    def __init__(self, spec: ConvNetworkSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.layers = nn.ModuleList(conv_layers(spec))
+        self.pool = nn.MaxPool2d(spec.pool) if spec.pool > 1 else nn.Identity()
+        self.neurons = nn.ModuleList(
+            PinnedLeaky(spec.beta, spec.threshold, spike_function(spec.surrogate, spec.slope),
+                        spec.reset)
+            for _ in self.layers)
+
+    def forward(self, x: torch.Tensor) -> NetworkOutput:
+        dtype = self.layers[0].weight.dtype
+        x = x.to(dtype)
+        n_conv = len(self.spec.channels)
+        mems = [lif.reset_mem() for lif in self.neurons]  # fresh zero state per call
+        counts = [x.new_zeros(()) for _ in self.layers]
+        out_spikes, out_charge = [], []
+        for t in range(x.shape[0]):
+            s = x[t]
+            for i, (syn, lif) in enumerate(zip(self.layers, self.neurons)):
+                if i < n_conv:
+                    cur = self.pool(syn(s))
+                else:
+                    cur = syn(s.flatten(1))
+                s, mems[i] = lif(cur, mems[i])
+                counts[i] = counts[i] + s.detach().sum()
+            out_spikes.append(s)
+            out_charge.append(self.neurons[-1].charge)
+        return NetworkOutput(spikes=torch.stack(out_spikes), membrane=torch.stack(out_charge),
+                             layer_spike_counts=counts)
+
+
 class SnnTorchBackend(ModuleBackend):
     """snnTorch (``snntorch.Leaky`` / ``snntorch.Synaptic``), pinned to the shared equation."""
 
     name = "snntorch"
     framework = "snntorch"
-    rules = frozenset({"surrogate", "tempotron", "active"})
+    capabilities = ALL_CAPABILITIES
     network_cls = SnnTorchNetwork
+    conv_network_cls = SnnTorchConvNetwork
     tempotron_cls = SnnTorchTempotron

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from spikebench.backends import NetworkSpec, get_backend
-from spikebench.harness import bench
+from spikebench.harness.bench import engine as bench
 from spikebench.harness.optim import LeanAdam
 
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from spikebench.backends import NetworkSpec, get_backend
-from spikebench.harness import bench
+from spikebench.harness.bench import engine as bench
 
 
 def train_step(backend: str, hidden: int, x: torch.Tensor, y: torch.Tensor

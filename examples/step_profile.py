@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from spikebench.backends import NetworkSpec, custom, get_backend
-from spikebench.harness import bench
+from spikebench.harness.bench import engine as bench
 
 Timings = collections.defaultdict
 

@@ -76,20 +76,16 @@ _WARM: dict[tuple[str, str], float] = {}
 
 def warm_up(backend: str, device: str) -> float:
     """Pay ``backend``'s one-time costs (C++ kernel build or load, TorchScript compilation,
-    first-call allocations) once per process, outside any timed fit: one small forward and
-    backward pass. Returns the seconds it took the first time in this process (later: 0)."""
+    first-call allocations) once per process, outside any timed fit
+    (:meth:`~spikebench.backends.base.Backend.warm_up`: a tiny pass of each capability it
+    declares). Returns the seconds it took the first time in this process (later: 0)."""
     key = (backend, str(device))
     if key in _WARM:
         return 0.0
-    import torch
-
     from spikebench.backends import get_backend
-    from spikebench.backends.base import NetworkSpec
 
     started = time.perf_counter()
-    net = get_backend(backend).build(NetworkSpec(sizes=(4, 8, 2)), device=device, seed=0)
-    x = torch.rand(6, 3, 4, device=next(net.parameters()).device)
-    net(x).membrane.sum().backward()
+    get_backend(backend).warm_up(device)
     _WARM[key] = time.perf_counter() - started
     return _WARM[key]
 

@@ -15,6 +15,7 @@ from typing import Any
 from spikebench.errors import BackendError, SpecError
 from spikebench.harness.protocol import Fold
 from spikebench.harness.space import Param
+from spikebench.harness.spec import data_options, rule_space
 
 #: Backend name of cells whose rule needs no spiking backend (the non-spiking references).
 REFERENCE = "reference"
@@ -86,7 +87,6 @@ def track_of(inputs: str) -> str:
 
 def images_missing(spec: Any) -> str:
     """Why image rules cannot run on the spec's data ("" when the source delivers crops)."""
-    from spikebench.harness.spec import data_options
 
     _, options = data_options(spec)
     if getattr(options, "images", False):
@@ -98,22 +98,13 @@ def images_missing(spec: Any) -> str:
             "(use the phantom or msd source with images = true)")
 
 
-def _unservable(backend: Any, name: str, rule: Any, no_images: str) -> str:
+def _unservable(backend: Any, rule: Any, no_images: str) -> str:
     """Why ``backend`` cannot serve ``rule`` on this data ("" when it can)."""
     if rule.inputs == "images" and no_images:
         return no_images
-    from spikebench.harness.rules.base import backend_needs
+    from spikebench.harness.rules.serving import why_not
 
-    for need in backend_needs(rule):
-        if need == "conv":
-            from spikebench.backends.conv import conv_unsupported
-
-            why = conv_unsupported(name)
-        else:
-            why = backend.unsupported_rule(need)
-        if why:
-            return why
-    return ""
+    return why_not(backend, rule)
 
 
 def inputs_available(plan: CellPlan, feature_names: list[str]) -> CellPlan:
@@ -135,16 +126,6 @@ def resolve_device(name: str) -> str:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise SpecError(f"[study].device = {name!r} but no CUDA GPU is available; use 'auto'")
     return name
-
-
-def rule_space(spec: Any, rule: str) -> dict[str, Param]:
-    """The rule's default search space with the spec's ``[space.<rule>]`` overrides."""
-    from spikebench.harness.rules import get_rule
-    from spikebench.harness.space import merge_space
-
-    r = get_rule(rule)
-    return merge_space(r.search_space(), spec.space.get(rule, {}), f"[space.{rule}]",
-                       r.domains())
 
 
 def plan_cells(spec: Any, folds: list[Fold], *, trials: int | None = None,
@@ -169,7 +150,7 @@ def plan_cells(spec: Any, folds: list[Fold], *, trials: int | None = None,
             backend, reason = None, str(exc)
         for r in spec.grid.rules:
             rule = rules[r]
-            why = reason or (_unservable(backend, b, rule, no_images)
+            why = reason or (_unservable(backend, rule, no_images)
                              if backend is not None else "")
             plans.append(CellPlan(backend=b, rule=r, kind=rule.kind, space=rule_space(spec, r),
                                   trials=budget, skip_reason=why, inputs=rule.inputs, **common))

@@ -18,7 +18,7 @@ def protocol_record(session: Any, url: str, started: str, *, workers: int) -> di
     """The protocol.json mapping of a study session."""
     from spikebench.harness.folder import spec_identity
     from spikebench.harness.samplers import startup_trials
-    from spikebench.harness.storages import redact
+    from spikebench.harness.storage import redact
     from spikebench.provenance import kernel_path, machine, source_state, versions
 
     spec, data = session.spec, session.data

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from spikebench.errors import SpecError
 from spikebench.harness.metrics import METRICS as METRIC_NAMES
+from spikebench.harness.space import Param
 
 
 class _Strict(BaseModel):
@@ -247,7 +248,6 @@ def _check_names(spec: StudySpec, source: str) -> None:
 
 def _check_grid(spec: StudySpec) -> None:
     from spikebench.backends.registry import available_backends
-    from spikebench.harness.plan import rule_space
     from spikebench.harness.rules import available_rules, get_rule
 
     backends, rules = available_backends(), available_rules()
@@ -356,3 +356,13 @@ def load_spec(path: str | Path) -> StudySpec:
             options[key] = str((path.parent / value).resolve())
     data = DataTable.model_validate({"source": spec.data.source, **options})
     return spec.model_copy(update={"data": data})
+
+
+def rule_space(spec: Any, rule: str) -> dict[str, Param]:
+    """The rule's default search space with the spec's ``[space.<rule>]`` overrides."""
+    from spikebench.harness.rules import get_rule
+    from spikebench.harness.space import merge_space
+
+    r = get_rule(rule)
+    return merge_space(r.search_space(), spec.space.get(rule, {}), f"[space.{rule}]",
+                       r.domains())

@@ -15,7 +15,7 @@ def study_status(target: str | Path, storage: str | None = None) -> Any:
 
     from spikebench.harness.folder import ResultsFolder
     from spikebench.harness.spec import load_spec
-    from spikebench.harness.storages import open_storage, storage_url
+    from spikebench.harness.storage import open_storage, storage_url
 
     target = Path(target)
     if target.is_dir():

@@ -86,8 +86,8 @@ def open_session(spec: StudySpec, out: Path, storage_url: str, *, trials: int | 
 
 def work(session: Session, *, worker: int = 0, progress: bool = False) -> None:
     """Tune every cell this process can help with, then do the missing refits."""
-    from spikebench.harness.journal import StorageError
     from spikebench.harness.refit import Refitter, run_refits
+    from spikebench.harness.storage.journal import StorageError
     from spikebench.harness.tuning import tune
 
     search = session.spec.search
@@ -115,7 +115,7 @@ def work(session: Session, *, worker: int = 0, progress: bool = False) -> None:
 
 
 def _open(session: Session) -> Any:
-    from spikebench.harness.storages import open_storage
+    from spikebench.harness.storage import open_storage
 
     s = session.spec.search
     return open_storage(session.storage_url, heartbeat_interval=s.heartbeat_interval,
@@ -207,7 +207,7 @@ def run_study(
     import optuna
     import torch
 
-    from spikebench.harness.storages import check_storage, storage_url
+    from spikebench.harness.storage import check_storage, storage_url
 
     if workers < 1:
         raise SpecError(f"--workers must be >= 1, got {workers}")
@@ -278,7 +278,7 @@ def _spawn(spec: StudySpec, out: Path, url: str, trials: int | None, workers: in
         _end(procs)
     failed = [p.exitcode for p in procs if p.exitcode == 2]
     if failed:
-        from spikebench.harness.journal import StorageError
+        from spikebench.harness.storage.journal import StorageError
 
         raise StorageError(f"{len(failed)} of {workers} worker processes stopped with the error "
                            "printed above; fix it and rerun the same command to resume")
@@ -298,7 +298,7 @@ def _end(procs: list[Any]) -> None:
 
 def spec_toml(spec: StudySpec) -> str:
     """The resolved spec as TOML (what ran; a storage URL's password is never written)."""
-    from spikebench.harness.storages import redact
+    from spikebench.harness.storage import redact
 
     raw = spec.model_dump(mode="json", exclude_none=True)
     raw["search"]["storage"] = redact(raw["search"].get("storage", ""))

@@ -57,7 +57,7 @@ def make_objective(plan: CellPlan, fold: Fold, data: StudyData, search: Any
 
     from spikebench.harness.rules import DivergedError
     from spikebench.harness.space import suggest
-    from spikebench.harness.storages import worker_id
+    from spikebench.harness.storage import worker_id
 
     view = make_view(data, fold.tune_train, fold.tune_val, (), inputs=plan.inputs)
     multi = bool(search.minimize)
@@ -108,7 +108,7 @@ def tune(plan: CellPlan, fold: Fold, data: StudyData, storage: Any, search: Any,
     from optuna.trial import TrialState
 
     from spikebench.harness.progress import WaitNotice, bar
-    from spikebench.harness.storages import fail_stale_trials
+    from spikebench.harness.storage import fail_stale_trials
 
     study = open_study(plan, fold, storage, search, worker=worker)
     objective = make_objective(plan, fold, data, search)

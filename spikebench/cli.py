@@ -319,16 +319,26 @@ def _table(frame: Any) -> str:
 
 
 def _list_backends() -> None:
-    from spikebench.backends import available_backends, get_backend
+    from spikebench.harness.rules import installed_rules
+    from spikebench.harness.rules.serving import installed_backends, rules_served
 
-    for name in available_backends():
-        try:
-            d = get_backend(name).describe()
-        except SpikebenchError as exc:
-            print(f"{name:14s} not usable: {exc}")
+    found = installed_backends()
+    rules = installed_rules().usable
+    width = max(map(len, [*found.usable, *found.broken, ""])) + 2
+    for name in sorted({*found.usable, *found.broken}):
+        if name in found.broken:
+            print(f"{name:{width}s}broken: {found.broken[name]}")
             continue
-        print(f"{name:14s} {d['version']:10s} rules: {', '.join(d['rules'])}; "
-              f"resets: {', '.join(d['resets'])}; surrogates: {', '.join(d['surrogates'])}")
+        try:
+            d = found.usable[name].describe()
+        except Exception as exc:  # a plug-in's version() or describe() that raises
+            print(f"{name:{width}s}broken: describe() raised {type(exc).__name__}: {exc}")
+            continue
+        served = rules_served(found.usable[name], rules)
+        print(f"{name:{width}s}{d['version']}\n{'':{width}s}builds: "
+              f"{', '.join(d['capabilities'])}\n{'':{width}s}rules: {', '.join(served) or '-'}"
+              f"\n{'':{width}s}resets: {', '.join(d['resets'])}; surrogates: "
+              f"{', '.join(d['surrogates'])}")
 
 
 def _list_datasets() -> None:
@@ -345,29 +355,27 @@ def _list_datasets() -> None:
 
 
 def _list_rules() -> None:
-    from spikebench.backends import available_backends, get_backend
-    from spikebench.harness.rules import available_rules, get_rule
+    from spikebench.harness.rules import installed_rules
+    from spikebench.harness.rules.serving import installed_backends, serving_backends
 
-    backends = {}
-    for name in available_backends():
-        try:
-            backends[name] = get_backend(name)
-        except SpikebenchError:
+    rules = installed_rules()
+    backends = installed_backends().usable
+    width = max(map(len, [*rules.usable, *rules.broken, ""])) + 2
+    for name in sorted({*rules.usable, *rules.broken}):
+        if name in rules.broken:
+            print(f"{name:{width}s}broken: {rules.broken[name]}")
             continue
-    for name in available_rules():
-        try:
-            rule = get_rule(name)
-        except SpikebenchError as exc:
-            print(f"{name:10s} not usable: {exc}")
+        rule = rules.usable[name]
+        print(f"{name:{width}s}{rule.summary}")
+        if not rule.needs:
+            print(f"{'':{width}s}backends: none needed (non-spiking reference)")
             continue
-        if not rule.needs_backend:
-            print(f"{name:10s} {rule.summary}\n{'':10s} backends: none needed (non-spiking)")
-            continue
-        serve = [b for b, be in backends.items() if name in be.rules]
+        serve = serving_backends(rule, backends)
+        line = (f"{'':{width}s}needs: {', '.join(sorted(rule.needs))}\n"
+                f"{'':{width}s}backends: {', '.join(serve) or '-'}")
         cannot = [b for b in backends if b not in serve]
-        line = f"{name:10s} {rule.summary}\n{'':10s} backends: {', '.join(serve) or '-'}"
         if cannot:
-            line += f"; not on: {', '.join(cannot)} (framework lacks the primitive)"
+            line += f"; not on: {', '.join(cannot)} (they lack a needed capability)"
         print(line)
 
 

@@ -27,7 +27,7 @@ def add_bench_parser(sub: Any) -> None:
                          ("steps", "T, 25; --conv 8"), ("image-size", "with --conv, 64")):
         s.add_argument(f"--{opt}", type=int, default=None, help=f"default {default}")
     s.add_argument("--conv", action="store_true", help="instead: the train step of the conv "
-                   "LIF network on every backend with a conv builder (harness/bench_conv.py)")
+                   "LIF network on every backend with a conv builder (harness/bench/conv.py)")
     s.add_argument("--channels", type=int, nargs="+", default=None,
                    help="with --conv: channels per conv stage (default 8 16)")
     s.add_argument("--device", default=None, help="default cpu; --conv: cuda when present")
@@ -85,7 +85,7 @@ def _check_bench_args(args: argparse.Namespace) -> None:
         if value is not None and not 1 <= value <= high:
             raise UsageError(f"bench --{name.replace('_', '-')}: {value} is out of range "
                              f"[1, {high}]")
-    from spikebench.harness.bench_conv import conv_option_problem
+    from spikebench.harness.bench.conv import conv_option_problem
 
     if problem := conv_option_problem(vars(args)):
         raise UsageError(f"bench {problem}")
@@ -104,12 +104,12 @@ def _check_bench_args(args: argparse.Namespace) -> None:
 def _bench_study(args: argparse.Namespace) -> int:
     """``bench --study SPEC [--throughput]`` and ``bench --protocol SPEC``."""
     if args.throughput:
-        from spikebench.harness.bench_study import format_throughput, study_throughput
+        from spikebench.harness.bench.throughput import format_throughput, study_throughput
 
         res = study_throughput(args.study, trials=args.trials or 40, workers=(1, 2))
         say(args, format_throughput(res))
     else:
-        from spikebench.harness import bench_protocol as bp
+        from spikebench.harness.bench import protocol as bp
 
         spec = args.protocol or args.study
         res = bp.trial_times(spec, trials=args.trials or 3, backends=args.backends,
@@ -134,14 +134,14 @@ def _bench(args: argparse.Namespace) -> int:
         if args.json:
             args.json.write_text(json.dumps(res, indent=2))
         return 0
-    from spikebench.harness import bench
-    from spikebench.harness.bench_tables import check_regression, format_bench
+    from spikebench.harness.bench import engine as bench
+    from spikebench.harness.bench.tables import check_regression, format_bench
 
     kw: dict[str, Any] = dict(threads=args.threads or 2, repeats=args.repeats,
                               compile=args.compile, density=args.density,
                               block=args.block if args.block is not None else bench.BLOCK)
     if args.conv:
-        from spikebench.harness.bench_conv import format_conv_bench, run_conv_bench
+        from spikebench.harness.bench.conv import format_conv_bench, run_conv_bench
 
         res = run_conv_bench(args.backends, batch=args.batch or 16, steps=args.steps or 8,
                              image_size=args.image_size or 64, channels=args.channels or (8, 16),
@@ -151,7 +151,7 @@ def _bench(args: argparse.Namespace) -> int:
     kw.update(batch=args.batch or 128, inputs=args.inputs or 64, hidden=args.hidden or 128,
               steps=args.steps or 25, device=args.device or "cpu")
     if args.sweep:
-        from spikebench.harness.bench_targets import format_sweep
+        from spikebench.harness.bench.targets import format_sweep
 
         results = bench.sweep(args.backends, **kw)
         for res in results:

@@ -79,7 +79,6 @@ def test_a_shipped_spec_is_found_by_name_and_an_existing_path_wins(tmp_path, mon
 def test_specs_and_type_marker_are_package_data():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     setuptools = config["tool"]["setuptools"]
-    assert setuptools["package-dir"]["spikebench.studies"] == "studies"
     assert "*.toml" in setuptools["package-data"]["spikebench.studies"]
     assert "py.typed" in setuptools["package-data"]["spikebench"]
     assert (ROOT / "spikebench" / "py.typed").exists()
@@ -131,19 +130,41 @@ def test_api_quickstart_example_runs(tmp_path):
         assert len(values) == 4 and all(0.0 <= v <= 1.0 for v in values)
 
 
-def test_every_sub_package_on_disk_is_packaged():
-    """A folder with ``__init__.py`` under a mapped package that is not in ``packages`` is
-    left out of the wheel: it imports in a checkout and fails after ``pip install``."""
-    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    packages, mapping = set(setuptools["packages"]), setuptools["package-dir"]
-    missing: set[str] = set()
-    for package, folder in mapping.items():
-        for init in (ROOT / folder).rglob("__init__.py"):
-            rel = init.parent.relative_to(ROOT / folder).parts
-            name = ".".join((package, *rel))
-            if "__pycache__" not in rel and name not in packages:
-                missing.add(name)
-    assert not missing, f"add to [tool.setuptools].packages in pyproject.toml: {sorted(missing)}"
+SUB_PACKAGES = ("harness", "backends", "datasets", "reports", "studies")
+
+
+def test_the_top_level_folders_are_one_package_tree_that_tools_follow():
+    """spikebench/<folder> links to each top-level folder and src/spikebench to spikebench/, so
+    mypy, IDEs and import-graph tools see one ordinary package from the checkout and through
+    the editable install (a plain path entry to src/, no import hook)."""
+    for folder in SUB_PACKAGES:
+        link = ROOT / "spikebench" / folder
+        assert link.is_symlink() and link.resolve() == (ROOT / folder).resolve(), link
+    assert (ROOT / "src" / "spikebench").resolve() == (ROOT / "spikebench").resolve()
+    find = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert find["packages"]["find"]["where"] == ["src"]
+
+
+def test_every_folder_of_modules_is_a_packaged_sub_package():
+    """A folder of modules without ``__init__.py`` imports in a checkout (as a namespace
+    package) but is left out of the wheel; every such folder must be a real package, and
+    setuptools must find every one of them."""
+    from setuptools import find_packages
+
+    found = set(find_packages(str(ROOT / "src"), include=["spikebench", "spikebench.*"]))
+    on_disk: set[str] = set()
+    namespace: set[str] = set()
+    for folder in SUB_PACKAGES:
+        for path in (ROOT / folder).rglob("*.py"):
+            rel = path.parent.relative_to(ROOT).parts
+            if "__pycache__" in rel:
+                continue
+            if (path.parent / "__init__.py").exists():
+                on_disk.add(".".join(("spikebench", *rel)))
+            else:
+                namespace.add("/".join(rel))
+    assert not namespace, f"add __init__.py to: {sorted(namespace)}"
+    assert on_disk <= found, f"not packaged: {sorted(on_disk - found)}"
 
 
 def test_step_profile_example_accounts_for_the_step():

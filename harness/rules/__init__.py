@@ -7,9 +7,11 @@ MLP; on the image track the CNN and its attention-MIL variant) are rules too, wi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import cast
 
-from spikebench.errors import RuleError
+from spikebench.errors import RuleError, SpikebenchError
 from spikebench.harness.rules.base import (
     DivergedError,
     FitContext,
@@ -40,11 +42,33 @@ def available_rules() -> list[str]:
     return sorted(plugin_entry_points(GROUP, _BUILTIN))
 
 
+@dataclass(frozen=True)
+class InstalledRules:
+    """Every registered rule: the usable ones by name, and why the others are not."""
+
+    usable: Mapping[str, Rule]
+    broken: Mapping[str, str]
+
+
+def installed_rules() -> InstalledRules:
+    """Load every registered rule once; a broken plug-in is kept with its reason instead of
+    stopping the others (what ``spikebench rules`` lists)."""
+    usable: dict[str, Rule] = {}
+    broken: dict[str, str] = {}
+    for name in available_rules():
+        try:
+            usable[name] = get_rule(name)
+        except SpikebenchError as exc:
+            broken[name] = str(exc)
+    return InstalledRules(usable, broken)
+
+
 def get_rule(name: str) -> Rule:
     """Instantiate the rule registered as ``name`` (``RuleError`` lists the installed ones)."""
     return cast(Rule, load_plugin(GROUP, _BUILTIN, name, Rule, RuleError, "rule"))
 
 
 __all__ = [
-    "DivergedError", "FitContext", "Rule", "Split", "TrainedModel", "available_rules", "get_rule",
+    "DivergedError", "FitContext", "InstalledRules", "Rule", "Split", "TrainedModel",
+    "available_rules", "get_rule", "installed_rules",
 ]

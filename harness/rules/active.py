@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from spikebench.backends.base import NetworkSpec, SpikingNetwork
+from spikebench.backends.capabilities import Capability
 from spikebench.harness.encoding import encode
 from spikebench.harness.metrics import validation_value
 from spikebench.harness.rules.base import (
@@ -193,6 +194,7 @@ class ActiveLearning(Rule):
     """STDP hidden layer + delta-rule readout in an active-learning loop (module docstring)."""
 
     name = "active"
+    needs = frozenset({Capability.DENSE_LIF})
     summary = "bio-inspired active learning: STDP + WTA hidden layer, delta-rule readout"
 
     def search_space(self) -> dict[str, Param]:
@@ -230,8 +232,8 @@ class ActiveLearning(Rule):
         steps = int(p["steps"])
         spec = NetworkSpec(sizes=(2 * train.X.shape[1], int(p["hidden"])), beta=float(p["beta"]),
                            threshold=1.0, reset="subtract", bias=True)
-        backend = ctx.require_backend(self.name)
-        backend.check_supported(spec, self.name)
+        backend = ctx.require_backend(self)
+        backend.check_supported(spec)
         net = backend.build(spec, device=ctx.device, seed=ctx.seed)
         device = next(net.parameters()).device
         train_hidden_layer(net, train.X, p, device, ctx.seed)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from spikebench.backends.capabilities import Capability, capability_set
 from spikebench.errors import RuleError
 from spikebench.harness.space import Domain, builtin_domains
 
@@ -86,10 +87,14 @@ class FitContext:
             raise RuleError("this FitContext has no validation scorer; the harness binds one")
         return float(self.validation(np.asarray(prob, dtype=np.float64), metric))
 
-    def require_backend(self, rule: str) -> Backend:
-        """The backend, or a :class:`RuleError` saying that rule ``rule`` needs one."""
+    def require_backend(self, rule: Rule) -> Backend:
+        """The backend, checked to provide what ``rule`` needs; a :class:`RuleError` naming
+        the rule and what is missing otherwise."""
         if self.backend is None:
-            raise RuleError(f"rule {rule!r} trains a spiking network and needs a backend")
+            raise RuleError(f"rule {rule.name!r} trains a spiking network and needs a backend")
+        why = self.backend.lacks_message(rule.needs)
+        if why:
+            raise RuleError(f"rule {rule.name!r}: {why}")
         return self.backend
 
 
@@ -148,19 +153,33 @@ class Rule(abc.ABC):
 
     name: ClassVar[str]
     summary: ClassVar[str] = ""
-    #: False for rules that train no spiking network (the non-spiking references): they run
-    #: without a backend, in cells named ``reference/<rule>``.
-    needs_backend: ClassVar[bool] = True
+    #: What the rule needs of a backend (:mod:`spikebench.backends.capabilities`): it runs on
+    #: every backend that provides all of them (:mod:`spikebench.harness.rules.serving`).
+    #: Empty for the non-spiking references, which run without a backend in cells named
+    #: ``reference/<rule>``.
+    needs: ClassVar[frozenset[Capability]] = frozenset({Capability.DENSE_LIF})
     #: "snn" for spiking rules, "reference" for the non-spiking comparison models.
     kind: ClassVar[str] = "snn"
-    #: What the harness passes as ``X``: "features" (the standardised feature table) or
-    #: "geometry" (standardised ROI area and slice position only: the leak detector).
+    #: What the harness passes as ``X``: "features" (the standardised feature table),
+    #: "geometry" (standardised ROI area and slice position only: the leak detector) or
+    #: "images" (lazy crop rows, :class:`~spikebench.datasets.crops.ImageRows`).
     inputs: ClassVar[str] = "features"
-    #: What the rule needs of a backend: rule names the backend must list in
-    #: ``Backend.rules`` and/or ``"conv"`` (a convolutional network builder,
-    #: :mod:`spikebench.backends.conv`). None: the rule's own name, or ``("conv",)`` for an
-    #: image rule. An image Tempotron, say, sets ``("tempotron",)``.
-    requires: ClassVar[tuple[str, ...] | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for old in ("requires", "needs_backend"):
+            if old in cls.__dict__:
+                raise TypeError(
+                    f"{cls.__qualname__}.{old}: rules declare the capabilities they need; "
+                    "replace it by needs = frozenset({Capability.DENSE_LIF, ...}) "
+                    "(spikebench.backends.capabilities), or needs = frozenset() for a rule "
+                    "that trains no spiking network")
+        cls.needs = capability_set(cls.needs, f"{cls.__qualname__}.needs")
+
+    @property
+    def needs_backend(self) -> bool:
+        """Whether the rule trains a spiking network (it needs any capability)."""
+        return bool(self.needs)
 
     @abc.abstractmethod
     def search_space(self) -> dict[str, Param]:
@@ -178,14 +197,6 @@ class Rule(abc.ABC):
     def fit(self, train: Split, val: Split, params: Mapping[str, Any], ctx: FitContext
             ) -> TrainedModel:
         """Train on ``train``, early-stop on ``val``; never sees the test split."""
-
-
-def backend_needs(rule: Rule | type[Rule]) -> tuple[str, ...]:
-    """What ``rule`` needs of a backend (:attr:`Rule.requires`; by default its own name, or
-    ``"conv"`` for an image rule: a convolutional network builder)."""
-    if rule.requires is not None:
-        return tuple(rule.requires)
-    return ("conv",) if rule.inputs == "images" else (rule.name,)
 
 
 def class_weights(y: np.ndarray) -> np.ndarray:

@@ -71,7 +71,7 @@ class CNN(Rule):
 
     name = "cnn"
     summary = "reference (image track): small 2-D CNN on liver crops, early-stopped"
-    needs_backend = False
+    needs = frozenset()
     kind = "reference"
     inputs = "images"
 

@@ -2,8 +2,8 @@
 
 A rule conforms when, on a small problem whose train, validation and test patients are
 disjoint (feature rows, or for ``inputs = "images"`` lazy 16 × 16 crop rows), and on every
-installed backend that lists it (or with no backend, for a rule that
-needs none), it:
+installed backend that provides the capabilities it needs (or with no backend, for a rule
+that needs none), it:
 
 1. declares a search space of :mod:`spikebench.harness.space` parameters whose every default
    value lies in the rule's :meth:`~spikebench.harness.rules.Rule.domains`;
@@ -30,7 +30,6 @@ from spikebench.harness.rules.base import (
     FitContext,
     Rule,
     Split,
-    backend_needs,
     hide_labels,
 )
 
@@ -88,25 +87,13 @@ def held_out_image_problem(seed: int = 0, n_patients: int = 18, size: int = 16
 
 
 def serving_backends(rule: Rule) -> list[str | None]:
-    """Installed backends that serve ``rule`` (``[None]`` for a rule that needs no backend):
-    those listing it, or, for an image rule, those with a convolutional builder."""
-    if not rule.needs_backend:
-        return [None]
-    from spikebench.backends import available_backends, get_backend
-    from spikebench.backends.conv import conv_unsupported
-    from spikebench.errors import SpikebenchError
+    """Installed backends that serve ``rule`` (:mod:`spikebench.harness.rules.serving`), or
+    ``[None]`` for a rule that needs no backend."""
+    from spikebench.harness.rules.serving import serving_backends as serving
 
-    names = []
-    for name in available_backends():
-        try:
-            backend = get_backend(name)
-        except SpikebenchError:
-            continue
-        needs = backend_needs(rule)
-        if all(not conv_unsupported(name) if need == "conv" else need in backend.rules
-               for need in needs):
-            names.append(name)
-    return names
+    if not rule.needs:
+        return [None]
+    return list(serving(rule))
 
 
 def check_rule(rule: Rule | type[Rule] | str, *, params: Mapping[str, Any] | None = None,

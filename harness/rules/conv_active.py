@@ -62,6 +62,7 @@ import torch
 import torch.nn.functional as nnf
 
 from spikebench.backends.base import NetworkSpec, SpikingNetwork
+from spikebench.backends.capabilities import Capability
 from spikebench.harness.rules.active import (
     ActiveLearning,
     ActiveModel,
@@ -214,10 +215,10 @@ class ConvActiveLearning(Rule):
     (module docstring)."""
 
     name = "conv_active"
+    needs = frozenset({Capability.DENSE_LIF})
     summary = ("image track: bio-inspired active learning, shared STDP + WTA filters on crop "
                "patches, delta-rule readout")
     inputs = "images"
-    requires = ("active",)
 
     def search_space(self) -> dict[str, Param]:
         space = ActiveLearning().search_space()
@@ -243,8 +244,8 @@ class ConvActiveLearning(Rule):
         steps = int(p["steps"])
         spec = NetworkSpec(sizes=(geometry.patch_inputs, int(p["filters"])),
                            beta=float(p["beta"]), threshold=1.0, reset="subtract", bias=True)
-        backend = ctx.require_backend(self.name)
-        backend.check_supported(spec, "active")
+        backend = ctx.require_backend(self)
+        backend.check_supported(spec)
         net = backend.build(spec, device=ctx.device, seed=ctx.seed)
         device = next(net.parameters()).device
         train_filters(net, train.X, geometry, p, device, ctx.seed)

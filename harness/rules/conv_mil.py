@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from spikebench.backends.capabilities import Capability
 from spikebench.harness.optim import adam
 from spikebench.harness.rules.base import (
     FitContext,
@@ -127,6 +128,7 @@ class ConvSNNMIL(Rule):
     """Convolutional-SNN slice embeddings + gated attention per patient (module docstring)."""
 
     name = "conv_snn_mil"
+    needs = frozenset({Capability.CONV_LIF, Capability.SURROGATE_GRADIENTS})
     summary = ("image track: convolutional SNN + attention-MIL head, one score per patient, "
                "surrogate-gradient BPTT")
     inputs = "images"
@@ -142,13 +144,10 @@ class ConvSNNMIL(Rule):
 
     def fit(self, train: Split, val: Split, params: Mapping[str, Any], ctx: FitContext
             ) -> ConvMILModel:
-        from spikebench.backends.conv import build_conv
-
         p, hidden = dict(params), int(params["hidden"])
         check_finite_params(p)
         spec = embedding_spec(train.X, p)
-        net = build_conv(ctx.require_backend(self.name).name, spec, device=ctx.device,
-                         seed=ctx.seed)
+        net = ctx.require_backend(self).build_conv(spec, device=ctx.device, seed=ctx.seed)
         device = next(net.parameters()).device
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(ctx.seed)

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from spikebench.backends.capabilities import Capability
 from spikebench.harness.encoding import encode
 from spikebench.harness.optim import adam
 from spikebench.harness.rules.base import (
@@ -130,6 +131,7 @@ class ConvSurrogate(Rule):
     """Surrogate-gradient BPTT of a convolutional SNN on crops (module docstring)."""
 
     name = "conv_surrogate"
+    needs = frozenset({Capability.CONV_LIF, Capability.SURROGATE_GRADIENTS})
     summary = "image track: convolutional SNN, surrogate-gradient BPTT on liver crops"
     inputs = "images"
 
@@ -152,16 +154,15 @@ class ConvSurrogate(Rule):
 
     def fit(self, train: Split, val: Split, params: Mapping[str, Any], ctx: FitContext
             ) -> ConvSurrogateModel:
-        from spikebench.backends.conv import build_conv
 
         p = dict(params)
         check_finite_params(p)
         if p["encoding"] not in IMAGE_ENCODINGS or p["loss"] not in IMAGE_LOSSES:
             raise ValueError(f"encoding must be one of {IMAGE_ENCODINGS} and loss one of "
                              f"{IMAGE_LOSSES}, got {p['encoding']!r}, {p['loss']!r}")
-        backend = ctx.require_backend(self.name)
+        backend = ctx.require_backend(self)
         spec = conv_spec(train.X, p)
-        net = build_conv(backend.name, spec, device=ctx.device, seed=ctx.seed)
+        net = backend.build_conv(spec, device=ctx.device, seed=ctx.seed)
         device = next(net.parameters()).device
         y_all = torch.as_tensor(train.y, dtype=torch.long, device=device)
         weight = torch.as_tensor(class_weights(train.y), device=device)

@@ -56,6 +56,7 @@ from typing import Any
 
 import numpy as np
 
+from spikebench.backends.capabilities import Capability
 from spikebench.errors import RuleError
 from spikebench.harness.rules.base import (
     COUNTERS,
@@ -192,10 +193,10 @@ class ImageTempotron(Tempotron):
     docstring)."""
 
     name = "image_tempotron"
+    needs = frozenset({Capability.TEMPOTRON})
     summary = ("image track: Tempotron on a time-to-first-spike code of grid x grid "
                "average-pooled crops")
     inputs = "images"
-    requires = ("tempotron",)
 
     def search_space(self) -> dict[str, Param]:
         """The Tempotron's space plus the fixed front-end's ``grid``."""
@@ -204,7 +205,7 @@ class ImageTempotron(Tempotron):
     def fit(self, train: Split, val: Split, params: Mapping[str, Any], ctx: FitContext
             ) -> ImageTempotronModel:
         grid = int(params.get("grid", DEFAULT_GRID))
-        ctx.require_backend(self.name)  # before reading any crop
+        ctx.require_backend(self)  # before reading any crop
         check_finite_params(params)  # a NaN gain: NaN spike times, every afferent silent
         pooled = pooled_rows(train.X, grid)
         code = PooledCode.fit(pooled, grid)

@@ -45,7 +45,7 @@ class LogisticRegressionRule(Rule):
 
     name = "logistic_regression"
     summary = "reference: balanced logistic regression, C chosen on validation"
-    needs_backend = False
+    needs = frozenset()
     kind = "reference"
 
     def search_space(self) -> dict[str, Param]:

@@ -134,7 +134,7 @@ class AttentionMIL(Rule):
 
     name = "cnn_mil"
     summary = "reference (image track): CNN + attention-MIL head, one score per patient"
-    needs_backend = False
+    needs = frozenset()
     kind = "reference"
     inputs = "images"
 

@@ -31,7 +31,7 @@ class MLP(Rule):
 
     name = "mlp"
     summary = "reference: one-hidden-layer perceptron, early-stopped on validation"
-    needs_backend = False
+    needs = frozenset()
     kind = "reference"
 
     def search_space(self) -> dict[str, Param]:

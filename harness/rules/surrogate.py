@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from spikebench.backends.base import NetworkSpec
+from spikebench.backends.capabilities import Capability
 from spikebench.harness.encoding import ENCODINGS, encode
 from spikebench.harness.optim import adam
 from spikebench.harness.rules.base import (
@@ -134,6 +135,7 @@ class SurrogateGradient(Rule):
     """Surrogate-gradient BPTT on any backend (see the module docstring for the losses)."""
 
     name = "surrogate"
+    needs = frozenset({Capability.DENSE_LIF, Capability.SURROGATE_GRADIENTS})
     summary = "surrogate-gradient BPTT (count / membrane / TET loss; direct, rate, latency)"
 
     def search_space(self) -> dict[str, Param]:
@@ -169,8 +171,8 @@ class SurrogateGradient(Rule):
             threshold=float(p["threshold"]), surrogate=p["surrogate"], slope=float(p["slope"]),
             reset=p.get("reset", "subtract"),
         )
-        backend = ctx.require_backend(self.name)
-        backend.check_supported(spec, self.name)
+        backend = ctx.require_backend(self)
+        backend.check_supported(spec)
         net = backend.build(spec, device=ctx.device, seed=ctx.seed)
         device = next(net.parameters()).device
         x = torch.as_tensor(train.X, dtype=torch.float32, device=device)

@@ -52,7 +52,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from spikebench.backends.base import TempotronNetwork, require_rule
+from spikebench.backends.base import TempotronNetwork
+from spikebench.backends.capabilities import Capability
 from spikebench.backends.tempotron import psp_kernel
 from spikebench.harness.encoding import latency_times
 from spikebench.harness.metrics import validation_value
@@ -62,7 +63,6 @@ from spikebench.harness.rules.base import (
     Rule,
     Split,
     TrainedModel,
-    backend_needs,
     check_finite_params,
     class_weights,
 )
@@ -246,6 +246,7 @@ class Tempotron(Rule):
     """Tempotron populations trained by the error-driven rule (see the module docstring)."""
 
     name = "tempotron"
+    needs = frozenset({Capability.TEMPOTRON})
     summary = "Tempotron (Gütig & Sompolinsky 2006): latency / population code, learn at t_max"
 
     def search_space(self) -> dict[str, Param]:
@@ -274,12 +275,10 @@ class Tempotron(Rule):
         if steps < 2 or npc < 1 or pop < 1:
             raise ValueError(f"tempotron needs steps >= 2, neurons_per_class >= 1 and population "
                              f">= 1 (got {steps}, {npc}, {pop})")
-        backend = ctx.require_backend(self.name)
-        for need in backend_needs(self):  # Rule.requires: a subclass may ask for "tempotron"
-            require_rule(backend, need)
+        backend = ctx.require_backend(self)
         n_in, n_out = train.X.shape[1] * pop, 2 * npc
         layer = backend.build_tempotron(n_in, n_out, steps=steps, tau=tau, tau_s=tau / 4,
-                                            device=ctx.device, seed=ctx.seed)
+                                        device=ctx.device, seed=ctx.seed)
         weight = layer.weight
         device, dtype = weight.device, weight.dtype
         # The rule owns the initial weights, so every backend starts from the same numbers.

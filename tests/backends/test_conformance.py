@@ -7,7 +7,8 @@ import torch
 
 from spikebench.backends import available_backends, get_backend
 from spikebench.backends.conformance import backend_checks, check_backend, compare_to_reference
-from spikebench.backends.custom import CustomBackend, CustomNetwork
+from spikebench.backends.custom import CustomNetwork
+from spikebench.backends.custom_backend import CustomBackend
 from spikebench.errors import BackendError
 
 BUILTINS = ("custom", "snntorch", "spikingjelly")
@@ -117,7 +118,7 @@ def _frozen_v(layer, times, weight):
 
 
 def test_the_kit_catches_a_prepared_tempotron_input_that_ignores_weight_changes():
-    from spikebench.backends.conformance_tempotron import check_tempotron
+    from spikebench.backends.conformance.tempotron import check_tempotron
 
     check_tempotron("custom")
     with pytest.raises(AssertionError, match=r"prepare\(times\)\(idx\) differs"):

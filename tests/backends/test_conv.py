@@ -5,14 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
+from spikebench.backends.capabilities import Capability
+from spikebench.backends.conformance.conv import check_conv_backend, compare_conv_to_reference
 from spikebench.backends.conv import (
     ConvNetworkSpec,
     build_conv,
     conv_backends,
     conv_train_step,
-    conv_unsupported,
+    custom_network_class,
 )
-from spikebench.backends.conv_conformance import check_conv_backend, compare_conv_to_reference
+from spikebench.backends.custom_backend import CustomBackend
 from spikebench.errors import BackendError
 
 
@@ -23,9 +25,7 @@ def test_every_builtin_backend_passes_the_conv_conformance_kit(backend):
 
 def test_a_different_network_is_caught_by_the_kit():
     """The kit is not vacuous: a backend whose pooling differs fails the equivalence check."""
-    from spikebench.backends import conv
-
-    base = conv.network_class("custom")
+    base = custom_network_class()
 
     class AvgPool(base):  # average pooling instead of max pooling
         def forward(self, x):
@@ -38,13 +38,13 @@ def test_a_different_network_is_caught_by_the_kit():
             finally:
                 F.max_pool2d = old
 
-    conv.register_conv_builder("avgpool-test", lambda: AvgPool)
-    try:
-        spec = ConvNetworkSpec(image_size=12, channels=(3, 4), hidden=(6,), threshold=0.8)
-        with pytest.raises(AssertionError, match="differ"):
-            compare_conv_to_reference("avgpool-test", spec)
-    finally:
-        conv._BUILDERS.pop("avgpool-test")
+    class AvgPoolBackend(CustomBackend):
+        name = "avgpool-test"
+        conv_network_cls = AvgPool
+
+    spec = ConvNetworkSpec(image_size=12, channels=(3, 4), hidden=(6,), threshold=0.8)
+    with pytest.raises(AssertionError, match="differ"):
+        compare_conv_to_reference(AvgPoolBackend(), spec)
 
 
 def test_spec_validation_and_costs():
@@ -57,12 +57,21 @@ def test_spec_validation_and_costs():
             ConvNetworkSpec(**bad)
 
 
-def test_registry_names_unsupported_backends():
+def test_conv_backends_are_those_declaring_the_capability():
     assert {"custom", "snntorch", "spikingjelly"} <= set(conv_backends())
-    assert conv_unsupported("custom") == ""
-    assert "no convolutional network builder" in conv_unsupported("nosuch")
-    with pytest.raises(BackendError):
+    assert "torchscript" not in conv_backends()  # the example plug-in builds dense nets only
+    with pytest.raises(BackendError, match="unknown backend"):
         build_conv("nosuch", ConvNetworkSpec())
+
+
+def test_a_backend_without_the_capability_refuses_naming_it():
+    class DenseOnly(CustomBackend):
+        name = "dense-only"
+        capabilities = frozenset({Capability.DENSE_LIF, Capability.SURROGATE_GRADIENTS})
+        conv_network_cls = None
+
+    with pytest.raises(BackendError, match=r"convolutional LIF network .*conv_lif"):
+        DenseOnly().build_conv(ConvNetworkSpec())
 
 
 def test_conv_train_step_is_a_timeable_closure():

@@ -83,7 +83,7 @@ def _check_complete(out: Path, trials: int = 4) -> None:
     import optuna
     from optuna.trial import TrialState
 
-    from spikebench.harness.storages import open_storage
+    from spikebench.harness.storage import open_storage
 
     results = pd.read_parquet(out / "results.parquet")
     keys = [(b, r, int(k)) for b, r, k in zip(results["backend"], results["rule"],
@@ -207,7 +207,7 @@ def _nothing_torn_reads_as_valid(out: Path) -> None:
     """Every table and JSON file present is whole (atomic writes); the journal loads."""
     import pyarrow.parquet as pq
 
-    from spikebench.harness.storages import open_storage
+    from spikebench.harness.storage import open_storage
 
     for path in out.rglob("*.parquet"):
         pq.read_table(path)  # raises on a torn file

@@ -13,7 +13,7 @@ from spec_text import tiny_spec
 from spikebench.cli import main
 from spikebench.harness.results import METRICS, RESULT_COLUMNS
 from spikebench.harness.status import study_status
-from spikebench.harness.storages import redact
+from spikebench.harness.storage import redact
 from spikebench.harness.study import run_study
 
 TINY = tiny_spec("{table}", study={"eval_steps": [0.5, 1.0, 2.0]})
@@ -84,16 +84,18 @@ def test_tiny_study_writes_results_splits_and_resumes(tmp_path, feature_table, c
 
 
 def test_unsupported_cell_is_skipped_with_reason(tmp_path, feature_table, monkeypatch):
-    from spikebench.backends.custom import CustomBackend
+    from spikebench.backends.capabilities import Capability
+    from spikebench.backends.custom_backend import CustomBackend
 
-    monkeypatch.setattr(CustomBackend, "rules", frozenset({"surrogate"}))
+    monkeypatch.setattr(CustomBackend, "capabilities",
+                        frozenset({Capability.DENSE_LIF, Capability.SURROGATE_GRADIENTS}))
     text = TINY.replace('rules = ["surrogate"]', 'rules = ["surrogate", "tempotron"]')
     out = run_study(write_spec(tmp_path, feature_table, text), tmp_path / "run", trials=1,
                     progress=False)
     results = pd.read_parquet(out / "results.parquet")
     skipped = results[results["rule"] == "tempotron"]
     assert len(skipped) == 1 and skipped["status"].iloc[0] == "skipped"
-    assert "does not support rule 'tempotron'" in skipped["reason"].iloc[0]
+    assert "cannot build Tempotron potentials" in skipped["reason"].iloc[0]
 
 
 def test_same_spec_and_seed_give_the_same_table(tmp_path, feature_table):
@@ -263,7 +265,7 @@ def test_trial_of_a_killed_local_worker_is_failed_and_retried_on_the_journal(tmp
     import optuna
     from optuna.trial import TrialState
 
-    from spikebench.harness.storages import open_storage
+    from spikebench.harness.storage import open_storage
 
     spec = write_spec(tmp_path, feature_table)
     out = run_study(spec, tmp_path / "run", trials=1, progress=False)

@@ -10,7 +10,21 @@ from spikebench.backends.conformance import backend_checks, check_backend
 
 def test_registered_through_the_entry_point():
     assert "torchscript" in available_backends()
-    assert get_backend("torchscript").describe()["rules"] == ["surrogate"]
+    assert get_backend("torchscript").describe()["capabilities"] == ["dense_lif",
+                                                                     "surrogate_gradients"]
+
+
+def test_the_rules_it_serves_follow_from_its_capabilities():
+    """No rule is named anywhere in the plug-in: the dense-network rules run on it, the
+    convolutional and Tempotron ones do not, and the listing says why."""
+    from spikebench.harness.rules import get_rule
+    from spikebench.harness.rules.serving import serving_backends, why_not
+
+    backend = get_backend("torchscript")
+    assert "torchscript" in serving_backends(get_rule("surrogate"))
+    assert "torchscript" in serving_backends(get_rule("active"))
+    assert "torchscript" not in serving_backends(get_rule("conv_surrogate"))
+    assert "conv_lif" in why_not(backend, get_rule("conv_surrogate"))
 
 
 def test_passes_the_whole_kit():

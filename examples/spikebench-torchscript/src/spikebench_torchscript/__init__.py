@@ -10,8 +10,11 @@ for arctan, ``σ(kz)`` for sigmoid): the forward value is exactly ``Θ(z)`` (``p
 autograd sees ``dS/dz = p'(z)``, the surrogate. The reset term is not detached. Being plain
 differentiable TorchScript, no custom autograd function is needed.
 
-It declares only the surrogate-gradient rule (no Tempotron primitive): the conformance kit then
-checks that ``build_tempotron`` refuses cleanly.
+It declares what it builds: a dense LIF network with surrogate gradients, and nothing else
+(no convolutional network, no Tempotron). Every rule that needs only those — the
+surrogate-gradient rule, active learning, any plug-in rule of that kind — then runs on it with
+no further code; the conformance kit checks that ``build_conv`` and ``build_tempotron`` refuse
+cleanly.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import torch
 from torch import nn
 
 from spikebench.backends.base import Backend, NetworkOutput, NetworkSpec, SpikingNetwork
+from spikebench.backends.capabilities import Capability
 from spikebench.errors import BackendError
 
 __all__ = ["TorchScriptBackend", "TorchScriptNetwork", "lif_sequence"]
@@ -106,7 +110,7 @@ class TorchScriptBackend(Backend):
 
     name = "torchscript"
     framework = "spikebench-torchscript"
-    rules = frozenset({"surrogate"})
+    capabilities = frozenset({Capability.DENSE_LIF, Capability.SURROGATE_GRADIENTS})
 
     def build(self, spec, *, device="cpu", dtype=None, seed=None) -> TorchScriptNetwork:
         self.check_supported(spec)
