@@ -13,6 +13,9 @@ Images (optional): a source that can crop its volumes declares the options ``ima
 ``images = true``, returns :attr:`SourceData.images`, one crop per table row
 (:mod:`spikebench.datasets.crops`). Image rules are skipped, with the reason, on a source
 that does not.
+
+:func:`~spikebench.datasets.sources.conformance.check_source` proves that a source keeps this
+contract; run it in the plug-in's tests.
 """
 
 from __future__ import annotations
@@ -63,11 +66,18 @@ class SourceData:
 
 
 class DataSource(abc.ABC):
-    """A cohort reader. Subclasses set :attr:`name`, :attr:`summary`, :attr:`Options` and
-    implement :meth:`load`."""
+    """A cohort reader, registered in the ``spikebench.datasets`` entry-point group.
+    Subclasses set :attr:`name`, :attr:`summary`, :attr:`Options` and implement :meth:`load`.
 
+    A bad input is one :class:`~spikebench.errors.DataError` naming the file and the fix; a
+    source with an ``on_error`` option skips a bad case under ``on_error = "skip"`` and lists
+    it in ``info["excluded_cases"]`` as ``{"patient_id", "reason"}``."""
+
+    #: The ``[data] source`` name (also the entry-point name).
     name: ClassVar[str]
+    #: One line for ``spikebench datasets``.
     summary: ClassVar[str] = ""
+    #: The ``[data]`` keys besides ``source``, as a :class:`SourceOptions` model.
     Options: ClassVar[type[SourceOptions]] = SourceOptions
     #: Options holding paths that a spec file gives relative to its own folder.
     path_options: ClassVar[tuple[str, ...]] = ()
