@@ -79,6 +79,8 @@ def test_a_bad_file_is_one_error_naming_it_and_the_fix(tmp_path, defect):
         source.load(options, tmp_path / "work")
     message = str(caught.value)
     assert message.startswith(str(tmp_path / defect / "P007.csv") + ": ") and says in message
+    # leaving the patient out is suggested unless the spec names a column the file lacks
+    assert ('on_error = "skip"' in message) == (defect != "no_label")
 
 
 def test_two_files_of_one_patient_are_refused_even_when_skipping(tmp_path):
