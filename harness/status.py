@@ -51,7 +51,7 @@ def _folds(out: Any) -> list[Any]:
     raw = read_json(out.root / "splits.json")
     folds = []
     for f in raw.get("folds", []) if isinstance(raw, dict) else []:
-        folds.append(Fold(**{k: tuple(v) if isinstance(v, list) else v for k, v in f.items()}))
+        folds.append(Fold.from_dict(f))
     return folds
 
 
