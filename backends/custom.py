@@ -325,12 +325,12 @@ class LIFNetworkFunction(torch.autograd.Function):
         n_layers = len(ctx.has_bias)
         acts, ws = saved[: 2 * n_layers], saved[2 * n_layers:]
         if ctx.whole and _grads_fit(acts[-1], grad_spikes, grad_charge):
-            gx, grads = _lif_kernels.network_backward(
+            gx, fused = _lif_kernels.network_backward(
                 grad_spikes, grad_charge, list(acts[0::2]), list(acts[1::2]), list(ws),
                 [int(b) for b in ctx.has_bias], [int(e) for e in ctx.events],
                 [int(n) for n in ctx.needs_input_grad[2:]], bool(ctx.needs_input_grad[1]),
                 beta, threshold, _RESET_CODES[reset], surrogate, slope)
-            return (None, gx, *grads)
+            return (None, gx, *fused)
         x = acts[0]
         grads: list[torch.Tensor | None] = [None] * (2 * n_layers)
         gx = None

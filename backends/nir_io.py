@@ -140,10 +140,9 @@ def readout_logits(spikes: torch.Tensor, membrane: torch.Tensor, logits: str) ->
 def _quiet():
     """Silence the importers' chatter: snnTorch prints "replace rnn subgraph ...", SpikingJelly
     logs (loguru) each import and its first operator dispatch."""
-    try:
+    logger: Any = None  # loguru's logger (SpikingJelly's dependency), when installed
+    with contextlib.suppress(ImportError):
         from loguru import logger
-    except ImportError:
-        logger = None
     if logger is not None:
         logger.disable("spikingjelly")
     try:
