@@ -123,13 +123,17 @@ class TempotronNetwork(TorchModuleMethods, abc.ABC):
     :mod:`spikebench.harness.rules.tempotron`, identical for every backend.
     """
 
-    weight: torch.Tensor  # [N_out, N_in], an nn.Parameter
     steps: int
     tau: float
     tau_s: float
 
     if TYPE_CHECKING:
         def __call__(self, spike_times: torch.Tensor) -> torch.Tensor: ...
+
+        # read by the harness and the rules, never assigned: an attribute or a property
+        @property
+        def weight(self) -> torch.Tensor:
+            """``[N_out, N_in]``, an ``nn.Parameter`` (updated in place by the rules)."""
 
     @abc.abstractmethod
     def forward(self, spike_times: torch.Tensor) -> torch.Tensor:

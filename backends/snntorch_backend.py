@@ -204,10 +204,8 @@ class SnnTorchTempotron(nn.Module, TempotronNetwork):
             self.fc.weight.normal_(0.0, 0.01)
         self.neuron = _ExactSynaptic(self.alpha, self.beta)
 
-    # read-only: the layer's parameter lives in snnTorch's nn.Linear (TempotronNetwork.weight
-    # is read, never assigned, by the harness and the rules)
     @property
-    def weight(self) -> torch.Tensor:  # type: ignore[override]
+    def weight(self) -> torch.Tensor:
         return self.fc.weight
 
     def impulses(self, spike_times: torch.Tensor) -> torch.Tensor:

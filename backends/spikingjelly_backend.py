@@ -246,10 +246,8 @@ class SpikingJellyTempotron(nn.Module, TempotronNetwork):
         with torch.no_grad():
             self.neuron.weight.normal_(0.0, 0.01)
 
-    # read-only: the layer's parameter lives in SpikingJelly's Tempotron (TempotronNetwork.weight
-    # is read, never assigned, by the harness and the rules)
     @property
-    def weight(self) -> torch.Tensor:  # type: ignore[override]
+    def weight(self) -> torch.Tensor:
         return self.neuron.weight
 
     def kernel(self, delay: torch.Tensor) -> torch.Tensor:
