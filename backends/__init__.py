@@ -11,12 +11,12 @@ from spikebench.backends.base import (
     RESETS,
     SURROGATES,
     Backend,
-    BackendError,
     NetworkOutput,
     NetworkSpec,
     SpikingNetwork,
 )
 from spikebench.backends.registry import available_backends, get_backend
+from spikebench.errors import BackendError
 
 __all__ = [
     "RESETS",

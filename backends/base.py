@@ -25,15 +25,17 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, cast
 
 if TYPE_CHECKING:
+    from typing import Self
+
     import torch
 
 from spikebench.backends.capabilities import Capability, capability_set
 from spikebench.backends.capabilities import describe as describe_capabilities
-from spikebench.backends.specs import (  # noqa: F401  (re-exported: the contract's values)
+from spikebench.backends.specs import (  # re-exported (__all__): the contract's values
     RESETS,
     SURROGATES,
     ConvNetworkSpec,
@@ -58,14 +60,41 @@ class NetworkOutput:
     layer_spike_counts: list[torch.Tensor]
 
 
-class SpikingNetwork(abc.ABC):
+#: The spec a network was built from: :class:`NetworkSpec` (dense) or :class:`ConvNetworkSpec`.
+SpecT = TypeVar("SpecT", bound="NetworkSpec | ConvNetworkSpec")
+
+
+class TorchModuleMethods:
+    """The ``torch.nn.Module`` methods the harness and the rules call on a built network,
+    declared for type checkers only: every concrete network also subclasses
+    ``torch.nn.Module``, which implements them (the contract stays free of a torch import)."""
+
+    if TYPE_CHECKING:
+        def parameters(self, recurse: bool = True) -> Iterator[torch.nn.Parameter]: ...
+        def named_parameters(self, prefix: str = "", recurse: bool = True,
+                             remove_duplicate: bool = True
+                             ) -> Iterator[tuple[str, torch.nn.Parameter]]: ...
+        def train(self, mode: bool = True) -> Self: ...
+        def eval(self) -> Self: ...
+        def requires_grad_(self, requires_grad: bool = True) -> Self: ...
+        def zero_grad(self, set_to_none: bool = True) -> None: ...
+        def to(self, *args: Any, **kwargs: Any) -> Self: ...
+
+
+class SpikingNetwork(TorchModuleMethods, Generic[SpecT], abc.ABC):
     """A network built by a backend. Concrete classes also subclass ``torch.nn.Module``.
 
-    Weights are exchanged in one neutral format (``[(W [out, in], b [out] or None), ...]`` per
-    layer, float tensors) so the same weights can be loaded into every backend.
+    ``SpikingNetwork[NetworkSpec]`` is what :meth:`Backend.build` returns,
+    ``SpikingNetwork[ConvNetworkSpec]`` what :meth:`Backend.build_conv` returns; :attr:`spec`
+    is the spec it was built from. Weights are exchanged in one neutral format
+    (``[(W [out, in], b [out] or None), ...]`` per layer, float tensors) so the same weights can
+    be loaded into every backend.
     """
 
-    spec: NetworkSpec
+    spec: SpecT
+
+    if TYPE_CHECKING:
+        def __call__(self, x: torch.Tensor) -> NetworkOutput: ...
 
     @abc.abstractmethod
     def forward(self, x: torch.Tensor) -> NetworkOutput:
@@ -80,7 +109,7 @@ class SpikingNetwork(abc.ABC):
         """Load ``(W, b)`` per layer (shapes must match the spec)."""
 
 
-class TempotronNetwork(abc.ABC):
+class TempotronNetwork(TorchModuleMethods, abc.ABC):
     """A Tempotron layer (Gütig & Sompolinsky 2006). Concrete classes also subclass ``nn.Module``.
 
     ``forward(spike_times)`` takes one spike time per afferent, ``[B, N_in]`` in time-step units
@@ -94,10 +123,17 @@ class TempotronNetwork(abc.ABC):
     :mod:`spikebench.harness.rules.tempotron`, identical for every backend.
     """
 
-    weight: torch.Tensor  # [N_out, N_in], an nn.Parameter
     steps: int
     tau: float
     tau_s: float
+
+    if TYPE_CHECKING:
+        def __call__(self, spike_times: torch.Tensor) -> torch.Tensor: ...
+
+        # read by the harness and the rules, never assigned: an attribute or a property
+        @property
+        def weight(self) -> torch.Tensor:
+            """``[N_out, N_in]``, an ``nn.Parameter`` (updated in place by the rules)."""
 
     @abc.abstractmethod
     def forward(self, spike_times: torch.Tensor) -> torch.Tensor:
@@ -168,7 +204,7 @@ class Backend(abc.ABC):
         device: str | torch.device = "cpu",
         dtype: torch.dtype | None = None,
         seed: int | None = None,
-    ) -> SpikingNetwork:
+    ) -> SpikingNetwork[NetworkSpec]:
         """Build a dense LIF network (capability ``dense_lif``).
 
         Parameters
@@ -230,7 +266,7 @@ class Backend(abc.ABC):
         device: str | torch.device = "cpu",
         dtype: torch.dtype | None = None,
         seed: int | None = None,
-    ) -> SpikingNetwork:
+    ) -> SpikingNetwork[ConvNetworkSpec]:
         """Build a convolutional LIF network (capability ``conv_lif``) on ``[T, B, C, S, S]``
         input; the same weights give the same spikes on every backend
         (:mod:`spikebench.backends.conv`, checked by
@@ -265,14 +301,14 @@ class Backend(abc.ABC):
 
         if Capability.DENSE_LIF in self.capabilities:
             net = self.build(NetworkSpec(sizes=(4, 8, 2)), device=device, seed=0)
-            dev = next(iter(net.parameters())).device  # type: ignore[attr-defined]
+            dev = next(iter(net.parameters())).device
             out = net(torch.rand(6, 3, 4, device=dev)).membrane.sum()
             if Capability.SURROGATE_GRADIENTS in self.capabilities:
                 out.backward()
         if Capability.CONV_LIF in self.capabilities:
             conv = self.build_conv(ConvNetworkSpec(image_size=8, channels=(2,)), device=device,
                                    seed=0)
-            dev = next(iter(conv.parameters())).device  # type: ignore[attr-defined]
+            dev = next(iter(conv.parameters())).device
             out = conv(torch.rand(2, 2, 1, 8, 8, device=dev)).membrane.sum()
             if Capability.SURROGATE_GRADIENTS in self.capabilities:
                 out.backward()
@@ -305,7 +341,10 @@ class Backend(abc.ABC):
         }
 
 
-def build_seeded(factory: Any, seed: int | None) -> Any:
+T = TypeVar("T")
+
+
+def build_seeded(factory: Callable[[], T], seed: int | None) -> T:
     """Call ``factory()`` with the global RNG seeded (and restored afterwards) when ``seed`` is set.
 
     Shared by the backends so that the same ``seed`` gives every backend the same initial weights
@@ -320,6 +359,28 @@ def build_seeded(factory: Any, seed: int | None) -> Any:
         return factory()
 
 
+class NetworkClass(Protocol):
+    """What :attr:`ModuleBackend.network_cls` is: a network class called as
+    ``network_cls(spec)``."""
+
+    def __call__(self, spec: NetworkSpec, /) -> SpikingNetwork[NetworkSpec]: ...
+
+
+class ConvNetworkClass(Protocol):
+    """What :attr:`ModuleBackend.conv_network_cls` gives: a class called as
+    ``conv_network_cls(spec)``."""
+
+    def __call__(self, spec: ConvNetworkSpec, /) -> SpikingNetwork[ConvNetworkSpec]: ...
+
+
+class TempotronClass(Protocol):
+    """What :attr:`ModuleBackend.tempotron_cls` is: a layer class called as
+    ``tempotron_cls(n_inputs, n_outputs, steps=, tau=, tau_s=)``."""
+
+    def __call__(self, n_inputs: int, n_outputs: int, /, *, steps: int, tau: float,
+                 tau_s: float | None) -> TempotronNetwork: ...
+
+
 class ModuleBackend(Backend):
     """A :class:`Backend` whose network and Tempotron are ``torch.nn.Module`` classes built from
     their arguments: set :attr:`network_cls` (called as ``network_cls(spec)``) and, for the
@@ -328,38 +389,46 @@ class ModuleBackend(Backend):
     moves the module to the device and dtype (float32 by default), as the built-ins do.
     """
 
-    network_cls: ClassVar[Any]
-    tempotron_cls: ClassVar[Any] = None
+    network_cls: ClassVar[NetworkClass]
+    tempotron_cls: ClassVar[TempotronClass | None] = None
     #: The convolutional network class (``conv_network_cls(spec)``) for capability
     #: ``conv_lif``, or a zero-argument function returning it (imported on first use).
-    conv_network_cls: ClassVar[Any] = None
+    conv_network_cls: ClassVar[ConvNetworkClass | Callable[[], ConvNetworkClass] | None] = None
 
-    def build(self, spec, *, device="cpu", dtype=None, seed=None):  # type: ignore[override]
+    def build(self, spec: NetworkSpec, *, device: str | torch.device = "cpu",
+              dtype: torch.dtype | None = None, seed: int | None = None
+              ) -> SpikingNetwork[NetworkSpec]:
         import torch
 
         self.check_supported(spec)
-        net = build_seeded(lambda: self.network_cls(spec), seed)
+        cls = type(self).network_cls
+        net = build_seeded(lambda: cls(spec), seed)
         return net.to(device=device, dtype=dtype or torch.float32)
 
-    def build_tempotron(self, n_inputs, n_outputs, *, steps, tau=15.0, tau_s=None,  # type: ignore[override]
-                        device="cpu", dtype=None, seed=None):
-        if self.tempotron_cls is None:
+    def build_tempotron(self, n_inputs: int, n_outputs: int, *, steps: int, tau: float = 15.0,
+                        tau_s: float | None = None, device: str | torch.device = "cpu",
+                        dtype: torch.dtype | None = None, seed: int | None = None
+                        ) -> TempotronNetwork:
+        cls = type(self).tempotron_cls
+        if cls is None:
             return super().build_tempotron(n_inputs, n_outputs, steps=steps, tau=tau,
                                            tau_s=tau_s, device=device, dtype=dtype, seed=seed)
         import torch
 
-        layer = build_seeded(lambda: self.tempotron_cls(n_inputs, n_outputs, steps=steps,
-                                                        tau=tau, tau_s=tau_s), seed)
+        layer = build_seeded(lambda: cls(n_inputs, n_outputs, steps=steps, tau=tau,
+                                         tau_s=tau_s), seed)
         return layer.to(device=device, dtype=dtype or torch.float32)
 
-    def build_conv(self, spec, *, device="cpu", dtype=None, seed=None):  # type: ignore[override]
-        if self.conv_network_cls is None:
+    def build_conv(self, spec: ConvNetworkSpec, *, device: str | torch.device = "cpu",
+                   dtype: torch.dtype | None = None, seed: int | None = None
+                   ) -> SpikingNetwork[ConvNetworkSpec]:
+        factory = type(self).conv_network_cls
+        if factory is None:
             return super().build_conv(spec, device=device, dtype=dtype, seed=seed)
         import torch
 
-        cls = type(self).conv_network_cls
-        if not isinstance(cls, type):  # a function importing the class on first use
-            cls = cls()
+        cls = (cast("ConvNetworkClass", factory) if isinstance(factory, type)
+               else cast("Callable[[], ConvNetworkClass]", factory)())  # imported on first use
         spec.neuron_spec()
         net = build_seeded(lambda: cls(spec), seed)
         return net.to(device=device, dtype=dtype or torch.float32)
@@ -405,3 +474,11 @@ def set_linear_weights(layers: Sequence[torch.nn.Linear],
                     lin.bias.copy_(b)
             elif b is not None and bool(torch.any(b != 0)):
                 raise BackendError(f"layer {i}: spec has bias=False but a non-zero bias was given")
+
+
+__all__ = [
+    "RESETS", "SURROGATES", "Backend", "ConvNetworkClass", "ConvNetworkSpec", "LinearLayersWeights",
+    "ModuleBackend", "NetworkClass", "NetworkOutput", "NetworkSpec", "Reset", "SpecT",
+    "SpikingNetwork", "Surrogate", "TempotronClass", "TempotronNetwork", "TorchModuleMethods",
+    "build_seeded", "set_linear_weights",
+]

@@ -71,7 +71,7 @@ def _lif_autograd() -> Any:
         """The custom engine's LIF over precomputed currents ``[T, ...]``: ``(S, H)``."""
 
         @staticmethod
-        def forward(ctx, current, params):  # type: ignore[override]
+        def forward(ctx, current, params):
             beta, threshold, reset, _surrogate, _slope = params
             charge = current.contiguous().clone()
             spikes = lif_recurrence_(charge, beta, threshold, reset)
@@ -81,7 +81,7 @@ def _lif_autograd() -> Any:
             return spikes, charge
 
         @staticmethod
-        def backward(ctx, grad_spikes, grad_charge):  # type: ignore[override]
+        def backward(ctx, grad_spikes, grad_charge):
             if grad_spikes is None and grad_charge is None:
                 return None, None
             (charge,) = ctx.saved_tensors
@@ -120,7 +120,7 @@ def custom_network_class() -> Any:
     from spikebench.backends.base import LinearLayersWeights, NetworkOutput, SpikingNetwork
     from spikebench.backends.custom import lif_network
 
-    class CustomConvNetwork(LinearLayersWeights, nn.Module, SpikingNetwork):
+    class CustomConvNetwork(LinearLayersWeights, nn.Module, SpikingNetwork[ConvNetworkSpec]):
         """Convolutions over ``T·B`` at once, the custom engine's LIF recurrence per stage,
         :func:`~spikebench.backends.custom.lif_network` for the dense tail."""
 

@@ -201,6 +201,7 @@ def lif_backward_(charge: torch.Tensor, grad_spikes: torch.Tensor | None,
         elif reset == "zero":
             torch.le(charge, threshold, out=coef).addcmul_(charge, sg, value=-1.0).mul_(beta)
     if grad_spikes is None:
+        assert grad_charge is not None, "lif_backward_ needs the gradient at S or at H"
         grad.copy_(grad_charge)
     else:
         grad.mul_(grad_spikes)  # grad holds σ', no longer needed
@@ -301,7 +302,7 @@ class LIFNetworkFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, params, x, *weights):  # type: ignore[override]
+    def forward(ctx, params, x, *weights):
         beta, threshold, reset, surrogate, _slope = params
         charges, spikes, counts, events, whole = _forward_layers(
             x, weights[0::2], weights[1::2], beta, threshold, reset)
@@ -318,18 +319,18 @@ class LIFNetworkFunction(torch.autograd.Function):
         return spikes[-1], charges[-1], counts
 
     @staticmethod
-    def backward(ctx, grad_spikes, grad_charge, _grad_counts):  # type: ignore[override]
+    def backward(ctx, grad_spikes, grad_charge, _grad_counts):
         beta, threshold, reset, surrogate, slope = ctx.params
         saved = ctx.saved_tensors
         n_layers = len(ctx.has_bias)
         acts, ws = saved[: 2 * n_layers], saved[2 * n_layers:]
         if ctx.whole and _grads_fit(acts[-1], grad_spikes, grad_charge):
-            gx, grads = _lif_kernels.network_backward(
+            gx, fused = _lif_kernels.network_backward(
                 grad_spikes, grad_charge, list(acts[0::2]), list(acts[1::2]), list(ws),
                 [int(b) for b in ctx.has_bias], [int(e) for e in ctx.events],
                 [int(n) for n in ctx.needs_input_grad[2:]], bool(ctx.needs_input_grad[1]),
                 beta, threshold, _RESET_CODES[reset], surrogate, slope)
-            return (None, gx, *grads)
+            return (None, gx, *fused)
         x = acts[0]
         grads: list[torch.Tensor | None] = [None] * (2 * n_layers)
         gx = None
@@ -390,7 +391,7 @@ def lif_layer(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, 
     return spikes, charge
 
 
-class CustomNetwork(LinearLayersWeights, nn.Module, SpikingNetwork):
+class CustomNetwork(LinearLayersWeights, nn.Module, SpikingNetwork[NetworkSpec]):
     """Feed-forward LIF network; ``forward`` takes ``[T, B, F]`` and returns :class:`NetworkOutput`.
 
     Layers are ``nn.Linear`` modules (their parameters are the weights); the LIF dynamics run in

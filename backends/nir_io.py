@@ -42,12 +42,12 @@ import contextlib
 import io
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 
-from spikebench.backends.base import NetworkSpec
+from spikebench.backends.base import NetworkSpec, Reset, Surrogate
 from spikebench.errors import BackendError
 
 #: Time step of the discrete ↔ continuous mapping (snnTorch's and SpikingJelly's default).
@@ -140,10 +140,9 @@ def readout_logits(spikes: torch.Tensor, membrane: torch.Tensor, logits: str) ->
 def _quiet():
     """Silence the importers' chatter: snnTorch prints "replace rnn subgraph ...", SpikingJelly
     logs (loguru) each import and its first operator dispatch."""
-    try:
+    logger: Any = None  # loguru's logger (SpikingJelly's dependency), when installed
+    with contextlib.suppress(ImportError):
         from loguru import logger
-    except ImportError:
-        logger = None
     if logger is not None:
         logger.disable("spikingjelly")
     try:
@@ -359,8 +358,9 @@ def from_nir(graph, *, dt: float | None = None) -> tuple[NetworkSpec, Weights]:
         weights.append((w, b))
     any_bias = any(b is not None for _, b in weights)
     for what, vals in (("beta", betas), ("threshold", thresholds), ("reset", resets)):
-        if any(v != vals[0] and not (isinstance(v, float) and math.isclose(v, vals[0],
-                                                                            rel_tol=1e-9))
+        first = vals[0]
+        if any(v != first and not (isinstance(v, float) and isinstance(first, float)
+                                   and math.isclose(v, first, rel_tol=1e-9))
                for v in vals):
             raise BackendError(f"from_nir: {what} differs between layers ({vals}); a NetworkSpec "
                                "has one value for the whole network")
@@ -370,9 +370,11 @@ def from_nir(graph, *, dt: float | None = None) -> tuple[NetworkSpec, Weights]:
     if any_bias:
         weights = [(w, b if b is not None else torch.zeros(w.shape[0], dtype=w.dtype))
                    for w, b in weights]
+    # reset and surrogate are text from the graph's metadata: NetworkSpec checks them and
+    # names a bad value (BackendError)
     spec = NetworkSpec(
-        sizes=tuple(sizes), beta=beta, threshold=thresholds[0], reset=resets[0],  # type: ignore[arg-type]
-        surrogate=_text(meta.get("spikebench_surrogate", "fast_sigmoid")),  # type: ignore[arg-type]
+        sizes=tuple(sizes), beta=beta, threshold=thresholds[0], reset=cast(Reset, resets[0]),
+        surrogate=cast(Surrogate, _text(meta.get("spikebench_surrogate", "fast_sigmoid"))),
         slope=float(np.asarray(meta.get("spikebench_slope", 25.0))), bias=any_bias)
     return spec, weights
 

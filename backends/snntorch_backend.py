@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import cast
 
 import torch
 from torch import nn
@@ -107,6 +108,17 @@ class PinnedLeaky(snntorch.Leaky):
         self.charge = mem
         return super().fire(mem).to(mem.dtype)
 
+    def last_charge(self) -> torch.Tensor:
+        """``H[t]`` of the step just run."""
+        if self.charge is None:
+            raise BackendError("PinnedLeaky: no step has run yet")
+        return self.charge
+
+
+def _pinned(neurons: nn.ModuleList) -> list[PinnedLeaky]:
+    """A network's neurons as what they are (``nn.ModuleList`` yields plain modules)."""
+    return cast("list[PinnedLeaky]", list(neurons))
+
 
 def _refill(module: nn.Module, exact: dict[str, float]) -> None:
     with torch.no_grad():
@@ -130,7 +142,7 @@ class _ExactSynaptic(snntorch.Synaptic):
         return out
 
 
-class SnnTorchNetwork(LinearLayersWeights, nn.Module, SpikingNetwork):
+class SnnTorchNetwork(LinearLayersWeights, nn.Module, SpikingNetwork[NetworkSpec]):
     """``nn.Linear`` → :class:`PinnedLeaky` per layer, stepped over time in Python (the
     idiomatic snnTorch loop, with explicit ``mem`` state initialised by ``reset_mem``)."""
 
@@ -149,16 +161,17 @@ class SnnTorchNetwork(LinearLayersWeights, nn.Module, SpikingNetwork):
     def forward(self, x: torch.Tensor) -> NetworkOutput:
         dtype = self.layers[0].weight.dtype
         x = x.to(dtype)
-        mems = [lif.reset_mem() for lif in self.neurons]  # fresh zero state per call
+        neurons = _pinned(self.neurons)
+        mems = [lif.reset_mem() for lif in neurons]  # fresh zero state per call
         counts = [x.new_zeros(()) for _ in self.layers]
         out_spikes, out_charge = [], []
         for t in range(x.shape[0]):
             s = x[t]
-            for i, (fc, lif) in enumerate(zip(self.layers, self.neurons)):
+            for i, (fc, lif) in enumerate(zip(self.layers, neurons)):
                 s, mems[i] = lif(fc(s), mems[i])
                 counts[i] = counts[i] + s.detach().sum()
             out_spikes.append(s)
-            out_charge.append(self.neurons[-1].charge)
+            out_charge.append(neurons[-1].last_charge())
         return NetworkOutput(spikes=torch.stack(out_spikes), membrane=torch.stack(out_charge),
                              layer_spike_counts=counts)
 
@@ -192,7 +205,7 @@ class SnnTorchTempotron(nn.Module, TempotronNetwork):
         self.neuron = _ExactSynaptic(self.alpha, self.beta)
 
     @property
-    def weight(self) -> torch.Tensor:  # type: ignore[override]
+    def weight(self) -> torch.Tensor:
         return self.fc.weight
 
     def impulses(self, spike_times: torch.Tensor) -> torch.Tensor:
@@ -239,7 +252,7 @@ class SnnTorchTempotron(nn.Module, TempotronNetwork):
 
 
 
-class SnnTorchConvNetwork(LinearLayersWeights, nn.Module, SpikingNetwork):
+class SnnTorchConvNetwork(LinearLayersWeights, nn.Module, SpikingNetwork[ConvNetworkSpec]):
     """snnTorch's convolutional network for :class:`~spikebench.backends.conv.ConvNetworkSpec`.
 
     ``nn.Conv2d`` → ``nn.MaxPool2d`` → :class:`PinnedLeaky` per stage, ``nn.Linear`` →
@@ -263,12 +276,13 @@ class SnnTorchConvNetwork(LinearLayersWeights, nn.Module, SpikingNetwork):
         dtype = self.layers[0].weight.dtype
         x = x.to(dtype)
         n_conv = len(self.spec.channels)
-        mems = [lif.reset_mem() for lif in self.neurons]  # fresh zero state per call
+        neurons = _pinned(self.neurons)
+        mems = [lif.reset_mem() for lif in neurons]  # fresh zero state per call
         counts = [x.new_zeros(()) for _ in self.layers]
         out_spikes, out_charge = [], []
         for t in range(x.shape[0]):
             s = x[t]
-            for i, (syn, lif) in enumerate(zip(self.layers, self.neurons)):
+            for i, (syn, lif) in enumerate(zip(self.layers, neurons)):
                 if i < n_conv:
                     cur = self.pool(syn(s))
                 else:
@@ -276,7 +290,7 @@ class SnnTorchConvNetwork(LinearLayersWeights, nn.Module, SpikingNetwork):
                 s, mems[i] = lif(cur, mems[i])
                 counts[i] = counts[i] + s.detach().sum()
             out_spikes.append(s)
-            out_charge.append(self.neurons[-1].charge)
+            out_charge.append(neurons[-1].last_charge())
         return NetworkOutput(spikes=torch.stack(out_spikes), membrane=torch.stack(out_charge),
                              layer_spike_counts=counts)
 

@@ -23,8 +23,8 @@ Surrogate = Literal["fast_sigmoid", "arctan", "sigmoid"]
 #:                                              SpikingJelly ``ATan(alpha=k)``)
 #: sigmoid:      k σ(kz)(1 - σ(kz))          (snnTorch ``sigmoid(slope=k)``,
 #:                                            SpikingJelly ``Sigmoid(alpha=k)``)
-SURROGATES: tuple[str, ...] = ("fast_sigmoid", "arctan", "sigmoid")
-RESETS: tuple[str, ...] = ("subtract", "zero", "none")
+SURROGATES: tuple[Surrogate, ...] = ("fast_sigmoid", "arctan", "sigmoid")
+RESETS: tuple[Reset, ...] = ("subtract", "zero", "none")
 
 
 @dataclasses.dataclass(frozen=True)

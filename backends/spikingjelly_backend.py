@@ -43,6 +43,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from typing import cast
 
 import torch
 from torch import nn
@@ -90,13 +91,13 @@ class _StrictSpike(torch.autograd.Function):
     """Forward ``[z > 0]``; backward one of SpikingJelly's surrogate backward functions."""
 
     @staticmethod
-    def forward(ctx, x, alpha, kind):  # type: ignore[override]
+    def forward(ctx, x, alpha, kind):
         ctx.save_for_backward(x)
         ctx.alpha, ctx.kind = alpha, kind
         return (x > 0).to(x.dtype)
 
     @staticmethod
-    def backward(ctx, grad_output):  # type: ignore[override]
+    def backward(ctx, grad_output):
         (x,) = ctx.saved_tensors
         return _BACKWARD[ctx.kind](grad_output, x, ctx.alpha)[0], None, None
 
@@ -131,6 +132,8 @@ class PinnedLIFNode(SimpleBaseNode):
     Used where ``LIFNode`` cannot express the spec (``β = 0`` or ``reset = "none"``).
     :attr:`charge_seq` collects ``H[t]`` in multi-step mode.
     """
+
+    v: torch.Tensor  # membrane state: a SimpleBaseNode memory, a tensor from the first charge on
 
     def __init__(self, beta: float, threshold: float, reset: str,
                  surrogate_function: sj_surrogate.SurrogateFunctionBase) -> None:
@@ -178,7 +181,11 @@ class _LIFNode(sj_neuron.LIFNode):
         return prev - (prev - 0.0) / self.tau + x_seq
 
 
-def make_node(spec: NetworkSpec, store_v_seq: bool) -> nn.Module:
+#: A neuron module of this backend: both record ``H[t]`` for :meth:`charge_seq`.
+Node = PinnedLIFNode | _LIFNode
+
+
+def make_node(spec: NetworkSpec, store_v_seq: bool) -> Node:
     """The SpikingJelly neuron module for ``spec`` (see the module docstring)."""
     sg = StrictSurrogate(spec.surrogate, spec.slope)
     tau = math.inf if spec.beta == 1.0 else 1.0 / (1.0 - spec.beta)
@@ -187,7 +194,7 @@ def make_node(spec: NetworkSpec, store_v_seq: bool) -> nn.Module:
     return _LIFNode(spec.beta, spec.threshold, spec.reset, sg, store_v_seq)
 
 
-class SpikingJellyNetwork(LinearLayersWeights, nn.Module, SpikingNetwork):
+class SpikingJellyNetwork(LinearLayersWeights, nn.Module, SpikingNetwork[NetworkSpec]):
     """``layer.Linear(step_mode="m")`` → LIF node per layer, each run over all ``T`` steps."""
 
     def __init__(self, spec: NetworkSpec) -> None:
@@ -209,7 +216,7 @@ class SpikingJellyNetwork(LinearLayersWeights, nn.Module, SpikingNetwork):
             current = fc(s)
             s = node(current)
             counts.append(s.detach().sum())
-        charge = self.neurons[-1].charge_seq(current)
+        charge = cast(Node, self.neurons[-1]).charge_seq(current)
         return NetworkOutput(spikes=s, membrane=charge, layer_spike_counts=counts)
 
 
@@ -240,7 +247,7 @@ class SpikingJellyTempotron(nn.Module, TempotronNetwork):
             self.neuron.weight.normal_(0.0, 0.01)
 
     @property
-    def weight(self) -> torch.Tensor:  # type: ignore[override]
+    def weight(self) -> torch.Tensor:
         return self.neuron.weight
 
     def kernel(self, delay: torch.Tensor) -> torch.Tensor:
@@ -295,7 +302,8 @@ class SpikingJellyTempotron(nn.Module, TempotronNetwork):
 
 
 
-class SpikingJellyConvNetwork(LinearLayersWeights, nn.Module, SpikingNetwork):
+class SpikingJellyConvNetwork(LinearLayersWeights, nn.Module,
+                              SpikingNetwork[ConvNetworkSpec]):
     """SpikingJelly's convolutional network for :class:`~spikebench.backends.conv.
     ConvNetworkSpec`.
 
@@ -333,7 +341,7 @@ class SpikingJellyConvNetwork(LinearLayersWeights, nn.Module, SpikingNetwork):
                 current = syn(self.flatten(s) if i == n_conv else s)
             s = node(current)
             counts.append(s.detach().sum())
-        charge = self.neurons[-1].charge_seq(current)
+        charge = cast(Node, self.neurons[-1]).charge_seq(current)
         return NetworkOutput(spikes=s, membrane=charge, layer_spike_counts=counts)
 
 

@@ -42,6 +42,8 @@ def psp_kernel(s: torch.Tensor, tau: float, tau_s: float) -> torch.Tensor:
 class DirectTempotron(nn.Module, TempotronNetwork):
     """Tempotron potential computed straight from the kernel: ``V = K(t - t_i) @ Wᵀ``."""
 
+    weight: nn.Parameter
+
     def __init__(self, n_inputs: int, n_outputs: int, *, steps: int, tau: float = 15.0,
                  tau_s: float | None = None) -> None:
         super().__init__()

@@ -328,7 +328,7 @@ class ImageRows:
 
     def _positions(self, key: Any) -> np.ndarray:
         if isinstance(key, (int, np.integer)):
-            return np.arange(len(self))[[key]]
+            return np.arange(len(self))[[int(key)]]
         return np.arange(len(self))[key]
 
     def __getitem__(self, key: Any) -> np.ndarray:

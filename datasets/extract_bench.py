@@ -28,6 +28,8 @@ def read_all(root: str | Path) -> tuple[float, int, int]:
     cases = training_cases(root)
     for case in cases:
         for path in (case.image, case.label):
+            if path is None:  # training cases have labels; the type allows test images
+                continue
             with Volume(path) as vol:
                 for _, chunk in vol.chunks():
                     chunk.astype("float32", copy=False)

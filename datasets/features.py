@@ -289,7 +289,7 @@ def _label_rows(frames: list, min_voxels: int, min_mm2: float | None, margin: fl
         positive &= area >= min_mm2
     table["label"] = positive.astype("int64")
     n_ambiguous = 0
-    if margin is not None:
+    if margin is not None and min_mm2 is not None:  # a margin comes with a threshold
         ambiguous = ~positive & (area > 0) & (area > min_mm2 - margin)
         n_ambiguous = int(ambiguous.sum())
         table = table[~ambiguous]

@@ -17,6 +17,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -28,12 +29,13 @@ CHUNK_SLICES = 16
 
 _READ_ERRORS = (OSError, EOFError, zlib.error, ValueError, struct.error)
 
+_gzip_module: ModuleType  # igzip or gzip: the same API
 try:  # isal's igzip is a drop-in, ~3x faster gzip.GzipFile; fall back to the stdlib one.
-    from isal import igzip as _gzip_module  # type: ignore[import-not-found]
+    from isal import igzip as _gzip_module
 
     FAST_GZIP = True
 except ImportError:  # pragma: no cover - depends on the environment
-    _gzip_module = gzip  # type: ignore[assignment]
+    _gzip_module = gzip
     FAST_GZIP = False
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,7 @@ def write_phantom(out: str | Path, cases: int = 12, *, seed: int = 0,
     lesion_flags = master.permutation(lesion_flags)
     seeds = master.integers(0, 2**63 - 1, size=cases + test_cases)
     training, test = [], []
-    ids = range(cases + test_cases)
+    ids: Iterable[int] = range(cases + test_cases)
     if progress:
         from tqdm.auto import tqdm
 

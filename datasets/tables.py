@@ -176,7 +176,8 @@ def _feature_names(path: Path, frame, columns: list[str], label: str,
     """Every non-meta column, each numeric (or boolean); at least one."""
     import pandas as pd
 
-    meta_cols = {label, _SLICE, DEFAULT_GROUP, LESION_AREA} | ({used_group} - {None})
+    meta_cols = {label, _SLICE, DEFAULT_GROUP, LESION_AREA} | (
+        {used_group} if used_group is not None else set())
     names = [c for c in columns if c not in meta_cols]
     if not names:
         raise DataError(f"{path}: no feature columns besides {sorted(meta_cols)}")

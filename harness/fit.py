@@ -19,6 +19,7 @@ import numpy as np
 
 from spikebench.harness.data import View
 from spikebench.harness.plan import CellPlan
+from spikebench.harness.results import SplitSizes
 from spikebench.harness.rules.base import TrainedModel
 
 
@@ -90,7 +91,22 @@ def warm_up(backend: str, device: str) -> float:
     return _WARM[key]
 
 
-def evaluate_test(model: TrainedModel, view: View, threshold: float = 0.5) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """What a fitted model measured on its fold's test rows (:func:`evaluate_test`)."""
+
+    #: Every metric on the test rows, keyed ``test_<metric>``.
+    metrics: dict[str, float]
+    #: Cost counters per test sample (:meth:`~spikebench.harness.rules.base.TrainedModel.
+    #: activity`: spikes, ACs, MACs, synops, and any a rule adds).
+    activity: dict[str, float]
+    #: Test inference wall time per slice.
+    infer_ms_per_sample: float
+    #: The decision threshold the thresholded metrics used (chosen on validation).
+    threshold: float
+
+
+def evaluate_test(model: TrainedModel, view: View, threshold: float = 0.5) -> Evaluation:
     """Test metrics (thresholded ones at ``threshold``, chosen on validation), inference
     time and cost counters of a fitted model (the test rows are read once)."""
     from spikebench.harness.metrics import all_metrics
@@ -98,12 +114,10 @@ def evaluate_test(model: TrainedModel, view: View, threshold: float = 0.5) -> di
     test = view.test
     started = time.perf_counter()
     prob = model.predict_proba(test.X)
-    out: dict[str, Any] = {
-        "infer_ms_per_sample": 1000 * (time.perf_counter() - started) / max(len(test), 1),
-        "threshold": threshold}
-    out.update(all_metrics(test.y, prob, test.groups, "test_", threshold=threshold))
-    out.update(model.activity(test.X))
-    return out
+    infer_ms = 1000 * (time.perf_counter() - started) / max(len(test), 1)
+    return Evaluation(
+        metrics=all_metrics(test.y, prob, test.groups, "test_", threshold=threshold),
+        activity=model.activity(test.X), infer_ms_per_sample=infer_ms, threshold=threshold)
 
 
 def eval_steps(model: TrainedModel, multiples: list[float]) -> list[int]:
@@ -112,11 +126,10 @@ def eval_steps(model: TrainedModel, multiples: list[float]) -> list[int]:
     return sorted({max(1, round(m * t)) for m in multiples} | {t})
 
 
-def split_sizes(view: View) -> dict[str, int]:
+def split_sizes(view: View) -> SplitSizes:
     """Patients and slices per split of a view (for results rows)."""
-    out = {}
-    for name in ("train", "val", "test"):
-        split = getattr(view, name)
-        out[f"n_{name}_patients"] = len(np.unique(split.groups))
-        out[f"n_{name}_slices"] = len(split)
-    return out
+    train, val, test = view.train, view.val, view.test
+    return SplitSizes(
+        n_train_patients=len(np.unique(train.groups)), n_val_patients=len(np.unique(val.groups)),
+        n_test_patients=len(np.unique(test.groups)), n_train_slices=len(train),
+        n_val_slices=len(val), n_test_slices=len(test))

@@ -26,10 +26,15 @@ import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spikebench.errors import SpecError
 from spikebench.io import atomic_write_text, concat_parquet, write_json, write_parquet
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from spikebench.harness.spec import StudySpec
 
 #: Spec keys that may change between runs of one folder: the trial budget (more trials resume
 #: tuning) and where the trials are stored.
@@ -95,7 +100,7 @@ class ResultsFolder:
             raise SpecError(f"--out {self.root}: cannot write into it (read-only file system "
                             "or no permission); choose a writable folder")
 
-    def bind(self, spec: Any, data_sha256: str) -> None:
+    def bind(self, spec: StudySpec, data_sha256: str) -> None:
         """Record or check the folder's identity; a different study is refused by name."""
         spec_hash, raw = spec_identity(spec)
         identity = {"spec_sha256": spec_hash, "data_sha256": data_sha256, "spec": raw}
@@ -139,14 +144,16 @@ class ResultsFolder:
         return True
 
     def read_row(self, path: Path) -> dict[str, Any] | None:
+        """The first row of a written table file as ``{column: value}`` (None: not written)."""
         import pandas as pd
 
         if not self.has(path):
             return None
         frame = pd.read_parquet(path)
-        return frame.iloc[0].to_dict() if len(frame) else None
+        return {str(k): v for k, v in frame.iloc[0].items()} if len(frame) else None
 
-    def write_frame(self, path: Path, frame: Any) -> None:
+    def write_frame(self, path: Path, frame: pd.DataFrame) -> None:
+        """Write ``frame`` to ``path`` (a path of this folder), atomically."""
         write_parquet(path, frame)
 
     @contextlib.contextmanager
@@ -177,15 +184,19 @@ class ResultsFolder:
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    """A JSON file written by spikebench (a torn or foreign one is an error naming it)."""
+    """A JSON object written by spikebench (a torn or foreign file is an error naming it)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise SpecError(f"{path}: unreadable ({exc}); it was not written by this version of "
                         "spikebench or is damaged: use a new --out folder") from None
+    if not isinstance(value, dict):
+        raise SpecError(f"{path}: holds JSON {type(value).__name__}, not an object; it was not "
+                        "written by this version of spikebench: use a new --out folder")
+    return value
 
 
-def spec_identity(spec: Any) -> tuple[str, dict[str, Any]]:
+def spec_identity(spec: StudySpec) -> tuple[str, dict[str, Any]]:
     """``(sha256, resolved spec without volatile keys)`` of a :class:`StudySpec`."""
     raw = spec.model_dump(mode="json")
     for table, key in _VOLATILE:

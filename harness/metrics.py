@@ -11,18 +11,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 #: Default decision threshold for the thresholded metrics (the one definition in the package).
 THRESHOLD = 0.5
-#: Slice-level metrics (thresholded at :data:`THRESHOLD` for accuracy, balanced accuracy, F1, MCC).
-SLICE_METRICS = ("accuracy", "balanced_accuracy", "roc_auc", "pr_auc", "f1", "mcc")
-#: Patient-level metrics: a patient's score is the maximum slice probability.
-PATIENT_METRICS = ("patient_roc_auc", "patient_pr_auc")
+#: A slice-level metric (thresholded at :data:`THRESHOLD` for accuracy, balanced accuracy, F1,
+#: MCC).
+SliceMetric = Literal["accuracy", "balanced_accuracy", "roc_auc", "pr_auc", "f1", "mcc"]
+#: A patient-level metric: a patient's score is the maximum slice probability.
+PatientMetric = Literal["patient_roc_auc", "patient_pr_auc"]
+#: Any metric name (the spec's ``[study].metric`` and ``[analysis].primary_metric``).
+MetricName = Literal[SliceMetric, PatientMetric]
+SLICE_METRICS: tuple[SliceMetric, ...] = get_args(SliceMetric)
+PATIENT_METRICS: tuple[PatientMetric, ...] = get_args(PatientMetric)
 #: Every metric name, in table order (the spec, results, summaries and exports use this one).
-METRICS = SLICE_METRICS + PATIENT_METRICS
+METRICS: tuple[MetricName, ...] = SLICE_METRICS + PATIENT_METRICS
 
 
 def validation_value(value: float | None) -> float:

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch.optim import Adam
 
-_FUSED_ADAM = getattr(torch, "_fused_adam_", None)
+_FUSED_ADAM: Callable[..., None] | None = getattr(torch, "_fused_adam_", None)
 
 
 class LeanAdam(Adam):
@@ -39,8 +39,9 @@ class LeanAdam(Adam):
                 p.grad = None
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
-        if closure is not None or not self._plain():
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        fused = _FUSED_ADAM
+        if closure is not None or fused is None or not self._plain():
             return Adam.step(self, closure)
         state = self.state
         for group in self.param_groups:
@@ -56,11 +57,11 @@ class LeanAdam(Adam):
             steps = [state[p]["step"] for p in params]
             torch._foreach_add_(steps, 1)
             beta1, beta2 = group["betas"]
-            _FUSED_ADAM(params, [p.grad for p in params], [state[p]["exp_avg"] for p in params],
-                        [state[p]["exp_avg_sq"] for p in params], [], steps, amsgrad=False,
-                        lr=group["lr"], beta1=beta1, beta2=beta2,
-                        weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
-                        grad_scale=None, found_inf=None)
+            fused(params, [p.grad for p in params], [state[p]["exp_avg"] for p in params],
+                  [state[p]["exp_avg_sq"] for p in params], [], steps, amsgrad=False,
+                  lr=group["lr"], beta1=beta1, beta2=beta2,
+                  weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
+                  grad_scale=None, found_inf=None)
         return None
 
     def _plain(self) -> bool:

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 from spikebench.errors import BackendError, SpecError
+from spikebench.harness.metrics import MetricName
 from spikebench.harness.protocol import Fold
 from spikebench.harness.space import Param
-from spikebench.harness.spec import data_options, rule_space
+from spikebench.harness.spec import StudySpec, ThresholdRule, data_options, rule_space
+
+if TYPE_CHECKING:
+    from spikebench.backends.base import Backend
+    from spikebench.harness.rules.base import Rule
 
 #: Backend name of cells whose rule needs no spiking backend (the non-spiking references).
 REFERENCE = "reference"
@@ -31,7 +36,8 @@ class CellPlan:
     kind: str
     space: Mapping[str, Param]
     device: str
-    metric: str
+    #: The validation metric Optuna maximises and early stopping reads.
+    metric: MetricName
     seed: int
     #: Optuna trials per study of this cell; 0 = not tuned (default parameters).
     trials: int
@@ -39,7 +45,7 @@ class CellPlan:
     skip_reason: str = ""
     #: How the decision threshold is chosen on validation (:func:`~spikebench.harness.
     #: metrics.choose_threshold`).
-    threshold_rule: str = "fixed"
+    threshold_rule: ThresholdRule = "fixed"
     #: What the rule reads: "features" (the feature table), "geometry" (ROI area and slice
     #: position only: the leak detector) or "images" (the liver crops: the image track).
     inputs: str = "features"
@@ -85,7 +91,7 @@ def track_of(inputs: str) -> str:
     return "images" if inputs == "images" else "features"
 
 
-def images_missing(spec: Any) -> str:
+def images_missing(spec: StudySpec) -> str:
     """Why image rules cannot run on the spec's data ("" when the source delivers crops)."""
 
     _, options = data_options(spec)
@@ -98,7 +104,7 @@ def images_missing(spec: Any) -> str:
             "(use the phantom or msd source with images = true)")
 
 
-def _unservable(backend: Any, rule: Any, no_images: str) -> str:
+def _unservable(backend: Backend, rule: Rule, no_images: str) -> str:
     """Why ``backend`` cannot serve ``rule`` on this data ("" when it can)."""
     if rule.inputs == "images" and no_images:
         return no_images
@@ -128,36 +134,37 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def plan_cells(spec: Any, folds: list[Fold], *, trials: int | None = None,
+def plan_cells(spec: StudySpec, folds: list[Fold], *, trials: int | None = None,
                device: str | None = None) -> list[CellPlan]:
     """Every grid cell, then every reference, as plans (unservable cells carry the reason)."""
     from spikebench.backends import get_backend
     from spikebench.harness.rules import get_rule
 
-    device = device or resolve_device(spec.study.device)
-    common = {"study": spec.study.name, "device": device, "metric": spec.study.metric,
-              "seed": spec.study.seed, "folds": tuple(folds),
-              "threshold_rule": spec.study.threshold}
+    on = device or resolve_device(spec.study.device)
     budget = trials or spec.search.trials
     rules = {r: get_rule(r) for r in [*spec.grid.rules, *spec.study.references]}
     no_images = (images_missing(spec)
                  if any(rule.inputs == "images" for rule in rules.values()) else "")
+
+    def plan(backend: str, name: str, trials: int, skip_reason: str) -> CellPlan:
+        rule = rules[name]
+        return CellPlan(study=spec.study.name, backend=backend, rule=name, kind=rule.kind,
+                        space=rule_space(spec, name), device=on, metric=spec.study.metric,
+                        seed=spec.study.seed, trials=trials, folds=tuple(folds),
+                        skip_reason=skip_reason, threshold_rule=spec.study.threshold,
+                        inputs=rule.inputs)
+
     plans = []
     for b in spec.grid.backends:
+        backend: Backend | None
         try:
             backend, reason = get_backend(b), ""
         except BackendError as exc:
             backend, reason = None, str(exc)
         for r in spec.grid.rules:
-            rule = rules[r]
-            why = reason or (_unservable(backend, rule, no_images)
+            why = reason or (_unservable(backend, rules[r], no_images)
                              if backend is not None else "")
-            plans.append(CellPlan(backend=b, rule=r, kind=rule.kind, space=rule_space(spec, r),
-                                  trials=budget, skip_reason=why, inputs=rule.inputs, **common))
+            plans.append(plan(b, r, budget, why))
     for r in spec.study.references:
-        rule = rules[r]
-        why = no_images if rule.inputs == "images" else ""
-        plans.append(CellPlan(backend=REFERENCE, rule=r, kind=rule.kind,
-                              space=rule_space(spec, r), trials=0, skip_reason=why,
-                              inputs=rule.inputs, **common))
+        plans.append(plan(REFERENCE, r, 0, no_images if rules[r].inputs == "images" else ""))
     return plans

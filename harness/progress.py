@@ -5,13 +5,16 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 #: Seconds between "still waiting" messages (:class:`WaitNotice`).
 WAIT_NOTICE = 30.0
 
 
-def bar(enabled: bool, total: int, desc: str) -> Any:
+def bar(enabled: bool, total: int, desc: str) -> tqdm[NoReturn]:
     """A tqdm bar (usable as a context manager) that draws only when ``enabled`` and stderr
     is a terminal."""
     from tqdm.auto import tqdm

@@ -21,7 +21,7 @@ train / validation / test of any fit, and no test patient of a fold is in its tu
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -61,6 +61,13 @@ class Fold:
     def as_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v
                 for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Fold:
+        """The fold :meth:`as_dict` wrote (an entry of ``splits.json``)."""
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in raw.items()}
+        return cls(**fields)
 
 
 def _sorted(ids: set[str] | list[str]) -> tuple[str, ...]:

@@ -14,11 +14,14 @@ Defaults:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from spikebench.errors import SpecError
+
+if TYPE_CHECKING:
+    from optuna.pruners import BasePruner
 
 
 class _Options(BaseModel):
@@ -38,27 +41,27 @@ class NoOptions(_Options):
     pass
 
 
-def _median(o: MedianOptions) -> Any:
+def _median(o: MedianOptions) -> BasePruner:
     import optuna
 
     return optuna.pruners.MedianPruner(n_startup_trials=o.n_startup_trials,
                                        n_warmup_steps=o.n_warmup_steps)
 
 
-def _hyperband(o: HyperbandOptions) -> Any:
+def _hyperband(o: HyperbandOptions) -> BasePruner:
     import optuna
 
     return optuna.pruners.HyperbandPruner(min_resource=o.min_resource)
 
 
-def _none(o: NoOptions) -> Any:
+def _none(o: NoOptions) -> BasePruner:
     import optuna
 
     return optuna.pruners.NopPruner()
 
 
 #: Pruner name -> (settings model, factory).
-PRUNERS: dict[str, tuple[type[_Options], Callable[[Any], Any]]] = {
+PRUNERS: dict[str, tuple[type[_Options], Callable[[Any], BasePruner]]] = {
     "median": (MedianOptions, _median),
     "hyperband": (HyperbandOptions, _hyperband),
     "none": (NoOptions, _none),
@@ -78,7 +81,7 @@ def pruner_options(name: str, raw: dict[str, Any]) -> _Options:
                         f"(got {err.get('input')!r})") from None
 
 
-def make_pruner(name: str, raw: dict[str, Any] | None = None) -> Any:
+def make_pruner(name: str, raw: dict[str, Any] | None = None) -> BasePruner:
     """The pruner registered as ``name`` with ``raw`` settings over its defaults."""
     options = pruner_options(name, raw or {})
     return PRUNERS[name][1](options)

@@ -4,48 +4,62 @@ For a tuned cell, the parameters are the best trial of the fold's study (plus th
 fixed values); for a reference rule, its default parameters. The refit calls
 :func:`~spikebench.harness.fit.fit_and_score` on the fold's train / validation patients, then
 predicts the fold's test patients once (:func:`~spikebench.harness.fit.evaluate_test`) and
-writes the row, the test predictions (at several time steps), the learning curves and the
-model — each file atomically, under a claim, so concurrent workers never duplicate a job and
-a crash never loses one. A row remembers the trial it came from: after more trials change the
-best one, the row is redone.
+writes the row (:class:`~spikebench.harness.results.ResultRow`), the test predictions (at
+several time steps), the learning curves and the model — each file atomically, under a claim,
+so concurrent workers never duplicate a job and a crash never loses one. A row remembers the
+trial it came from: after more trials change the best one, the row is redone.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from spikebench.errors import SpikebenchError
 from spikebench.harness.data import StudyData, View, make_view
-from spikebench.harness.fit import FitResult, eval_steps, evaluate_test, fit_and_score, split_sizes
+from spikebench.harness.fit import (
+    Evaluation,
+    FitResult,
+    eval_steps,
+    evaluate_test,
+    fit_and_score,
+    split_sizes,
+)
 from spikebench.harness.folder import ResultsFolder
 from spikebench.harness.plan import CellPlan
 from spikebench.harness.protocol import Fold
-from spikebench.harness.results import result_row
+from spikebench.harness.results import Provenance, ResultRow, RowStatus, SplitSizes
+
+if TYPE_CHECKING:
+    from optuna.storages import BaseStorage
+
+    from spikebench.harness.spec import SearchTable
 
 
 class Refitter:
     """Does the refit jobs of one study in one process (all state is passed in explicitly)."""
 
-    def __init__(self, folder: ResultsFolder, data: StudyData, storage: Any, search: Any,
-                 eval_multiples: list[float]) -> None:
+    def __init__(self, folder: ResultsFolder, data: StudyData, storage: BaseStorage,
+                 search: SearchTable, eval_multiples: list[float]) -> None:
         self.folder, self.data, self.storage, self.search = folder, data, storage, search
         self.eval_multiples = eval_multiples
 
-    def chosen_params(self, plan: CellPlan, fold: Fold) -> tuple[dict[str, Any], dict[str, Any]]:
+    def chosen_params(self, plan: CellPlan, fold: Fold) -> tuple[dict[str, Any], Provenance]:
         """``(params, provenance)`` for the refit of ``plan`` on ``fold``."""
         from spikebench.harness.space import Fixed, default_values
         from spikebench.harness.tuning import best_trial
 
         if not plan.tuned:
-            return default_values(plan.space), {"n_trials": 0, "best_trial": -1,
-                                                 "best_val": float("nan")}
+            return default_values(plan.space), Provenance(n_trials=0, best_trial=-1,
+                                                          best_val=float("nan"))
         best, n_complete = best_trial(plan, fold, self.storage, self.search)
         params = {k: v.value for k, v in plan.space.items() if isinstance(v, Fixed)}
         params.update(best.params)
-        return params, {"n_trials": n_complete, "best_trial": best.number,
-                        "best_val": float(best.values[0])}
+        return params, Provenance(n_trials=n_complete, best_trial=best.number,
+                                  best_val=float(best.values[0]))
 
     def is_done(self, plan: CellPlan, fold: Fold) -> bool:
         """The row exists and came from the study's current best trial."""
@@ -70,8 +84,7 @@ class Refitter:
         result = fit_and_score(plan, view, params, seed)
         model = result.model
         measured = evaluate_test(model, view, result.threshold)
-        row = {**result_row(plan, fold, result, measured, provenance, split_sizes(view)),
-               "track": plan.track}
+        row = result_row(plan, fold, result, measured, provenance, split_sizes(view))
         key = fold.key
         self.write_predictions(plan, fold, result, view)
         curves = model.info.get("curves")
@@ -82,7 +95,7 @@ class Refitter:
                 frame.insert(0, col, value)
             self.folder.write_frame(self.folder.curves(plan.key, key), frame)
         self.save_model(plan, fold, result, view)
-        self.folder.write_frame(self.folder.row(plan.key, key), pd.DataFrame([row]))
+        self.folder.write_frame(self.folder.row(plan.key, key), pd.DataFrame([row.record()]))
         self.folder.cell_failure(plan.key).unlink(missing_ok=True)  # superseded
 
     def write_predictions(self, plan: CellPlan, fold: Fold, result: FitResult, view: View
@@ -126,14 +139,47 @@ class Refitter:
                 "readout": params.get("loss", "")}
         save_network(self.folder.model(plan.key, fold.key), spec, weights, meta)
 
-    def record_failure(self, plan: CellPlan, reason: str, status: str = "failed") -> None:
+    def record_failure(self, plan: CellPlan, reason: str, status: RowStatus = "failed") -> None:
         """The single row of a cell that was skipped or failed, with the reason."""
         import pandas as pd
 
-        from spikebench.harness.results import failure_row
+        row = failure_row(plan, reason, status)
+        self.folder.write_frame(self.folder.cell_failure(plan.key), pd.DataFrame([row.record()]))
 
-        row = {**failure_row(plan, reason, status), "track": plan.track}
-        self.folder.write_frame(self.folder.cell_failure(plan.key), pd.DataFrame([row]))
+
+def result_row(plan: CellPlan, fold: Fold, result: FitResult, measured: Evaluation,
+               provenance: Provenance, sizes: SplitSizes) -> ResultRow:
+    """The results.parquet row of one refit (``measured``: what
+    :func:`spikebench.harness.fit.evaluate_test` measured on the fold's test rows)."""
+    model = result.model
+    epochs = model.info.get("epochs") or 1
+    info_params = model.info.get("params") if plan.kind == "reference" else None
+    activity = dict(measured.activity)  # the counters with a column of their own, then others
+    return ResultRow(
+        study=plan.study, backend=plan.backend, rule=plan.rule, kind=plan.kind, status="ok",
+        repeat=fold.repeat, fold=fold.fold, seed=result.seed,
+        params=json.dumps(info_params or result.params, default=str),
+        **provenance,
+        train_steps=int(getattr(model, "train_steps", 1)), device=str(plan.device),
+        epochs=epochs, train_seconds=result.train_seconds,
+        warmup_seconds=result.warmup_seconds, threshold=measured.threshold,
+        train_seconds_per_epoch=result.train_seconds / epochs,
+        infer_ms_per_sample=measured.infer_ms_per_sample,
+        spikes_per_sample=activity.pop("spikes_per_sample", None),
+        acs_per_sample=activity.pop("acs_per_sample", None),
+        macs_per_sample=activity.pop("macs_per_sample", None),
+        synops_per_sample=activity.pop("synops_per_sample", None),
+        labels_used=model.info.get("labels_used", sizes["n_train_slices"]),
+        **sizes, metrics={**result.val_metrics, **measured.metrics},
+        extra={**activity, "track": plan.track})
+
+
+def failure_row(plan: CellPlan, reason: str, status: RowStatus) -> ResultRow:
+    """The single row of a cell that was skipped or failed."""
+    return ResultRow(study=plan.study, backend=plan.backend, rule=plan.rule, kind=plan.kind,
+                     status=status, reason=reason, repeat=-1, fold=0,
+                     extra={"track": plan.track})
+
 
 
 def refit_jobs(plans: list[CellPlan]) -> list[tuple[CellPlan, Fold]]:
@@ -171,7 +217,7 @@ def run_refits(refitter: Refitter, plans: list[CellPlan], *, poll_seconds: float
                 time.sleep(poll_seconds)
 
 
-def _waiting_for(jobs: list[tuple[CellPlan, Fold]]) -> Any:
+def _waiting_for(jobs: list[tuple[CellPlan, Fold]]) -> Callable[[float], str]:
     """The "still waiting" message of :func:`run_refits` for refits other workers hold."""
     names = ", ".join(f"{plan.label} {fold.key}".strip() for plan, fold in jobs[:4])
     more = f" and {len(jobs) - 4} more" if len(jobs) > 4 else ""
@@ -192,4 +238,4 @@ def _run_job(refitter: Refitter, plan: CellPlan, fold: Fold, failed: set[str]) -
         refitter.record_failure(plan, str(exc))
 
 
-__all__ = ["Refitter", "refit_jobs", "run_refits"]
+__all__ = ["Refitter", "failure_row", "refit_jobs", "result_row", "run_refits"]

@@ -3,8 +3,8 @@
 Paths and writes belong to :class:`spikebench.harness.folder.ResultsFolder`; this module
 defines what the tables hold::
 
-    results.parquet      one row per cell × fold: RESULT_COLUMNS, then val_<metric>, test_<metric>
-                         for every metric of spikebench.harness.metrics.METRICS
+    results.parquet      one row per cell × fold (ResultRow): RESULT_COLUMNS, then val_<metric>,
+                         test_<metric> for every metric of spikebench.harness.metrics.METRICS
     predictions.parquet  per test slice: PREDICTION_COLUMNS (prob = P(lesion)); lesion_mm2 when
                          the data source measured it
     curves.parquet       active learning: CURVE_COLUMNS
@@ -17,42 +17,100 @@ defines what the tables hold::
 
 from __future__ import annotations
 
-import json
-from typing import Any
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any, Literal, TypedDict
 
 from spikebench.harness.metrics import METRICS, PATIENT_METRICS, SLICE_METRICS
 
-#: Identity and cost columns of results.parquet (metrics follow as ``val_*`` and ``test_*``).
-RESULT_COLUMNS = (
-    "study",          # study name from the spec
-    "backend",        # backend name, or "reference" for the non-spiking reference rules
-    "rule",           # rule name
-    "kind",           # "snn" | "reference"
-    "status",         # "ok" | "skipped" | "failed"
-    "reason",         # why skipped / failed ("" when ok)
-    "repeat",         # repeat index (-1 for a skipped / failed cell's single row)
-    "fold",           # outer fold within the repeat (nested-cv; else 0)
-    "seed",           # training seed of this refit
-    "params",         # JSON of the parameters used for the refit
-    "n_trials",       # complete Optuna trials behind those parameters (0: not tuned)
-    "best_trial",     # number of the Optuna trial the parameters came from (-1: not tuned)
-    "best_val",       # that trial's objective value
-    "train_steps",    # time steps T the network was trained with
-    "device",         # "cpu" / "cuda:0"
-    "epochs",         # epochs actually run in the refit
-    "train_seconds",  # wall time of the refit (one-time costs excluded: warmup_seconds)
-    "warmup_seconds", # one-time cost paid before the refit in its process (kernel build...)
-    "threshold",      # decision threshold of the thresholded metrics, chosen on validation
-    "train_seconds_per_epoch",
-    "infer_ms_per_sample",  # test inference wall time per slice
-    "spikes_per_sample",    # all layers' spikes per test slice at train_steps
-    "acs_per_sample",       # accumulates per test slice (synaptic events of binary spikes)
-    "macs_per_sample",      # multiply-accumulates per test slice (real-valued inputs)
-    "synops_per_sample",    # synaptic operations per test slice (acs + macs, spiking rows)
-    "labels_used",          # labels the rule consumed (active learning; else n_train_slices)
-    "n_train_patients", "n_val_patients", "n_test_patients",
-    "n_train_slices", "n_val_slices", "n_test_slices",
-)
+#: A row's status: a refit that was tested ("ok"), or the single row of a cell that could not
+#: run ("skipped": the reason is known before any work) or whose refit failed ("failed").
+RowStatus = Literal["ok", "skipped", "failed"]
+
+
+class Provenance(TypedDict):
+    """Where the parameters of a refit came from (results.parquet columns)."""
+
+    #: complete Optuna trials behind the parameters (0: not tuned)
+    n_trials: int
+    #: number of the Optuna trial the parameters came from (-1: not tuned)
+    best_trial: int
+    #: that trial's objective value (NaN: not tuned)
+    best_val: float
+
+
+class SplitSizes(TypedDict):
+    """Patients and slices per split of one fold (results.parquet columns)."""
+
+    n_train_patients: int
+    n_val_patients: int
+    n_test_patients: int
+    n_train_slices: int
+    n_val_slices: int
+    n_test_slices: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ResultRow:
+    """One row of results.parquet: a refit of one cell × fold tested once, or the single row
+    of a cell that was skipped or failed (identity and status only; the rest None / NaN).
+
+    Its fields up to ``n_test_slices`` are the table's leading columns (:data:`RESULT_COLUMNS`,
+    in this order); :meth:`record` adds ``val_<metric>`` and ``test_<metric>`` for every metric
+    (:data:`PREFIXED_METRICS`, NaN when absent) and then the ``extra`` columns.
+    """
+
+    study: str                       # study name from the spec
+    backend: str                     # backend name, or "reference" for the reference rules
+    rule: str                        # rule name
+    kind: str                        # "snn" | "reference"
+    status: RowStatus                # "ok" | "skipped" | "failed"
+    reason: str = ""                 # why skipped / failed ("" when ok)
+    repeat: int = -1                 # repeat index (-1 for a skipped / failed cell's row)
+    fold: int = 0                    # outer fold within the repeat (nested-cv; else 0)
+    seed: int | None = None          # training seed of this refit
+    params: str | None = None        # JSON of the parameters used for the refit
+    n_trials: int | None = None      # complete Optuna trials behind them (0: not tuned)
+    best_trial: int | None = None    # Optuna trial they came from (-1: not tuned)
+    best_val: float | None = None    # that trial's objective value
+    train_steps: int | None = None   # time steps T the network was trained with
+    device: str | None = None        # "cpu" / "cuda:0"
+    epochs: int | None = None        # epochs actually run in the refit
+    train_seconds: float | None = None   # wall time of the refit (one-time costs excluded)
+    warmup_seconds: float | None = None  # one-time cost paid before it (kernel build...)
+    threshold: float | None = None   # decision threshold of the thresholded metrics (validation)
+    train_seconds_per_epoch: float | None = None
+    infer_ms_per_sample: float | None = None  # test inference wall time per slice
+    spikes_per_sample: float | None = None    # all layers' spikes per test slice at train_steps
+    acs_per_sample: float | None = None       # accumulates per test slice (binary spike inputs)
+    macs_per_sample: float | None = None      # multiply-accumulates per test slice
+    synops_per_sample: float | None = None    # synaptic operations per test slice (acs + macs)
+    labels_used: int | None = None  # labels the rule consumed (active learning; else n_train)
+    n_train_patients: int | None = None
+    n_val_patients: int | None = None
+    n_test_patients: int | None = None
+    n_train_slices: int | None = None
+    n_val_slices: int | None = None
+    n_test_slices: int | None = None
+    #: ``val_<metric>`` and ``test_<metric>`` scores
+    metrics: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    #: columns beyond the schema, after the metrics: cost counters a rule adds
+    #: (``pool_adds_per_sample``), the report ``track``
+    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        """The parquet row: :data:`RESULT_COLUMNS`, :data:`PREFIXED_METRICS`, then ``extra``."""
+        row = {name: getattr(self, name) for name in RESULT_COLUMNS}
+        row.update({name: self.metrics.get(name, math.nan) for name in PREFIXED_METRICS})
+        row.update({k: v for k, v in self.extra.items() if k not in row})
+        return row
+
+
+#: Identity and cost columns of results.parquet, in order (metrics follow as ``val_*`` and
+#: ``test_*``): the fields of :class:`ResultRow` (see the comments there).
+RESULT_COLUMNS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(ResultRow) if f.name not in ("metrics", "extra"))
 PREFIXED_METRICS = tuple(f"{p}_{m}" for p in ("val", "test") for m in METRICS)
 PREDICTION_COLUMNS = (
     "backend", "rule", "repeat", "fold", "seed", "steps", "train_steps",
@@ -64,44 +122,6 @@ CURVE_COLUMNS = (
 )
 
 
-def _complete(row: dict[str, Any]) -> dict[str, Any]:
-    """``row`` with every schema column present (missing ones None / NaN), schema order."""
-    full = {c: row.get(c) for c in RESULT_COLUMNS}
-    for name in PREFIXED_METRICS:
-        full[name] = row.get(name, float("nan"))
-    full.update({k: v for k, v in row.items() if k not in full})
-    return full
-
-
-def result_row(plan: Any, fold: Any, result: Any, measured: dict[str, Any],
-               provenance: dict[str, Any], sizes: dict[str, int]) -> dict[str, Any]:
-    """The results.parquet row of one refit (``result``: a FitResult; ``measured``: test
-    metrics and cost counters from :func:`spikebench.harness.fit.evaluate_test`)."""
-    model = result.model
-    epochs = model.info.get("epochs") or 1
-    info_params = model.info.get("params") if plan.kind == "reference" else None
-    row = {
-        "study": plan.study, "backend": plan.backend, "rule": plan.rule, "kind": plan.kind,
-        "status": "ok", "reason": "", "repeat": fold.repeat, "fold": fold.fold,
-        "seed": result.seed,
-        "params": json.dumps(info_params or result.params, default=str),
-        **provenance,
-        "train_steps": int(getattr(model, "train_steps", 1)), "device": str(plan.device),
-        "epochs": epochs, "train_seconds": result.train_seconds,
-        "warmup_seconds": result.warmup_seconds,
-        "train_seconds_per_epoch": result.train_seconds / epochs,
-        "labels_used": model.info.get("labels_used", sizes["n_train_slices"]),
-        **sizes, **result.val_metrics, **measured,
-    }
-    return _complete(row)
-
-
-def failure_row(plan: Any, reason: str, status: str) -> dict[str, Any]:
-    """The single row of a cell that was skipped or failed."""
-    return _complete({"study": plan.study, "backend": plan.backend, "rule": plan.rule,
-                      "kind": plan.kind, "status": status, "reason": reason, "repeat": -1,
-                      "fold": 0})
-
-
 __all__ = ["CURVE_COLUMNS", "METRICS", "PATIENT_METRICS", "PREDICTION_COLUMNS",
-           "PREFIXED_METRICS", "RESULT_COLUMNS", "SLICE_METRICS", "failure_row", "result_row"]
+           "PREFIXED_METRICS", "RESULT_COLUMNS", "SLICE_METRICS", "Provenance", "ResultRow",
+           "RowStatus", "SplitSizes"]

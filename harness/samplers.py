@@ -8,9 +8,12 @@ number of random trials before a model-based sampler (TPE, GP) takes over
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from spikebench.errors import SpecError
+
+if TYPE_CHECKING:
+    from optuna.samplers import BaseSampler
 
 
 def startup_trials(requested: int | None, trials: int) -> int:
@@ -20,31 +23,31 @@ def startup_trials(requested: int | None, trials: int) -> int:
     return requested if requested is not None else max(1, min(10, trials // 3))
 
 
-def _tpe(seed: int, multi: bool, startup: int) -> Any:
+def _tpe(seed: int, multi: bool, startup: int) -> BaseSampler:
     import optuna
 
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
 
 
-def _random(seed: int, multi: bool, startup: int) -> Any:
+def _random(seed: int, multi: bool, startup: int) -> BaseSampler:
     import optuna
 
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def _gp(seed: int, multi: bool, startup: int) -> Any:
+def _gp(seed: int, multi: bool, startup: int) -> BaseSampler:
     import optuna
 
     return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
 
 
-def _nsga2(seed: int, multi: bool, startup: int) -> Any:
+def _nsga2(seed: int, multi: bool, startup: int) -> BaseSampler:
     import optuna
 
     return optuna.samplers.NSGAIISampler(seed=seed)
 
 
-def _cmaes(seed: int, multi: bool, startup: int) -> Any:
+def _cmaes(seed: int, multi: bool, startup: int) -> BaseSampler:
     import optuna
 
     if multi:
@@ -57,12 +60,12 @@ def _cmaes(seed: int, multi: bool, startup: int) -> Any:
 
 
 #: Sampler name -> ``factory(seed, multi_objective, startup_trials)``.
-SAMPLERS: dict[str, Callable[[int, bool, int], Any]] = {
+SAMPLERS: dict[str, Callable[[int, bool, int], BaseSampler]] = {
     "tpe": _tpe, "random": _random, "gp": _gp, "nsga2": _nsga2, "cmaes": _cmaes,
 }
 
 
-def make_sampler(name: str, seed: int, multi: bool, startup: int = 10) -> Any:
+def make_sampler(name: str, seed: int, multi: bool, startup: int = 10) -> BaseSampler:
     """The sampler registered as ``name`` (:class:`SpecError` names the known ones)."""
     if name not in SAMPLERS:
         raise SpecError(f"[search].sampler: unknown sampler {name!r}; known: "

@@ -13,9 +13,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spikebench.errors import SpecError
+
+if TYPE_CHECKING:
+    import optuna
 
 
 @dataclasses.dataclass(frozen=True)
@@ -286,7 +289,7 @@ def _check_domain(where: str, name: str, value: Any, domain: Domain | None) -> N
             raise SpecError(f"{where}: {problem}")
 
 
-def suggest(trial: Any, space: Mapping[str, Param]) -> dict[str, Any]:
+def suggest(trial: optuna.Trial, space: Mapping[str, Param]) -> dict[str, Any]:
     """Draw one value per parameter from an Optuna ``trial``."""
     params: dict[str, Any] = {}
     for name, p in space.items():

@@ -24,14 +24,24 @@ Every error is a :class:`~spikebench.errors.SpecError` naming the file and the k
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from spikebench.errors import SpecError
-from spikebench.harness.metrics import METRICS as METRIC_NAMES
-from spikebench.harness.space import Param
+from spikebench.harness.metrics import MetricName
+from spikebench.harness.space import Categorical, Fixed, Param
+
+if TYPE_CHECKING:
+    from spikebench.datasets.sources.base import DataSource, SourceOptions
+
+
+#: How the decision threshold of the thresholded metrics is chosen on validation.
+ThresholdRule = Literal["youden", "f1", "fixed"]
+#: A protocol scheme (:mod:`spikebench.harness.protocol`).
+Scheme = Literal["holdout", "nested-cv", "repeated-splits"]
 
 
 class _Strict(BaseModel):
@@ -44,14 +54,14 @@ class StudyTable(_Strict):
     #: "auto" = CUDA when available, else CPU; or "cpu", "cuda", "cuda:1".
     device: str = "auto"
     #: Validation metric Optuna maximises (also the early-stopping criterion).
-    metric: Literal[METRIC_NAMES] = "pr_auc"  # type: ignore[valid-type]
+    metric: MetricName = "pr_auc"
     #: Non-spiking reference rules (kind "reference", no backend) fitted on the same folds
     #: with their default parameters; "geometry" is the leak detector (ROI area and slice
     #: position only).
     references: list[str] = ["logistic_regression", "mlp", "geometry"]
     #: Decision threshold of accuracy, balanced accuracy, F1 and MCC, chosen on validation:
     #: "youden" (max sensitivity + specificity − 1), "f1" (max F1) or "fixed" (0.5).
-    threshold: Literal["youden", "f1", "fixed"] = "youden"
+    threshold: ThresholdRule = "youden"
     #: A patient-level tuning metric needs at least this many validation patients per class
     #: (below it the metric takes few distinct values and tuning chooses among ties).
     min_val_patients_per_class: int = Field(5, ge=1, le=1000)
@@ -114,7 +124,7 @@ class SplitTable(_Strict):
     #: Protocol scheme (:mod:`spikebench.harness.protocol`): "holdout" (sealed test set,
     #: repeats), "nested-cv" (outer K-fold, every patient tested once per repeat) or
     #: "repeated-splits" (R independent train/val/test splits, tuning redone in each).
-    scheme: Literal["holdout", "nested-cv", "repeated-splits"] = "holdout"
+    scheme: Scheme = "holdout"
     repeats: int = Field(5, ge=1, le=100)
     #: nested-cv: outer folds.
     outer_folds: int = Field(5, ge=2, le=20)
@@ -158,7 +168,7 @@ class AnalysisTable(_Strict):
     """The pre-specified primary analysis the report runs (named before the study runs)."""
 
     #: The primary metric of every comparison.
-    primary_metric: Literal[METRIC_NAMES] = "patient_pr_auc"  # type: ignore[valid-type]
+    primary_metric: MetricName = "patient_pr_auc"
     #: Superiority family as ["backend/rule", "backend/rule"] pairs; default: every SNN cell vs
     #: reference/logistic_regression, and the rules against each other on the custom backend.
     family: list[list[str]] | None = None
@@ -271,22 +281,24 @@ def _check_grid(spec: StudySpec) -> None:
             _check_reference_space(rule, space, overrides)
 
 
-def _check_reference_space(rule: str, space: dict[str, Any], overrides: dict[str, Any]) -> None:
+def _check_reference_space(rule: str, space: Mapping[str, Param],
+                           overrides: Mapping[str, Any]) -> None:
     """References are not tuned (they run once per fold with fixed settings, the yardstick the
     SNN cells are measured against): their ``[space]`` overrides must be single values."""
-    from spikebench.harness.space import Fixed
-
     for key in overrides:
         if not isinstance(space[key], Fixed):
             raise SpecError(f"[space.{rule}].{key}: {rule} is a reference and is not tuned; "
                             f"give one value (e.g. {key} = {_example(space[key])})")
 
 
-def _example(param: Any) -> str:
+def _example(param: Param) -> str:
     """A single value from a range or choice list, written as TOML."""
-    value = getattr(param, "low", None)
-    if value is None:
+    if isinstance(param, Categorical):
         value = param.choices[0]
+    elif isinstance(param, Fixed):
+        value = param.value
+    else:
+        value = param.low
     return repr(value) if isinstance(value, str) else str(value).lower()
 
 
@@ -304,7 +316,7 @@ def _check_search(spec: StudySpec) -> None:
     pruner_options(spec.search.pruner, spec.search.pruner_options)
 
 
-def data_options(spec: StudySpec) -> tuple[Any, Any]:
+def data_options(spec: StudySpec) -> tuple[DataSource[Any], SourceOptions]:
     """``(source plug-in, validated options)`` of the spec's ``[data]`` table."""
     from spikebench.datasets.sources import get_source
     from spikebench.errors import DataError
@@ -358,7 +370,7 @@ def load_spec(path: str | Path) -> StudySpec:
     return spec.model_copy(update={"data": data})
 
 
-def rule_space(spec: Any, rule: str) -> dict[str, Param]:
+def rule_space(spec: StudySpec, rule: str) -> dict[str, Param]:
     """The rule's default search space with the spec's ``[space.<rule>]`` overrides."""
     from spikebench.harness.rules import get_rule
     from spikebench.harness.space import merge_space

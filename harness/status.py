@@ -4,12 +4,21 @@ validation value, elapsed time and refits done — read from the storage and the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spikebench.errors import DataError, SpecError
 
+if TYPE_CHECKING:
+    import pandas as pd
+    from optuna.storages import BaseStorage
 
-def study_status(target: str | Path, storage: str | None = None) -> Any:
+    from spikebench.harness.folder import ResultsFolder
+    from spikebench.harness.plan import CellPlan
+    from spikebench.harness.protocol import Fold
+    from spikebench.harness.spec import StudySpec
+
+
+def study_status(target: str | Path, storage: str | None = None) -> pd.DataFrame:
     """A table of the study's cells (``target``: a results folder, or a spec with --storage)."""
     import pandas as pd
 
@@ -41,7 +50,7 @@ def study_status(target: str | Path, storage: str | None = None) -> Any:
     return pd.DataFrame(rows)
 
 
-def _folds(out: Any) -> list[Any]:
+def _folds(out: ResultsFolder | None) -> list[Fold]:
     """The folds recorded in ``splits.json`` (none before the study has started)."""
     from spikebench.harness.folder import read_json
     from spikebench.harness.protocol import Fold
@@ -51,17 +60,18 @@ def _folds(out: Any) -> list[Any]:
     raw = read_json(out.root / "splits.json")
     folds = []
     for f in raw.get("folds", []) if isinstance(raw, dict) else []:
-        folds.append(Fold(**{k: tuple(v) if isinstance(v, list) else v for k, v in f.items()}))
+        folds.append(Fold.from_dict(f))
     return folds
 
 
-def _plans(spec: Any, folds: list[Any]) -> list[Any]:
+def _plans(spec: StudySpec, folds: list[Fold]) -> list[CellPlan]:
     from spikebench.harness.plan import plan_cells
 
     return [p for p in plan_cells(spec, folds, device="cpu") if p.kind != "reference"]
 
 
-def _cell_status(plan: Any, store: Any, out: Any, target: int) -> dict[str, Any]:
+def _cell_status(plan: CellPlan, store: BaseStorage, out: ResultsFolder | None, target: int
+                 ) -> dict[str, Any]:
     from spikebench.harness.study import load_existing
 
     counts = dict.fromkeys(("complete", "pruned", "failed", "running", "waiting"), 0)

@@ -20,9 +20,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spikebench.errors import SpecError, SpikebenchError
 from spikebench.harness.data import StudyData, load_study_data
@@ -30,6 +31,14 @@ from spikebench.harness.folder import ResultsFolder
 from spikebench.harness.plan import CellPlan, inputs_available, plan_cells
 from spikebench.harness.protocol import Fold, make_folds
 from spikebench.harness.spec import StudySpec, load_spec, parse_spec
+
+if TYPE_CHECKING:
+    import multiprocessing.process
+    from types import FrameType
+
+    import optuna
+    import pandas as pd
+    from optuna.storages import BaseStorage
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,7 +123,7 @@ def work(session: Session, *, worker: int = 0, progress: bool = False) -> None:
     run_refits(refitter, runnable, poll_seconds=search.poll_seconds, progress=progress)
 
 
-def _open(session: Session) -> Any:
+def _open(session: Session) -> BaseStorage:
     from spikebench.harness.storage import open_storage
 
     s = session.spec.search
@@ -157,7 +166,7 @@ def _exit_quietly_on_sigterm() -> None:
     finalizers: no leaked semaphores, no half-written file) and exit without a traceback."""
     import signal
 
-    def stop(signum: int, frame: Any) -> None:
+    def stop(signum: int, frame: FrameType | None) -> None:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, stop)
@@ -284,7 +293,7 @@ def _spawn(spec: StudySpec, out: Path, url: str, trials: int | None, workers: in
                            "printed above; fix it and rerun the same command to resume")
 
 
-def _end(procs: list[Any]) -> None:
+def _end(procs: Sequence[multiprocessing.process.BaseProcess]) -> None:
     """Terminate worker processes still running (after Ctrl-C or an error in the parent)."""
     for p in procs:
         if p.is_alive():
@@ -328,7 +337,7 @@ def collect(session: Session) -> None:
     write_parquet(session.folder.table("trials"), trials_frame(session))
 
 
-def trials_frame(session: Session) -> Any:
+def trials_frame(session: Session) -> pd.DataFrame:
     """Every trial of every cell and study as one table (reports read this, not storage)."""
     import pandas as pd
 
@@ -353,7 +362,7 @@ def trials_frame(session: Session) -> Any:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def _study_frame(study: Any, multi: bool) -> Any:
+def _study_frame(study: optuna.Study, multi: bool) -> pd.DataFrame | None:
     value = "values" if multi else "value"
     df = study.trials_dataframe(attrs=("number", value, "params", "state", "duration",
                                        "user_attrs", "datetime_start"))
@@ -373,7 +382,7 @@ def _study_frame(study: Any, multi: bool) -> Any:
     return df
 
 
-def load_existing(storage: Any, name: str) -> Any:
+def load_existing(storage: BaseStorage, name: str) -> optuna.Study | None:
     """The Optuna study ``name`` if the storage has it, else None."""
     import optuna
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from spikebench.errors import RuleError, SpikebenchError
 from spikebench.harness.data import StudyData, make_view
@@ -21,11 +21,22 @@ from spikebench.harness.fit import fit_and_score
 from spikebench.harness.plan import CellPlan
 from spikebench.harness.protocol import Fold
 
+if TYPE_CHECKING:
+    import optuna
+    from optuna.storages import BaseStorage
+    from optuna.trial import FrozenTrial
+
+    from spikebench.harness.spec import SearchTable
+
+#: What an objective returns: the validation metric, and the second objective when there is one.
+ObjectiveValue = float | tuple[float, float]
+
 #: Exceptions a trial may raise that fail the trial (recorded) rather than the study.
 TRIAL_ERRORS = (SpikebenchError, ValueError, RuntimeError, FloatingPointError)
 
 
-def open_study(plan: CellPlan, fold: Fold, storage: Any, search: Any, *, worker: int = 0) -> Any:
+def open_study(plan: CellPlan, fold: Fold, storage: BaseStorage, search: SearchTable, *,
+               worker: int = 0) -> optuna.Study:
     """Create or load the Optuna study that tunes ``plan`` on ``fold``."""
     import optuna
 
@@ -40,7 +51,7 @@ def open_study(plan: CellPlan, fold: Fold, storage: Any, search: Any, *, worker:
                              startup_trials(search.startup_trials, plan.trials)),
         pruner=make_pruner(search.pruner, search.pruner_options),
     )
-    names = [plan.metric, search.minimize] if multi else [plan.metric]
+    names: list[str] = [plan.metric, search.minimize] if multi else [plan.metric]
     if study.metric_names != names:  # shown by optuna-dashboard
         import warnings
 
@@ -50,8 +61,8 @@ def open_study(plan: CellPlan, fold: Fold, storage: Any, search: Any, *, worker:
     return study
 
 
-def make_objective(plan: CellPlan, fold: Fold, data: StudyData, search: Any
-                   ) -> Callable[[Any], Any]:
+def make_objective(plan: CellPlan, fold: Fold, data: StudyData, search: SearchTable
+                   ) -> Callable[[optuna.Trial], ObjectiveValue]:
     """The objective of ``plan``'s study on ``fold``: validation metric of one trial."""
     import optuna
 
@@ -62,7 +73,7 @@ def make_objective(plan: CellPlan, fold: Fold, data: StudyData, search: Any
     view = make_view(data, fold.tune_train, fold.tune_val, (), inputs=plan.inputs)
     multi = bool(search.minimize)
 
-    def objective(trial: optuna.Trial) -> Any:
+    def objective(trial: optuna.Trial) -> ObjectiveValue:
         trial.set_user_attr("worker", worker_id())
         params = suggest(trial, plan.space)
 
@@ -95,8 +106,8 @@ def make_objective(plan: CellPlan, fold: Fold, data: StudyData, search: Any
     return objective
 
 
-def tune(plan: CellPlan, fold: Fold, data: StudyData, storage: Any, search: Any, *,
-         worker: int = 0, progress: bool = False) -> None:
+def tune(plan: CellPlan, fold: Fold, data: StudyData, storage: BaseStorage,
+         search: SearchTable, *, worker: int = 0, progress: bool = False) -> None:
     """Run trials of ``plan`` on ``fold`` until its study has ``plan.trials`` finished ones.
 
     Every pass either runs a trial or waits for trials other workers are running; those are
@@ -139,7 +150,8 @@ def tune(plan: CellPlan, fold: Fold, data: StudyData, storage: Any, search: Any,
                 continue  # failed as stale by another process meanwhile; its retry is queued
 
 
-def _waiting_for(label: str, running: list[Any], grace: int) -> Callable[[float], str]:
+def _waiting_for(label: str, running: Sequence[FrozenTrial], grace: int
+                 ) -> Callable[[float], str]:
     """The "still waiting" message of :func:`tune` for the trials ``running`` elsewhere."""
     who = ", ".join(f"#{t.number} ({t.user_attrs.get('worker', '?')})" for t in running[:4])
     return lambda waited: (
@@ -147,7 +159,8 @@ def _waiting_for(label: str, running: list[Any], grace: int) -> Callable[[float]
         f"trial whose heartbeat stops is failed and re-queued after {grace} s")
 
 
-def best_trial(plan: CellPlan, fold: Fold, storage: Any, search: Any) -> tuple[Any, int]:
+def best_trial(plan: CellPlan, fold: Fold, storage: BaseStorage, search: SearchTable
+               ) -> tuple[FrozenTrial, int]:
     """``(best trial, number of complete trials)`` of ``plan``'s study on ``fold``
     (multi-objective: the Pareto trial with the best validation metric)."""
     from optuna.trial import TrialState
@@ -162,7 +175,7 @@ def best_trial(plan: CellPlan, fold: Fold, storage: Any, search: Any) -> tuple[A
     return best, len(complete)
 
 
-def fail_reasons(trials: list[Any]) -> str:
+def fail_reasons(trials: Sequence[FrozenTrial]) -> str:
     """Up to three distinct recorded reasons why ``trials`` failed or were pruned."""
     reasons = [str(t.user_attrs.get("reason") or t.system_attrs.get("fail_reason", ""))
                for t in trials]

@@ -42,6 +42,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -151,7 +152,7 @@ class StudyBootstrap:
             per_repeat: dict[int, list[pd.DataFrame]] = {}
             for repeat, r in g.groupby("repeat", sort=True):
                 folds = [r] if self.scheme == "nested-cv" else [f for _, f in r.groupby("fold")]
-                per_repeat[int(repeat)] = folds
+                per_repeat[int(cast(int, repeat))] = folds
             self._units[(str(backend), str(rule))] = per_repeat
 
     @property

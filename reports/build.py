@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -62,6 +63,9 @@ from .tables import (
     protocol_items,
     splits_table,
 )
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclass
@@ -221,7 +225,7 @@ def _draw_figures(r: Report, folder: Path, claim: Callable[[Path], Path]) -> Non
     objective = _objective_label(t)
     multi = figure_pareto.is_multi_objective(t.trials)
     history = figure_history.data(t.trials)
-    plans: list[tuple[str, str, Callable[[], object]]] = [
+    plans: list[tuple[str, str, Callable[[], Figure | None]]] = [
         ("heatmap", f"Backend × rule heatmap of test {metric_label(primary)} (SNN cells).",
          lambda: figure_heatmap.draw(*figure_heatmap.data(r.main, primary), primary)),
         ("optimisation_history", figure_history.caption(history, objective),
@@ -261,7 +265,8 @@ def _draw_figures(r: Report, folder: Path, claim: Callable[[Path], Path]) -> Non
 
 def _objective_label(t: StudyTables) -> str:
     """``validation PR-AUC``: the metric Optuna maximised (the spec's ``[study].metric``)."""
-    study = t.spec.get("study") if isinstance(t.spec.get("study"), dict) else {}
+    study = t.spec.get("study")
+    study = study if isinstance(study, dict) else {}
     metric = study.get("metric") or t.protocol.get("metric")
     return f"validation {metric_label(str(metric))}" if metric else "validation objective"
 
@@ -357,7 +362,7 @@ def _cross_track_html(r: Report, para: Callable[[list[str]], str]) -> list[str]:
               for part in (f"<h3>{html.escape(t.title)}</h3>", to_html(t)))]
 
 
-def _markdown(r: Report, n_bootstrap: int, seed: int, elapsed: float) -> str:
+def _markdown(r: Report, n_bootstrap: int | None, seed: int, elapsed: float) -> str:
     out = [f"# spikebench report: {_study_name(r)}", ""]
     out += [f"Primary metric: **test {metric_label(r.primary)}**. Built in {elapsed:.1f} s.", ""]
     out += ["## Status", "", *(f"- {line}" for line in _status_lines(r)), ""]
@@ -411,7 +416,7 @@ nav a{margin-right:1em}
 """
 
 
-def _html(r: Report, n_bootstrap: int, seed: int, elapsed: float) -> str:
+def _html(r: Report, n_bootstrap: int | None, seed: int, elapsed: float) -> str:
     def para(lines: list[str]) -> str:
         return "<ul>" + "".join(f"<li>{_inline(line)}</li>" for line in lines) + "</ul>"
 

@@ -21,7 +21,8 @@ LEAK_ROC_AUC = 0.70
 def caveat_lines(results: Any, protocol: dict[str, Any] | None) -> list[str]:
     """Markdown lines for the report's status section."""
     protocol = protocol or {}
-    data = protocol.get("data") if isinstance(protocol.get("data"), dict) else {}
+    data = protocol.get("data")
+    data = data if isinstance(data, dict) else {}
     lines = []
     if data.get("slice_level_splits"):
         lines.append("**Warning: slice-level splits.** This study ran with `group = \"none\"`: "

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import cast
 
 import pandas as pd
 
@@ -193,8 +194,11 @@ def check_same_patients(sb: StudyBootstrap, a: Cell, b: Cell) -> None:
 
     def patients(cell: Cell) -> dict[tuple[int, int], set[str]]:
         g = pred[(pred["backend"] == cell[0]) & (pred["rule"] == cell[1])]
-        return {(int(r), int(f)): set(p.astype(str))
-                for (r, f), p in g.groupby(["repeat", "fold"])["patient_id"]}
+        out = {}
+        for key, p in g.groupby(["repeat", "fold"])["patient_id"]:
+            r, f = cast(tuple[int, int], key)
+            out[(int(r), int(f))] = set(p.astype(str))
+        return out
 
     pa, pb = patients(a), patients(b)
     for key in sorted(pa.keys() & pb.keys()):

@@ -37,7 +37,7 @@ def draw(frame: pd.DataFrame) -> Figure | None:
             for j in range(2):
                 ax.text(j, i, f"{int(m[i, j])}\n{share[i, j]:.0%}", ha="center", va="center",
                         color="white" if share[i, j] > 0.6 else "black", fontsize=9)
-        ax.set_title(cell_label(row.backend, row.rule), fontsize=9)
+        ax.set_title(cell_label(str(row.backend), str(row.rule)), fontsize=9)
     for k, ax in enumerate(axes.flat):
         c = k % n_cols
         ax.set_xticks([0, 1], ["no lesion", "lesion"], fontsize=8)

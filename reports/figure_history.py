@@ -17,6 +17,7 @@ before the ``fold`` column render too.
 from __future__ import annotations
 
 import pandas as pd
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -143,7 +144,7 @@ def _draw_studies(ax: Axes, g: pd.DataFrame) -> None:
 
 def _legend(fig: Figure, axes: list[Axes]) -> None:
     """One legend below the panels (inside one it would hide some points), each label once."""
-    entries: dict[str, object] = {}
+    entries: dict[str, Artist] = {}
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(label, handle)

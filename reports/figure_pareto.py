@@ -13,6 +13,8 @@ its metric, one of them strictly.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -39,7 +41,7 @@ def pareto_mask(cost: np.ndarray, score: np.ndarray) -> np.ndarray:
 def is_multi_objective(trials: pd.DataFrame | None) -> bool:
     """True when ``trials`` holds a second objective (``values_1``) with numbers."""
     return (trials is not None and "values_1" in trials.columns
-            and pd.to_numeric(trials["values_1"], errors="coerce").notna().any())
+            and bool(pd.to_numeric(trials["values_1"], errors="coerce").notna().any()))
 
 
 def trial_points(trials: pd.DataFrame | None) -> pd.DataFrame:
@@ -101,7 +103,8 @@ def draw(trials: pd.DataFrame, cells: pd.DataFrame, primary: str, *, multi: bool
     fig = new_figure(4.8 * len(panels) + 2.4, 4.2)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (kind, frame) in zip(axes, panels):
-        for (backend, rule), g in frame.groupby(["backend", "rule"], sort=False):
+        for key, g in frame.groupby(["backend", "rule"], sort=False):
+            backend, rule = cast(tuple[str, str], key)
             label = f"{backend} / {rule}"
             if kind == "trials":
                 ax.scatter(g["synops"], g["objective"], s=18, alpha=0.55, label=label,

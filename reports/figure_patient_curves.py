@@ -10,6 +10,8 @@ lacks falls back to the pooled area and says so.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -21,8 +23,8 @@ from .scoring import curve_points, patient_table, ranking
 def pooled_patients(predictions: pd.DataFrame) -> pd.DataFrame:
     """Columns backend, rule, repeat, patient_id, label, prob (one row per repeat × patient)."""
     frames = []
-    for (backend, rule, repeat), g in predictions.groupby(["backend", "rule", "repeat"],
-                                                          sort=False):
+    for key, g in predictions.groupby(["backend", "rule", "repeat"], sort=False):
+        backend, rule, repeat = cast(tuple[str, str, int], key)
         p = patient_table(g)
         p.insert(0, "repeat", repeat)
         p.insert(0, "rule", rule)
@@ -86,7 +88,8 @@ def draw(frame: pd.DataFrame, prevalence: float | None = None,
     style = {r: LINESTYLES[i % len(LINESTYLES)] for i, r in enumerate(rules)}
     fig = new_figure(12.5, 4.6)
     ax_roc, ax_pr = fig.subplots(1, 2)
-    for (backend, rule), g in frame.groupby(["backend", "rule"], sort=False):
+    for key, g in frame.groupby(["backend", "rule"], sort=False):
+        backend, rule = cast(tuple[str, str], key)
         label = _legend_label(backend, rule, g, areas)
         for ax, curve in ((ax_roc, "roc"), (ax_pr, "pr")):
             c = g[g["curve"] == curve]

@@ -7,6 +7,8 @@ from the predictions, then averaged over repeats (error bars = std).
 
 from __future__ import annotations
 
+from typing import cast
+
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -27,7 +29,8 @@ def data(predictions: pd.DataFrame | None, primary: str) -> pd.DataFrame:
     for (backend, rule), cell in predictions.groupby(["backend", "rule"], sort=False):
         if cell["steps"].nunique() < 2:
             continue
-        for (repeat, steps), g in cell.groupby(["repeat", "steps"]):
+        for key, g in cell.groupby(["repeat", "steps"]):
+            repeat, steps = cast(tuple[int, int], key)
             values = point_metrics(metrics, g)
             trained = bool((g["steps"] == g["train_steps"]).all())
             rows += [{"backend": backend, "rule": rule, "repeat": repeat, "steps": int(steps),

@@ -15,7 +15,7 @@ import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import pandas as pd
@@ -110,7 +110,16 @@ def load_study(study_dir: str | Path) -> StudyTables:
                        curves=curves, protocol=protocol, spec=spec, notes=notes)
 
 
+@overload
+def _read_parquet(path: Path, *, required: Literal[True]) -> pd.DataFrame: ...
+
+
+@overload
+def _read_parquet(path: Path, *, required: Literal[False]) -> pd.DataFrame | None: ...
+
+
 def _read_parquet(path: Path, *, required: bool) -> pd.DataFrame | None:
+    """The table at ``path``; unreadable: a :class:`ReportError` when ``required``, else None."""
     try:
         return pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises many types for a damaged file

@@ -11,7 +11,6 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 import numpy as np
@@ -80,7 +79,7 @@ def log_axis(ax: Axes, which: str = "x", base: int = 10,
     fall inside ``values``' range (a narrow range) four evenly spaced (in log) values of that
     range, two digits each.
     """
-    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
+    from matplotlib.ticker import FixedLocator, FuncFormatter, Locator, LogLocator, NullFormatter
 
     (ax.set_xscale if which == "x" else ax.set_yscale)("log", base=base)
     axis = ax.xaxis if which == "x" else ax.yaxis
@@ -88,10 +87,10 @@ def log_axis(ax: Axes, which: str = "x", base: int = 10,
     vals = np.unique(vals[np.isfinite(vals) & (vals > 0)])
     separated = len(vals) < 2 or bool(np.all(vals[1:] / vals[:-1] >= 1.25))
     if exact and 0 < len(vals) <= MAX_VALUE_TICKS and separated:
-        locator: Any = FixedLocator(vals)
+        locator: Locator = FixedLocator(vals.tolist())
     elif len(vals) and _decade_ticks(vals.min(), vals.max()) < 3:
         locator = FixedLocator(np.unique([float(f"{v:.2g}") for v in
-                                          np.geomspace(vals.min(), vals.max(), 4)]))
+                                          np.geomspace(vals.min(), vals.max(), 4)]).tolist())
     else:
         locator = LogLocator(base=10, subs=(1.0, 2.0, 5.0))
     axis.set_major_locator(locator)

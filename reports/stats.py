@@ -42,8 +42,9 @@ def sign_flip_p(diff: np.ndarray) -> float:
     diff = np.asarray(diff, dtype=np.float64)
     if diff.size == 0 or np.allclose(diff, 0):
         return 1.0
+    # n_resamples at least the 2**n sign flips: scipy then enumerates them all (exact test)
     result = permutation_test((diff,), np.mean, permutation_type="samples", vectorized=True,
-                              alternative="two-sided", n_resamples=np.inf)
+                              alternative="two-sided", n_resamples=2 ** diff.size)
     return float(min(1.0, result.pvalue))
 
 

@@ -190,15 +190,17 @@ def main_table(tables: StudyTables, *, n_bootstrap: int = 1000, seed: int = 0,
         for col in (*TEST_METRICS, *costs):
             row[f"{col}_mean"], row[f"{col}_std"] = _summary(
                 g.groupby("repeat")[col].mean() if col in TEST_METRICS else g[col])
-        has_preds = sb is not None and (backend, rule) in sb.cells
-        if has_preds:
-            sb.prefetch((backend, rule), metrics)
+        # the cell's bootstrap when it has predictions
+        boot = sb if sb is not None and (backend, rule) in sb.cells else None
+        if boot is not None:
+            boot.prefetch((backend, rule), metrics)
         for m in metrics:
-            low, high = sb.interval((backend, rule), m) if has_preds else (np.nan, np.nan)
+            low, high = boot.interval((backend, rule), m) if boot is not None else (np.nan,
+                                                                                     np.nan)
             row[f"test_{m}_ci_low"], row[f"test_{m}_ci_high"] = low, high
-            if has_preds and (sb.scheme == "nested-cv"  # the pooled out-of-fold estimate
-                              or not np.isfinite(row[f"test_{m}_mean"])):
-                point, _ = sb.per_repeat((backend, rule), m)
+            if boot is not None and (boot.scheme == "nested-cv"  # the pooled out-of-fold
+                                     or not np.isfinite(row[f"test_{m}_mean"])):  # estimate
+                point, _ = boot.per_repeat((backend, rule), m)
                 row[f"test_{m}_mean"], row[f"test_{m}_std"] = _summary(pd.Series(point))
         rows.append(row)
     return pd.DataFrame(rows)
@@ -300,14 +302,16 @@ def protocol_items(tables: StudyTables) -> list[tuple[str, str]]:
 
 def _data_items(proto: dict[str, Any]) -> list[tuple[str, str]]:
     items = [("study", str(proto["study"]))] if proto.get("study") else []
-    data = proto.get("data") if isinstance(proto.get("data"), dict) else {}
+    data = proto.get("data")
+    data = data if isinstance(data, dict) else {}
     return items + [(f"data {key}", str(data[key])) for key in (
         "source", "path", "sha256", "n_patients", "n_slices", "n_features")
         if data.get(key) not in (None, "")]
 
 
 def _search_items(proto: dict[str, Any]) -> list[tuple[str, str]]:
-    search = proto.get("search") if isinstance(proto.get("search"), dict) else {}
+    search = proto.get("search")
+    search = search if isinstance(search, dict) else {}
     storage = proto.get("storage") or search.get("storage")
     items = []
     if search:

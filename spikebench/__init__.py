@@ -23,14 +23,18 @@ function's signature and docstring.
 
 from __future__ import annotations
 
-from importlib import import_module
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from spikebench.errors import SpikebenchError
 
 if TYPE_CHECKING:
+    # What the lazy names below are, for type checkers and IDEs: the real functions and
+    # classes, so a typo such as ``spikebench.extrct`` is an error and every call is checked.
+    from spikebench.datasets.features import extract_features as extract
+    from spikebench.datasets.phantom import write_phantom
     from spikebench.harness.spec import StudySpec
+    from spikebench.reports.build import build_report
     from spikebench.reports.load import StudyTables
 
 __version__ = "0.1.0"
@@ -102,14 +106,18 @@ def load_results(out: str | Path) -> StudyTables:
     return load_study(out)
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name on first use and cache it in the module."""
-    if name in _LAZY:
-        module, attribute = _LAZY[name]
-        value = getattr(import_module(module), attribute)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+if not TYPE_CHECKING:  # type checkers see the imports above instead
+
+    def __getattr__(name: str) -> object:
+        """Import a public name on first use and cache it in the module."""
+        if name in _LAZY:
+            from importlib import import_module
+
+            module, attribute = _LAZY[name]
+            value = getattr(import_module(module), attribute)
+            globals()[name] = value
+            return value
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:

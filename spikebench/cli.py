@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from spikebench import __version__
 from spikebench.cli_bench import add_bench_parser, run_bench_command, say
@@ -20,7 +20,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a bad argument is one ``spikebench: error:`` line and exit code 2
     returned by :func:`main` (not a usage dump and ``SystemExit``)."""
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 

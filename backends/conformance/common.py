@@ -6,7 +6,7 @@ within a relative tolerance).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
@@ -33,7 +33,7 @@ def _resolve(backend: Backend | str) -> Backend:
     return get_backend(backend)
 
 
-def _fail(msg: str) -> None:
+def _fail(msg: str) -> NoReturn:
     """A failed conformance check."""
     raise AssertionError(msg)
 

@@ -10,7 +10,7 @@ lists what is installed.
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 from spikebench.datasets.sources.base import DataSource, SourceData
 from spikebench.errors import DataError
@@ -29,11 +29,11 @@ def available_sources() -> list[str]:
     return sorted(plugin_entry_points(GROUP, _BUILTIN))
 
 
-def get_source(name: str) -> DataSource:
+def get_source(name: str) -> DataSource[Any]:
     """Instantiate the data source registered as ``name`` (``DataError`` lists the installed
     ones)."""
-    return cast(DataSource, load_plugin(GROUP, _BUILTIN, name, DataSource, DataError,
-                                        "data source"))
+    return cast("DataSource[Any]", load_plugin(GROUP, _BUILTIN, name, DataSource, DataError,
+                                               "data source"))
 
 
 __all__ = ["GROUP", "DataSource", "SourceData", "available_sources", "get_source"]

@@ -23,11 +23,14 @@ from __future__ import annotations
 import abc
 import dataclasses
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from spikebench.datasets.tables import FeatureTable
+
+if TYPE_CHECKING:
+    from spikebench.datasets.crops import CropSettings, ImageRows
 
 
 class SourceOptions(BaseModel):
@@ -46,7 +49,7 @@ class ImageOptions(SourceOptions):
     #: Pixel spacing of the crops in mm (every crop is resampled to it).
     crop_spacing_mm: float = Field(3.0, gt=0, le=20)
 
-    def crop_settings(self) -> Any:
+    def crop_settings(self) -> CropSettings:
         """The :class:`~spikebench.datasets.crops.CropSettings` of these options."""
         from spikebench.datasets.crops import CropSettings
 
@@ -62,12 +65,18 @@ class SourceData:
     info: dict[str, Any]
     #: The image view (:class:`~spikebench.datasets.crops.ImageRows`, one crop per table row,
     #: in table order) when the source was asked for images (``images = true``), else None.
-    images: Any = None
+    images: ImageRows | None = None
 
 
-class DataSource(abc.ABC):
+#: A source's options model (its :attr:`DataSource.Options`).
+OptionsT = TypeVar("OptionsT", bound=SourceOptions)
+
+
+class DataSource(abc.ABC, Generic[OptionsT]):
     """A cohort reader, registered in the ``spikebench.datasets`` entry-point group.
-    Subclasses set :attr:`name`, :attr:`summary`, :attr:`Options` and implement :meth:`load`.
+    Subclasses set :attr:`name`, :attr:`summary`, :attr:`Options` and implement :meth:`load`;
+    ``DataSource[MyOptions]`` types :meth:`load`'s ``options`` as the model :attr:`Options`
+    validates (``class MySource(DataSource[MyOptions])``).
 
     A bad input is one :class:`~spikebench.errors.DataError` naming the file and the fix; a
     source with an ``on_error`` option skips a bad case under ``on_error = "skip"`` and lists
@@ -77,12 +86,13 @@ class DataSource(abc.ABC):
     name: ClassVar[str]
     #: One line for ``spikebench datasets``.
     summary: ClassVar[str] = ""
-    #: The ``[data]`` keys besides ``source``, as a :class:`SourceOptions` model.
+    #: The ``[data]`` keys besides ``source``, as a :class:`SourceOptions` model (the
+    #: ``OptionsT`` of the class).
     Options: ClassVar[type[SourceOptions]] = SourceOptions
     #: Options holding paths that a spec file gives relative to its own folder.
     path_options: ClassVar[tuple[str, ...]] = ()
 
     @abc.abstractmethod
-    def load(self, options: Any, workdir: Path, *, progress: bool = False) -> SourceData:
+    def load(self, options: OptionsT, workdir: Path, *, progress: bool = False) -> SourceData:
         """Produce the feature table described by ``options`` (an instance of
         :attr:`Options`), caching anything expensive in ``workdir``."""

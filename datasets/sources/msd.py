@@ -45,8 +45,8 @@ def extract_into(root: Path, workdir: Path, *, workers: int, min_lesion_voxels: 
                               **options)
     table = load_feature_table(features, label="label", group="patient_id")
     excluded = [{"patient_id": pid, "reason": reason} for pid, reason in result.skipped]
-    info = {"source": source, "path": str(root), "features": str(features),
-            "excluded_cases": excluded}
+    info: dict[str, Any] = {"source": source, "path": str(root), "features": str(features),
+                            "excluded_cases": excluded}
     images = None
     if crops is not None:
         images = crop_table(root, workdir / "images", table, crops, workers=workers,
@@ -70,7 +70,7 @@ def crop_table(root: Path, folder: Path, table: Any, settings: Any, *, workers: 
                       settings.size)
 
 
-class MSDSource(DataSource):
+class MSDSource(DataSource[MSDOptions]):
     """MSD Task03 Liver folder (module docstring)."""
 
     name = "msd"

@@ -41,7 +41,7 @@ class PhantomOptions(ImageOptions):
         return v
 
 
-class PhantomSource(DataSource):
+class PhantomSource(DataSource[PhantomOptions]):
     """Synthetic MSD-layout CT (module docstring)."""
 
     name = "phantom"

@@ -26,7 +26,7 @@ class TableOptions(SourceOptions):
     group: str = "patient_id"
 
 
-class TableSource(DataSource):
+class TableSource(DataSource[TableOptions]):
     """A feature table file (module docstring)."""
 
     name = "table"

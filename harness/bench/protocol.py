@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from spikebench.harness.bench.throughput import _one_cell
-from spikebench.harness.spec import load_spec
+from spikebench.harness.spec import StudySpec, load_spec
 
 #: Parallel efficiency per worker count on 2 cores: trials/min of W one-thread workers ÷ W × the
 #: one-thread rate. Measured on the 131-patient phantom cohort (custom/surrogate, journal
@@ -47,7 +47,7 @@ WORKER_EFFICIENCY = {1: 1.0, 2: 0.63}
 class _Cell:
     """One backend × rule cell tuned trial by trial on its first tuning fold."""
 
-    def __init__(self, spec: Any, prepared: Path, work: Path) -> None:
+    def __init__(self, spec: StudySpec, prepared: Path, work: Path) -> None:
         from spikebench.harness.storage import open_storage
         from spikebench.harness.study import open_session
 

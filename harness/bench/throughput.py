@@ -96,8 +96,9 @@ def study_throughput(spec_path: str | Path, *, trials: int = 40,
             wall = time.perf_counter() - started
             study = optuna.load_study(study_name=cell.study_name(fold), storage=open_storage(url))
             done = [t for t in study.trials if t.datetime_complete is not None]
-            span = (max(t.datetime_complete for t in done)
-                    - min(t.datetime_start for t in done)).total_seconds()
+            ends = [t.datetime_complete for t in done if t.datetime_complete is not None]
+            starts = [t.datetime_start for t in done if t.datetime_start is not None]
+            span = (max(ends) - min(starts)).total_seconds()
             optuna.delete_study(study_name=study.study_name, storage=open_storage(url))
             result["per_workers"][n] = {"trials_per_minute": 60 * len(done) / span,
                                         "trials": len(done), "span_s": span, "wall_s": wall}

@@ -8,7 +8,7 @@ that cannot work before anything is created.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spikebench.errors import SpecError
 from spikebench.harness.storage.liveness import fail_stale_trials, host_name, worker_id
@@ -20,6 +20,9 @@ from spikebench.harness.storage.urls import (
     redact,
     storage_url,
 )
+
+if TYPE_CHECKING:
+    from optuna.storages import BaseStorage
 
 __all__ = [
     "JOURNAL",
@@ -36,7 +39,7 @@ __all__ = [
 
 
 def open_storage(url: str, *, heartbeat_interval: int = 2, grace_period: int = 6,
-                 max_retry: int = 3) -> Any:
+                 max_retry: int = 3) -> BaseStorage:
     """An Optuna storage for ``url`` (errors name the redacted URL and the fix). The journal
     file and RDB storages both send heartbeats every ``heartbeat_interval`` seconds while a
     trial runs; a RUNNING trial silent for ``grace_period`` seconds is failed and re-queued (at

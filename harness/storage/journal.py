@@ -36,6 +36,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+# Optuna's journal classes are subclassed below; this module is imported only when a study
+# opens its storage (open_storage), so importing Optuna here keeps `import spikebench` light.
+from optuna.storages import JournalStorage
+from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal._file import BaseJournalFileLock
+
 from spikebench.errors import SpecError
 
 #: Seconds a process waits for the journal lock before giving up with an error (the lock is
@@ -64,13 +71,7 @@ def _remove_optuna_symlink_lock(journal: Path) -> None:
             _notice(f"removed the stale journal lock {link} left by a killed process")
 
 
-def _journal_lock_base() -> type:
-    from optuna.storages.journal._file import BaseJournalFileLock
-
-    return BaseJournalFileLock
-
-
-class KernelJournalLock(_journal_lock_base()):  # type: ignore[misc]
+class KernelJournalLock(BaseJournalFileLock):
     """An ``flock`` on ``<journal>.flock``: released by the kernel when its holder dies."""
 
     def __init__(self, journal: Path, timeout: float = LOCK_TIMEOUT) -> None:
@@ -102,13 +103,7 @@ class KernelJournalLock(_journal_lock_base()):  # type: ignore[misc]
         self._lock.release()
 
 
-def _backend_base() -> type:
-    from optuna.storages.journal import JournalFileBackend
-
-    return JournalFileBackend
-
-
-class SafeJournalBackend(_backend_base()):  # type: ignore[misc]
+class SafeJournalBackend(JournalFileBackend):
     """A journal file whose appends never leave a torn line behind (module docstring)."""
 
     def __init__(self, path: Path, lock_timeout: float = LOCK_TIMEOUT) -> None:
@@ -266,14 +261,7 @@ class _Heartbeats:
             return time.time()
 
 
-def _heartbeat_base() -> tuple[type, type]:
-    from optuna.storages import JournalStorage
-    from optuna.storages._heartbeat import BaseHeartbeat
-
-    return JournalStorage, BaseHeartbeat
-
-
-class HeartbeatJournalStorage(*_heartbeat_base()):  # type: ignore[misc]
+class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
     """Optuna's journal storage with the RDB storage's heartbeat protocol (module docstring)."""
 
     def __init__(self, path: Path, *, heartbeat_interval: int, grace_period: int,
