@@ -81,8 +81,9 @@ class CellPlan:
         return out
 
     def refit_seed(self, fold: Fold) -> int:
-        """Training seed of the refit of ``fold``."""
-        return self.seed + fold.repeat + 1000 * fold.fold
+        """Training seed of the refit of ``fold`` (a fold's further refits add multiples of a
+        prime that no repeat or fold offset reaches)."""
+        return self.seed + fold.repeat + 1000 * fold.fold + 100_003 * fold.refit
 
 
 def track_of(inputs: str) -> str:

@@ -51,12 +51,18 @@ class Fold:
     test: tuple[str, ...]
     #: True when the repeat is split into outer folds (nested CV): keys then name the fold.
     outer: bool = False
+    #: Which refit of the fold this is (``0 .. [split].refit_seeds - 1``): the fold's tuned
+    #: configuration trained again with another seed on the same patients. Refits share the
+    #: fold's Optuna study; their spread is the training randomness the report's intervals
+    #: and tests carry.
+    refit: int = 0
 
     @property
     def key(self) -> str:
         """File-name key of this fold's outputs: ``r<repeat>``, or ``r<repeat>f<fold>`` for an
-        outer fold of nested CV."""
-        return f"r{self.repeat}f{self.fold}" if self.outer else f"r{self.repeat}"
+        outer fold of nested CV; ``s<refit>`` appended for refits after the first."""
+        base = f"r{self.repeat}f{self.fold}" if self.outer else f"r{self.repeat}"
+        return f"{base}s{self.refit}" if self.refit else base
 
     def as_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v
@@ -137,10 +143,11 @@ SCHEMES: dict[str, Callable[..., list[Fold]]] = {
 }
 
 
-def make_folds(y: np.ndarray, groups: np.ndarray, *, scheme: str = "holdout",
-               **settings: Any) -> list[Fold]:
+def make_folds(y: np.ndarray, groups: np.ndarray, *, scheme: str = "nested-cv",
+               refit_seeds: int = 1, **settings: Any) -> list[Fold]:
     """The folds of ``scheme`` for slices ``y`` of patients ``groups`` (``[split]`` settings as
-    keyword arguments); :class:`DataError` when the cohort cannot fill them."""
+    keyword arguments), each followed by its ``refit_seeds - 1`` further refits;
+    :class:`DataError` when the cohort cannot fill them."""
     if scheme not in SCHEMES:
         raise DataError(f"[split].scheme: unknown scheme {scheme!r}; known: {', '.join(SCHEMES)}")
     labels = patient_labels(y, groups)
@@ -148,7 +155,7 @@ def make_folds(y: np.ndarray, groups: np.ndarray, *, scheme: str = "holdout",
     folds = SCHEMES[scheme](labels, **settings)
     for f in folds:
         _check_disjoint(f)
-    return folds
+    return [dataclasses.replace(f, refit=r) for f in folds for r in range(refit_seeds)]
 
 
 def _check_disjoint(f: Fold) -> None:

@@ -32,8 +32,9 @@ def protocol_record(session: Any, url: str, started: str, *, workers: int) -> di
         "scheme": spec.split.scheme,
         "data": info,
         "excluded_cases": excluded,
-        "splits": {f.key: _sizes(data, f) for f in session.folds},
+        "splits": {f.key: _sizes(data, f) for f in session.folds if f.refit == 0},
         "repeats": spec.split.repeats,
+        "refit_seeds": spec.split.n_refits,
         "seeds": {"study": spec.study.seed, "split": spec.split.seed,
                   "refit": sorted({p.refit_seed(f) for p in session.plans[:1]
                                    for f in session.folds})},

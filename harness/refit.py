@@ -1,4 +1,5 @@
-"""Refit and test: the best configuration of each cell × fold, trained once and tested once.
+"""Refit and test: the best configuration of each cell × fold, trained and tested once per
+refit seed.
 
 For a tuned cell, the parameters are the best trial of the fold's study (plus the space's
 fixed values); for a reference rule, its default parameters. The refit calls
@@ -90,7 +91,8 @@ class Refitter:
         curves = model.info.get("curves")
         if curves:
             frame = pd.DataFrame(curves)
-            for col, value in (("fold", fold.fold), ("repeat", fold.repeat),
+            for col, value in (("refit", fold.refit), ("fold", fold.fold),
+                               ("repeat", fold.repeat),
                                ("rule", plan.rule), ("backend", plan.backend)):
                 frame.insert(0, col, value)
             self.folder.write_frame(self.folder.curves(plan.key, key), frame)
@@ -111,7 +113,8 @@ class Refitter:
         for t in steps:
             frame = pd.DataFrame({
                 "backend": plan.backend, "rule": plan.rule, "repeat": fold.repeat,
-                "fold": fold.fold, "seed": result.seed, "steps": t or train_steps,
+                "fold": fold.fold, "refit": fold.refit, "seed": result.seed,
+                "steps": t or train_steps,
                 "train_steps": train_steps, "patient_id": test.groups,
                 "slice_idx": view.test_slice_idx, "label": test.y,
                 "prob": model.predict_proba(test.X, steps=t)})
@@ -131,7 +134,8 @@ class Refitter:
 
         spec, weights = exported
         params = result.params
-        meta = {"params": params, "repeat": fold.repeat, "fold": fold.fold, "cell": plan.key,
+        meta = {"params": params, "repeat": fold.repeat, "fold": fold.fold,
+                "refit": fold.refit, "cell": plan.key,
                 "standardisation": {"mean": np.asarray(view.mean, dtype=float).tolist(),
                                     "std": np.asarray(view.std, dtype=float).tolist(),
                                     "feature_names": list(self.data.feature_names)},
@@ -157,7 +161,7 @@ def result_row(plan: CellPlan, fold: Fold, result: FitResult, measured: Evaluati
     activity = dict(measured.activity)  # the counters with a column of their own, then others
     return ResultRow(
         study=plan.study, backend=plan.backend, rule=plan.rule, kind=plan.kind, status="ok",
-        repeat=fold.repeat, fold=fold.fold, seed=result.seed,
+        repeat=fold.repeat, fold=fold.fold, refit=fold.refit, seed=result.seed,
         params=json.dumps(info_params or result.params, default=str),
         **provenance,
         train_steps=int(getattr(model, "train_steps", 1)), device=str(plan.device),

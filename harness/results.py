@@ -3,16 +3,17 @@
 Paths and writes belong to :class:`spikebench.harness.folder.ResultsFolder`; this module
 defines what the tables hold::
 
-    results.parquet      one row per cell × fold (ResultRow): RESULT_COLUMNS, then val_<metric>,
-                         test_<metric> for every metric of spikebench.harness.metrics.METRICS
+    results.parquet      one row per cell × fold × refit (ResultRow): RESULT_COLUMNS, then
+                         val_<metric>, test_<metric> for every metric of
+                         spikebench.harness.metrics.METRICS
     predictions.parquet  per test slice: PREDICTION_COLUMNS (prob = P(lesion)); lesion_mm2 when
                          the data source measured it
     curves.parquet       active learning: CURVE_COLUMNS
     trials.parquet       every Optuna trial of every cell: backend, rule, fold, number, state,
                          value(s), params_*, duration_seconds, pareto (bool)
     models/*.pt          refit networks (plain tensors, loaded with weights_only=True)
-    splits.json          {"scheme": ..., "folds": [{repeat, fold, study, tune_train, tune_val,
-                         train, val, test}]}  (patient ids)
+    splits.json          {"scheme": ..., "folds": [{repeat, fold, refit, study, tune_train,
+                         tune_val, train, val, test}]}  (patient ids)
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class ResultRow:
     reason: str = ""                 # why skipped / failed ("" when ok)
     repeat: int = -1                 # repeat index (-1 for a skipped / failed cell's row)
     fold: int = 0                    # outer fold within the repeat (nested-cv; else 0)
+    refit: int = 0                   # refit of the fold's configuration (another seed)
     seed: int | None = None          # training seed of this refit
     params: str | None = None        # JSON of the parameters used for the refit
     n_trials: int | None = None      # complete Optuna trials behind them (0: not tuned)
@@ -113,12 +115,12 @@ RESULT_COLUMNS: tuple[str, ...] = tuple(
     f.name for f in dataclasses.fields(ResultRow) if f.name not in ("metrics", "extra"))
 PREFIXED_METRICS = tuple(f"{p}_{m}" for p in ("val", "test") for m in METRICS)
 PREDICTION_COLUMNS = (
-    "backend", "rule", "repeat", "fold", "seed", "steps", "train_steps",
+    "backend", "rule", "repeat", "fold", "refit", "seed", "steps", "train_steps",
     "patient_id", "slice_idx", "label", "prob",
 )
 CURVE_COLUMNS = (
-    "backend", "rule", "repeat", "fold", "strategy", "labels_used", "val_balanced_accuracy",
-    "val_pr_auc",
+    "backend", "rule", "repeat", "fold", "refit", "strategy", "labels_used",
+    "val_balanced_accuracy", "val_pr_auc",
 )
 
 

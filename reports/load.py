@@ -33,7 +33,7 @@ REQUIRED_PREDICTION_COLUMNS = ("backend", "rule", "repeat", "steps", "train_step
 #: How a study's test sets relate (protocol.json "scheme"; absent → holdout).
 SCHEMES = ("holdout", "nested-cv", "repeated-splits")
 #: A model's identity in both tables: one row of results.parquet per key.
-UNIT_KEYS = ("backend", "rule", "repeat", "fold")
+UNIT_KEYS = ("backend", "rule", "repeat", "fold", "refit")
 
 
 class ReportError(SpikebenchError, ValueError):
@@ -184,9 +184,11 @@ def _normalise_results(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
 
 
 def _add_newer_columns(frame: pd.DataFrame) -> None:
-    """Columns older folders lack: ``fold`` (→ 0), ``threshold`` (→ the harness default),
-    ``acs_per_sample`` / ``macs_per_sample`` (→ NaN: the energy falls back to synops)."""
+    """Columns older folders lack: ``fold`` and ``refit`` (→ 0), ``threshold`` (→ the harness
+    default), ``acs_per_sample`` / ``macs_per_sample`` (→ NaN: the energy falls back to
+    synops)."""
     frame["fold"] = _fold(frame)
+    frame["refit"] = _int_column(frame, "refit")
     if "threshold" not in frame.columns:
         frame["threshold"] = THRESHOLD
     frame["threshold"] = pd.to_numeric(frame["threshold"], errors="coerce").fillna(THRESHOLD)
@@ -197,14 +199,20 @@ def _add_newer_columns(frame: pd.DataFrame) -> None:
 
 def _fold(frame: pd.DataFrame) -> pd.Series:
     """The ``fold`` column as int (absent or missing → 0: old folders had one fold)."""
-    if "fold" not in frame.columns:
+    return _int_column(frame, "fold")
+
+
+def _int_column(frame: pd.DataFrame, name: str) -> pd.Series:
+    """Column ``name`` as int; absent or missing → 0 (what older folders held implicitly)."""
+    if name not in frame.columns:
         return pd.Series(0, index=frame.index, dtype=np.int64)
-    return pd.to_numeric(frame["fold"], errors="coerce").fillna(0).astype(np.int64)
+    return pd.to_numeric(frame[name], errors="coerce").fillna(0).astype(np.int64)
 
 
 def _normalise_predictions(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
     frame["fold"] = _fold(frame)
+    frame["refit"] = _int_column(frame, "refit")
     if "lesion_mm2" in frame.columns:
         frame["lesion_mm2"] = pd.to_numeric(frame["lesion_mm2"], errors="coerce")
     frame["backend"] = frame["backend"].astype(str)

@@ -14,7 +14,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "study": {"name": "tiny", "references": ["logistic_regression"], "eval_steps": [1.0]},
     "data": {"source": "table"},
     "grid": {"backends": ["custom"], "rules": ["surrogate"]},
-    "split": {"repeats": 2},
+    "split": {"scheme": "holdout", "repeats": 2},
     "search": {"trials": 3},
     "space.surrogate": {"epochs": 4, "hidden": 16, "steps": 6, "encoding": "direct"},
 }

@@ -57,6 +57,7 @@ patients = 16
 backends = ["custom"]
 rules = ["surrogate"]
 [split]
+scheme = "holdout"
 repeats = 1
 [search]
 trials = 2

@@ -35,6 +35,7 @@ crop_spacing_mm = 2.0
 backends = ["custom"]
 rules = ["conv_surrogate"]
 [split]
+scheme = "holdout"
 repeats = 1
 [search]
 trials = 1

@@ -303,17 +303,20 @@ def test_startup_trials_must_be_positive(tmp_path, feature_table):
         load_spec(spec)
 
 
-def test_nested_cv_predicts_every_patient_once_per_cell(tmp_path, feature_table):
-    text = TINY.replace("[split]\nrepeats = 2",
+def test_nested_cv_predicts_every_patient_once_per_cell_and_refit(tmp_path, feature_table):
+    """Nested CV's default: each outer fold's tuned configuration is refit with 3 seeds (one
+    Optuna study per fold, shared by its refits); every patient is tested once per refit."""
+    text = TINY.replace('[split]\nscheme = "holdout"\nrepeats = 2',
                         '[split]\nscheme = "nested-cv"\nrepeats = 1\nouter_folds = 3')
     out = run_study(write_spec(tmp_path, feature_table, text), tmp_path / "run", trials=2,
                     progress=False)
     patients = set(pd.read_parquet(feature_table)["patient_id"].astype(str))
     pred = pd.read_parquet(out / "predictions.parquet")
     pred = pred[pred["steps"] == pred["train_steps"]]
-    for (_, _), cell in pred.groupby(["backend", "rule"]):
+    for (_, _, _), cell in pred.groupby(["backend", "rule", "refit"]):
         per_patient = cell.groupby("patient_id")["fold"].nunique()
         assert set(per_patient.index) == patients and (per_patient == 1).all()
+    assert sorted(pred["refit"].unique()) == [0, 1, 2]
     folds = json.loads((out / "splits.json").read_text())["folds"]
     assert json.loads((out / "splits.json").read_text())["scheme"] == "nested-cv"
     for f in folds:
@@ -325,7 +328,10 @@ def test_nested_cv_predicts_every_patient_once_per_cell(tmp_path, feature_table)
 
     assert sorted(figure_history.data(trials)["study"].unique()) == ["fold0", "fold1", "fold2"]
     results = pd.read_parquet(out / "results.parquet")
-    assert sorted(results[results["kind"] == "snn"]["fold"]) == [0, 1, 2]
+    snn = results[results["kind"] == "snn"]
+    assert sorted(zip(snn["fold"], snn["refit"])) == [(f, r) for f in range(3) for r in range(3)]
+    assert snn.groupby("fold")["seed"].nunique().eq(3).all()  # a new seed per refit
+    assert snn.groupby("fold")["best_trial"].nunique().eq(1).all()  # one tuned configuration
 
 
 def test_a_degenerate_patient_level_tuning_metric_is_refused(tmp_path, feature_table):

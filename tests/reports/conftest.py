@@ -28,7 +28,7 @@ from spikebench.harness.results import (
 from spikebench.io import write_json, write_parquet
 
 #: Columns a results folder written before folds, thresholds and the AC/MAC split lacked.
-NEW_COLUMNS = ("fold", "threshold", "acs_per_sample", "macs_per_sample", "best_trial")
+NEW_COLUMNS = ("fold", "refit", "threshold", "acs_per_sample", "macs_per_sample", "best_trial")
 
 TRAIN_STEPS = 8
 STEPS = (4, 8, 16)
@@ -118,7 +118,8 @@ def make_study(root: Path, plan: StudyPlan | None = None) -> Path:
             row.update(all_metrics(at_t["label"].to_numpy(), at_t["prob"].to_numpy(),
                                    at_t["patient_id"].to_numpy(), "test_"))
             row.update(_cost(rng, ci, r, per_split[str(r)]))
-            row.update(fold=0, threshold=0.5, acs_per_sample=0.8 * row["synops_per_sample"],
+            row.update(fold=0, refit=0, threshold=0.5,
+                       acs_per_sample=0.8 * row["synops_per_sample"],
                        macs_per_sample=0.2 * row["synops_per_sample"])
             results.append(row)
             if plan.curves and rule == "active":
@@ -144,7 +145,7 @@ def _cell_predictions(test: pd.DataFrame, backend: str, rule: str, r: int, stren
             backend=backend, rule=rule, repeat=r, seed=r, steps=steps,
             train_steps=TRAIN_STEPS,
             prob=_probs(test["label"].to_numpy(), strength, noise, steps)))
-    return pd.concat(frames, ignore_index=True).assign(fold=0)
+    return pd.concat(frames, ignore_index=True).assign(fold=0, refit=0)
 
 
 def _write_tables(root: Path, plan: StudyPlan, results: list, preds: list, trials: list,
@@ -161,7 +162,7 @@ def _write_tables(root: Path, plan: StudyPlan, results: list, preds: list, trial
         write_parquet(root / "trials.parquet", pd.DataFrame(trials))
     if curves:
         write_parquet(root / "curves.parquet",
-                      pd.DataFrame(curves).assign(fold=0)[_written(plan, CURVE_COLUMNS)])
+                      pd.DataFrame(curves).assign(fold=0, refit=0)[_written(plan, CURVE_COLUMNS)])
 
 
 def _splits(plan: StudyPlan, data: pd.DataFrame, ids: np.ndarray) -> tuple[dict, dict]:
@@ -188,14 +189,14 @@ def _reference_repeat(plan: StudyPlan, data: pd.DataFrame, splits: dict, per_spl
     noise = np.random.default_rng([plan.seed, 500 + len(name), r]).normal(
         0, 1, len(test))
     prob = _probs(test["label"].to_numpy(), 1.2, noise, 1)
-    preds.append(test.assign(backend="reference", rule=name, repeat=r, fold=0, seed=r,
+    preds.append(test.assign(backend="reference", rule=name, repeat=r, fold=0, refit=0, seed=r,
                              steps=1, train_steps=1, prob=prob))
     row = _row(plan, "reference", name, "reference", r)
     row.update(all_metrics(test["label"].to_numpy(), prob,
                            test["patient_id"].to_numpy(), "test_"))
     row.update(_cost(rng, 99, r, per_split[str(r)]))
     row.update(spikes_per_sample=np.nan, synops_per_sample=np.nan, train_steps=1,
-               fold=0, threshold=0.5, acs_per_sample=0.0,
+               fold=0, refit=0, threshold=0.5, acs_per_sample=0.0,
                macs_per_sample=float(N_FEATURES if name != "mlp" else N_FEATURES * 16 + 16),
                params=json.dumps({"hidden_layer_sizes": [16]} if name == "mlp"
                                  else {"C": 1.0}))
@@ -223,7 +224,8 @@ def _write_protocol(root: Path, plan: StudyPlan, ids: np.ndarray, data: pd.DataF
         **({} if plan.analysis is None else {"analysis": plan.analysis})})
     (root / "spec.toml").write_text(
         '[study]\nname = "synthetic"\nreferences = '
-        + json.dumps(list(plan.references)) + f"\n[split]\nrepeats = {plan.repeats}\n")
+        + json.dumps(list(plan.references))
+        + f"\n[split]\nscheme = \"holdout\"\nrepeats = {plan.repeats}\n")
 
 
 def _written(plan: StudyPlan, columns) -> list[str]:

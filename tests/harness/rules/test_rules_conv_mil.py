@@ -149,6 +149,7 @@ crop_spacing_mm = 2.0
 backends = ["custom"]
 rules = ["conv_snn_mil"]
 [split]
+scheme = "holdout"
 repeats = 1
 [search]
 trials = 1
