@@ -55,12 +55,11 @@ from spikebench.harness.rules.base import (
     Rule,
     Split,
     TrainedModel,
-    check_finite_params,
     class_weights,
 )
+from spikebench.harness.rules.checks import check_finite, check_finite_params
 from spikebench.harness.rules.early_stopping import EarlyStopping
 from spikebench.harness.rules.stdp import first_spike_winners, normalise_rows, stdp_update
-from spikebench.harness.rules.surrogate import check_finite
 from spikebench.harness.space import Categorical, Fixed, Float, Int, Param
 
 STRATEGIES = ("uncertainty", "random")

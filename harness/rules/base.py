@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -205,12 +204,3 @@ def class_weights(y: np.ndarray) -> np.ndarray:
     counts[counts == 0] = 1.0
     return (counts.sum() / (2.0 * counts)).astype(np.float32)
 
-
-def check_finite_params(params: Mapping[str, Any]) -> None:
-    """:class:`DivergedError` naming every real-valued hyper-parameter that is NaN or inf: a
-    NaN ``gain`` or ``beta`` makes every charge NaN, which never crosses a threshold, so
-    training would run on silent neurons and report a chance-level model, not a failure."""
-    bad = [f"{name} = {value}" for name, value in params.items()
-           if isinstance(value, (float, np.floating)) and not math.isfinite(value)]
-    if bad:
-        raise DivergedError(f"non-finite hyper-parameter: {', '.join(bad)}")

@@ -24,9 +24,9 @@ import numpy as np
 
 from spikebench.harness.optim import adam
 from spikebench.harness.rules.base import FitContext, Rule, Split, class_weights
-from spikebench.harness.rules.conv_surrogate import CHUNK, read_rows
+from spikebench.harness.rules.batches import predict_rows, read_rows
 from spikebench.harness.rules.early_stopping import fit_epochs, minibatch_epoch
-from spikebench.harness.rules.logistic_regression import ReferenceModel
+from spikebench.harness.rules.reference_model import LazyReferenceModel
 from spikebench.harness.space import Fixed, Param
 
 
@@ -48,22 +48,6 @@ def cnn_trunk(in_channels: int, image_size: int, channels: int, hidden: int) -> 
         nn.Conv2d(in_channels, channels, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(channels, 2 * channels, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(2 * channels * side * side, hidden), nn.ReLU())
-
-
-def predict_rows(X: Any, forward: Any) -> np.ndarray:
-    """``forward`` (float32 rows → ``P(lesion)`` numpy) applied chunk by chunk over ``X``."""
-    n = len(X)
-    if n == 0:
-        return np.zeros(0)
-    return np.concatenate([forward(read_rows(X, np.arange(s, min(s + CHUNK, n))))
-                           for s in range(0, n, CHUNK)])
-
-
-class LazyReferenceModel(ReferenceModel):
-    """A :class:`ReferenceModel` whose ``X`` may be lazy crop rows (read chunk by chunk)."""
-
-    def predict_proba(self, X: Any, *, steps: int | None = None) -> np.ndarray:
-        return np.asarray(self._predict(X), dtype=np.float64)
 
 
 class CNN(Rule):

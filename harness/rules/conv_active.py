@@ -38,7 +38,7 @@ No backpropagation; labels are used by the readout only.
    3-4) on ``h``, unchanged: z-scored rates, class-weighted delta rule, seed patients, queries
    by smallest margin (or random, the control) up to the label ``budget``.
 
-Crops are read in chunks (:func:`~spikebench.harness.rules.conv_surrogate.read_rows`): at most
+Crops are read in chunks (:func:`~spikebench.harness.rules.batches.read_rows`): at most
 ``PATTERNS`` patch patterns (crops × locations) are in memory at once, never the cohort.
 
 Costs per crop (:meth:`ConvActiveModel.activity`): ``spikes_per_sample`` = the filters' spikes
@@ -79,9 +79,9 @@ from spikebench.harness.rules.base import (
     FitContext,
     Rule,
     Split,
-    check_finite_params,
 )
-from spikebench.harness.rules.conv_surrogate import read_rows
+from spikebench.harness.rules.batches import read_rows, row_chunks
+from spikebench.harness.rules.checks import check_finite_params
 from spikebench.harness.space import Fixed, Float, Int, Param
 
 #: Patch patterns (crops × locations) per inference chunk: bounds the memory of a forward pass.
@@ -165,8 +165,8 @@ def conv_hidden_counts(net: SpikingNetwork, X: Any, geometry: PatchGeometry,
     chunk = max(1, PATTERNS // side ** 2)
     out, events = [], 0.0
     with torch.no_grad():
-        for start in range(0, len(X), chunk):
-            rows = read_rows(X, np.arange(start, min(start + chunk, len(X))))
+        for index in row_chunks(len(X), chunk):
+            rows = read_rows(X, index)
             pre = patch_spikes(rows, geometry, p, steps, gen, device, dtype)
             events += float(pre.sum())
             counts = net(pre).spikes.sum(0).double().cpu()

@@ -46,15 +46,13 @@ from spikebench.harness.rules.base import (
     FitContext,
     Rule,
     Split,
-    check_finite_params,
     class_weights,
 )
+from spikebench.harness.rules.checks import check_finite_params, check_parameters, check_training
 from spikebench.harness.rules.conv_surrogate import (
     IMAGE_ENCODINGS,
     ConvSurrogate,
     ConvSurrogateModel,
-    _check_training,
-    check_parameters,
     conv_spec,
     encode_crops,
 )
@@ -172,7 +170,7 @@ class ConvSNNMIL(Rule):
         def train_epoch(epoch: int) -> None:
             train_bags(train.X, bags, bag_y, bag_logit, opt, weights=weights, rng=rng,
                        cap=int(p["bag_slices"]), per_step=int(p["bags_per_step"]),
-                       check=lambda loss: _check_training(loss, peak[0], epoch),
+                       check=lambda loss: check_training(loss, peak[0], epoch),
                        after_step=lambda: check_parameters(both, epoch))
 
         epochs, best = fit_epochs(

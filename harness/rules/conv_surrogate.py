@@ -43,32 +43,16 @@ from spikebench.harness.rules.base import (
     Rule,
     Split,
     TrainedModel,
-    check_finite_params,
     class_weights,
 )
+from spikebench.harness.rules.batches import read_rows, row_chunks
+from spikebench.harness.rules.checks import check_finite_params, check_parameters, check_training
 from spikebench.harness.rules.early_stopping import fit_epochs
-from spikebench.harness.rules.surrogate import (
-    LIF_SPACE,
-    MEMBRANE_LIMIT,
-    logits_of,
-    spike_loss,
-)
+from spikebench.harness.rules.surrogate import LIF_SPACE, logits_of, spike_loss
 from spikebench.harness.space import Categorical, Fixed, Float, Int, Param
 
 IMAGE_ENCODINGS = ("direct", "rate")
 IMAGE_LOSSES = ("count", "membrane")
-#: Rows read from the memory-mapped crops per inference chunk.
-CHUNK = 256
-
-
-def read_rows(X: Any, index: np.ndarray) -> np.ndarray:
-    """Rows ``index`` of ``X`` (lazy crop rows or an array) as a float32 array, read in
-    ascending order (sequential reads of the memory maps)."""
-    order = np.argsort(index, kind="stable")
-    rows = np.asarray(X[index[order]], dtype=np.float32)
-    out = np.empty_like(rows)
-    out[order] = rows
-    return out
 
 
 class ConvSurrogateModel(TrainedModel):
@@ -84,9 +68,8 @@ class ConvSurrogateModel(TrainedModel):
         gen = torch.Generator(device=self.device).manual_seed(0)
         logits, counts, events = [], None, 0.0
         with torch.no_grad():
-            for start in range(0, n, CHUNK):
-                xb = torch.as_tensor(read_rows(X, np.arange(start, min(start + CHUNK, n))),
-                                     device=self.device)
+            for index in row_chunks(n):
+                xb = torch.as_tensor(read_rows(X, index), device=self.device)
                 enc = encode_crops(xb, p, steps, gen)
                 out = self.net(enc)
                 logits.append(logits_of(out.spikes, out.membrane, p["loss"]))
@@ -181,7 +164,7 @@ class ConvSurrogate(Rule):
                 out = net(encode_crops(xb, p, steps, gen))
                 loss = spike_loss(out.spikes, out.membrane, y_all[idx], p["loss"],
                                   weight=weight, lam=0.0, phi=1.0)
-                _check_training(loss, out.membrane, epoch)
+                check_training(loss, out.membrane, epoch)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -207,23 +190,3 @@ def encode_crops(xb: torch.Tensor, p: Mapping[str, Any], steps: int,
                             f"batch of {len(xb)} crops")
     return encode(xb, p["encoding"], steps, gain=float(p["gain"]), generator=generator)
 
-
-def check_parameters(module: torch.nn.Module, epoch: int) -> None:
-    """:class:`DivergedError` naming the parameters of ``module`` that hold NaN/inf: call it
-    after each optimiser step, where NaN gradients of an early layer land (module docstring).
-    One fused ``isfinite`` over all parameters flattened; per tensor only to name culprits."""
-    named = [(name, param.detach()) for name, param in module.named_parameters()]
-    if not named or bool(torch.isfinite(torch.cat([t.reshape(-1) for _, t in named])).all()):
-        return
-    bad = [name for name, t in named if not bool(torch.isfinite(t).all())]
-    raise DivergedError(f"non-finite parameters after an optimiser step at epoch {epoch}: "
-                        f"{', '.join(bad)} (NaN/inf gradients)")
-
-
-def _check_training(loss: torch.Tensor, membrane: torch.Tensor, epoch: int) -> None:
-    """:class:`DivergedError` for a non-finite loss or an exploding membrane."""
-    if not torch.isfinite(loss):
-        raise DivergedError(f"non-finite loss ({loss.item()}) at epoch {epoch}")
-    peak = membrane.detach().abs().max()
-    if not torch.isfinite(peak) or peak > MEMBRANE_LIMIT:
-        raise DivergedError(f"non-finite or exploding membrane at epoch {epoch}")

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from spikebench.harness.rules.base import FitContext, Split
-from spikebench.harness.rules.logistic_regression import LogisticRegressionRule, ReferenceModel
+from spikebench.harness.rules.logistic_regression import LogisticRegressionRule
+from spikebench.harness.rules.reference_model import ReferenceModel
 
 
 def quadratic(X: np.ndarray) -> np.ndarray:

@@ -33,7 +33,8 @@ backend that lists ``"tempotron"`` serves it) and asks whether the Tempotron's s
 timing decision, on a coarse spatial latency code of where the crop is dark or bright, finds
 lesions without learned features.
 
-Reading: crops are read and pooled ``CHUNK`` rows at a time (the memory-mapped cohort is never
+Reading: crops are read and pooled ``CHUNK`` rows at a time (:mod:`~spikebench.harness.rules.
+batches`) (the memory-mapped cohort is never
 in RAM; the pooled vectors of all rows, ``N`` floats per slice, are). Inference pools and runs
 the Tempotron chunk by chunk too. Training holds what the feature Tempotron holds: the kernel
 matrix ``[T, n_train, N·M]`` of the training split for the whole fit (M = ``population``), so
@@ -63,9 +64,9 @@ from spikebench.harness.rules.base import (
     FitContext,
     Split,
     TrainedModel,
-    check_finite_params,
 )
-from spikebench.harness.rules.conv_surrogate import CHUNK, read_rows
+from spikebench.harness.rules.batches import read_rows, row_chunks
+from spikebench.harness.rules.checks import check_finite_params
 from spikebench.harness.rules.tempotron import Tempotron, TempotronModel
 from spikebench.harness.space import Fixed, Param
 
@@ -104,17 +105,17 @@ def pool_grid(crops: np.ndarray, grid: int) -> np.ndarray:
     return blocks.mean(axis=(3, 5), dtype=np.float64).reshape(len(crops), -1).astype(np.float32)
 
 
-def pooled_chunks(X: Any, grid: int, chunk: int = CHUNK) -> Iterator[np.ndarray]:
-    """:func:`pool_grid` of the rows of ``X`` (lazy crop rows or an array), ``chunk`` rows
-    read at a time, in row order."""
+def pooled_chunks(X: Any, grid: int, chunk: int | None = None) -> Iterator[np.ndarray]:
+    """:func:`pool_grid` of the rows of ``X`` (lazy crop rows or an array), ``chunk``
+    (default :data:`~spikebench.harness.rules.batches.CHUNK`) rows read at a time, in row
+    order."""
     _, size = crop_size(X)
     check_grid(grid, size)
-    n = len(X)
-    for start in range(0, n, chunk):
-        yield pool_grid(read_rows(X, np.arange(start, min(start + chunk, n))), grid)
+    for index in row_chunks(len(X), chunk):
+        yield pool_grid(read_rows(X, index), grid)
 
 
-def pooled_rows(X: Any, grid: int, chunk: int = CHUNK) -> np.ndarray:
+def pooled_rows(X: Any, grid: int, chunk: int | None = None) -> np.ndarray:
     """The pooled vectors ``[n, C·g²]`` of every row of ``X`` (read ``chunk`` rows at a time)."""
     channels, _ = crop_size(X)
     parts = list(pooled_chunks(X, grid, chunk))

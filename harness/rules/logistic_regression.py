@@ -12,32 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
-from spikebench.harness.rules.base import FitContext, Rule, Split, TrainedModel
+from spikebench.harness.rules.base import FitContext, Rule, Split
 from spikebench.harness.rules.early_stopping import EarlyStopping
+from spikebench.harness.rules.reference_model import ReferenceModel
 from spikebench.harness.space import Fixed, Param
-
-
-class ReferenceModel(TrainedModel):
-    """A fitted non-spiking model: ``predict`` maps ``X`` to ``P(lesion)``; its cost is
-    ``info["macs_per_sample"]`` multiply-accumulates."""
-
-    train_steps = 1
-
-    def __init__(self, predict: Any, info: dict[str, Any]) -> None:
-        self._predict, self.info = predict, info
-
-    def predict_proba(self, X: np.ndarray, *, steps: int | None = None) -> np.ndarray:
-        if len(X) == 0:
-            return np.zeros(0)
-        return np.asarray(self._predict(np.asarray(X, dtype=np.float32)), dtype=np.float64)
-
-    def activity(self, X: np.ndarray, *, steps: int | None = None) -> dict[str, float]:
-        nan = float("nan")
-        macs = float(self.info["macs_per_sample"])
-        return {"spikes_per_sample": nan, "acs_per_sample": 0.0, "macs_per_sample": macs,
-                "synops_per_sample": nan}
 
 
 class LogisticRegressionRule(Rule):

@@ -32,9 +32,10 @@ import numpy as np
 from spikebench.errors import RuleError
 from spikebench.harness.optim import adam
 from spikebench.harness.rules.base import FitContext, Rule, Split, class_weights
-from spikebench.harness.rules.cnn import LazyReferenceModel, cnn_macs, cnn_trunk, predict_rows
-from spikebench.harness.rules.conv_surrogate import read_rows
+from spikebench.harness.rules.batches import predict_rows, read_rows
+from spikebench.harness.rules.cnn import cnn_macs, cnn_trunk
 from spikebench.harness.rules.early_stopping import fit_epochs
+from spikebench.harness.rules.reference_model import LazyReferenceModel
 from spikebench.harness.space import Fixed, Param
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from spikebench.harness.optim import adam
 from spikebench.harness.rules.base import FitContext, Rule, Split, class_weights
 from spikebench.harness.rules.early_stopping import fit_epochs, minibatch_epoch
-from spikebench.harness.rules.logistic_regression import ReferenceModel
+from spikebench.harness.rules.reference_model import ReferenceModel
 from spikebench.harness.space import Fixed, Param
 
 

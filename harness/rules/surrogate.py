@@ -38,15 +38,13 @@ from spikebench.harness.rules.base import (
     Rule,
     Split,
     TrainedModel,
-    check_finite_params,
     class_weights,
 )
+from spikebench.harness.rules.checks import MEMBRANE_LIMIT, check_finite, check_finite_params
 from spikebench.harness.rules.early_stopping import fit_epochs
 from spikebench.harness.space import Categorical, Fixed, Float, Int, Param
 
 LOSSES = ("count", "membrane", "tet")
-#: |H| beyond this is an exploding membrane: the trial is pruned.
-MEMBRANE_LIMIT = 1e6
 
 
 def logits_of(spikes: torch.Tensor, membrane: torch.Tensor, loss: str) -> torch.Tensor:
@@ -213,15 +211,4 @@ class SurrogateGradient(Rule):
             report=ctx.report_epoch)
         model.info = {"epochs": epochs, "labels_used": len(train), "best_val": best}
         return model
-
-
-def check_finite(train: Split, val: Split) -> None:
-    """Raise :class:`DivergedError` naming the split if its features hold NaN/inf: a spiking
-    layer would silently read NaN as "no spike" and train on garbage."""
-    for name, split in (("train", train), ("val", val)):
-        bad = ~np.isfinite(np.asarray(split.X, dtype=np.float64))
-        if bad.any():
-            rows, cols = np.nonzero(bad)
-            raise DivergedError(f"non-finite input: {int(bad.sum())} NaN/inf feature values in "
-                                f"the {name} split (first at row {rows[0]}, feature {cols[0]})")
 

@@ -63,11 +63,10 @@ from spikebench.harness.rules.base import (
     Rule,
     Split,
     TrainedModel,
-    check_finite_params,
     class_weights,
 )
+from spikebench.harness.rules.checks import check_finite, check_finite_params
 from spikebench.harness.rules.early_stopping import EarlyStopping
-from spikebench.harness.rules.surrogate import check_finite
 from spikebench.harness.space import Fixed, Float, Int, Param
 
 #: Receptive-field activations below this leave the afferent silent (population coding).

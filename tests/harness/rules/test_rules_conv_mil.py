@@ -107,8 +107,7 @@ def test_crops_are_read_in_bounded_chunks_and_training_bags_are_capped(monkeypat
     largest_val_bag = max(np.unique(val.groups, return_counts=True)[1])
     assert reads and max(reads) <= max(4, largest_val_bag)  # training bags of <= 4 slices
     reads.clear()
-    monkeypatch.setattr("spikebench.harness.rules.conv_surrogate.CHUNK", 5)
-    monkeypatch.setattr("spikebench.harness.rules.cnn.CHUNK", 5)
+    monkeypatch.setattr("spikebench.harness.rules.batches.CHUNK", 5)
     model = _fit(train, val, epochs=1)
     reads.clear()
     model.predict_proba(test.X)

@@ -16,8 +16,8 @@ from spikebench.errors import RuleError, SpikebenchError
 from spikebench.harness.metrics import score
 from spikebench.harness.rules import FitContext, Split, get_rule
 from spikebench.harness.rules.base import hide_labels
+from spikebench.harness.rules.batches import CHUNK
 from spikebench.harness.rules.conformance import check_rule, held_out_image_problem
-from spikebench.harness.rules.conv_surrogate import CHUNK
 from spikebench.harness.rules.image_tempotron import (
     ImageTempotron,
     check_grid,
