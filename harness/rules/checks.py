@@ -10,12 +10,12 @@ fit would report a chance-level model, not a failure.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from spikebench.harness.rules.base import DivergedError, Split
+from spikebench.harness.rules.params import as_dict
 
 if TYPE_CHECKING:
     import torch
@@ -35,11 +35,12 @@ def check_finite(train: Split, val: Split) -> None:
                                 f"the {name} split (first at row {rows[0]}, feature {cols[0]})")
 
 
-def check_finite_params(params: Mapping[str, Any]) -> None:
-    """:class:`DivergedError` naming every real-valued hyper-parameter that is NaN or inf: a
-    NaN ``gain`` or ``beta`` makes every charge NaN, which never crosses a threshold, so
-    training would run on silent neurons and report a chance-level model, not a failure."""
-    bad = [f"{name} = {value}" for name, value in params.items()
+def check_finite_params(params: Any) -> None:
+    """:class:`DivergedError` naming every real-valued hyper-parameter of ``params`` (a
+    parameters dataclass or a mapping) that is NaN or inf: a NaN ``gain`` or ``beta`` makes
+    every charge NaN, which never crosses a threshold, so training would run on silent neurons
+    and report a chance-level model, not a failure."""
+    bad = [f"{name} = {value}" for name, value in as_dict(params).items()
            if isinstance(value, (float, np.floating)) and not math.isfinite(value)]
     if bad:
         raise DivergedError(f"non-finite hyper-parameter: {', '.join(bad)}")

@@ -9,8 +9,7 @@ the same selection-on-validation every rule's early stopping uses. No backend, n
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import dataclasses
 
 from spikebench.harness.rules.base import FitContext, Rule, Split
 from spikebench.harness.rules.early_stopping import EarlyStopping
@@ -18,25 +17,33 @@ from spikebench.harness.rules.reference_model import ReferenceModel
 from spikebench.harness.space import Fixed, Param
 
 
-class LogisticRegressionRule(Rule):
+@dataclasses.dataclass(frozen=True)
+class LogisticRegressionParams:
+    """The grid of inverse regularisations ``C`` to select from on validation (a single
+    value, e.g. one Optuna choice, is a grid of one)."""
+
+    C: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
+
+
+class LogisticRegressionRule(Rule[LogisticRegressionParams]):
     """Balanced logistic regression, ``C`` selected on validation (module docstring)."""
 
     name = "logistic_regression"
     summary = "reference: balanced logistic regression, C chosen on validation"
     needs = frozenset()
     kind = "reference"
+    params_type = LogisticRegressionParams
 
     def search_space(self) -> dict[str, Param]:
         return {"C": Fixed([0.01, 0.1, 1.0, 10.0])}
 
-    def fit(self, train: Split, val: Split, params: Mapping[str, Any], ctx: FitContext
+    def fit(self, train: Split, val: Split, params: LogisticRegressionParams, ctx: FitContext
             ) -> ReferenceModel:
         from sklearn.linear_model import LogisticRegression
 
-        grid = params["C"] if isinstance(params["C"], list | tuple) else [params["C"]]
         stopper = EarlyStopping(patience=None, min_delta=1e-12)
-        for c in grid:
-            clf = LogisticRegression(C=float(c), class_weight="balanced", max_iter=2000,
+        for c in params.C:
+            clf = LogisticRegression(C=c, class_weight="balanced", max_iter=2000,
                                      random_state=ctx.seed)
             clf.fit(train.X, train.y)
             stopper.update(ctx.score_validation(clf.predict_proba(val.X)[:, 1]), (clf, c))

@@ -25,7 +25,7 @@ def _fit(train: Split, val: Split, backend: str = "spikingjelly", metric: str = 
     rule = get_rule("conv_snn_mil")
     chosen = default_values(rule.search_space()) | SMALL | params
     ctx = FitContext.for_validation(val, metric, get_backend(backend), seed=0)
-    return rule.fit(train, hide_labels(val), chosen, ctx)
+    return rule.fit(train, hide_labels(val), rule.parse_params(chosen), ctx)
 
 
 def _bags(rng: np.random.Generator, n: int, m: int, size: int, prefix: str
