@@ -126,7 +126,8 @@ class Readout:
         are opposite, ``e_0 = −e_1``, so a step is ``d = r (V_1 − V_0) + (c_1 − c_0)``,
         ``e = w_y (1[y = 1] − σ(d))``, ``ΔV_1 = −ΔV_0 = η rᵀe / n``, ``Δc_1 = −Δc_0 = η mean(e)``:
         two matrix-vector products per step instead of two ``[n, 2]`` products and a softmax
-        (the same rule; :meth:`train_reference` is the softmax form, kept as the test oracle).
+        (the same rule; the softmax form is the test oracle in
+        ``tests/harness/rules/test_rules_fast_paths.py``).
         """
         if len(y) == 0:
             return
@@ -149,18 +150,6 @@ class Readout:
         self.weight[0] -= gw
         self.bias[1] += gb
         self.bias[0] -= gb
-
-    def train_reference(self, r: torch.Tensor, y: torch.Tensor, *, lr: float, epochs: int
-                        ) -> None:
-        """:meth:`train` in the softmax form of the module docstring (the test oracle)."""
-        if len(y) == 0:
-            return
-        w = torch.as_tensor(class_weights(y.numpy()), dtype=r.dtype)[y]
-        onehot = torch.nn.functional.one_hot(y, 2).to(r.dtype)
-        for _ in range(epochs):
-            err = (onehot - torch.softmax(self.logits(r), 1)) * w[:, None]  # [n, 2]
-            self.weight += lr * err.T @ r / len(y)
-            self.bias += lr * err.mean(0)
 
     def copy(self) -> Readout:
         out = Readout(self.weight.shape[1], self.weight.dtype)
