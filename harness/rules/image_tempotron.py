@@ -35,9 +35,9 @@ backend that lists ``"tempotron"`` serves it) and asks whether the Tempotron's s
 timing decision, on a coarse spatial latency code of where the crop is dark or bright, finds
 lesions without learned features.
 
-Reading: crops are read and pooled ``CHUNK`` rows at a time (:mod:`~spikebench.harness.rules.
-batches`) (the memory-mapped cohort is never
-in RAM; the pooled vectors of all rows, ``N`` floats per slice, are). Inference pools and runs
+Reading: crops are read and pooled ``CHUNK`` rows at a time
+(:mod:`~spikebench.harness.rules.batches`; the memory-mapped cohort is never in RAM, the pooled
+vectors of all rows, ``N`` floats per slice, are). Inference pools and runs
 the Tempotron chunk by chunk too. Training holds what the feature Tempotron holds: the kernel
 matrix ``[T, n_train, N·M]`` of the training split for the whole fit (M = ``population``), so
 ``grid = 16`` (256 afferents per channel) quadruples its memory over the default.
