@@ -92,7 +92,7 @@ def test_free_form_parameters_stay_a_plain_dict():
     _check_params_type(FreeForm(), FreeForm().search_space())  # nothing to hold it to
 
 
-def test_every_builtin_rule_declares_its_search_space_as_a_dataclass():
+def test_every_installed_rule_declares_its_search_space_as_a_dataclass():
     for name in available_rules():
         rule = get_rule(name)
         _check_params_type(rule, rule.search_space())
