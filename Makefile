@@ -24,15 +24,16 @@ demo: install
 	$(BIN)/spikebench demo --out results/demo --workers 1
 
 # Every test, slow ones included; PostgreSQL tests run when SPIKEBENCH_TEST_POSTGRES_URL is set
-# (.ci/run sets it), CUDA tests when a GPU is present. The example plug-ins are installed as a
-# third party would and their own conformance tests run too.
+# (.ci/run sets it), CUDA tests when a GPU is present. The example plug-ins (a backend, a data
+# source, a rule) are installed as a third party would and their own tests run too.
 test: install
 	$(BIN)/pip install -q --no-deps ./examples/spikebench-torchscript
 	$(BIN)/pip install -q --no-deps ./examples/spikebench-example-source
+	$(BIN)/pip install -q --no-deps ./examples/spikebench-example-rule
 	# Norse as a real third-party NIR importer in the tests (--no-deps: it would pull a CUDA torch)
 	$(BIN)/pip install -q --no-deps "norse==1.1.0"
 	$(BIN)/python -m pytest -q --timeout 900 tests examples/spikebench-torchscript/tests \
-	  examples/spikebench-example-source/tests
+	  examples/spikebench-example-source/tests examples/spikebench-example-rule/tests
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow and not postgres and not cuda"

@@ -54,13 +54,14 @@ def fit_and_score(plan: CellPlan, view: View, params: Mapping[str, Any], seed: i
     from spikebench.harness.rules.base import FitContext, hide_labels, validation_scorer
 
     rule = get_rule(plan.rule)
+    typed = rule.parse_params(params)  # the rule's params_type; RuleError names a bad key
     backend = None if plan.backend == REFERENCE else get_backend(plan.backend)
     warmup = warm_up(plan.backend, plan.device) if backend is not None else 0.0
     val = view.val
     ctx = FitContext(backend=backend, device=plan.device, seed=seed, report=report,
                      validation=validation_scorer(val, plan.metric))
     started = time.perf_counter()
-    model = rule.fit(view.train, hide_labels(val), dict(params), ctx)
+    model = rule.fit(view.train, hide_labels(val), typed, ctx)
     seconds = time.perf_counter() - started
     prob = model.predict_proba(val.X)
     threshold = choose_threshold(plan.threshold_rule, val.y, prob)

@@ -1,14 +1,10 @@
-"""Tests across repeats and the multiplicity correction.
+"""A test across repeats and the multiplicity correction.
 
-These tests treat the **repeat** as the unit, which is only right when repeats test different
-patients (``repeated-splits``) or for the training-randomness question alone. The primary
-analysis (:mod:`spikebench.reports.analysis`) uses the patient as the unit instead
-(:mod:`spikebench.reports.paired`).
+The corrected resampled t-test treats the **repeat** as the unit, which is only right when
+repeats test different patients (``repeated-splits``) or for the training-randomness question
+alone. The primary analysis (:mod:`spikebench.reports.analysis`) uses the patient as the unit
+instead (:mod:`spikebench.reports.paired`).
 
-- :func:`paired_test` — Wilcoxon signed-rank (``n >= 6`` matched repeats) or the exact paired
-  sign-flip permutation test on the mean difference (``scipy.stats.permutation_test`` with
-  ``permutation_type="samples"``: all ``2**n`` sign patterns). Either way the smallest two-sided
-  p is ``2 / 2**n`` (:func:`min_p_value`): **with 5 repeats nothing can be significant**.
 - :func:`corrected_resampled_t` — Nadeau & Bengio (2003), *Inference for the generalization
   error*, Machine Learning 52:239–281: for ``J`` random train/test splits with ``n₁`` training
   and ``n₂`` test patients and per-split differences ``d_j``,
@@ -21,49 +17,8 @@ analysis (:mod:`spikebench.reports.analysis`) uses the patient as the unit inste
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
-
-ALPHA = 0.05
-WILCOXON_MIN_N = 6
-
-
-def min_p_value(n: int) -> float:
-    """Smallest two-sided p-value a paired sign-based test can give with ``n`` pairs."""
-    return 1.0 if n < 1 else min(1.0, 2.0 / 2**n)
-
-
-def sign_flip_p(diff: np.ndarray) -> float:
-    """Exact two-sided paired permutation p-value of ``mean(diff) == 0`` (all ``2**n`` sign
-    flips, :func:`scipy.stats.permutation_test`)."""
-    from scipy.stats import permutation_test
-
-    diff = np.asarray(diff, dtype=np.float64)
-    if diff.size == 0 or np.allclose(diff, 0):
-        return 1.0
-    # n_resamples at least the 2**n sign flips: scipy then enumerates them all (exact test)
-    result = permutation_test((diff,), np.mean, permutation_type="samples", vectorized=True,
-                              alternative="two-sided", n_resamples=2 ** diff.size)
-    return float(min(1.0, result.pvalue))
-
-
-def paired_test(a: np.ndarray, b: np.ndarray) -> tuple[float, str]:
-    """Two-sided paired p-value of ``a`` vs ``b`` (same repeats, same order) and the test used."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    keep = np.isfinite(a) & np.isfinite(b)
-    diff = a[keep] - b[keep]
-    n = diff.size
-    if n < 2 or np.allclose(diff, 0):
-        return 1.0, "none"
-    if n >= WILCOXON_MIN_N:
-        from scipy.stats import wilcoxon
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            p = float(wilcoxon(diff, alternative="two-sided").pvalue)
-        return (p if math.isfinite(p) else 1.0), "wilcoxon"
-    return sign_flip_p(diff), "sign-flip"
 
 
 def corrected_resampled_t(diff: np.ndarray, n_train: float, n_test: float

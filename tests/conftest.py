@@ -114,7 +114,7 @@ def held_out_fits():
 
     def fit(rule_name: str) -> list[SimpleNamespace]:
         rule = get_rule(rule_name)
-        params = default_values(rule.search_space())
+        params = rule.parse_params(default_values(rule.search_space()))
         fits = []
         for seed in range(3):
             train, val, test = make_patient_problem(seed)

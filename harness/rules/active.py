@@ -39,7 +39,8 @@ asks for the labels of the most uncertain slices under a label budget. No backpr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -55,16 +56,51 @@ from spikebench.harness.rules.base import (
     Rule,
     Split,
     TrainedModel,
-    check_finite_params,
     class_weights,
 )
+from spikebench.harness.rules.checks import check_finite, check_finite_params
 from spikebench.harness.rules.early_stopping import EarlyStopping
 from spikebench.harness.rules.stdp import first_spike_winners, normalise_rows, stdp_update
-from spikebench.harness.rules.surrogate import check_finite
 from spikebench.harness.space import Categorical, Fixed, Float, Int, Param
 
 STRATEGIES = ("uncertainty", "random")
 INPUT_ENCODINGS = ("rate", "latency")
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalLearningParams:
+    """What the bio-inspired rules share (dense :class:`ActiveLearning` and the
+    convolutional :class:`~spikebench.harness.rules.conv_active.ConvActiveLearning`): the
+    input code, STDP, homeostasis, the readout and the active loop (module docstring)."""
+
+    steps: int = 20
+    encoding: str = "rate"
+    gain: float = 1.5
+    beta: float = 0.85
+    a_plus: float = 0.03
+    a_minus_ratio: float = 0.75
+    tau_plus: float = 5.0
+    tau_minus: float = 5.0
+    target_rate: float = 0.06
+    homeostasis: float = 0.5
+    w_sum: float = 1.0
+    stdp_epochs: int = 2
+    stdp_batch: int = 32
+    readout_lr: float = 0.15
+    readout_epochs: int = 60
+    seed_patients: int = 3
+    #: a fraction (<= 1) of the training slices, or a count
+    budget: float = 0.5
+    batch_per_round: int = 16
+    strategy: str = "uncertainty"
+
+
+@dataclasses.dataclass(frozen=True)
+class ActiveParams(LocalLearningParams):
+    """The parameters of :class:`ActiveLearning` (its :meth:`~ActiveLearning.search_space`):
+    the shared ones and the hidden layer's width."""
+
+    hidden: int = 48
 
 
 def on_off_spikes(x: torch.Tensor, kind: str, steps: int, gain: float,
@@ -90,7 +126,8 @@ class Readout:
         are opposite, ``e_0 = −e_1``, so a step is ``d = r (V_1 − V_0) + (c_1 − c_0)``,
         ``e = w_y (1[y = 1] − σ(d))``, ``ΔV_1 = −ΔV_0 = η rᵀe / n``, ``Δc_1 = −Δc_0 = η mean(e)``:
         two matrix-vector products per step instead of two ``[n, 2]`` products and a softmax
-        (the same rule; :meth:`train_reference` is the softmax form, kept as the test oracle).
+        (the same rule; the softmax form is the test oracle in
+        ``tests/harness/rules/test_rules_fast_paths.py``).
         """
         if len(y) == 0:
             return
@@ -114,18 +151,6 @@ class Readout:
         self.bias[1] += gb
         self.bias[0] -= gb
 
-    def train_reference(self, r: torch.Tensor, y: torch.Tensor, *, lr: float, epochs: int
-                        ) -> None:
-        """:meth:`train` in the softmax form of the module docstring (the test oracle)."""
-        if len(y) == 0:
-            return
-        w = torch.as_tensor(class_weights(y.numpy()), dtype=r.dtype)[y]
-        onehot = torch.nn.functional.one_hot(y, 2).to(r.dtype)
-        for _ in range(epochs):
-            err = (onehot - torch.softmax(self.logits(r), 1)) * w[:, None]  # [n, 2]
-            self.weight += lr * err.T @ r / len(y)
-            self.bias += lr * err.mean(0)
-
     def copy(self) -> Readout:
         out = Readout(self.weight.shape[1], self.weight.dtype)
         out.weight, out.bias = self.weight.clone(), self.bias.clone()
@@ -136,11 +161,11 @@ class ActiveModel(TrainedModel):
     """The STDP-trained hidden layer plus the delta-rule readout."""
 
     def __init__(self, net: SpikingNetwork, readout: Readout, mean: torch.Tensor,
-                 std: torch.Tensor, params: Mapping[str, Any], device: Any,
+                 std: torch.Tensor, params: LocalLearningParams, device: Any,
                  info: dict[str, Any]) -> None:
         self.net, self.readout, self.mean, self.std = net, readout, mean, std
-        self.params, self.device, self.info = dict(params), device, info
-        self.train_steps = int(params["steps"])
+        self.params, self.device, self.info = params, device, info
+        self.train_steps = params.steps
 
     def hidden_counts(self, X: np.ndarray, steps: int | None = None, seed: int = 0
                       ) -> tuple[torch.Tensor, float]:
@@ -174,7 +199,7 @@ class ActiveModel(TrainedModel):
         return None  # the readout is not a LIF layer
 
 
-def hidden_counts(net: SpikingNetwork, X: np.ndarray, params: Mapping[str, Any], steps: int,
+def hidden_counts(net: SpikingNetwork, X: np.ndarray, params: LocalLearningParams, steps: int,
                   device: Any, seed: int = 0) -> tuple[torch.Tensor, float]:
     dtype = next(net.parameters()).dtype  # type: ignore[attr-defined]
     x = torch.as_tensor(np.asarray(X), dtype=dtype, device=device)
@@ -182,20 +207,21 @@ def hidden_counts(net: SpikingNetwork, X: np.ndarray, params: Mapping[str, Any],
     out, n_in = [], 0.0
     with torch.no_grad():
         for start in range(0, len(x), 512):
-            spikes = on_off_spikes(x[start:start + 512], params["encoding"], steps,
-                                   float(params["gain"]), gen)
+            spikes = on_off_spikes(x[start:start + 512], params.encoding, steps, params.gain,
+                                   gen)
             n_in += float(spikes.sum())
             out.append(net(spikes).spikes.sum(0).double().cpu())
     counts = torch.cat(out) if out else torch.zeros(0, net.spec.sizes[-1], dtype=torch.float64)
     return counts, n_in
 
 
-class ActiveLearning(Rule):
+class ActiveLearning(Rule[ActiveParams]):
     """STDP hidden layer + delta-rule readout in an active-learning loop (module docstring)."""
 
     name = "active"
     needs = frozenset({Capability.DENSE_LIF})
     summary = "bio-inspired active learning: STDP + WTA hidden layer, delta-rule readout"
+    params_type = ActiveParams
 
     def search_space(self) -> dict[str, Param]:
         return {
@@ -223,14 +249,14 @@ class ActiveLearning(Rule):
             "strategy": Categorical(STRATEGIES),
         }
 
-    def fit(self, train: Split, val: Split, params: Mapping[str, Any], ctx: FitContext
+    def fit(self, train: Split, val: Split, params: ActiveParams, ctx: FitContext
             ) -> ActiveModel:
-        p = dict(params)
+        p = params
         check_finite(train, val)
         check_finite_params(p)
         check_params(p)
-        steps = int(p["steps"])
-        spec = NetworkSpec(sizes=(2 * train.X.shape[1], int(p["hidden"])), beta=float(p["beta"]),
+        steps = p.steps
+        spec = NetworkSpec(sizes=(2 * train.X.shape[1], p.hidden), beta=p.beta,
                            threshold=1.0, reset="subtract", bias=True)
         backend = ctx.require_backend(self)
         backend.check_supported(spec)
@@ -246,12 +272,12 @@ class ActiveLearning(Rule):
         return fit_readout(model, counts, val_counts, train, val, p, ctx)
 
 
-def check_params(p: Mapping[str, Any]) -> None:
+def check_params(p: LocalLearningParams) -> None:
     """``ValueError`` for an unknown query ``strategy`` or input ``encoding``."""
-    if p["strategy"] not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}, got {p['strategy']!r}")
-    if p["encoding"] not in INPUT_ENCODINGS:
-        raise ValueError(f"encoding must be one of {INPUT_ENCODINGS}, got {p['encoding']!r}")
+    if p.strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {p.strategy!r}")
+    if p.encoding not in INPUT_ENCODINGS:
+        raise ValueError(f"encoding must be one of {INPUT_ENCODINGS}, got {p.encoding!r}")
 
 
 def pool_stats(counts: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -262,7 +288,7 @@ def pool_stats(counts: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Te
 
 
 def fit_readout(model: ActiveModel, counts: torch.Tensor, val_counts: torch.Tensor,
-                train: Split, val: Split, p: Mapping[str, Any], ctx: FitContext
+                train: Split, val: Split, p: LocalLearningParams, ctx: FitContext
                 ) -> ActiveModel:
     """The labelled phase (sections 3-4 of the module docstring) on hidden counts of the pool
     and of val: both strategies' active loops from one seed set under one budget; the chosen
@@ -270,20 +296,20 @@ def fit_readout(model: ActiveModel, counts: torch.Tensor, val_counts: torch.Tens
     steps = model.train_steps
     r_pool = model.features(counts, steps)
     r_val = model.features(val_counts, steps)
-    budget = label_budget(p["budget"], len(train))
-    seed_idx = seed_set(train, int(p["seed_patients"]), ctx.seed)
+    budget = label_budget(p.budget, len(train))
+    seed_idx = seed_set(train, p.seed_patients, ctx.seed)
     curves: list[dict[str, Any]] = []
     best: dict[str, Any] = {}
-    for strategy in (p["strategy"], *(s for s in STRATEGIES if s != p["strategy"])):
-        report = ctx.report_epoch if strategy == p["strategy"] else None
+    for strategy in (p.strategy, *(s for s in STRATEGIES if s != p.strategy)):
+        report = ctx.report_epoch if strategy == p.strategy else None
         result = active_loop(r_pool, torch.as_tensor(train.y, dtype=torch.long), r_val,
                              val, seed_idx, strategy=strategy, budget=budget,
-                             per_round=int(p["batch_per_round"]),
-                             lr=float(p["readout_lr"]), epochs=int(p["readout_epochs"]),
+                             per_round=p.batch_per_round,
+                             lr=p.readout_lr, epochs=p.readout_epochs,
                              seed=ctx.seed, validation=ctx.score_validation,
                              report=report)
         curves.extend(result["curve"])
-        if strategy == p["strategy"]:
+        if strategy == p.strategy:
             best = result
     model.readout = best["readout"]
     model.info = {"epochs": best["rounds"], "labels_used": best["labels_used"],
@@ -292,26 +318,26 @@ def fit_readout(model: ActiveModel, counts: torch.Tensor, val_counts: torch.Tens
     return model
 
 
-def train_hidden_layer(net: SpikingNetwork, X: np.ndarray, p: Mapping[str, Any], device: Any,
+def train_hidden_layer(net: SpikingNetwork, X: np.ndarray, p: LocalLearningParams, device: Any,
                        seed: int) -> None:
     """Unsupervised phase: STDP + WTA + normalisation + homeostasis on every pattern of ``X``."""
-    steps = int(p["steps"])
+    steps = p.steps
     init_hidden_weights(net, p, device, seed)
     dtype = next(net.parameters()).dtype  # type: ignore[attr-defined]
     x = torch.as_tensor(np.asarray(X), dtype=dtype, device=device)
     spike_gen = torch.Generator(device=x.device).manual_seed(seed)
     rng = np.random.default_rng(seed)
-    batch = int(p["stdp_batch"])
+    batch = p.stdp_batch
     with torch.no_grad():
-        for _ in range(int(p["stdp_epochs"])):
+        for _ in range(p.stdp_epochs):
             order = torch.as_tensor(rng.permutation(len(x)), device=device)
             for start in range(0, len(x), batch):
-                pre = on_off_spikes(x[order[start:start + batch]], p["encoding"], steps,
-                                    float(p["gain"]), spike_gen)
+                pre = on_off_spikes(x[order[start:start + batch]], p.encoding, steps,
+                                    p.gain, spike_gen)
                 stdp_step(net, pre, p)
 
 
-def init_hidden_weights(net: SpikingNetwork, p: Mapping[str, Any], device: Any, seed: int
+def init_hidden_weights(net: SpikingNetwork, p: LocalLearningParams, device: Any, seed: int
                         ) -> None:
     """Random non-negative rows normalised to ``w_sum``, zero biases: the rule owns the initial
     weights, so every backend starts from the same numbers."""
@@ -319,27 +345,27 @@ def init_hidden_weights(net: SpikingNetwork, p: Mapping[str, Any], device: Any, 
     dtype = next(net.parameters()).dtype  # type: ignore[attr-defined]
     gen = torch.Generator().manual_seed(seed)
     w = normalise_rows(torch.rand(net.spec.sizes[1], n_in, generator=gen, dtype=torch.float64),
-                       float(p["w_sum"])).to(device=device, dtype=dtype)
+                       p.w_sum).to(device=device, dtype=dtype)
     b = torch.zeros(net.spec.sizes[1], device=device, dtype=dtype)
     net.set_weights([(w, b)])
 
 
-def stdp_step(net: SpikingNetwork, pre: torch.Tensor, p: Mapping[str, Any]) -> torch.Tensor:
+def stdp_step(net: SpikingNetwork, pre: torch.Tensor, p: LocalLearningParams) -> torch.Tensor:
     """One batch of section 2: the backend runs ``pre`` (``[T, B, 2F]`` spikes), the first
     neuron to fire per pattern learns by STDP (summed over the batch, ``η = w_sum / 2F``),
     rows are renormalised and thresholds adapt. Returns the output spikes ``[T, B, H]``."""
-    w_sum = float(p["w_sum"])
+    w_sum = p.w_sum
     eta = w_sum / net.spec.sizes[0]
-    a_plus = float(p["a_plus"])
+    a_plus = p.a_plus
     post = net(pre).spikes
     winners = first_spike_winners(post)  # [B, H]
     dw = stdp_update(pre, post * winners[None], a_plus=a_plus,
-                     a_minus=a_plus * float(p["a_minus_ratio"]),
-                     tau_plus=float(p["tau_plus"]), tau_minus=float(p["tau_minus"]))
+                     a_minus=a_plus * p.a_minus_ratio,
+                     tau_plus=p.tau_plus, tau_minus=p.tau_minus)
     (w, b), = net.get_weights()
     w = normalise_rows(w + eta * dw, w_sum)
     rate = post.mean((0, 1))  # spikes per step per neuron
-    b = b + float(p["homeostasis"]) * (float(p["target_rate"]) - rate)
+    b = b + p.homeostasis * (p.target_rate - rate)
     if not bool(torch.isfinite(w).all() and torch.isfinite(b).all()):
         raise DivergedError("STDP produced non-finite weights or thresholds")
     net.set_weights([(w, b)])
@@ -415,6 +441,6 @@ def active_loop(r_pool: torch.Tensor, y_pool: torch.Tensor, r_val: torch.Tensor,
     return best
 
 
-__all__ = ["ActiveLearning", "ActiveModel", "Readout", "active_loop", "check_params",
-           "fit_readout", "init_hidden_weights", "label_budget", "on_off_spikes", "pool_stats",
-           "seed_set", "stdp_step", "train_hidden_layer"]
+__all__ = ["ActiveLearning", "ActiveModel", "ActiveParams", "LocalLearningParams", "Readout",
+           "active_loop", "check_params", "fit_readout", "init_hidden_weights", "label_budget",
+           "on_off_spikes", "pool_stats", "seed_set", "stdp_step", "train_hidden_layer"]

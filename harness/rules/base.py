@@ -2,23 +2,46 @@
 
 A rule is a plug-in (entry-point group ``spikebench.rules``) with one abstract method,
 :meth:`Rule.fit`. The harness gives it standardised train and validation arrays (the sealed test
-split never reaches a rule while tuning), the chosen hyperparameters and a :class:`FitContext`;
-the rule returns a :class:`TrainedModel` whose :meth:`~TrainedModel.predict_proba` gives
-``P(lesion)`` per slice, at the training time steps or any other ``steps``.
+split never reaches a rule while tuning), the chosen hyperparameters as the rule's own typed
+object (:attr:`Rule.params_type`, built by :meth:`Rule.parse_params`:
+:mod:`spikebench.harness.rules.params`) and a :class:`FitContext`; the rule returns a
+:class:`TrainedModel` whose :meth:`~TrainedModel.predict_proba` gives ``P(lesion)`` per slice,
+at the training time steps or any other ``steps``.
+
+A rule in full (the update equation it implements in its docstring, as every rule states)::
+
+    @dataclasses.dataclass(frozen=True)
+    class DeltaParams:              # one field per search_space() name, typed, with a default
+        lr: float = 0.01
+        epochs: int = 20
+
+    class Delta(Rule[DeltaParams]):
+        \"\"\"Logistic unit: w ← w + lr Σ_n (y_n − σ(wᵀx_n)) x_n, once per epoch.\"\"\"
+
+        name = "delta"
+        needs = frozenset()         # a reference: no spiking backend
+        kind = "reference"
+        params_type = DeltaParams
+
+        def search_space(self):
+            return {"lr": Float(1e-3, 1e-1, log=True), "epochs": Fixed(20)}
+
+        def fit(self, train, val, params: DeltaParams, ctx):
+            ...                     # params.lr is a float, params.epochs an int
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
-import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 
 from spikebench.backends.capabilities import Capability, capability_set
 from spikebench.errors import RuleError
+from spikebench.harness.rules.params import parse_params
 from spikebench.harness.space import Domain, builtin_domains
 
 if TYPE_CHECKING:
@@ -146,13 +169,22 @@ class TrainedModel(abc.ABC):
         return None
 
 
-class Rule(abc.ABC):
-    """A learning rule. Subclasses set :attr:`name`, :attr:`summary` and implement
-    :meth:`search_space` and :meth:`fit`. The equation the rule implements belongs in the
-    subclass's docstring."""
+#: A rule's parameters type: a frozen dataclass (or ``dict`` for free-form parameters).
+P = TypeVar("P")
+
+
+class Rule(abc.ABC, Generic[P]):
+    """A learning rule. Subclasses set :attr:`name`, :attr:`summary` and :attr:`params_type`
+    and implement :meth:`search_space` and :meth:`fit`. The equation the rule implements
+    belongs in the subclass's docstring."""
 
     name: ClassVar[str]
     summary: ClassVar[str] = ""
+    #: The rule's parameters: a frozen dataclass whose fields are exactly the names of
+    #: :meth:`search_space`, with their types and defaults; ``fit`` receives one, built by
+    #: :meth:`parse_params`. ``dict`` (the default) keeps free-form parameters: ``fit`` then
+    #: receives a plain dict of the values, unchecked (:mod:`~spikebench.harness.rules.params`).
+    params_type: type[P] = dict  # type: ignore[assignment]
     #: What the rule needs of a backend (:mod:`spikebench.backends.capabilities`): it runs on
     #: every backend that provides all of them (:mod:`spikebench.harness.rules.serving`).
     #: Empty for the non-spiking references, which run without a backend in cells named
@@ -193,10 +225,17 @@ class Rule(abc.ABC):
         ``{**super().domains(), "n_filters": Domain.counting(512)}``."""
         return builtin_domains(self.search_space())
 
+    @classmethod
+    def parse_params(cls, values: Mapping[str, Any]) -> P:
+        """The :attr:`params_type` object of ``values`` (an Optuna trial's or a spec's dict):
+        each value coerced to its field's type; an unknown or missing key, or a value of the
+        wrong kind, is a :class:`RuleError` naming the rule and the key."""
+        return parse_params(getattr(cls, "name", cls.__qualname__), cls.params_type, values)
+
     @abc.abstractmethod
-    def fit(self, train: Split, val: Split, params: Mapping[str, Any], ctx: FitContext
-            ) -> TrainedModel:
-        """Train on ``train``, early-stop on ``val``; never sees the test split."""
+    def fit(self, train: Split, val: Split, params: P, ctx: FitContext) -> TrainedModel:
+        """Train on ``train`` with ``params`` (a :attr:`params_type`, from
+        :meth:`parse_params`), early-stop on ``val``; never sees the test split."""
 
 
 def class_weights(y: np.ndarray) -> np.ndarray:
@@ -205,12 +244,3 @@ def class_weights(y: np.ndarray) -> np.ndarray:
     counts[counts == 0] = 1.0
     return (counts.sum() / (2.0 * counts)).astype(np.float32)
 
-
-def check_finite_params(params: Mapping[str, Any]) -> None:
-    """:class:`DivergedError` naming every real-valued hyper-parameter that is NaN or inf: a
-    NaN ``gain`` or ``beta`` makes every charge NaN, which never crosses a threshold, so
-    training would run on silent neurons and report a chance-level model, not a failure."""
-    bad = [f"{name} = {value}" for name, value in params.items()
-           if isinstance(value, (float, np.floating)) and not math.isfinite(value)]
-    if bad:
-        raise DivergedError(f"non-finite hyper-parameter: {', '.join(bad)}")

@@ -17,16 +17,17 @@ reference (:mod:`spikebench.harness.rules.mil`) pools over a patient's slices.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
 from typing import Any
 
 import numpy as np
 
 from spikebench.harness.optim import adam
 from spikebench.harness.rules.base import FitContext, Rule, Split, class_weights
-from spikebench.harness.rules.conv_surrogate import CHUNK, read_rows
+from spikebench.harness.rules.batches import predict_rows, read_rows
 from spikebench.harness.rules.early_stopping import fit_epochs, minibatch_epoch
-from spikebench.harness.rules.logistic_regression import ReferenceModel
+from spikebench.harness.rules.params import as_dict
+from spikebench.harness.rules.reference_model import LazyReferenceModel
 from spikebench.harness.space import Fixed, Param
 
 
@@ -50,23 +51,20 @@ def cnn_trunk(in_channels: int, image_size: int, channels: int, hidden: int) -> 
         nn.Flatten(), nn.Linear(2 * channels * side * side, hidden), nn.ReLU())
 
 
-def predict_rows(X: Any, forward: Any) -> np.ndarray:
-    """``forward`` (float32 rows → ``P(lesion)`` numpy) applied chunk by chunk over ``X``."""
-    n = len(X)
-    if n == 0:
-        return np.zeros(0)
-    return np.concatenate([forward(read_rows(X, np.arange(s, min(s + CHUNK, n))))
-                           for s in range(0, n, CHUNK)])
+@dataclasses.dataclass(frozen=True)
+class CNNParams:
+    """The parameters of :class:`CNN` (its :meth:`~CNN.search_space`)."""
+
+    channels: int = 8
+    hidden: int = 32
+    epochs: int = 30
+    patience: int = 6
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
 
 
-class LazyReferenceModel(ReferenceModel):
-    """A :class:`ReferenceModel` whose ``X`` may be lazy crop rows (read chunk by chunk)."""
-
-    def predict_proba(self, X: Any, *, steps: int | None = None) -> np.ndarray:
-        return np.asarray(self._predict(X), dtype=np.float64)
-
-
-class CNN(Rule):
+class CNN(Rule[CNNParams]):
     """Small 2-D CNN reference on crops (module docstring)."""
 
     name = "cnn"
@@ -74,28 +72,29 @@ class CNN(Rule):
     needs = frozenset()
     kind = "reference"
     inputs = "images"
+    params_type = CNNParams
 
     def search_space(self) -> dict[str, Param]:
         return {"channels": Fixed(8), "hidden": Fixed(32), "epochs": Fixed(30),
                 "patience": Fixed(6), "batch_size": Fixed(32), "lr": Fixed(2e-3),
                 "weight_decay": Fixed(1e-4)}
 
-    def fit(self, train: Split, val: Split, params: Mapping[str, Any], ctx: FitContext
+    def fit(self, train: Split, val: Split, params: CNNParams, ctx: FitContext
             ) -> LazyReferenceModel:
         import torch
         from torch import nn
 
-        channels, hidden = int(params["channels"]), int(params["hidden"])
+        channels, hidden = params.channels, params.hidden
         size, c_in = int(train.X.shape[-1]), int(train.X.shape[1])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(ctx.seed)
             net = nn.Sequential(cnn_trunk(c_in, size, channels, hidden), nn.Linear(hidden, 2))
         y = torch.as_tensor(train.y, dtype=torch.long)
-        opt = adam(net.parameters(), lr=float(params["lr"]),
-                   weight_decay=float(params["weight_decay"]))
+        opt = adam(net.parameters(), lr=params.lr,
+                   weight_decay=params.weight_decay)
         loss_fn = nn.CrossEntropyLoss(weight=torch.as_tensor(class_weights(train.y)))
         rng = np.random.default_rng(ctx.seed)
-        batch = int(params["batch_size"])
+        batch = params.batch_size
 
         def forward(rows: np.ndarray) -> np.ndarray:
             with torch.no_grad():
@@ -111,11 +110,11 @@ class CNN(Rule):
                 net(torch.as_tensor(read_rows(train.X, idx))), y[idx]))
 
         epochs, best = fit_epochs(
-            net, epochs=int(params["epochs"]), patience=int(params["patience"]),
+            net, epochs=params.epochs, patience=params.patience,
             train_epoch=train_epoch,
             score=lambda: ctx.score_validation(predict(val.X)))
         return LazyReferenceModel(predict, {
-            "params": dict(params), "epochs": epochs, "best_val": best,
+            "params": as_dict(params), "epochs": epochs, "best_val": best,
             "labels_used": len(train),
             "macs_per_sample": cnn_macs(size, c_in, channels, hidden),
         })

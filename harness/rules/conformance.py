@@ -6,7 +6,11 @@ installed backend that provides the capabilities it needs (or with no backend, f
 that needs none), it:
 
 1. declares a search space of :mod:`spikebench.harness.space` parameters whose every default
-   value lies in the rule's :meth:`~spikebench.harness.rules.Rule.domains`;
+   value lies in the rule's :meth:`~spikebench.harness.rules.Rule.domains`, and a
+   :attr:`~spikebench.harness.rules.Rule.params_type` whose fields are exactly the search
+   space's names, each default a point of its range (skipped for free-form ``dict``
+   parameters); the kit fits with :meth:`~spikebench.harness.rules.Rule.parse_params` of the
+   chosen values, as the harness does;
 2. fits with the validation labels hidden (``val.y`` is all ``-1``: it may use validation
    labels only through ``ctx.score_validation``, i.e. for early stopping and selection);
 3. returns ``P(lesion)`` per row, finite and in [0, 1], for the training T and other T;
@@ -108,7 +112,8 @@ def check_rule(rule: Rule | type[Rule] | str, *, params: Mapping[str, Any] | Non
     assert space and all(isinstance(p, Param) for p in space.values()), (
         f"{rule.name}: search_space() must map names to spikebench.harness.space parameters")
     _check_domains(rule, space)
-    chosen = default_values(space) | dict(params or {})
+    _check_params_type(rule, space)
+    chosen = rule.parse_params(default_values(space) | dict(params or {}))
     targets = backends if backends is not None else serving_backends(rule)
     assert targets, f"{rule.name}: no installed backend serves this rule"
     out = {}
@@ -134,6 +139,38 @@ def _check_domains(rule: Rule, space: Mapping[str, Any]) -> None:
             raise AssertionError(f"{rule.name}: its default is outside its domain: {exc}") from None
 
 
+def _check_params_type(rule: Rule, space: Mapping[str, Any]) -> None:
+    """The parameters dataclass is frozen, has one field per search-space name, and its
+    defaults are points of the search space (a fixed parameter's default is its value)."""
+    import dataclasses
+
+    from spikebench.harness.rules.params import coerce, defaults, field_types, is_free_form
+    from spikebench.harness.space import Categorical, Fixed
+
+    ptype = rule.params_type
+    if is_free_form(ptype):
+        return
+    fields, types = defaults(ptype), field_types(ptype)
+    assert set(fields) == set(space), (
+        f"{rule.name}: params_type {ptype.__name__} fields must equal the search_space() "
+        f"names; fields only: {sorted(set(fields) - set(space))}, "
+        f"search_space() only: {sorted(set(space) - set(fields))}")
+    assert ptype.__dataclass_params__.frozen, (  # type: ignore[attr-defined]
+        f"{rule.name}: params_type {ptype.__name__} must be a frozen dataclass")
+    for name, param in space.items():
+        default = fields[name]
+        assert default is not dataclasses.MISSING, (
+            f"{rule.name}: {ptype.__name__}.{name} has no default")
+        if isinstance(param, Fixed):
+            ok = coerce(rule.name, name, types[name], param.value) == default
+        elif isinstance(param, Categorical):
+            ok = default in param.choices
+        else:
+            ok = param.low <= default <= param.high
+        assert ok, (f"{rule.name}: the default {ptype.__name__}.{name} = {default!r} is not a "
+                    f"point of its search space {param}")
+
+
 def _instance(rule: Rule | type[Rule] | str) -> Rule:
     if isinstance(rule, str):
         from spikebench.harness.rules import get_rule
@@ -142,7 +179,7 @@ def _instance(rule: Rule | type[Rule] | str) -> Rule:
     return rule() if isinstance(rule, type) else rule
 
 
-def _fit(rule: Rule, backend: str | None, params: dict[str, Any], seed: int,
+def _fit(rule: Rule, backend: str | None, params: Any, seed: int,
          train: Split, val: Split) -> tuple[Any, int]:
     from spikebench.backends import get_backend
 
@@ -156,11 +193,11 @@ def _fit(rule: Rule, backend: str | None, params: dict[str, Any], seed: int,
         return scorer(prob, metric)
 
     ctx.validation = counted
-    model = rule.fit(train, hide_labels(val), dict(params), ctx)
+    model = rule.fit(train, hide_labels(val), params, ctx)
     return model, calls["n"]
 
 
-def _check_on(rule: Rule, backend: str | None, params: dict[str, Any], seed: int) -> np.ndarray:
+def _check_on(rule: Rule, backend: str | None, params: Any, seed: int) -> np.ndarray:
     where = f"{rule.name} on {backend or 'no backend'}"
     problem = held_out_image_problem if rule.inputs == "images" else held_out_problem
     train, val, test = problem(seed)

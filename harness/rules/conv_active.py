@@ -38,7 +38,7 @@ No backpropagation; labels are used by the readout only.
    3-4) on ``h``, unchanged: z-scored rates, class-weighted delta rule, seed patients, queries
    by smallest margin (or random, the control) up to the label ``budget``.
 
-Crops are read in chunks (:func:`~spikebench.harness.rules.conv_surrogate.read_rows`): at most
+Crops are read in chunks (:func:`~spikebench.harness.rules.batches.read_rows`): at most
 ``PATTERNS`` patch patterns (crops × locations) are in memory at once, never the cohort.
 
 Costs per crop (:meth:`ConvActiveModel.activity`): ``spikes_per_sample`` = the filters' spikes
@@ -54,7 +54,6 @@ z-scoring.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -66,6 +65,7 @@ from spikebench.backends.capabilities import Capability
 from spikebench.harness.rules.active import (
     ActiveLearning,
     ActiveModel,
+    LocalLearningParams,
     Readout,
     check_params,
     fit_readout,
@@ -79,13 +79,30 @@ from spikebench.harness.rules.base import (
     FitContext,
     Rule,
     Split,
-    check_finite_params,
 )
-from spikebench.harness.rules.conv_surrogate import read_rows
+from spikebench.harness.rules.batches import read_rows, row_chunks
+from spikebench.harness.rules.checks import check_finite_params
 from spikebench.harness.space import Fixed, Float, Int, Param
 
 #: Patch patterns (crops × locations) per inference chunk: bounds the memory of a forward pass.
 PATTERNS = 8192
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvActiveParams(LocalLearningParams):
+    """The parameters of :class:`ConvActiveLearning` (its :meth:`~ConvActiveLearning.
+    search_space`): the dense rule's, with the filters and the patch geometry in place of
+    ``hidden`` and smaller STDP steps and batches."""
+
+    steps: int = 16
+    a_plus: float = 5e-3
+    stdp_epochs: int = 1
+    stdp_batch: int = 8
+    filters: int = 16
+    working_size: int = 16
+    kernel: int = 5
+    stride: int = 2
+    grid: int = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,11 +116,11 @@ class PatchGeometry:
     grid: int
 
     @classmethod
-    def of(cls, shape: tuple[int, ...], p: Mapping[str, Any]) -> PatchGeometry:
+    def of(cls, shape: tuple[int, ...], p: ConvActiveParams) -> PatchGeometry:
         """The geometry for crops shaped ``shape`` (``[n, C, S, S]``) under parameters ``p``;
         ``ValueError`` when the kernel does not fit the working size."""
-        size = min(int(p["working_size"]), int(shape[-1]))
-        kernel, stride, grid = int(p["kernel"]), int(p["stride"]), int(p["grid"])
+        size = min(p.working_size, int(shape[-1]))
+        kernel, stride, grid = p.kernel, p.stride, p.grid
         if not 1 <= kernel <= size or stride < 1 or grid < 1:
             raise ValueError(f"need 1 <= kernel ({kernel}) <= working size ({size}), "
                              f"stride >= 1 ({stride}) and grid >= 1 ({grid})")
@@ -142,7 +159,7 @@ def grid_sum(counts: torch.Tensor, grid: int) -> torch.Tensor:
     return out.flatten(1)
 
 
-def patch_spikes(rows: np.ndarray, geometry: PatchGeometry, p: Mapping[str, Any], steps: int,
+def patch_spikes(rows: np.ndarray, geometry: PatchGeometry, p: ConvActiveParams, steps: int,
                  generator: torch.Generator, device: Any, dtype: torch.dtype) -> torch.Tensor:
     """Crops ``[B, C, S, S]`` → pooled ON/OFF spike maps → ``[T, B·L, 2Ck²]`` patterns."""
     x = torch.as_tensor(rows, device=device, dtype=dtype)
@@ -150,12 +167,12 @@ def patch_spikes(rows: np.ndarray, geometry: PatchGeometry, p: Mapping[str, Any]
         raise DivergedError("non-finite input: NaN/inf pixels in the crops")
     if x.shape[-1] != geometry.size:
         x = nnf.adaptive_avg_pool2d(x, geometry.size)
-    spikes = on_off_spikes(x, p["encoding"], steps, float(p["gain"]), generator)
+    spikes = on_off_spikes(x, p.encoding, steps, p.gain, generator)
     return unfold_patches(spikes, geometry.kernel, geometry.stride)
 
 
 def conv_hidden_counts(net: SpikingNetwork, X: Any, geometry: PatchGeometry,
-                       p: Mapping[str, Any], steps: int, device: Any, seed: int = 0
+                       p: ConvActiveParams, steps: int, device: Any, seed: int = 0
                        ) -> tuple[torch.Tensor, float]:
     """Grid-summed filter spike counts ``[n, F·G²]`` (float64, CPU) of the crops ``X``, read
     chunk by chunk, and the input events per location reached (the unfolded patches' sum)."""
@@ -165,8 +182,8 @@ def conv_hidden_counts(net: SpikingNetwork, X: Any, geometry: PatchGeometry,
     chunk = max(1, PATTERNS // side ** 2)
     out, events = [], 0.0
     with torch.no_grad():
-        for start in range(0, len(X), chunk):
-            rows = read_rows(X, np.arange(start, min(start + chunk, len(X))))
+        for index in row_chunks(len(X), chunk):
+            rows = read_rows(X, index)
             pre = patch_spikes(rows, geometry, p, steps, gen, device, dtype)
             events += float(pre.sum())
             counts = net(pre).spikes.sum(0).double().cpu()
@@ -176,7 +193,7 @@ def conv_hidden_counts(net: SpikingNetwork, X: Any, geometry: PatchGeometry,
     return torch.cat(out), events
 
 
-def train_filters(net: SpikingNetwork, X: Any, geometry: PatchGeometry, p: Mapping[str, Any],
+def train_filters(net: SpikingNetwork, X: Any, geometry: PatchGeometry, p: ConvActiveParams,
                   device: Any, seed: int) -> None:
     """Unsupervised phase (section 2): shared-filter STDP on every crop of ``X``, in random
     batches of ``stdp_batch`` crops for ``stdp_epochs`` passes."""
@@ -184,9 +201,9 @@ def train_filters(net: SpikingNetwork, X: Any, geometry: PatchGeometry, p: Mappi
     dtype = next(net.parameters()).dtype  # type: ignore[attr-defined]
     gen = torch.Generator(device=device).manual_seed(seed)
     rng = np.random.default_rng(seed)
-    batch, steps = int(p["stdp_batch"]), int(p["steps"])
+    batch, steps = p.stdp_batch, p.steps
     with torch.no_grad():
-        for _ in range(int(p["stdp_epochs"])):
+        for _ in range(p.stdp_epochs):
             order = rng.permutation(len(X))
             for start in range(0, len(order), batch):
                 rows = read_rows(X, order[start:start + batch])
@@ -197,8 +214,10 @@ class ConvActiveModel(ActiveModel):
     """The shared STDP filters plus the delta-rule readout on grid-summed counts; costs as in
     the module docstring (the readout's MACs are its ``2·F·G²`` weights)."""
 
+    params: ConvActiveParams
+
     def __init__(self, net: SpikingNetwork, geometry: PatchGeometry, readout: Readout,
-                 mean: torch.Tensor, std: torch.Tensor, params: Mapping[str, Any], device: Any
+                 mean: torch.Tensor, std: torch.Tensor, params: ConvActiveParams, device: Any
                  ) -> None:
         super().__init__(net, readout, mean, std, params, device, info={})
         self.geometry = geometry
@@ -210,7 +229,7 @@ class ConvActiveModel(ActiveModel):
                                   steps or self.train_steps, self.device, seed)
 
 
-class ConvActiveLearning(Rule):
+class ConvActiveLearning(Rule[ConvActiveParams]):
     """Convolutional STDP filters + delta-rule readout in an active-learning loop on crops
     (module docstring)."""
 
@@ -219,6 +238,7 @@ class ConvActiveLearning(Rule):
     summary = ("image track: bio-inspired active learning, shared STDP + WTA filters on crop "
                "patches, delta-rule readout")
     inputs = "images"
+    params_type = ConvActiveParams
 
     def search_space(self) -> dict[str, Param]:
         space = ActiveLearning().search_space()
@@ -235,15 +255,15 @@ class ConvActiveLearning(Rule):
             "stdp_batch": Fixed(8),
         }
 
-    def fit(self, train: Split, val: Split, params: Mapping[str, Any], ctx: FitContext
+    def fit(self, train: Split, val: Split, params: ConvActiveParams, ctx: FitContext
             ) -> ConvActiveModel:
-        p = dict(params)
+        p = params
         check_params(p)
         check_finite_params(p)  # a NaN gain: σ(NaN) spikes never, STDP and readout learn noise
         geometry = PatchGeometry.of(tuple(train.X.shape), p)
-        steps = int(p["steps"])
-        spec = NetworkSpec(sizes=(geometry.patch_inputs, int(p["filters"])),
-                           beta=float(p["beta"]), threshold=1.0, reset="subtract", bias=True)
+        steps = p.steps
+        spec = NetworkSpec(sizes=(geometry.patch_inputs, p.filters), beta=p.beta,
+                           threshold=1.0, reset="subtract", bias=True)
         backend = ctx.require_backend(self)
         backend.check_supported(spec)
         net = backend.build(spec, device=ctx.device, seed=ctx.seed)
@@ -259,5 +279,5 @@ class ConvActiveLearning(Rule):
         return model
 
 
-__all__ = ["PATTERNS", "ConvActiveLearning", "ConvActiveModel", "PatchGeometry",
+__all__ = ["PATTERNS", "ConvActiveLearning", "ConvActiveModel", "ConvActiveParams", "PatchGeometry",
            "conv_hidden_counts", "grid_sum", "patch_spikes", "train_filters", "unfold_patches"]

@@ -34,7 +34,6 @@ multiply-accumulates (real-valued embeddings in, so MACs).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -46,15 +45,14 @@ from spikebench.harness.rules.base import (
     FitContext,
     Rule,
     Split,
-    check_finite_params,
     class_weights,
 )
+from spikebench.harness.rules.checks import check_finite_params, check_parameters, check_training
 from spikebench.harness.rules.conv_surrogate import (
     IMAGE_ENCODINGS,
+    ConvNetParams,
     ConvSurrogate,
     ConvSurrogateModel,
-    _check_training,
-    check_parameters,
     conv_spec,
     encode_crops,
 )
@@ -76,23 +74,35 @@ READOUTS = ("membrane", "rate")
 _PARENT_LOSS = {"rate": "count", "membrane": "membrane"}
 
 
-def embedding_spec(X: Any, p: Mapping[str, Any]) -> Any:
+@dataclasses.dataclass(frozen=True)
+class ConvSNNMILParams(ConvNetParams):
+    """The parameters of :class:`ConvSNNMIL` (its :meth:`~ConvSNNMIL.search_space`): the
+    convolutional network's, the embedding ``readout`` and the attention-MIL head's."""
+
+    readout: str = "membrane"
+    attention: int = 16
+    bag_slices: int = 48
+    bags_per_step: int = 4
+
+
+def embedding_spec(X: Any, p: ConvSNNMILParams) -> Any:
     """The slice-embedding network of parameters ``p`` for crops shaped like ``X``: the
     ``conv_surrogate`` stages with one dense LIF layer of ``hidden`` neurons as the output
     (``ValueError`` for an unknown ``encoding`` or ``readout``)."""
-    if p["encoding"] not in IMAGE_ENCODINGS or p["readout"] not in READOUTS:
+    if p.encoding not in IMAGE_ENCODINGS or p.readout not in READOUTS:
         raise ValueError(f"encoding must be one of {IMAGE_ENCODINGS} and readout one of "
-                         f"{READOUTS}, got {p['encoding']!r}, {p['readout']!r}")
-    return dataclasses.replace(conv_spec(X, p), hidden=(), outputs=int(p["hidden"]))
+                         f"{READOUTS}, got {p.encoding!r}, {p.readout!r}")
+    return dataclasses.replace(conv_spec(X, p), hidden=(), outputs=p.hidden)
 
 
 class ConvMILModel(ConvSurrogateModel):
     """A trained convolutional LIF embedding network plus its gated-attention head."""
 
-    def __init__(self, net: Any, head: Any, params: Mapping[str, Any], device: Any,
+    params: ConvSNNMILParams
+
+    def __init__(self, net: Any, head: Any, params: ConvSNNMILParams, device: Any,
                  info: dict) -> None:
-        p = dict(params)
-        super().__init__(net, {**p, "loss": _PARENT_LOSS[p["readout"]]}, device, info)
+        super().__init__(net, params, device, info, loss=_PARENT_LOSS[params.readout])
         self.head = head
 
     def embed(self, xb: torch.Tensor, steps: int, generator: torch.Generator
@@ -101,7 +111,7 @@ class ConvMILModel(ConvSurrogateModel):
         of float32 crops ``xb`` ``[B, C, S, S]`` over ``steps`` steps."""
         p = self.params
         out = self.net(encode_crops(xb, p, steps, generator))
-        h = out.spikes.mean(0) if p["readout"] == "rate" else out.membrane.mean(0)
+        h = out.spikes.mean(0) if p.readout == "rate" else out.membrane.mean(0)
         return h, out.membrane
 
     def predict_proba(self, X: Any, *, steps: int | None = None) -> np.ndarray:
@@ -118,13 +128,13 @@ class ConvMILModel(ConvSurrogateModel):
     def activity(self, X: Any, *, steps: int | None = None) -> dict[str, float]:
         """The convolutional SNN's counters per slice plus the attention's MACs per slice."""
         out = super().activity(X, steps=steps)
-        extra = attention_macs(int(self.params["hidden"]), int(self.params["attention"]))
+        extra = attention_macs(self.params.hidden, self.params.attention)
         out["macs_per_sample"] += extra
         out["synops_per_sample"] += extra
         return out
 
 
-class ConvSNNMIL(Rule):
+class ConvSNNMIL(Rule[ConvSNNMILParams]):
     """Convolutional-SNN slice embeddings + gated attention per patient (module docstring)."""
 
     name = "conv_snn_mil"
@@ -132,6 +142,7 @@ class ConvSNNMIL(Rule):
     summary = ("image track: convolutional SNN + attention-MIL head, one score per patient, "
                "surrogate-gradient BPTT")
     inputs = "images"
+    params_type = ConvSNNMILParams
 
     def search_space(self) -> dict[str, Param]:
         """``conv_surrogate``'s space (network, LIF, code, optimiser) with the read-out
@@ -142,26 +153,25 @@ class ConvSNNMIL(Rule):
         return space | {"readout": Categorical(READOUTS), "attention": Fixed(16),
                         "bag_slices": Fixed(48), "bags_per_step": Fixed(4)}
 
-    def fit(self, train: Split, val: Split, params: Mapping[str, Any], ctx: FitContext
+    def fit(self, train: Split, val: Split, params: ConvSNNMILParams, ctx: FitContext
             ) -> ConvMILModel:
-        p, hidden = dict(params), int(params["hidden"])
+        p, hidden = params, params.hidden
         check_finite_params(p)
         spec = embedding_spec(train.X, p)
         net = ctx.require_backend(self).build_conv(spec, device=ctx.device, seed=ctx.seed)
         device = next(net.parameters()).device
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(ctx.seed)
-            head = gated_attention(hidden, int(p["attention"])).to(device)
+            head = gated_attention(hidden, p.attention).to(device)
         model = ConvMILModel(net, head, p, device, info={})
         both = torch.nn.ModuleDict({"net": net, "head": head})
-        opt = adam(both.parameters(), lr=float(p["lr"]),
-                   weight_decay=float(p["weight_decay"]))
+        opt = adam(both.parameters(), lr=p.lr, weight_decay=p.weight_decay)
         bags = bags_of(train.X)
         bag_y = bag_labels(bags, train.y)
         weights = class_weights(bag_y)
         gen = torch.Generator(device=device).manual_seed(ctx.seed)
         rng = np.random.default_rng(ctx.seed)
-        steps = int(p["steps"])
+        steps = p.steps
         peak: list[torch.Tensor] = []
 
         def bag_logit(rows: np.ndarray) -> torch.Tensor:
@@ -171,13 +181,12 @@ class ConvSNNMIL(Rule):
 
         def train_epoch(epoch: int) -> None:
             train_bags(train.X, bags, bag_y, bag_logit, opt, weights=weights, rng=rng,
-                       cap=int(p["bag_slices"]), per_step=int(p["bags_per_step"]),
-                       check=lambda loss: _check_training(loss, peak[0], epoch),
+                       cap=p.bag_slices, per_step=p.bags_per_step,
+                       check=lambda loss: check_training(loss, peak[0], epoch),
                        after_step=lambda: check_parameters(both, epoch))
 
         epochs, best = fit_epochs(
-            both, epochs=int(p["epochs"]), patience=int(p["patience"]),
-            train_epoch=train_epoch,
+            both, epochs=p.epochs, patience=p.patience, train_epoch=train_epoch,
             score=lambda: ctx.score_validation(model.predict_proba(val.X)),
             report=ctx.report_epoch)
         model.info = {"epochs": epochs, "labels_used": len(train), "best_val": best,

@@ -28,13 +28,14 @@ code are multiply-accumulates (MACs), as for the dense surrogate rule.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
 from typing import Any
 
 import numpy as np
 import torch
 
 from spikebench.backends.capabilities import Capability
+from spikebench.backends.specs import Reset
 from spikebench.harness.encoding import encode
 from spikebench.harness.optim import adam
 from spikebench.harness.rules.base import (
@@ -43,40 +44,53 @@ from spikebench.harness.rules.base import (
     Rule,
     Split,
     TrainedModel,
-    check_finite_params,
     class_weights,
 )
+from spikebench.harness.rules.batches import read_rows, row_chunks
+from spikebench.harness.rules.checks import check_finite_params, check_parameters, check_training
 from spikebench.harness.rules.early_stopping import fit_epochs
-from spikebench.harness.rules.surrogate import (
-    LIF_SPACE,
-    MEMBRANE_LIMIT,
-    logits_of,
-    spike_loss,
-)
+from spikebench.harness.rules.surrogate import LIF_SPACE, LIFParams, logits_of, spike_loss
 from spikebench.harness.space import Categorical, Fixed, Float, Int, Param
 
 IMAGE_ENCODINGS = ("direct", "rate")
 IMAGE_LOSSES = ("count", "membrane")
-#: Rows read from the memory-mapped crops per inference chunk.
-CHUNK = 256
 
 
-def read_rows(X: Any, index: np.ndarray) -> np.ndarray:
-    """Rows ``index`` of ``X`` (lazy crop rows or an array) as a float32 array, read in
-    ascending order (sequential reads of the memory maps)."""
-    order = np.argsort(index, kind="stable")
-    rows = np.asarray(X[index[order]], dtype=np.float32)
-    out = np.empty_like(rows)
-    out[order] = rows
-    return out
+@dataclasses.dataclass(frozen=True)
+class ConvNetParams(LIFParams):
+    """The convolutional LIF network, its input code and its optimiser: what
+    :class:`ConvSurrogate` shares with the convolutional attention-MIL rule
+    (:mod:`~spikebench.harness.rules.conv_mil`)."""
+
+    channels: int = 8
+    hidden: int = 32
+    steps: int = 8
+    lr: float = 5e-3
+    encoding: str = "direct"
+    gain: float = 1.0
+    reset: Reset = "subtract"
+    epochs: int = 15
+    patience: int = 4
+    weight_decay: float = 1e-4
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvSurrogateParams(ConvNetParams):
+    """The parameters of :class:`ConvSurrogate` (its :meth:`~ConvSurrogate.search_space`)."""
+
+    loss: str = "count"
+    batch_size: int = 32
 
 
 class ConvSurrogateModel(TrainedModel):
-    """A trained convolutional LIF network and its encoder settings."""
+    """A trained convolutional LIF network, its encoder settings and the read-out ``loss``
+    whose logits give ``P(lesion)``."""
 
-    def __init__(self, net: Any, params: Mapping[str, Any], device: Any, info: dict) -> None:
-        self.net, self.params, self.device, self.info = net, dict(params), device, info
-        self.train_steps = int(params["steps"])
+    def __init__(self, net: Any, params: ConvNetParams, device: Any, info: dict, *,
+                 loss: str) -> None:
+        self.net, self.params, self.device, self.info = net, params, device, info
+        self.loss = loss
+        self.train_steps = params.steps
 
     def _run(self, X: Any, steps: int) -> tuple[torch.Tensor, torch.Tensor, float]:
         """Logits ``[n, 2]``, per-layer spike counts and input events (``steps`` steps)."""
@@ -84,12 +98,11 @@ class ConvSurrogateModel(TrainedModel):
         gen = torch.Generator(device=self.device).manual_seed(0)
         logits, counts, events = [], None, 0.0
         with torch.no_grad():
-            for start in range(0, n, CHUNK):
-                xb = torch.as_tensor(read_rows(X, np.arange(start, min(start + CHUNK, n))),
-                                     device=self.device)
+            for index in row_chunks(n):
+                xb = torch.as_tensor(read_rows(X, index), device=self.device)
                 enc = encode_crops(xb, p, steps, gen)
                 out = self.net(enc)
-                logits.append(logits_of(out.spikes, out.membrane, p["loss"]))
+                logits.append(logits_of(out.spikes, out.membrane, self.loss))
                 c = torch.stack([torch.as_tensor(v).float() for v in out.layer_spike_counts])
                 counts = c if counts is None else counts + c
                 events += float((enc != 0).sum())
@@ -108,32 +121,32 @@ class ConvSurrogateModel(TrainedModel):
         n = max(len(X), 1)
         first = events * fan[0]
         deeper = sum(float(c) * f for c, f in zip(counts[:-1], fan[1:], strict=True))
-        direct = self.params["encoding"] == "direct"
+        direct = self.params.encoding == "direct"
         acs = deeper + (0.0 if direct else first)
         macs = first if direct else 0.0
         return {"spikes_per_sample": float(counts.sum()) / n, "acs_per_sample": acs / n,
                 "macs_per_sample": macs / n, "synops_per_sample": (acs + macs) / n}
 
 
-def conv_spec(X: Any, p: Mapping[str, Any]) -> Any:
+def conv_spec(X: Any, p: ConvNetParams) -> Any:
     """The :class:`~spikebench.backends.conv.ConvNetworkSpec` of parameters ``p`` for crops
     shaped like ``X`` (``[n, C, S, S]``)."""
     from spikebench.backends.conv import ConvNetworkSpec
 
     return ConvNetworkSpec(
         image_size=int(X.shape[-1]), in_channels=int(X.shape[1]),
-        channels=(int(p["channels"]), 2 * int(p["channels"])), hidden=(int(p["hidden"]),),
-        beta=float(p["beta"]), threshold=float(p["threshold"]), surrogate=p["surrogate"],
-        slope=float(p["slope"]), reset=p.get("reset", "subtract"))
+        channels=(p.channels, 2 * p.channels), hidden=(p.hidden,), beta=p.beta,
+        threshold=p.threshold, surrogate=p.surrogate, slope=p.slope, reset=p.reset)
 
 
-class ConvSurrogate(Rule):
+class ConvSurrogate(Rule[ConvSurrogateParams]):
     """Surrogate-gradient BPTT of a convolutional SNN on crops (module docstring)."""
 
     name = "conv_surrogate"
     needs = frozenset({Capability.CONV_LIF, Capability.SURROGATE_GRADIENTS})
     summary = "image track: convolutional SNN, surrogate-gradient BPTT on liver crops"
     inputs = "images"
+    params_type = ConvSurrogateParams
 
     def search_space(self) -> dict[str, Param]:
         return {
@@ -152,26 +165,24 @@ class ConvSurrogate(Rule):
             "weight_decay": Fixed(1e-4),
         }
 
-    def fit(self, train: Split, val: Split, params: Mapping[str, Any], ctx: FitContext
+    def fit(self, train: Split, val: Split, params: ConvSurrogateParams, ctx: FitContext
             ) -> ConvSurrogateModel:
-
-        p = dict(params)
+        p = params
         check_finite_params(p)
-        if p["encoding"] not in IMAGE_ENCODINGS or p["loss"] not in IMAGE_LOSSES:
+        if p.encoding not in IMAGE_ENCODINGS or p.loss not in IMAGE_LOSSES:
             raise ValueError(f"encoding must be one of {IMAGE_ENCODINGS} and loss one of "
-                             f"{IMAGE_LOSSES}, got {p['encoding']!r}, {p['loss']!r}")
+                             f"{IMAGE_LOSSES}, got {p.encoding!r}, {p.loss!r}")
         backend = ctx.require_backend(self)
         spec = conv_spec(train.X, p)
         net = backend.build_conv(spec, device=ctx.device, seed=ctx.seed)
         device = next(net.parameters()).device
         y_all = torch.as_tensor(train.y, dtype=torch.long, device=device)
         weight = torch.as_tensor(class_weights(train.y), device=device)
-        opt = adam(net.parameters(), lr=float(p["lr"]),
-                   weight_decay=float(p["weight_decay"]))
+        opt = adam(net.parameters(), lr=p.lr, weight_decay=p.weight_decay)
         gen = torch.Generator(device=device).manual_seed(ctx.seed)
         rng = np.random.default_rng(ctx.seed)
-        model = ConvSurrogateModel(net, p, device, info={})
-        steps, batch = int(p["steps"]), int(p["batch_size"])
+        model = ConvSurrogateModel(net, p, device, info={}, loss=p.loss)
+        steps, batch = p.steps, p.batch_size
 
         def train_epoch(epoch: int) -> None:
             order = rng.permutation(len(train))
@@ -179,16 +190,16 @@ class ConvSurrogate(Rule):
                 idx = order[start:start + batch]
                 xb = torch.as_tensor(read_rows(train.X, idx), device=device)
                 out = net(encode_crops(xb, p, steps, gen))
-                loss = spike_loss(out.spikes, out.membrane, y_all[idx], p["loss"],
+                loss = spike_loss(out.spikes, out.membrane, y_all[idx], p.loss,
                                   weight=weight, lam=0.0, phi=1.0)
-                _check_training(loss, out.membrane, epoch)
+                check_training(loss, out.membrane, epoch)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 check_parameters(net, epoch)
 
         epochs, best = fit_epochs(
-            net, epochs=int(p["epochs"]), patience=int(p["patience"]), train_epoch=train_epoch,
+            net, epochs=p.epochs, patience=p.patience, train_epoch=train_epoch,
             score=lambda: ctx.score_validation(model.predict_proba(val.X)),
             report=ctx.report_epoch)
         model.info = {"epochs": epochs, "labels_used": len(train), "best_val": best,
@@ -196,7 +207,7 @@ class ConvSurrogate(Rule):
         return model
 
 
-def encode_crops(xb: torch.Tensor, p: Mapping[str, Any], steps: int,
+def encode_crops(xb: torch.Tensor, p: ConvNetParams, steps: int,
                  generator: torch.Generator) -> torch.Tensor:
     """The ``[T, B, C, S, S]`` input of float crops ``xb`` under ``p``'s encoder;
     :class:`DivergedError` for NaN/inf pixels (one ``isfinite`` over the batch), which no
@@ -205,25 +216,5 @@ def encode_crops(xb: torch.Tensor, p: Mapping[str, Any], steps: int,
     if not bool(finite.all()):
         raise DivergedError(f"non-finite input: {int((~finite).sum())} NaN/inf pixels in a "
                             f"batch of {len(xb)} crops")
-    return encode(xb, p["encoding"], steps, gain=float(p["gain"]), generator=generator)
+    return encode(xb, p.encoding, steps, gain=p.gain, generator=generator)
 
-
-def check_parameters(module: torch.nn.Module, epoch: int) -> None:
-    """:class:`DivergedError` naming the parameters of ``module`` that hold NaN/inf: call it
-    after each optimiser step, where NaN gradients of an early layer land (module docstring).
-    One fused ``isfinite`` over all parameters flattened; per tensor only to name culprits."""
-    named = [(name, param.detach()) for name, param in module.named_parameters()]
-    if not named or bool(torch.isfinite(torch.cat([t.reshape(-1) for _, t in named])).all()):
-        return
-    bad = [name for name, t in named if not bool(torch.isfinite(t).all())]
-    raise DivergedError(f"non-finite parameters after an optimiser step at epoch {epoch}: "
-                        f"{', '.join(bad)} (NaN/inf gradients)")
-
-
-def _check_training(loss: torch.Tensor, membrane: torch.Tensor, epoch: int) -> None:
-    """:class:`DivergedError` for a non-finite loss or an exploding membrane."""
-    if not torch.isfinite(loss):
-        raise DivergedError(f"non-finite loss ({loss.item()}) at epoch {epoch}")
-    peak = membrane.detach().abs().max()
-    if not torch.isfinite(peak) or peak > MEMBRANE_LIMIT:
-        raise DivergedError(f"non-finite or exploding membrane at epoch {epoch}")

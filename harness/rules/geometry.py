@@ -11,13 +11,14 @@ validation. The harness passes these two columns as ``X`` (``inputs = "geometry"
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import numpy as np
 
 from spikebench.harness.rules.base import FitContext, Split
-from spikebench.harness.rules.logistic_regression import LogisticRegressionRule, ReferenceModel
+from spikebench.harness.rules.logistic_regression import (
+    LogisticRegressionParams,
+    LogisticRegressionRule,
+)
+from spikebench.harness.rules.reference_model import ReferenceModel
 
 
 def quadratic(X: np.ndarray) -> np.ndarray:
@@ -33,7 +34,7 @@ class GeometryRule(LogisticRegressionRule):
     summary = "reference / leak detector: ROI area and slice position only (no image)"
     inputs = "geometry"
 
-    def fit(self, train: Split, val: Split, params: Mapping[str, Any], ctx: FitContext
+    def fit(self, train: Split, val: Split, params: LogisticRegressionParams, ctx: FitContext
             ) -> ReferenceModel:
         expand = lambda s: Split(quadratic(s.X), s.y, s.groups)  # noqa: E731
         inner = super().fit(expand(train), expand(val), params, ctx)

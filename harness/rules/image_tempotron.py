@@ -23,8 +23,10 @@ the harness's train-pixel standardisation) into ``N = C·g²`` afferent values (
    backend's ``build_tempotron`` potential ``V(t) = Σ_i w_i K(t − t_i)``, shunting after the
    first crossing, ``Δw_i = ±λ_y K(t_max − t_i)`` on misses and false alarms, the vote
    ``d = m_1 − m_0`` of the class populations and Platt scaling on the training patterns.
-   :class:`ImageTempotron` subclasses :class:`~spikebench.harness.rules.tempotron.Tempotron`
-   and :class:`ImageTempotronModel` wraps the fitted
+   :class:`ImageTempotron` fits with the feature rule's
+   :func:`~spikebench.harness.rules.tempotron.fit_tempotron` (its parameters extend
+   :class:`~spikebench.harness.rules.tempotron.TempotronParams`) and
+   :class:`ImageTempotronModel` wraps the fitted
    :class:`~spikebench.harness.rules.tempotron.TempotronModel`: the learning rule, its search
    space and its early stopping are the feature rule's, plus ``grid``.
 
@@ -33,8 +35,9 @@ backend that lists ``"tempotron"`` serves it) and asks whether the Tempotron's s
 timing decision, on a coarse spatial latency code of where the crop is dark or bright, finds
 lesions without learned features.
 
-Reading: crops are read and pooled ``CHUNK`` rows at a time (the memory-mapped cohort is never
-in RAM; the pooled vectors of all rows, ``N`` floats per slice, are). Inference pools and runs
+Reading: crops are read and pooled ``CHUNK`` rows at a time
+(:mod:`~spikebench.harness.rules.batches`; the memory-mapped cohort is never in RAM, the pooled
+vectors of all rows, ``N`` floats per slice, are). Inference pools and runs
 the Tempotron chunk by chunk too. Training holds what the feature Tempotron holds: the kernel
 matrix ``[T, n_train, N·M]`` of the training split for the whole fit (M = ``population``), so
 ``grid = 16`` (256 afferents per channel) quadruples its memory over the default.
@@ -51,7 +54,7 @@ subtractions and multiplications) and the sigmoid and rounding of the latency en
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -61,12 +64,18 @@ from spikebench.errors import RuleError
 from spikebench.harness.rules.base import (
     COUNTERS,
     FitContext,
+    Rule,
     Split,
     TrainedModel,
-    check_finite_params,
 )
-from spikebench.harness.rules.conv_surrogate import CHUNK, read_rows
-from spikebench.harness.rules.tempotron import Tempotron, TempotronModel
+from spikebench.harness.rules.batches import read_rows, row_chunks
+from spikebench.harness.rules.checks import check_finite_params
+from spikebench.harness.rules.tempotron import (
+    Tempotron,
+    TempotronModel,
+    TempotronParams,
+    fit_tempotron,
+)
 from spikebench.harness.space import Fixed, Param
 
 #: Side of the pooled grid unless the spec's ``[space.image_tempotron]`` says otherwise.
@@ -104,17 +113,17 @@ def pool_grid(crops: np.ndarray, grid: int) -> np.ndarray:
     return blocks.mean(axis=(3, 5), dtype=np.float64).reshape(len(crops), -1).astype(np.float32)
 
 
-def pooled_chunks(X: Any, grid: int, chunk: int = CHUNK) -> Iterator[np.ndarray]:
-    """:func:`pool_grid` of the rows of ``X`` (lazy crop rows or an array), ``chunk`` rows
-    read at a time, in row order."""
+def pooled_chunks(X: Any, grid: int, chunk: int | None = None) -> Iterator[np.ndarray]:
+    """:func:`pool_grid` of the rows of ``X`` (lazy crop rows or an array), ``chunk``
+    (default :data:`~spikebench.harness.rules.batches.CHUNK`) rows read at a time, in row
+    order."""
     _, size = crop_size(X)
     check_grid(grid, size)
-    n = len(X)
-    for start in range(0, n, chunk):
-        yield pool_grid(read_rows(X, np.arange(start, min(start + chunk, n))), grid)
+    for index in row_chunks(len(X), chunk):
+        yield pool_grid(read_rows(X, index), grid)
 
 
-def pooled_rows(X: Any, grid: int, chunk: int = CHUNK) -> np.ndarray:
+def pooled_rows(X: Any, grid: int, chunk: int | None = None) -> np.ndarray:
     """The pooled vectors ``[n, C·g²]`` of every row of ``X`` (read ``chunk`` rows at a time)."""
     channels, _ = crop_size(X)
     parts = list(pooled_chunks(X, grid, chunk))
@@ -188,7 +197,14 @@ class ImageTempotronModel(TrainedModel):
         return out
 
 
-class ImageTempotron(Tempotron):
+@dataclasses.dataclass(frozen=True)
+class ImageTempotronParams(TempotronParams):
+    """The Tempotron's parameters plus the fixed front-end's ``grid``."""
+
+    grid: int = DEFAULT_GRID
+
+
+class ImageTempotron(Rule[ImageTempotronParams]):
     """The Tempotron on average-pooled crops coded by time to first spike (module
     docstring)."""
 
@@ -197,26 +213,26 @@ class ImageTempotron(Tempotron):
     summary = ("image track: Tempotron on a time-to-first-spike code of grid x grid "
                "average-pooled crops")
     inputs = "images"
+    params_type = ImageTempotronParams
 
     def search_space(self) -> dict[str, Param]:
         """The Tempotron's space plus the fixed front-end's ``grid``."""
-        return {**super().search_space(), "grid": Fixed(DEFAULT_GRID)}
+        return {**Tempotron().search_space(), "grid": Fixed(DEFAULT_GRID)}
 
-    def fit(self, train: Split, val: Split, params: Mapping[str, Any], ctx: FitContext
+    def fit(self, train: Split, val: Split, params: ImageTempotronParams, ctx: FitContext
             ) -> ImageTempotronModel:
-        grid = int(params.get("grid", DEFAULT_GRID))
+        grid = params.grid
         ctx.require_backend(self)  # before reading any crop
         check_finite_params(params)  # a NaN gain: NaN spike times, every afferent silent
         pooled = pooled_rows(train.X, grid)
         code = PooledCode.fit(pooled, grid)
-        tempotron = super().fit(
-            Split(code.standardise(pooled), train.y, train.groups),
-            Split(code.standardise(pooled_rows(val.X, grid)), val.y, val.groups),
-            {**params, "grid": grid}, ctx)
+        tempotron = fit_tempotron(
+            self, Split(code.standardise(pooled), train.y, train.groups),
+            Split(code.standardise(pooled_rows(val.X, grid)), val.y, val.groups), params, ctx)
         tempotron.info.update(grid=grid, afferent_values=int(pooled.shape[1]),
                               pool_adds_per_sample=code.pool_adds(train.X))
         return ImageTempotronModel(tempotron, code)
 
 
-__all__ = ["ImageTempotron", "ImageTempotronModel", "PooledCode", "check_grid", "pool_grid",
-           "pooled_rows"]
+__all__ = ["ImageTempotron", "ImageTempotronModel", "ImageTempotronParams", "PooledCode",
+           "check_grid", "pool_grid", "pooled_rows"]

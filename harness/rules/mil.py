@@ -24,6 +24,7 @@ the attention's ``2·hidden·attention + attention`` per slice.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -32,9 +33,11 @@ import numpy as np
 from spikebench.errors import RuleError
 from spikebench.harness.optim import adam
 from spikebench.harness.rules.base import FitContext, Rule, Split, class_weights
-from spikebench.harness.rules.cnn import LazyReferenceModel, cnn_macs, cnn_trunk, predict_rows
-from spikebench.harness.rules.conv_surrogate import read_rows
+from spikebench.harness.rules.batches import predict_rows, read_rows
+from spikebench.harness.rules.cnn import cnn_macs, cnn_trunk
 from spikebench.harness.rules.early_stopping import fit_epochs
+from spikebench.harness.rules.params import as_dict
+from spikebench.harness.rules.reference_model import LazyReferenceModel
 from spikebench.harness.space import Fixed, Param
 
 
@@ -129,7 +132,22 @@ def predict_bags(X: Any, embed: Callable[[np.ndarray], np.ndarray], head: Any) -
     return out
 
 
-class AttentionMIL(Rule):
+@dataclasses.dataclass(frozen=True)
+class AttentionMILParams:
+    """The parameters of :class:`AttentionMIL` (its :meth:`~AttentionMIL.search_space`)."""
+
+    channels: int = 8
+    hidden: int = 32
+    attention: int = 16
+    bag_slices: int = 48
+    bags_per_step: int = 4
+    epochs: int = 40
+    patience: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+
+
+class AttentionMIL(Rule[AttentionMILParams]):
     """CNN slice embeddings + gated attention pooling per patient (module docstring)."""
 
     name = "cnn_mil"
@@ -137,19 +155,20 @@ class AttentionMIL(Rule):
     needs = frozenset()
     kind = "reference"
     inputs = "images"
+    params_type = AttentionMILParams
 
     def search_space(self) -> dict[str, Param]:
         return {"channels": Fixed(8), "hidden": Fixed(32), "attention": Fixed(16),
                 "bag_slices": Fixed(48), "bags_per_step": Fixed(4), "epochs": Fixed(40),
                 "patience": Fixed(8), "lr": Fixed(1e-3), "weight_decay": Fixed(1e-4)}
 
-    def fit(self, train: Split, val: Split, params: Mapping[str, Any], ctx: FitContext
+    def fit(self, train: Split, val: Split, params: AttentionMILParams, ctx: FitContext
             ) -> LazyReferenceModel:
         import torch
         from torch import nn
 
-        channels, hidden = int(params["channels"]), int(params["hidden"])
-        attention = int(params["attention"])
+        channels, hidden = params.channels, params.hidden
+        attention = params.attention
         size, c_in = int(train.X.shape[-1]), int(train.X.shape[1])
         bags = bags_of(train.X)
         bag_y = bag_labels(bags, train.y)
@@ -159,10 +178,10 @@ class AttentionMIL(Rule):
             head = gated_attention(hidden, attention)
         net = nn.ModuleDict({"trunk": trunk, "head": head})
         weights = class_weights(bag_y)
-        opt = adam(net.parameters(), lr=float(params["lr"]),
-                   weight_decay=float(params["weight_decay"]))
+        opt = adam(net.parameters(), lr=params.lr,
+                   weight_decay=params.weight_decay)
         rng = np.random.default_rng(ctx.seed)
-        cap, per_step = int(params["bag_slices"]), int(params["bags_per_step"])
+        cap, per_step = params.bag_slices, params.bags_per_step
 
         def bag_logit(rows: np.ndarray) -> Any:
             return head(trunk(torch.as_tensor(rows)))[0]
@@ -176,13 +195,13 @@ class AttentionMIL(Rule):
                        cap=cap, per_step=per_step)
 
         epochs, best = fit_epochs(
-            net, epochs=int(params["epochs"]), patience=int(params["patience"]),
+            net, epochs=params.epochs, patience=params.patience,
             train_epoch=train_epoch,
             score=lambda: ctx.score_validation(predict(val.X)))
         # the CNN's per-slice cost without its 2-way classifier, plus the attention per slice
         macs = (cnn_macs(size, c_in, channels, hidden) - 2 * hidden
                 + attention_macs(hidden, attention))
         return LazyReferenceModel(predict, {
-            "params": dict(params), "epochs": epochs, "best_val": best,
+            "params": as_dict(params), "epochs": epochs, "best_val": best,
             "labels_used": len(train), "bags": len(bags), "macs_per_sample": float(macs),
         })

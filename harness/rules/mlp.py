@@ -9,15 +9,15 @@ the reports use).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import dataclasses
 
 import numpy as np
 
 from spikebench.harness.optim import adam
 from spikebench.harness.rules.base import FitContext, Rule, Split, class_weights
 from spikebench.harness.rules.early_stopping import fit_epochs, minibatch_epoch
-from spikebench.harness.rules.logistic_regression import ReferenceModel
+from spikebench.harness.rules.params import as_dict
+from spikebench.harness.rules.reference_model import ReferenceModel
 from spikebench.harness.space import Fixed, Param
 
 
@@ -26,32 +26,45 @@ def mlp_macs(n_features: int, hidden: int) -> float:
     return float(n_features * hidden + hidden * 2)
 
 
-class MLP(Rule):
+@dataclasses.dataclass(frozen=True)
+class MLPParams:
+    """The parameters of :class:`MLP` (its :meth:`~MLP.search_space`)."""
+
+    hidden: int = 32
+    epochs: int = 200
+    patience: int = 20
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+
+
+class MLP(Rule[MLPParams]):
     """One-hidden-layer perceptron (module docstring)."""
 
     name = "mlp"
     summary = "reference: one-hidden-layer perceptron, early-stopped on validation"
     needs = frozenset()
     kind = "reference"
+    params_type = MLPParams
 
     def search_space(self) -> dict[str, Param]:
         return {"hidden": Fixed(32), "epochs": Fixed(200), "patience": Fixed(20),
                 "batch_size": Fixed(64), "lr": Fixed(3e-3), "weight_decay": Fixed(1e-4)}
 
-    def fit(self, train: Split, val: Split, params: Mapping[str, Any], ctx: FitContext
+    def fit(self, train: Split, val: Split, params: MLPParams, ctx: FitContext
             ) -> ReferenceModel:
         import torch
         from torch import nn
 
-        hidden, batch = int(params["hidden"]), int(params["batch_size"])
+        hidden, batch = params.hidden, params.batch_size
         n_features = train.X.shape[1]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(ctx.seed)
             net = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, 2))
         x = torch.as_tensor(train.X, dtype=torch.float32)
         y = torch.as_tensor(train.y, dtype=torch.long)
-        opt = adam(net.parameters(), lr=float(params["lr"]),
-                   weight_decay=float(params["weight_decay"]))
+        opt = adam(net.parameters(), lr=params.lr,
+                   weight_decay=params.weight_decay)
         loss_fn = nn.CrossEntropyLoss(weight=torch.as_tensor(class_weights(train.y)))
         rng = np.random.default_rng(ctx.seed)
 
@@ -65,10 +78,10 @@ class MLP(Rule):
                 net(x[torch.as_tensor(idx)]), y[torch.as_tensor(idx)]))
 
         epochs, best = fit_epochs(
-            net, epochs=int(params["epochs"]), patience=int(params["patience"]),
+            net, epochs=params.epochs, patience=params.patience,
             train_epoch=train_epoch,
             score=lambda: ctx.score_validation(predict(val.X)))
         return ReferenceModel(predict, {
-            "params": dict(params), "epochs": epochs, "best_val": best,
+            "params": as_dict(params), "epochs": epochs, "best_val": best,
             "labels_used": len(train), "macs_per_sample": mlp_macs(n_features, hidden),
         })

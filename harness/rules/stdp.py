@@ -25,13 +25,13 @@ steps, patterns and neurons at once, with no loop over time steps or patterns::
 
     ΔW = A+ s_postᵀ (D+ s_pre) − A− (D⁻ s_post)ᵀ s_pre        (time·batch flattened)
 
-The step-by-step loops (:func:`spike_traces_reference`) stay as the test oracle: same sums in
-another order, equal within float rounding.
+The step-by-step loops of the first equations are the test oracle
+(``tests/harness/rules/test_rules_fast_paths.py``): same sums in another order, equal within
+float rounding.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -54,17 +54,6 @@ def spike_traces(spikes: torch.Tensor, tau: float) -> torch.Tensor:
     return (d @ spikes.reshape(steps, -1)).view(spikes.shape)
 
 
-def spike_traces_reference(spikes: torch.Tensor, tau: float) -> torch.Tensor:
-    """:func:`spike_traces` step by step (the test oracle)."""
-    decay = math.exp(-1.0 / tau)
-    traces = torch.empty_like(spikes)
-    acc = torch.zeros_like(spikes[0])
-    for t in range(spikes.shape[0]):
-        acc = acc * decay + spikes[t]
-        traces[t] = acc
-    return traces
-
-
 def stdp_update(pre: torch.Tensor, post: torch.Tensor, *, a_plus: float, a_minus: float,
                 tau_plus: float, tau_minus: float) -> torch.Tensor:
     """Pair-based STDP weight change ``ΔW [N_post, N_pre]`` from ``pre`` ``[T, B, N_pre]`` and
@@ -80,18 +69,6 @@ def stdp_update(pre: torch.Tensor, post: torch.Tensor, *, a_plus: float, a_minus
     flat_pre, flat_post = pre.reshape(-1, n_pre), post_t.reshape(-1, n_post)
     potentiation = flat_post.t() @ x_pre.reshape(-1, n_pre)
     depression = x_post_before.reshape(-1, n_post).t() @ flat_pre
-    return a_plus * potentiation - a_minus * depression
-
-
-def stdp_update_reference(pre: torch.Tensor, post: torch.Tensor, *, a_plus: float,
-                          a_minus: float, tau_plus: float, tau_minus: float) -> torch.Tensor:
-    """:func:`stdp_update` with step-by-step traces (the test oracle)."""
-    x_pre = spike_traces_reference(pre, tau_plus)
-    x_post = spike_traces_reference(post, tau_minus)
-    x_post_before = math.exp(-1.0 / tau_minus) * torch.cat([torch.zeros_like(x_post[:1]),
-                                                            x_post[:-1]])
-    potentiation = torch.einsum("tbj,tbi->ji", post, x_pre)
-    depression = torch.einsum("tbj,tbi->ji", x_post_before, pre)
     return a_plus * potentiation - a_minus * depression
 
 
@@ -120,4 +97,4 @@ def normalise_rows(weight: torch.Tensor, total: float) -> torch.Tensor:
 
 
 __all__ = ["decay_matrix", "first_spike_winners", "normalise_rows", "spike_traces",
-           "spike_traces_reference", "stdp_update", "stdp_update_reference"]
+           "stdp_update"]

@@ -20,8 +20,8 @@ same logits the loss reads (counts, mean charge, or mean charge for TET). With
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from spikebench.backends.base import NetworkSpec
 from spikebench.backends.capabilities import Capability
+from spikebench.backends.specs import Reset, Surrogate
 from spikebench.harness.encoding import ENCODINGS, encode
 from spikebench.harness.optim import adam
 from spikebench.harness.rules.base import (
@@ -38,15 +39,13 @@ from spikebench.harness.rules.base import (
     Rule,
     Split,
     TrainedModel,
-    check_finite_params,
     class_weights,
 )
+from spikebench.harness.rules.checks import MEMBRANE_LIMIT, check_finite, check_finite_params
 from spikebench.harness.rules.early_stopping import fit_epochs
 from spikebench.harness.space import Categorical, Fixed, Float, Int, Param
 
 LOSSES = ("count", "membrane", "tet")
-#: |H| beyond this is an exploding membrane: the trial is pruned.
-MEMBRANE_LIMIT = 1e6
 
 
 def logits_of(spikes: torch.Tensor, membrane: torch.Tensor, loss: str) -> torch.Tensor:
@@ -81,12 +80,44 @@ LIF_SPACE: dict[str, Param] = {
 }
 
 
+@dataclasses.dataclass(frozen=True)
+class LIFParams:
+    """The LIF neuron's parameters (:data:`LIF_SPACE`): ``H[t] = β U[t−1] + I[t]``, a spike
+    when ``H[t] > threshold``, the surrogate derivative ``surrogate`` of steepness ``slope``."""
+
+    beta: float = 0.9
+    threshold: float = 1.0
+    surrogate: Surrogate = "fast_sigmoid"
+    slope: float = 5.0
+
+
+@dataclasses.dataclass(frozen=True)
+class SurrogateParams(LIFParams):
+    """The parameters of :class:`SurrogateGradient` (its :meth:`~SurrogateGradient.
+    search_space`)."""
+
+    hidden: int = 64
+    steps: int = 16
+    lr: float = 5e-3
+    encoding: str = "direct"
+    gain: float = 1.0
+    loss: str = "count"
+    tet_lambda: float = 1e-3
+    tet_phi: float = 1.0
+    mixed_steps: bool = False
+    reset: Reset = "subtract"
+    batch_size: int = 64
+    epochs: int = 30
+    patience: int = 6
+    weight_decay: float = 1e-4
+
+
 class SurrogateModel(TrainedModel):
     """A trained LIF network plus its encoder settings."""
 
-    def __init__(self, net: Any, params: Mapping[str, Any], device: Any, info: dict) -> None:
-        self.net, self.params, self.device, self.info = net, dict(params), device, info
-        self.train_steps = int(params["steps"])
+    def __init__(self, net: Any, params: SurrogateParams, device: Any, info: dict) -> None:
+        self.net, self.params, self.device, self.info = net, params, device, info
+        self.train_steps = params.steps
 
     def _forward(self, X: np.ndarray, steps: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
         p = self.params
@@ -96,7 +127,7 @@ class SurrogateModel(TrainedModel):
         outs, mems, counts = [], [], None
         with torch.no_grad():
             for start in range(0, len(x), 1024):
-                xb = encode(x[start:start + 1024], p["encoding"], steps, gain=p["gain"],
+                xb = encode(x[start:start + 1024], p.encoding, steps, gain=p.gain,
                             generator=gen)
                 o = self.net(xb)
                 outs.append(o.spikes)
@@ -108,7 +139,7 @@ class SurrogateModel(TrainedModel):
 
     def predict_proba(self, X: np.ndarray, *, steps: int | None = None) -> np.ndarray:
         spikes, mem, _, _ = self._forward(X, steps or self.train_steps)
-        logits = logits_of(spikes, mem, self.params["loss"])
+        logits = logits_of(spikes, mem, self.params.loss)
         return torch.softmax(logits.double(), -1)[:, 1].cpu().numpy()
 
     def activity(self, X: np.ndarray, *, steps: int | None = None) -> dict[str, float]:
@@ -121,7 +152,7 @@ class SurrogateModel(TrainedModel):
         n = max(len(X), 1)
         first = float(input_events) * sizes[1]
         hidden = sum(float(c) * fan_out for c, fan_out in zip(layer_counts[:-1], sizes[2:]))
-        direct = self.params["encoding"] == "direct"
+        direct = self.params.encoding == "direct"
         acs = hidden + (0.0 if direct else first)
         macs = first if direct else 0.0
         return {"spikes_per_sample": float(layer_counts.sum()) / n, "acs_per_sample": acs / n,
@@ -131,12 +162,13 @@ class SurrogateModel(TrainedModel):
         return self.net.spec, self.net.get_weights()
 
 
-class SurrogateGradient(Rule):
+class SurrogateGradient(Rule[SurrogateParams]):
     """Surrogate-gradient BPTT on any backend (see the module docstring for the losses)."""
 
     name = "surrogate"
     needs = frozenset({Capability.DENSE_LIF, Capability.SURROGATE_GRADIENTS})
     summary = "surrogate-gradient BPTT (count / membrane / TET loss; direct, rate, latency)"
+    params_type = SurrogateParams
 
     def search_space(self) -> dict[str, Param]:
         return {
@@ -157,20 +189,18 @@ class SurrogateGradient(Rule):
             "weight_decay": Fixed(1e-4),
         }
 
-    def fit(self, train: Split, val: Split, params: Mapping[str, Any], ctx: FitContext
+    def fit(self, train: Split, val: Split, params: SurrogateParams, ctx: FitContext
             ) -> SurrogateModel:
-        p = dict(params)
+        p = params
         check_finite(train, val)
         check_finite_params(p)
-        if p["encoding"] not in ENCODINGS:
-            raise ValueError(f"encoding must be one of {ENCODINGS}, got {p['encoding']!r}")
-        if p["loss"] not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {p['loss']!r}")
-        spec = NetworkSpec(
-            sizes=(train.X.shape[1], int(p["hidden"]), 2), beta=float(p["beta"]),
-            threshold=float(p["threshold"]), surrogate=p["surrogate"], slope=float(p["slope"]),
-            reset=p.get("reset", "subtract"),
-        )
+        if p.encoding not in ENCODINGS:
+            raise ValueError(f"encoding must be one of {ENCODINGS}, got {p.encoding!r}")
+        if p.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {p.loss!r}")
+        spec = NetworkSpec(sizes=(train.X.shape[1], p.hidden, 2), beta=p.beta,
+                           threshold=p.threshold, surrogate=p.surrogate, slope=p.slope,
+                           reset=p.reset)
         backend = ctx.require_backend(self)
         backend.check_supported(spec)
         net = backend.build(spec, device=ctx.device, seed=ctx.seed)
@@ -178,24 +208,22 @@ class SurrogateGradient(Rule):
         x = torch.as_tensor(train.X, dtype=torch.float32, device=device)
         y = torch.as_tensor(train.y, dtype=torch.long, device=device)
         weight = torch.as_tensor(class_weights(train.y), device=device)
-        opt = adam(net.parameters(), lr=float(p["lr"]),
-                   weight_decay=float(p["weight_decay"]))
+        opt = adam(net.parameters(), lr=p.lr, weight_decay=p.weight_decay)
         gen = torch.Generator(device=device).manual_seed(ctx.seed)
         rng = np.random.default_rng(ctx.seed)
-        steps = int(p["steps"])
+        steps = p.steps
         step_set = (max(2, math.ceil(steps / 2)), steps, 2 * steps)
         model = SurrogateModel(net, p, device, info={})
-        batch = int(p["batch_size"])
+        batch = p.batch_size
 
         def train_epoch(epoch: int) -> None:
             order = torch.as_tensor(rng.permutation(len(x)), device=device)
             for start in range(0, len(x), batch):
                 idx = order[start:start + batch]
-                t = int(rng.choice(step_set)) if p["mixed_steps"] else steps
-                out = net(encode(x[idx], p["encoding"], t, gain=p["gain"], generator=gen))
-                loss = spike_loss(out.spikes, out.membrane, y[idx], p["loss"], weight=weight,
-                                  lam=float(p["tet_lambda"]),
-                                  phi=float(p.get("tet_phi", 1.0)))
+                t = int(rng.choice(step_set)) if p.mixed_steps else steps
+                out = net(encode(x[idx], p.encoding, t, gain=p.gain, generator=gen))
+                loss = spike_loss(out.spikes, out.membrane, y[idx], p.loss, weight=weight,
+                                  lam=p.tet_lambda, phi=p.tet_phi)
                 if not torch.isfinite(loss):
                     raise DivergedError(f"non-finite loss ({loss.item()}) at epoch {epoch}")
                 peak = out.membrane.detach().abs().max()
@@ -208,20 +236,9 @@ class SurrogateGradient(Rule):
                 opt.step()
 
         epochs, best = fit_epochs(
-            net, epochs=int(p["epochs"]), patience=int(p["patience"]), train_epoch=train_epoch,
+            net, epochs=p.epochs, patience=p.patience, train_epoch=train_epoch,
             score=lambda: ctx.score_validation(model.predict_proba(val.X)),
             report=ctx.report_epoch)
         model.info = {"epochs": epochs, "labels_used": len(train), "best_val": best}
         return model
-
-
-def check_finite(train: Split, val: Split) -> None:
-    """Raise :class:`DivergedError` naming the split if its features hold NaN/inf: a spiking
-    layer would silently read NaN as "no spike" and train on garbage."""
-    for name, split in (("train", train), ("val", val)):
-        bad = ~np.isfinite(np.asarray(split.X, dtype=np.float64))
-        if bad.any():
-            rows, cols = np.nonzero(bad)
-            raise DivergedError(f"non-finite input: {int(bad.sum())} NaN/inf feature values in "
-                                f"the {name} split (first at row {rows[0]}, feature {cols[0]})")
 

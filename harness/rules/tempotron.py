@@ -45,8 +45,9 @@ unaffected by the calibration).
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -63,11 +64,10 @@ from spikebench.harness.rules.base import (
     Rule,
     Split,
     TrainedModel,
-    check_finite_params,
     class_weights,
 )
+from spikebench.harness.rules.checks import check_finite, check_finite_params
 from spikebench.harness.rules.early_stopping import EarlyStopping
-from spikebench.harness.rules.surrogate import check_finite
 from spikebench.harness.space import Fixed, Float, Int, Param
 
 #: Receptive-field activations below this leave the afferent silent (population coding).
@@ -145,26 +145,26 @@ def tempotron_update(v_sh: torch.Tensor, kernel: torch.Tensor, times: torch.Tens
 class TempotronModel(TrainedModel):
     """Trained Tempotron populations (one per class) and their encoder settings."""
 
-    def __init__(self, layer: TempotronNetwork, params: Mapping[str, Any], backend: Any,
+    def __init__(self, layer: TempotronNetwork, params: TempotronParams, backend: Any,
                  device: Any, info: dict[str, Any]) -> None:
         self.layer, self.params, self.backend, self.device, self.info = (
-            layer, dict(params), backend, device, info)
-        self.train_steps = int(params["steps"])
+            layer, params, backend, device, info)
+        self.train_steps = params.steps
         self._layers: dict[int, TempotronNetwork] = {self.train_steps: layer}
-        #: maps the vote ``d = m_1 − m_0`` to ``P(lesion)``; σ(d) until :meth:`Tempotron.fit`
+        #: maps the vote ``d = m_1 − m_0`` to ``P(lesion)``; σ(d) until :func:`fit_tempotron`
         #: fits it on the training patterns.
         self.calibration = PlattScaling()
 
     @property
     def n_per_class(self) -> int:
-        return int(self.params["neurons_per_class"])
+        return self.params.neurons_per_class
 
     def layer_for(self, steps: int) -> TempotronNetwork:
         """The layer on a ``steps`` grid: τ and τs scale with the grid, ``(steps−1)/(T−1)``, so
         the potential is the trained one sampled more finely or coarsely."""
         if steps not in self._layers:
             scale = (steps - 1) / max(self.train_steps - 1, 1)
-            tau = float(self.params["tau"]) * scale
+            tau = self.params.tau * scale
             layer = self.backend.build_tempotron(
                 self.layer.weight.shape[1], self.layer.weight.shape[0], steps=steps, tau=tau,
                 tau_s=tau / 4, device=self.device)
@@ -182,8 +182,8 @@ class TempotronModel(TrainedModel):
         """Spike times ``[n, N]`` and kernel matrix ``[steps, n, N]`` of ``X`` on a grid."""
         layer = self.layer_for(steps)
         x = torch.as_tensor(np.asarray(X), dtype=layer.weight.dtype, device=self.device)
-        times = spike_times(x, steps, gain=float(self.params["gain"]),
-                            population=int(self.params["population"]))
+        times = spike_times(x, steps, gain=self.params.gain,
+                            population=self.params.population)
         return times, kernel_matrix(times, steps, layer.tau, layer.tau_s)
 
     def potentials(self, times: torch.Tensor, kernel: torch.Tensor, steps: int,
@@ -200,14 +200,14 @@ class TempotronModel(TrainedModel):
                 t_b, k_b = times[start:start + 512], kernel[:, start:start + 512]
                 idx = torch.arange(start, start + len(t_b), device=times.device)
                 v_sh, f, _ = shunted_potential(potential_of(idx), k_b, t_b, layer.weight,
-                                               float(self.params["threshold"]))
+                                               self.params.threshold)
                 vmax.append(v_sh.max(0).values)
                 fired.append(f)
         return torch.cat(vmax), torch.cat(fired)
 
     def margins(self, vmax: torch.Tensor) -> torch.Tensor:
         """Per-class margins ``m_c = mean_{o∈c}(max V_sh − θ)``, ``[n, 2]``."""
-        margin = vmax - float(self.params["threshold"])
+        margin = vmax - self.params.threshold
         return margin.view(len(margin), 2, self.n_per_class).mean(-1)
 
     def _run(self, X: np.ndarray, steps: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -242,12 +242,30 @@ class TempotronModel(TrainedModel):
                 "macs_per_sample": 0.0, "synops_per_sample": acs}
 
 
-class Tempotron(Rule):
+@dataclasses.dataclass(frozen=True)
+class TempotronParams:
+    """The parameters of :class:`Tempotron` (its :meth:`~Tempotron.search_space`)."""
+
+    tau: float = 10.0
+    lr: float = 7e-4
+    epochs: int = 20
+    neurons_per_class: int = 4
+    population: int = 4
+    steps: int = 24
+    gain: float = 1.2
+    threshold: float = 1.0
+    init_std: float = 0.01
+    batch_size: int = 64
+    patience: int = 8
+
+
+class Tempotron(Rule[TempotronParams]):
     """Tempotron populations trained by the error-driven rule (see the module docstring)."""
 
     name = "tempotron"
     needs = frozenset({Capability.TEMPOTRON})
     summary = "Tempotron (Gütig & Sompolinsky 2006): latency / population code, learn at t_max"
+    params_type = TempotronParams
 
     def search_space(self) -> dict[str, Param]:
         return {
@@ -264,78 +282,84 @@ class Tempotron(Rule):
             "patience": Fixed(8),
         }
 
-    def fit(self, train: Split, val: Split, params: Mapping[str, Any], ctx: FitContext
+    def fit(self, train: Split, val: Split, params: TempotronParams, ctx: FitContext
             ) -> TempotronModel:
-        p = dict(params)
-        check_finite(train, val)
-        check_finite_params(p)
-        steps, tau = int(p["steps"]), float(p["tau"])
-        npc, pop = int(p["neurons_per_class"]), int(p["population"])
-        threshold = float(p["threshold"])
-        if steps < 2 or npc < 1 or pop < 1:
-            raise ValueError(f"tempotron needs steps >= 2, neurons_per_class >= 1 and population "
-                             f">= 1 (got {steps}, {npc}, {pop})")
-        backend = ctx.require_backend(self)
-        n_in, n_out = train.X.shape[1] * pop, 2 * npc
-        layer = backend.build_tempotron(n_in, n_out, steps=steps, tau=tau, tau_s=tau / 4,
-                                        device=ctx.device, seed=ctx.seed)
-        weight = layer.weight
-        device, dtype = weight.device, weight.dtype
-        # The rule owns the initial weights, so every backend starts from the same numbers.
-        gen = torch.Generator().manual_seed(ctx.seed)
+        return fit_tempotron(self, train, val, params, ctx)
+
+
+def fit_tempotron(rule: Rule[Any], train: Split, val: Split, p: TempotronParams,
+                  ctx: FitContext) -> TempotronModel:
+    """The fit of the module docstring, for ``rule`` (:class:`Tempotron`, or a rule that
+    feeds it another code of its input: :mod:`~spikebench.harness.rules.image_tempotron`)."""
+    check_finite(train, val)
+    check_finite_params(p)
+    steps, tau = p.steps, p.tau
+    npc, pop = p.neurons_per_class, p.population
+    threshold = p.threshold
+    if steps < 2 or npc < 1 or pop < 1:
+        raise ValueError(f"tempotron needs steps >= 2, neurons_per_class >= 1 and population "
+                         f">= 1 (got {steps}, {npc}, {pop})")
+    backend = ctx.require_backend(rule)
+    n_in, n_out = train.X.shape[1] * pop, 2 * npc
+    layer = backend.build_tempotron(n_in, n_out, steps=steps, tau=tau, tau_s=tau / 4,
+                                    device=ctx.device, seed=ctx.seed)
+    weight = layer.weight
+    device, dtype = weight.device, weight.dtype
+    # The rule owns the initial weights, so every backend starts from the same numbers.
+    gen = torch.Generator().manual_seed(ctx.seed)
+    with torch.no_grad():
+        weight.copy_(torch.randn(n_out, n_in, generator=gen, dtype=torch.float64)
+                     * p.init_std)
+    model = TempotronModel(layer, p, backend, device, info={})
+    times, kernel = model.encode(train.X, steps)  # fixed: the input never changes
+    val_times, val_kernel = model.encode(val.X, steps)
+    with torch.no_grad():  # what does not depend on the weights, once per fit
+        train_potential = layer.prepare(times, kernel)
+        val_potential = layer.prepare(val_times, val_kernel)
+    y = torch.as_tensor(train.y, dtype=torch.long, device=device)
+    neuron_class = torch.arange(n_out, device=device) // npc  # [O]
+    target = y[:, None] == neuron_class[None]  # [n, O]
+    lam = p.lr * torch.as_tensor(class_weights(train.y), dtype=dtype,
+                                           device=device)[y]
+    rng = np.random.default_rng(ctx.seed)
+    batch = p.batch_size
+    stopper = EarlyStopping(p.patience)
+    stopper.best_state, epochs = weight.detach().clone(), 0
+    history: list[float] = []
+    for epoch in range(p.epochs):
+        errors_seen = 0
+        order = torch.as_tensor(rng.permutation(len(times)), device=device)
         with torch.no_grad():
-            weight.copy_(torch.randn(n_out, n_in, generator=gen, dtype=torch.float64)
-                         * float(p["init_std"]))
-        model = TempotronModel(layer, p, backend, device, info={})
-        times, kernel = model.encode(train.X, steps)  # fixed: the input never changes
-        val_times, val_kernel = model.encode(val.X, steps)
-        with torch.no_grad():  # what does not depend on the weights, once per fit
-            train_potential = layer.prepare(times, kernel)
-            val_potential = layer.prepare(val_times, val_kernel)
-        y = torch.as_tensor(train.y, dtype=torch.long, device=device)
-        neuron_class = torch.arange(n_out, device=device) // npc  # [O]
-        target = y[:, None] == neuron_class[None]  # [n, O]
-        lam = float(p["lr"]) * torch.as_tensor(class_weights(train.y), dtype=dtype,
-                                               device=device)[y]
-        rng = np.random.default_rng(ctx.seed)
-        batch = int(p["batch_size"])
-        stopper = EarlyStopping(int(p["patience"]))
-        stopper.best_state, epochs = weight.detach().clone(), 0
-        history: list[float] = []
-        for epoch in range(int(p["epochs"])):
-            errors_seen = 0
-            order = torch.as_tensor(rng.permutation(len(times)), device=device)
-            with torch.no_grad():
-                for start in range(0, len(times), batch):
-                    idx = order[start:start + batch]
-                    t_b, k_b = times[idx], kernel[:, idx]
-                    v_sh, fired, t_cross = shunted_potential(train_potential(idx), k_b, t_b,
-                                                             weight, threshold)
-                    delta, errors = tempotron_update(v_sh, k_b, t_b, t_cross, fired,
-                                                     target[idx], lam[idx])
-                    weight.add_(delta.to(dtype))
-                    errors_seen += int(errors.abs().sum())
-                w = weight.detach()
-                if not bool(torch.isfinite(w).all()) or float(w.abs().max()) > WEIGHT_LIMIT:
-                    raise DivergedError(f"tempotron weights diverged at epoch {epoch}")
-            epochs = epoch + 1
-            vmax, _ = model.potentials(val_times, val_kernel, steps, val_potential)
-            prob = torch.softmax(model.margins(vmax).double(), -1)[:, 1].cpu().numpy()
-            score = validation_value(ctx.score_validation(prob))
-            history.append(score)
-            ctx.report_epoch(epoch, score)
-            if stopper.update(score):
-                stopper.best_state = weight.detach().clone()
-            if errors_seen == 0 or stopper.should_stop:
-                break
-        with torch.no_grad():
-            weight.copy_(stopper.best_state)
-        vmax, _ = model.potentials(times, kernel, steps, train_potential)
-        model.calibration.fit(model.vote(vmax), train.y)
-        model.info = {"epochs": epochs, "labels_used": len(train), "best_val": stopper.best,
-                      "val_history": history,
-                      "calibration": {"a": model.calibration.a, "b": model.calibration.b}}
-        return model
+            for start in range(0, len(times), batch):
+                idx = order[start:start + batch]
+                t_b, k_b = times[idx], kernel[:, idx]
+                v_sh, fired, t_cross = shunted_potential(train_potential(idx), k_b, t_b,
+                                                         weight, threshold)
+                delta, errors = tempotron_update(v_sh, k_b, t_b, t_cross, fired,
+                                                 target[idx], lam[idx])
+                weight.add_(delta.to(dtype))
+                errors_seen += int(errors.abs().sum())
+            w = weight.detach()
+            if not bool(torch.isfinite(w).all()) or float(w.abs().max()) > WEIGHT_LIMIT:
+                raise DivergedError(f"tempotron weights diverged at epoch {epoch}")
+        epochs = epoch + 1
+        vmax, _ = model.potentials(val_times, val_kernel, steps, val_potential)
+        prob = torch.softmax(model.margins(vmax).double(), -1)[:, 1].cpu().numpy()
+        score = validation_value(ctx.score_validation(prob))
+        history.append(score)
+        ctx.report_epoch(epoch, score)
+        if stopper.update(score):
+            stopper.best_state = weight.detach().clone()
+        if errors_seen == 0 or stopper.should_stop:
+            break
+    with torch.no_grad():
+        weight.copy_(stopper.best_state)
+    vmax, _ = model.potentials(times, kernel, steps, train_potential)
+    model.calibration.fit(model.vote(vmax), train.y)
+    model.info = {"epochs": epochs, "labels_used": len(train), "best_val": stopper.best,
+                  "val_history": history,
+                  "calibration": {"a": model.calibration.a, "b": model.calibration.b}}
+    return model
 
 
 class PlattScaling:
@@ -376,5 +400,5 @@ class PlattScaling:
         return self
 
 
-__all__ = ["Tempotron", "TempotronModel", "kernel_matrix", "shunted_potential",
-           "spike_times", "tempotron_update"]
+__all__ = ["Tempotron", "TempotronModel", "TempotronParams", "fit_tempotron", "kernel_matrix",
+           "shunted_potential", "spike_times", "tempotron_update"]

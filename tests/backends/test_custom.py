@@ -70,26 +70,31 @@ def _loss(spikes, membrane, gen):
 
 @pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
 @pytest.mark.parametrize("surrogate", ["fast_sigmoid", "arctan", "sigmoid"])
-@pytest.mark.parametrize("beta", [0.0, 0.85, 1.0])
-def test_forward_and_gradients_equal_autograd_reference(reset, surrogate, beta):
-    spec = NetworkSpec(sizes=(7, 11, 5, 3), beta=beta, threshold=0.7, reset=reset,
-                       surrogate=surrogate, slope=4.0)
-    weights = random_weights(spec, seed=1, scale=2.0)
-    x = spiking_input(9, 5, 7, seed=2)
-    net = get_backend("custom").build(spec, dtype=torch.float64)
-    net.set_weights(weights)
-    out = net(x)
-    ref_w = [(w.clone().requires_grad_(), b.clone().requires_grad_()) for w, b in weights]
-    ref_s, ref_h = naive_network(spec, ref_w, x)
-    assert 0 < float(ref_s.detach().mean()) < 1, "the test input must make the output layer spike"
-    assert torch.equal(out.spikes, ref_s)
-    torch.testing.assert_close(out.membrane, ref_h, atol=1e-12, rtol=0)
-    g = torch.autograd.grad(_loss(out.spikes, out.membrane, torch.Generator().manual_seed(0)),
-                            list(net.parameters()))
-    g_ref = torch.autograd.grad(_loss(ref_s, ref_h, torch.Generator().manual_seed(0)),
-                                [t for wb in ref_w for t in wb])
-    for a, b in zip(g, g_ref):
-        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+def test_forward_and_gradients_equal_autograd_reference(reset, surrogate):
+    """For no leak (β = 0), a typical one and none (β = 1)."""
+    for beta in (0.0, 0.85, 1.0):
+        spec = NetworkSpec(sizes=(7, 11, 5, 3), beta=beta, threshold=0.7, reset=reset,
+                           surrogate=surrogate, slope=4.0)
+        weights = random_weights(spec, seed=1, scale=2.0)
+        x = spiking_input(9, 5, 7, seed=2)
+        net = get_backend("custom").build(spec, dtype=torch.float64)
+        net.set_weights(weights)
+        out = net(x)
+        ref_w = [(w.clone().requires_grad_(), b.clone().requires_grad_()) for w, b in weights]
+        ref_s, ref_h = naive_network(spec, ref_w, x)
+        case = f"beta {beta}"
+        assert 0 < float(ref_s.detach().mean()) < 1, (
+            f"{case}: the test input must make the output layer spike")
+        assert torch.equal(out.spikes, ref_s), case
+        torch.testing.assert_close(out.membrane, ref_h, atol=1e-12, rtol=0,
+                                   msg=lambda m, c=case: f"{c}: {m}")
+        g = torch.autograd.grad(_loss(out.spikes, out.membrane,
+                                      torch.Generator().manual_seed(0)), list(net.parameters()))
+        g_ref = torch.autograd.grad(_loss(ref_s, ref_h, torch.Generator().manual_seed(0)),
+                                    [t for wb in ref_w for t in wb])
+        for a, b in zip(g, g_ref):
+            torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10,
+                                       msg=lambda m, c=case: f"{c}: {m}")
 
 
 def test_membrane_only_and_input_gradients():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spikebench.backends import NetworkSpec, _lif_kernels, event_driven, get_backend
+from spikebench.backends import NetworkSpec, _lif_kernels, custom, event_driven, get_backend
 
 
 @pytest.fixture(scope="module")
@@ -19,18 +19,20 @@ def _spikes(shape, density, seed):
     return (torch.rand(shape, generator=gen) < density).float()
 
 
-@pytest.mark.parametrize("density", [0.0, 0.02, 0.1, 0.3, 1.0])
-@pytest.mark.parametrize("n_out", [1, 2, 7, 130, 512])
-def test_event_products_equal_dense_products(kernels, density, n_out):
-    x = _spikes((37, 65), density, n_out)
-    gen = torch.Generator().manual_seed(1)
-    w, b = torch.randn(n_out, 65, generator=gen), torch.randn(n_out, generator=gen)
-    g = torch.randn(37, n_out, generator=gen)
-    torch.testing.assert_close(event_driven.currents(x, w, b), torch.addmm(b, x, w.t()),
-                               rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(event_driven.currents(x, w, None), x @ w.t(), rtol=1e-5,
-                               atol=1e-5)
-    torch.testing.assert_close(event_driven.weight_grad(g, x), g.t() @ x, rtol=1e-5, atol=1e-5)
+def test_event_products_equal_dense_products(kernels):
+    """Every density from none to all, every width from one output to more than a block."""
+    for density in (0.0, 0.02, 0.1, 0.3, 1.0):
+        for n_out in (1, 2, 7, 130, 512):
+            x = _spikes((37, 65), density, n_out)
+            gen = torch.Generator().manual_seed(1)
+            w, b = torch.randn(n_out, 65, generator=gen), torch.randn(n_out, generator=gen)
+            g = torch.randn(37, n_out, generator=gen)
+            case = f"density {density}, {n_out} outputs"
+            for got, want in ((event_driven.currents(x, w, b), torch.addmm(b, x, w.t())),
+                              (event_driven.currents(x, w, None), x @ w.t()),
+                              (event_driven.weight_grad(g, x), g.t() @ x)):
+                torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5,
+                                           msg=lambda m, c=case: f"{c}: {m}")
 
 
 def test_density_is_measured_and_non_binary_input_refused(kernels):
@@ -68,8 +70,48 @@ def test_network_train_step_matches_the_dense_oracle(kernels, monkeypatch, densi
 
 
 def test_non_binary_input_takes_the_dense_path(kernels, monkeypatch):
-    called = []
-    monkeypatch.setattr(event_driven, "currents", lambda *a: called.append(a))
-    net = get_backend("custom").build(NetworkSpec(sizes=(8, 600, 2)), seed=0)
-    net(torch.rand(3, 4, 8))  # analogue input
-    assert not called
+    """Analogue input into a layer wide enough for event-driven products (600 outputs) is not
+    spikes: on the default path (the whole-network C++ pass, which measures the input density
+    itself) and on the layer loop, the products stay dense and the results equal those of an
+    all-dense run bit for bit (the event-driven product would add a whole weight row per
+    non-zero input); sparse spikes into the same network do go event-driven."""
+    spec = NetworkSpec(sizes=(8, 600, 2))
+    analogue = torch.rand(3, 4, 8, generator=torch.Generator().manual_seed(0)) + 0.01
+    sparse = _spikes((3, 4, 8), 0.05, 1)
+    assert custom.WHOLE_NETWORK_PASS and _lif_kernels.network_usable(analogue)
+    # per C++ pass: whether each layer's weight gradient goes event-driven, decided like its
+    # forward product from the input density the pass measured (-1: not binary)
+    events: list[list[bool]] = []
+    network_forward = _lif_kernels.network_forward
+
+    def recording(*args, **kwargs):
+        out = network_forward(*args, **kwargs)
+        events.append([bool(e) for e in out[3]])
+        return out
+
+    monkeypatch.setattr(_lif_kernels, "network_forward", recording)
+
+    def run(x, *, whole=True, dense=False):
+        with monkeypatch.context() as m:
+            m.setattr(custom, "WHOLE_NETWORK_PASS", whole)
+            if dense:
+                m.setenv(event_driven.ENV_DISABLE, "1")
+            net = get_backend("custom").build(spec, seed=0)
+            with torch.no_grad():
+                net.layers[0].weight.mul_(3.0)  # hidden spikes reach the output
+            out = net(x)
+            return out.membrane, torch.stack(out.layer_spike_counts)
+
+    reference = run(analogue, dense=True)
+    assert float(reference[1][0]) > 0
+    events.clear()
+    for whole in (True, False):
+        got = run(analogue, whole=whole)
+        assert torch.equal(got[0], reference[0]) and torch.equal(got[1], reference[1]), whole
+    assert events == [[False, False]]  # the C++ pass ran once (whole=True) and stayed dense
+    events.clear()
+    run(sparse)
+    assert events == [[True, False]]  # the same pass takes sparse spikes event-driven
+    w = torch.randn(600, 8, generator=torch.Generator().manual_seed(2))
+    flat = analogue.reshape(-1, 8)
+    assert not torch.allclose(event_driven.currents(flat, w, None), flat @ w.t(), atol=1e-3)

@@ -3,6 +3,7 @@ engine falls back to that path silently when the kernels are disabled or cannot 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import subprocess
@@ -61,42 +62,46 @@ def _fallback_backward(monkeypatch, *args, **kwargs) -> torch.Tensor:
         return lif_backward_(*args, **kwargs).clone()
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+DTYPES = (torch.float32, torch.float64)
+
+
 @pytest.mark.parametrize("reset", RESETS)
-@pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("beta, threshold, grid", [(0.85, 0.7, False), (1.0, 0.3, False),
-                                                   (0.0, 0.7, False), (0.5, 1.0, True)])
-def test_forward_equals_torchscript(kernels, dtype, reset, shape, beta, threshold, grid):
-    current = _inputs(shape, dtype, seed=_seed(shape, reset, beta), grid=grid)
-    h_ref, s_ref = current.clone(), torch.empty_like(current)
-    _recurrence(h_ref, s_ref, beta, threshold, _RESET_CODES[reset])
-    h, s = current.clone(), torch.empty_like(current)
-    count = _lif_kernels.forward_(h, s, beta, threshold, _RESET_CODES[reset])
-    assert torch.equal(s, s_ref)
-    assert torch.equal(h, h_ref)
-    assert count.dtype == dtype and count.dim() == 0
-    assert torch.equal(count, s_ref.sum())
-    if s.numel() >= 100:
-        assert 0 < float(s.mean()) < 1, "the inputs should make some neurons spike"
+def test_forward_equals_torchscript(kernels, reset):
+    """For every shape, dtype and (β, θ) — a grid of 1/8 making ``H == θ`` ties included."""
+    for shape, dtype, (beta, threshold, grid) in itertools.product(
+            SHAPES, DTYPES, [(0.85, 0.7, False), (1.0, 0.3, False), (0.0, 0.7, False),
+                             (0.5, 1.0, True)]):
+        case = f"{reset}, {shape}, {dtype}, beta {beta}, threshold {threshold}, grid {grid}"
+        current = _inputs(shape, dtype, seed=_seed(shape, reset, beta), grid=grid)
+        h_ref, s_ref = current.clone(), torch.empty_like(current)
+        _recurrence(h_ref, s_ref, beta, threshold, _RESET_CODES[reset])
+        h, s = current.clone(), torch.empty_like(current)
+        count = _lif_kernels.forward_(h, s, beta, threshold, _RESET_CODES[reset])
+        assert torch.equal(s, s_ref), case
+        assert torch.equal(h, h_ref), case
+        assert count.dtype == dtype and count.dim() == 0, case
+        assert torch.equal(count, s_ref.sum()), case
+        if s.numel() >= 100:
+            assert 0 < float(s.mean()) < 1, f"{case}: the inputs should make some neurons spike"
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("reset", RESETS)
 @pytest.mark.parametrize("surrogate", SURROGATES)
-@pytest.mark.parametrize("grads", GRADS, ids=lambda g: f"{g[0]}-{g[1]}")
-@pytest.mark.parametrize("shape", SHAPES)
-def test_backward_equals_torchscript(kernels, monkeypatch, dtype, reset, surrogate, grads,
-                                     shape):
+def test_backward_equals_torchscript(kernels, monkeypatch, reset, surrogate):
+    """For every shape, dtype and kind of incoming gradient (:data:`GRADS`)."""
     beta, threshold, slope = 0.85, 0.7, 4.0
-    gen = torch.Generator().manual_seed(_seed(shape, reset, surrogate, grads))
-    charge = torch.randn(shape, generator=gen, dtype=dtype) * 0.8 + 0.4
-    g_s, g_h = (_grad(kind, shape, dtype, gen) for kind in grads)
-    args = (charge, g_s, g_h, beta, threshold, reset, surrogate, slope)
-    ref = _fallback_backward(monkeypatch, *args)
-    out = [torch.full_like(charge, float("nan")), torch.full_like(charge, float("nan"))]
-    fused = lif_backward_(*args, out=out)
-    assert fused.data_ptr() == out[0].data_ptr(), "the result goes into the workspace buffer"
-    assert torch.equal(fused, ref)
+    for shape, grads, dtype in itertools.product(SHAPES, GRADS, DTYPES):
+        case = f"{reset}, {surrogate}, {shape}, gradients {grads}, {dtype}"
+        gen = torch.Generator().manual_seed(_seed(shape, reset, surrogate, grads))
+        charge = torch.randn(shape, generator=gen, dtype=dtype) * 0.8 + 0.4
+        g_s, g_h = (_grad(kind, shape, dtype, gen) for kind in grads)
+        args = (charge, g_s, g_h, beta, threshold, reset, surrogate, slope)
+        ref = _fallback_backward(monkeypatch, *args)
+        out = [torch.full_like(charge, float("nan")), torch.full_like(charge, float("nan"))]
+        fused = lif_backward_(*args, out=out)
+        assert fused.data_ptr() == out[0].data_ptr(), (
+            f"{case}: the result goes into the workspace buffer")
+        assert torch.equal(fused, ref), case
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -213,24 +218,27 @@ def test_stale_build_lock_is_removed_fresh_one_kept(tmp_path):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("reset", RESETS)
-@pytest.mark.parametrize("shape", [(7, 3, 5), (25, 128, 128), (12, 2, 33), (30, 64, 517),
-                                   (6, 9000, 3), (4, 1, 9000)])
-def test_forward_with_bias_equals_adding_it_first(kernels, threads, dtype, reset, shape):
+def test_forward_with_bias_equals_adding_it_first(kernels, threads, reset):
     """The kernel's bias (added on the way, ``N`` not dividing the neuron blocks, blocks and
-    thread ranges starting mid-sample) equals ``charge.add_(bias)`` before the recurrence."""
+    thread ranges starting mid-sample) equals ``charge.add_(bias)`` before the recurrence, for
+    every shape and dtype."""
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        current = _inputs(shape, dtype, seed=_seed(shape, reset), grid=False)
-        bias = torch.randn(shape[-1], dtype=dtype, generator=torch.Generator().manual_seed(7))
-        h_ref, s_ref = current.clone().add_(bias), torch.empty_like(current)
-        _recurrence(h_ref, s_ref, 0.85, 0.7, _RESET_CODES[reset])
-        h, s = current.clone(), torch.empty_like(current)
-        count = _lif_kernels.forward_(h, s, 0.85, 0.7, _RESET_CODES[reset], bias)
-        assert torch.equal(h, h_ref) and torch.equal(s, s_ref)
-        assert torch.equal(count, s_ref.sum())
+        for shape, dtype in itertools.product([(7, 3, 5), (25, 128, 128), (12, 2, 33),
+                                               (30, 64, 517), (6, 9000, 3), (4, 1, 9000)],
+                                              DTYPES):
+            case = f"{threads} threads, {reset}, {shape}, {dtype}"
+            current = _inputs(shape, dtype, seed=_seed(shape, reset), grid=False)
+            bias = torch.randn(shape[-1], dtype=dtype,
+                               generator=torch.Generator().manual_seed(7))
+            h_ref, s_ref = current.clone().add_(bias), torch.empty_like(current)
+            _recurrence(h_ref, s_ref, 0.85, 0.7, _RESET_CODES[reset])
+            h, s = current.clone(), torch.empty_like(current)
+            count = _lif_kernels.forward_(h, s, 0.85, 0.7, _RESET_CODES[reset], bias)
+            assert torch.equal(h, h_ref) and torch.equal(s, s_ref), case
+            assert torch.equal(count, s_ref.sum()), case
     finally:
         torch.set_num_threads(old)
 

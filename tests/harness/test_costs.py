@@ -21,7 +21,7 @@ def fitted(encoding: str):
     from spikebench.backends import get_backend
 
     ctx = FitContext.for_validation(val, "pr_auc", get_backend("custom"), seed=0)
-    return rule.fit(train, val, params, ctx), test
+    return rule.fit(train, val, rule.parse_params(params), ctx), test
 
 
 def test_direct_encoding_charges_the_first_layer_as_macs():

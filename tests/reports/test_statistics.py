@@ -35,7 +35,7 @@ from spikebench.reports.paired import (
     tost_p,
 )
 from spikebench.reports.scoring import patient_table, weighted_metrics
-from spikebench.reports.stats import corrected_resampled_t, sign_flip_p
+from spikebench.reports.stats import corrected_resampled_t
 from spikebench.reports.tables import lesion_recall_table, main_table
 
 METRICS = ("accuracy", "balanced_accuracy", "roc_auc", "pr_auc", "f1", "mcc",
@@ -285,14 +285,6 @@ def test_bootstrap_p_tost_and_minimum_detectable_difference():
     assert minimum_detectable_difference(0.01, 0.05) == pytest.approx(
         (norm.ppf(0.975) + norm.ppf(0.8)) * 0.01)
     assert minimum_detectable_difference(0.01, 0.05) == pytest.approx(0.028016, abs=1e-6)
-
-
-def test_sign_flip_is_scipys_exact_permutation_test():
-    diff = np.array([0.3, -0.1, 0.2, 0.4, 0.05])
-    signs = np.array(np.meshgrid(*[[1, -1]] * 5)).reshape(5, -1).T
-    expected = np.mean(np.abs(signs @ diff) >= abs(diff.sum()) - 1e-12)
-    assert sign_flip_p(diff) == pytest.approx(expected)
-    assert sign_flip_p(np.arange(1, 6, dtype=float)) == pytest.approx(0.0625)
 
 
 # -- DeLong and Nadeau–Bengio against hand computations ---------------------------------------

@@ -31,7 +31,7 @@ from spikebench.cli import main  # noqa: E402
 from spikebench.errors import BackendError  # noqa: E402
 from spikebench.harness.encoding import encode  # noqa: E402
 from spikebench.harness.export import export_run  # noqa: E402
-from spikebench.harness.rules.surrogate import SurrogateModel  # noqa: E402
+from spikebench.harness.rules.surrogate import SurrogateModel, SurrogateParams  # noqa: E402
 
 #: Probabilities of the imported graphs vs spikebench's: float32 networks, softmax in float64.
 PROB_ATOL = 1e-5
@@ -68,7 +68,7 @@ def make_results_folder(root, *, reset="zero", loss="membrane", encoding="rate",
     net = get_backend("custom").build(spec, seed=0)
     net.set_weights(random_weights(spec, seed=4, scale=0.8, dtype=torch.float32))
     net.eval()
-    prob = SurrogateModel(net, params, "cpu", {}).predict_proba(x_test)
+    prob = SurrogateModel(net, SurrogateParams(**params), "cpu", {}).predict_proba(x_test)
     pd.DataFrame({"backend": "custom", "rule": "surrogate", "repeat": 0, "seed": 0,
                   "steps": 10, "train_steps": 10,
                   "patient_id": table["patient_id"][test].to_numpy(),

@@ -30,7 +30,8 @@ def easy_problem(seed: int = 0) -> tuple[Split, Split]:
 def fit(name: str, train: Split, val: Split, seed: int = 0):
     rule = get_rule(name)
     ctx = FitContext.for_validation(val, "pr_auc", seed=seed)  # no backend
-    return rule.fit(train, hide_labels(val), default_values(rule.search_space()), ctx)
+    return rule.fit(train, hide_labels(val),
+                    rule.parse_params(default_values(rule.search_space())), ctx)
 
 
 @pytest.mark.parametrize("name", ["logistic_regression", "mlp"])

@@ -74,7 +74,7 @@ def test_a_non_finite_setting_stops_a_feature_rule_before_training(name, param):
     params = {**default_values(rule.search_space()), param: float("nan")}
     ctx = FitContext.for_validation(val, "pr_auc", seed=0, backend="custom")
     with pytest.raises(DivergedError, match=f"non-finite hyper-parameter: {param} = nan"):
-        rule.fit(train, hide_labels(val), params, ctx)
+        rule.fit(train, hide_labels(val), rule.parse_params(params), ctx)
 
 
 class FilterRule(PeekingRule):

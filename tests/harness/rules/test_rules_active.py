@@ -141,7 +141,8 @@ def test_fit_beats_the_majority_class_and_records_both_curves(name):
     train, val = easy_problem()
     rule = get_rule("active")
     params = default_values(rule.search_space())
-    model = rule.fit(train, val, params, ctx_for(val, backend=get_backend(name), seed=0))
+    model = rule.fit(train, val, rule.parse_params(params),
+                     ctx_for(val, backend=get_backend(name), seed=0))
     prob = model.predict_proba(val.X)
     assert prob.shape == (len(val),) and np.all((prob >= 0) & (prob <= 1))
     assert score("balanced_accuracy", val.y, prob) > 0.65
@@ -170,7 +171,8 @@ def test_uncertainty_sampling_beats_random_querying_on_average():
     gains = []
     for seed in range(4):
         train, val = easy_problem(seed=seed, shift=1.0)
-        model = rule.fit(train, val, params, ctx_for(val, backend=get_backend("custom"), seed=seed))
+        model = rule.fit(train, val, rule.parse_params(params),
+                         ctx_for(val, backend=get_backend("custom"), seed=seed))
         curves = model.info["curves"]
         mean_pr = {s: np.mean([c["val_pr_auc"] for c in curves if c["strategy"] == s][1:])
                    for s in ("uncertainty", "random")}
@@ -189,7 +191,7 @@ def test_pruning_propagates():
         raise optuna.TrialPruned
 
     with pytest.raises(optuna.TrialPruned):
-        rule.fit(train, val, default_values(rule.search_space()),
+        rule.fit(train, val, rule.parse_params(default_values(rule.search_space())),
                  ctx_for(val, backend=get_backend("custom"), report=prune))
 
 
@@ -200,7 +202,7 @@ def test_a_nan_input_is_a_diverged_trial():
     val.X[2, 0] = np.nan
     rule = get_rule("active")
     with pytest.raises(DivergedError, match="val split"):
-        rule.fit(train, val, default_values(rule.search_space()),
+        rule.fit(train, val, rule.parse_params(default_values(rule.search_space())),
                  ctx_for(val, backend=get_backend("custom")))
 
 
@@ -210,6 +212,6 @@ def test_default_fit_beats_the_majority_class_on_held_out_patients(held_out_fits
     on each of three generated data sets."""
     fits = held_out_fits("active")
     for f in fits:
-        assert f.model.info["labels_queried"] <= label_budget(f.params["budget"], len(f.train))
+        assert f.model.info["labels_queried"] <= label_budget(f.params.budget, len(f.train))
     results = [f.balanced_accuracy for f in fits]
     assert min(results) > 0.6 and np.mean(results) > 0.65

@@ -18,6 +18,7 @@ from spikebench.harness.rules.conformance import (
     serving_backends,
 )
 from spikebench.harness.rules.conv_active import (
+    ConvActiveParams,
     PatchGeometry,
     conv_hidden_counts,
     grid_sum,
@@ -34,8 +35,9 @@ SMALL = {"filters": 6, "working_size": 8, "kernel": 3, "stride": 2, "steps": 8,
 INSTALLED = serving_backends(get_rule("conv_active"))  # backends listing "active"
 
 
-def params(**over) -> dict:
-    return default_values(get_rule("conv_active").search_space()) | over
+def params(**over) -> ConvActiveParams:
+    rule = get_rule("conv_active")
+    return rule.parse_params(default_values(rule.search_space()) | over)
 
 
 def test_conforms_on_every_backend():
@@ -62,7 +64,7 @@ def test_patch_locations_are_one_shared_convolution(name, kernel, stride):
     gen = torch.Generator().manual_seed(0)
     pre = patch_spikes(crops, geometry, p, 4, gen, "cpu", torch.float64)
     maps = on_off_spikes(torch.as_tensor(crops, dtype=torch.float64), "rate", 4,
-                         float(p["gain"]), torch.Generator().manual_seed(0))  # same draws
+                         float(p.gain), torch.Generator().manual_seed(0))  # same draws
     side = geometry.side
     assert pre.shape == (4, 3 * side * side, geometry.patch_inputs)
     with torch.no_grad():
@@ -93,7 +95,7 @@ def mean_counts(net, patches: np.ndarray, p: dict, reps: int) -> torch.Tensor:
     """Spikes per presentation of each filter, ``patches`` ``[m, k, k]`` each shown ``reps``
     times (rate code, 20 steps)."""
     x = torch.as_tensor(patches, dtype=torch.float32).flatten(1).repeat(reps, 1)
-    pre = on_off_spikes(x, "rate", 20, float(p["gain"]), torch.Generator().manual_seed(1))
+    pre = on_off_spikes(x, "rate", 20, float(p.gain), torch.Generator().manual_seed(1))
     with torch.no_grad():
         return net(pre).spikes.sum(0).mean(0).double()
 
@@ -112,7 +114,7 @@ def test_stdp_filters_become_selective_to_a_repeated_edge():
     ratios = {}
     for trained in (False, True):
         net = get_backend("custom").build(
-            NetworkSpec(sizes=(geometry.patch_inputs, n_filters), beta=float(p["beta"])), seed=0)
+            NetworkSpec(sizes=(geometry.patch_inputs, n_filters), beta=float(p.beta)), seed=0)
         if trained:
             train_filters(net, crops, geometry, p, "cpu", seed=0)
         else:
@@ -165,7 +167,7 @@ def test_crops_are_read_in_chunks(monkeypatch):
     net = get_backend("custom").build(NetworkSpec(sizes=(geometry.patch_inputs, 6)), seed=0)
     rows = CountingRows(train.X)
     train_filters(net, rows, geometry, p, "cpu", seed=0)
-    assert rows.most == p["stdp_batch"]
+    assert rows.most == p.stdp_batch
     monkeypatch.setattr(conv_active, "PATTERNS", 10 * geometry.side ** 2)
     counts, events = conv_hidden_counts(net, rows, geometry, p, 8, "cpu")
     assert rows.most == 10 and counts.shape == (len(train), 6 * 4) and events > 0

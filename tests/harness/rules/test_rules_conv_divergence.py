@@ -51,7 +51,7 @@ def _fit(name: str, train: Split, val: Split, **params):
     rule = get_rule(name)
     chosen = default_values(rule.search_space()) | SMALL[name] | params
     ctx = FitContext.for_validation(val, "pr_auc", get_backend("custom"), seed=0)
-    return rule.fit(train, hide_labels(val), chosen, ctx)
+    return rule.fit(train, hide_labels(val), rule.parse_params(chosen), ctx)
 
 
 @pytest.mark.parametrize("name", BACKPROP)

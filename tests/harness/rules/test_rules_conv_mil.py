@@ -25,7 +25,7 @@ def _fit(train: Split, val: Split, backend: str = "spikingjelly", metric: str = 
     rule = get_rule("conv_snn_mil")
     chosen = default_values(rule.search_space()) | SMALL | params
     ctx = FitContext.for_validation(val, metric, get_backend(backend), seed=0)
-    return rule.fit(train, hide_labels(val), chosen, ctx)
+    return rule.fit(train, hide_labels(val), rule.parse_params(chosen), ctx)
 
 
 def _bags(rng: np.random.Generator, n: int, m: int, size: int, prefix: str
@@ -107,8 +107,7 @@ def test_crops_are_read_in_bounded_chunks_and_training_bags_are_capped(monkeypat
     largest_val_bag = max(np.unique(val.groups, return_counts=True)[1])
     assert reads and max(reads) <= max(4, largest_val_bag)  # training bags of <= 4 slices
     reads.clear()
-    monkeypatch.setattr("spikebench.harness.rules.conv_surrogate.CHUNK", 5)
-    monkeypatch.setattr("spikebench.harness.rules.cnn.CHUNK", 5)
+    monkeypatch.setattr("spikebench.harness.rules.batches.CHUNK", 5)
     model = _fit(train, val, epochs=1)
     reads.clear()
     model.predict_proba(test.X)

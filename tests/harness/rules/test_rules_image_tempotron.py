@@ -16,8 +16,8 @@ from spikebench.errors import RuleError, SpikebenchError
 from spikebench.harness.metrics import score
 from spikebench.harness.rules import FitContext, Split, get_rule
 from spikebench.harness.rules.base import hide_labels
+from spikebench.harness.rules.batches import CHUNK
 from spikebench.harness.rules.conformance import check_rule, held_out_image_problem
-from spikebench.harness.rules.conv_surrogate import CHUNK
 from spikebench.harness.rules.image_tempotron import (
     ImageTempotron,
     check_grid,
@@ -80,7 +80,7 @@ def test_a_grid_that_does_not_divide_the_crop_is_refused_by_name(grid):
     params = default_values(ImageTempotron().search_space()) | FAST | {"grid": grid}
     ctx = FitContext.for_validation(val, "pr_auc", get_backend("custom"))
     with pytest.raises(RuleError, match=r"\[space.image_tempotron\] to one of \[1, 2, 4, 8, 16\]"):
-        ImageTempotron().fit(train, hide_labels(val), params, ctx)
+        ImageTempotron().fit(train, hide_labels(val), ImageTempotron.parse_params(params), ctx)
 
 
 class CountingRows:
@@ -130,7 +130,7 @@ def test_learns_a_separating_pooled_pattern_on_held_out_patients():
     rule = ImageTempotron()
     params = default_values(rule.search_space()) | {"grid": 4, "epochs": 15}
     ctx = FitContext.for_validation(val, "balanced_accuracy", get_backend("custom"), seed=0)
-    model = rule.fit(train, hide_labels(val), params, ctx)
+    model = rule.fit(train, hide_labels(val), rule.parse_params(params), ctx)
     prob = model.predict_proba(test.X)
     assert score("balanced_accuracy", test.y, prob, test.groups) > 0.8
     assert model.info["grid"] == 4 and model.info["afferent_values"] == 16

@@ -92,7 +92,8 @@ def test_fit_with_mixed_steps_works_at_several_time_steps(encoding):
     params = default_values(rule.search_space()) | {
         "encoding": encoding, "mixed_steps": True, "steps": 8, "hidden": 16, "epochs": 6,
         "loss": "membrane", "lr": 1e-2}
-    model = rule.fit(train, val, params, ctx_for(val, backend=get_backend("custom"), seed=0))
+    model = rule.fit(train, val, rule.parse_params(params),
+                     ctx_for(val, backend=get_backend("custom"), seed=0))
     assert model.train_steps == 8
     for steps in (4, 8, 16):
         prob = model.predict_proba(val.X, steps=steps)
@@ -108,7 +109,8 @@ def test_every_loss_trains(loss):
     rule = get_rule("surrogate")
     params = default_values(rule.search_space()) | {
         "encoding": "direct", "steps": 6, "hidden": 16, "epochs": 5, "loss": loss, "lr": 1e-2}
-    model = rule.fit(train, val, params, ctx_for(val, backend=get_backend("custom"), seed=0))
+    model = rule.fit(train, val, rule.parse_params(params),
+                     ctx_for(val, backend=get_backend("custom"), seed=0))
     assert score("roc_auc", val.y, model.predict_proba(val.X)) > 0.7
 
 
@@ -119,4 +121,5 @@ def test_a_nan_input_raises_diverged_error():
     params = default_values(rule.search_space()) | {
         "encoding": "direct", "steps": 4, "hidden": 8, "epochs": 2}
     with pytest.raises(DivergedError, match="non-finite"):
-        rule.fit(train, val, params, ctx_for(val, backend=get_backend("custom"), seed=0))
+        rule.fit(train, val, rule.parse_params(params),
+                 ctx_for(val, backend=get_backend("custom"), seed=0))

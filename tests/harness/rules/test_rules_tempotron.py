@@ -191,7 +191,8 @@ def test_fit_beats_the_majority_class_quickly(name):
     train, val = easy_problem()
     rule = get_rule("tempotron")
     params = default_values(rule.search_space()) | {"steps": 20, "epochs": 10}
-    model = rule.fit(train, val, params, ctx_for(val, backend=get_backend(name), seed=0))
+    model = rule.fit(train, val, rule.parse_params(params),
+                     ctx_for(val, backend=get_backend(name), seed=0))
     prob = model.predict_proba(val.X)
     assert prob.shape == (len(val),) and np.all((prob >= 0) & (prob <= 1))
     assert score("balanced_accuracy", val.y, prob) > 0.7
@@ -218,9 +219,10 @@ def test_pruning_propagates_and_bad_params_are_clear():
 
     ctx = ctx_for(val, backend=get_backend("custom"), seed=0, report=prune)
     with pytest.raises(optuna.TrialPruned):
-        rule.fit(train, val, params, ctx)
+        rule.fit(train, val, rule.parse_params(params), ctx)
     with pytest.raises(ValueError, match="population"):
-        rule.fit(train, val, params | {"population": 0}, ctx_for(val, get_backend("custom")))
+        rule.fit(train, val, rule.parse_params(params | {"population": 0}),
+                 ctx_for(val, get_backend("custom")))
 
 
 def test_a_backend_without_tempotron_is_refused():
@@ -234,7 +236,7 @@ def test_a_backend_without_tempotron_is_refused():
     train, val = easy_problem(n=40)
     rule = get_rule("tempotron")
     with pytest.raises(RuleError, match="cannot build Tempotron potentials"):
-        rule.fit(train, val, default_values(rule.search_space()),
+        rule.fit(train, val, rule.parse_params(default_values(rule.search_space())),
                  ctx_for(val, backend=NoTempotron()))
 
 
