@@ -157,9 +157,8 @@ def _image_splits(data: StudyData, masks: dict[str, np.ndarray]
     rows = {name: data.images.rows(np.flatnonzero(mask)) for name, mask in masks.items()}
     mean, std = rows["train"].pixel_stats()
     std = std if std > 1e-12 else 1.0
-    # the image track's X is lazy crop rows (Rule.inputs == "images"), which Split.X does not
-    # admit yet: harness/rules/base.py is typed on its own branch
-    splits = {name: Split(r.standardised(mean, std),  # type: ignore[arg-type]
-                          data.y[masks[name]].astype(np.int64), data.groups[masks[name]])
+    splits = {name: Split.of_images(r.standardised(mean, std),
+                                    data.y[masks[name]].astype(np.int64),
+                                    data.groups[masks[name]])
               for name, r in rows.items()}
     return splits, np.array([mean]), np.array([std])

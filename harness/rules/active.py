@@ -201,7 +201,7 @@ class ActiveModel(TrainedModel):
 
 def hidden_counts(net: SpikingNetwork, X: np.ndarray, params: LocalLearningParams, steps: int,
                   device: Any, seed: int = 0) -> tuple[torch.Tensor, float]:
-    dtype = next(net.parameters()).dtype  # type: ignore[attr-defined]
+    dtype = next(net.parameters()).dtype
     x = torch.as_tensor(np.asarray(X), dtype=dtype, device=device)
     gen = torch.Generator(device=x.device).manual_seed(seed)
     out, n_in = [], 0.0
@@ -323,7 +323,7 @@ def train_hidden_layer(net: SpikingNetwork, X: np.ndarray, p: LocalLearningParam
     """Unsupervised phase: STDP + WTA + normalisation + homeostasis on every pattern of ``X``."""
     steps = p.steps
     init_hidden_weights(net, p, device, seed)
-    dtype = next(net.parameters()).dtype  # type: ignore[attr-defined]
+    dtype = next(net.parameters()).dtype
     x = torch.as_tensor(np.asarray(X), dtype=dtype, device=device)
     spike_gen = torch.Generator(device=x.device).manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -342,7 +342,7 @@ def init_hidden_weights(net: SpikingNetwork, p: LocalLearningParams, device: Any
     """Random non-negative rows normalised to ``w_sum``, zero biases: the rule owns the initial
     weights, so every backend starts from the same numbers."""
     n_in = net.spec.sizes[0]
-    dtype = next(net.parameters()).dtype  # type: ignore[attr-defined]
+    dtype = next(net.parameters()).dtype
     gen = torch.Generator().manual_seed(seed)
     w = normalise_rows(torch.rand(net.spec.sizes[1], n_in, generator=gen, dtype=torch.float64),
                        p.w_sum).to(device=device, dtype=dtype)
@@ -362,8 +362,9 @@ def stdp_step(net: SpikingNetwork, pre: torch.Tensor, p: LocalLearningParams) ->
     dw = stdp_update(pre, post * winners[None], a_plus=a_plus,
                      a_minus=a_plus * p.a_minus_ratio,
                      tau_plus=p.tau_plus, tau_minus=p.tau_minus)
-    (w, b), = net.get_weights()
+    (w, bias), = net.get_weights()
     w = normalise_rows(w + eta * dw, w_sum)
+    b = torch.zeros(w.shape[0], dtype=w.dtype, device=w.device) if bias is None else bias
     rate = post.mean((0, 1))  # spikes per step per neuron
     b = b + p.homeostasis * (p.target_rate - rate)
     if not bool(torch.isfinite(w).all() and torch.isfinite(b).all()):

@@ -35,7 +35,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 import numpy as np
 
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     import torch
 
     from spikebench.backends.base import Backend, NetworkSpec
+    from spikebench.datasets.crops import ImageRows
     from spikebench.harness.space import Param
 
 
@@ -70,6 +71,15 @@ class Split:
 
     def subset(self, index: np.ndarray) -> Split:
         return Split(self.X[index], self.y[index], self.groups[index])
+
+    @classmethod
+    def of_images(cls, rows: ImageRows, y: np.ndarray, groups: np.ndarray) -> Split:
+        """A split of the image track: ``X`` is lazy crop rows
+        (:class:`~spikebench.datasets.crops.ImageRows`: ``len``, integer-array indexing and
+        :func:`~spikebench.harness.rules.batches.read_rows`), which rules with
+        ``inputs = "images"`` read; ``X`` is annotated as an array for the feature rules,
+        the common case, so this one constructor says where rows stand in for it."""
+        return cls(cast(np.ndarray, rows), y, groups)
 
 
 @dataclasses.dataclass

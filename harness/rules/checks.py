@@ -20,6 +20,8 @@ from spikebench.harness.rules.params import as_dict
 if TYPE_CHECKING:
     import torch
 
+    from spikebench.backends.base import TorchModuleMethods
+
 #: |H| beyond this is an exploding membrane: the trial is pruned.
 MEMBRANE_LIMIT = 1e6
 
@@ -46,7 +48,7 @@ def check_finite_params(params: Any) -> None:
         raise DivergedError(f"non-finite hyper-parameter: {', '.join(bad)}")
 
 
-def check_parameters(module: torch.nn.Module, epoch: int) -> None:
+def check_parameters(module: torch.nn.Module | TorchModuleMethods, epoch: int) -> None:
     """:class:`DivergedError` naming the parameters of ``module`` that hold NaN/inf: call it
     after each optimiser step, where NaN gradients of an early layer land. One fused
     ``isfinite`` over all parameters flattened; per tensor only to name culprits."""

@@ -50,12 +50,16 @@ def held_out_problem(seed: int = 0, n_patients: int = 18, features: int = 8
         y[0] = patient % 2  # every split holds both classes
         X = rng.normal(0, 1, (m, features)) + rng.normal(0, 0.3, features)
         X[:, :3] += 1.5 * y[:, None]
-        rows.append(X), labels.append(y), groups.append(np.full(m, f"p{patient:02d}"))
+        rows.append(X)
+        labels.append(y)
+        groups.append(np.full(m, f"p{patient:02d}"))
     X, y, g = np.concatenate(rows), np.concatenate(labels), np.concatenate(groups)
     ids = np.array([f"p{i:02d}" for i in range(n_patients)])
     parts = [np.isin(g, ids[:10]), np.isin(g, ids[10:14]), np.isin(g, ids[14:])]
     mu, sd = X[parts[0]].mean(0), X[parts[0]].std(0)
-    return tuple(Split(((X[p] - mu) / sd).astype(np.float32), y[p], g[p]) for p in parts)
+    train, val, test = (Split(((X[p] - mu) / sd).astype(np.float32), y[p], g[p])
+                        for p in parts)
+    return train, val, test
 
 
 def held_out_image_problem(seed: int = 0, n_patients: int = 18, size: int = 16
@@ -81,13 +85,16 @@ def held_out_image_problem(seed: int = 0, n_patients: int = 18, size: int = 16
                 cy, cx = rng.uniform(size * 0.25, size * 0.75, 2)
                 img[(yy - cy) ** 2 + (xx - cx) ** 2 < (size * rng.uniform(0.12, 0.22)) ** 2] -= 70
             images.append(np.clip(img, 0, 255).astype(np.uint8))
-        labels.append(y), groups.append(np.full(m, f"p{patient:02d}"))
+        labels.append(y)
+        groups.append(np.full(m, f"p{patient:02d}"))
     X, y, g = np.stack(images), np.concatenate(labels), np.concatenate(groups)
     ids = np.array([f"p{i:02d}" for i in range(n_patients)])
     parts = [np.isin(g, ids[:10]), np.isin(g, ids[10:14]), np.isin(g, ids[14:])]
-    rows = ImageRows.from_array(X, g)
+    rows = ImageRows.from_array(X, list(g))
     mean, std = rows.rows(parts[0]).pixel_stats()
-    return tuple(Split(rows.rows(p).standardised(mean, std), y[p], g[p]) for p in parts)
+    train, val, test = (Split.of_images(rows.rows(p).standardised(mean, std), y[p], g[p])
+                        for p in parts)
+    return train, val, test
 
 
 def serving_backends(rule: Rule) -> list[str | None]:
@@ -155,7 +162,7 @@ def _check_params_type(rule: Rule, space: Mapping[str, Any]) -> None:
         f"{rule.name}: params_type {ptype.__name__} fields must equal the search_space() "
         f"names; fields only: {sorted(set(fields) - set(space))}, "
         f"search_space() only: {sorted(set(space) - set(fields))}")
-    assert ptype.__dataclass_params__.frozen, (  # type: ignore[attr-defined]
+    assert ptype.__dataclass_params__.frozen, (
         f"{rule.name}: params_type {ptype.__name__} must be a frozen dataclass")
     for name, param in space.items():
         default = fields[name]
@@ -187,6 +194,7 @@ def _fit(rule: Rule, backend: str | None, params: Any, seed: int,
     ctx = FitContext.for_validation(val, "pr_auc", get_backend(backend) if backend else None,
                                     seed=seed)
     scorer = ctx.validation
+    assert scorer is not None  # for_validation binds it
 
     def counted(prob: np.ndarray, metric: str | None = None) -> float:
         calls["n"] += 1

@@ -176,7 +176,7 @@ def conv_hidden_counts(net: SpikingNetwork, X: Any, geometry: PatchGeometry,
                        ) -> tuple[torch.Tensor, float]:
     """Grid-summed filter spike counts ``[n, F·G²]`` (float64, CPU) of the crops ``X``, read
     chunk by chunk, and the input events per location reached (the unfolded patches' sum)."""
-    dtype = next(net.parameters()).dtype  # type: ignore[attr-defined]
+    dtype = next(net.parameters()).dtype
     gen = torch.Generator(device=device).manual_seed(seed)
     side, n_filters = geometry.side, net.spec.sizes[1]
     chunk = max(1, PATTERNS // side ** 2)
@@ -198,7 +198,7 @@ def train_filters(net: SpikingNetwork, X: Any, geometry: PatchGeometry, p: ConvA
     """Unsupervised phase (section 2): shared-filter STDP on every crop of ``X``, in random
     batches of ``stdp_batch`` crops for ``stdp_epochs`` passes."""
     init_hidden_weights(net, p, device, seed)
-    dtype = next(net.parameters()).dtype  # type: ignore[attr-defined]
+    dtype = next(net.parameters()).dtype
     gen = torch.Generator(device=device).manual_seed(seed)
     rng = np.random.default_rng(seed)
     batch, steps = p.stdp_batch, p.steps
@@ -274,7 +274,7 @@ class ConvActiveLearning(Rule[ConvActiveParams]):
         val_counts, _ = conv_hidden_counts(net, val.X, geometry, p, steps, device, ctx.seed + 1)
         model = ConvActiveModel(net, geometry, Readout(counts.shape[1]),
                                 *pool_stats(counts, steps), p, device)
-        model = fit_readout(model, counts, val_counts, train, val, p, ctx)
+        fit_readout(model, counts, val_counts, train, val, p, ctx)  # fills in model
         model.info["geometry"] = dataclasses.asdict(geometry) | {"locations": geometry.side ** 2}
         return model
 

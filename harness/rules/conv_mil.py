@@ -34,7 +34,7 @@ multiply-accumulates (real-valued embeddings in, so MACs).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -164,7 +164,7 @@ class ConvSNNMIL(Rule[ConvSNNMILParams]):
             torch.manual_seed(ctx.seed)
             head = gated_attention(hidden, p.attention).to(device)
         model = ConvMILModel(net, head, p, device, info={})
-        both = torch.nn.ModuleDict({"net": net, "head": head})
+        both = torch.nn.ModuleDict({"net": cast(torch.nn.Module, net), "head": head})
         opt = adam(both.parameters(), lr=p.lr, weight_decay=p.weight_decay)
         bags = bags_of(train.X)
         bag_y = bag_labels(bags, train.y)

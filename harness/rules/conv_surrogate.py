@@ -108,6 +108,7 @@ class ConvSurrogateModel(TrainedModel):
                 events += float((enc != 0).sum())
         if not logits:
             return torch.zeros(0, 2), torch.zeros(self.net.spec.n_layers), 0.0
+        assert counts is not None
         return torch.cat(logits), counts, events
 
     def predict_proba(self, X: Any, *, steps: int | None = None) -> np.ndarray:

@@ -135,7 +135,8 @@ def _scalar(kind: type, value: Any) -> Any:
         return float(value)
     if isinstance(value, numbers.Integral):
         return int(value)
-    return int(value) if float(value).is_integer() else _REFUSED
+    number = float(value)
+    return int(number) if number.is_integer() else _REFUSED
 
 
 def as_dict(params: Any) -> dict[str, Any]:

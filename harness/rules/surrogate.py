@@ -135,6 +135,7 @@ class SurrogateModel(TrainedModel):
                 c = torch.stack([n.float() for n in o.layer_spike_counts])
                 c_in = (xb != 0).sum().float()
                 counts = (c, c_in) if counts is None else (counts[0] + c, counts[1] + c_in)
+        assert counts is not None, "predict on no rows"
         return torch.cat(outs, 1), torch.cat(mems, 1), counts[0], counts[1]
 
     def predict_proba(self, X: np.ndarray, *, steps: int | None = None) -> np.ndarray:
