@@ -61,6 +61,39 @@ class ResultsFolder:
     def spec_file(self) -> Path:
         return self.root / "spec.toml"
 
+    @property
+    def identity_file(self) -> Path:
+        return self.root / "identity.json"
+
+    @property
+    def protocol_file(self) -> Path:
+        return self.root / "protocol.json"
+
+    @property
+    def splits_file(self) -> Path:
+        return self.root / "splits.json"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def report_dir(self) -> Path:
+        """Where ``spikebench report`` writes by default."""
+        return self.root / "report"
+
+    def job_files(self, kind: str) -> list[Path]:
+        """The per-job files of ``kind`` (``rows``, ``predictions``, ``curves``), sorted."""
+        return sorted((self.root / kind).glob("*.parquet"))
+
+    def feature_tables(self, named: str = "") -> list[Path]:
+        """Where a study's feature table may be, in order: ``named`` (protocol.json's
+        ``data.features``: absolute, or relative to the folder), then the data source's cache
+        ``data/features.parquet``, then ``features.parquet`` (older folders)."""
+        candidates = [Path(named), self.root / named] if named else []
+        return [*candidates, self.data_dir / "features.parquet",
+                self.root / "features.parquet"]
+
     def table(self, name: str) -> Path:
         """A collected table: ``results``, ``predictions``, ``curves`` or ``trials``."""
         return self.root / f"{name}.parquet"
@@ -104,7 +137,7 @@ class ResultsFolder:
         """Record or check the folder's identity; a different study is refused by name."""
         spec_hash, raw = spec_identity(spec)
         identity = {"spec_sha256": spec_hash, "data_sha256": data_sha256, "spec": raw}
-        path = self.root / "identity.json"
+        path = self.identity_file
         if path.exists():
             old = read_json(path)
             if old.get("spec_sha256") != spec_hash or old.get("data_sha256") != data_sha256:
@@ -117,11 +150,11 @@ class ResultsFolder:
         atomic_write_text(self.spec_file, text)
 
     def write_protocol(self, protocol: dict[str, Any]) -> None:
-        write_json(self.root / "protocol.json", protocol)
+        write_json(self.protocol_file, protocol)
 
     def write_splits(self, splits: dict[str, Any]) -> None:
         """``splits.json``; in a resumed study it must be what this spec and data produce."""
-        path = self.root / "splits.json"
+        path = self.splits_file
         if path.exists() and read_json(path) == json.loads(json.dumps(splits)):
             return
         if path.exists():
@@ -178,7 +211,7 @@ class ResultsFolder:
         """Rebuild the collected tables from the per-job files."""
         for name, target in (("rows", "results"), ("predictions", "predictions"),
                              ("curves", "curves")):
-            files = list((self.root / name).glob("*.parquet"))
+            files = self.job_files(name)
             if files or name == "rows":
                 concat_parquet([f for f in files if self.has(f)], self.table(target))
 

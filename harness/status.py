@@ -55,9 +55,9 @@ def _folds(out: ResultsFolder | None) -> list[Fold]:
     from spikebench.harness.folder import read_json
     from spikebench.harness.protocol import Fold
 
-    if out is None or not (out.root / "splits.json").exists():
+    if out is None or not out.splits_file.exists():
         return []
-    raw = read_json(out.root / "splits.json")
+    raw = read_json(out.splits_file)
     folds = []
     for f in raw.get("folds", []) if isinstance(raw, dict) else []:
         folds.append(Fold.from_dict(f))

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from spikebench.errors import DataError
+from spikebench.harness.folder import ResultsFolder
 
 
 def summary_frame(out: str | Path):  # -> pandas.DataFrame
@@ -14,7 +15,7 @@ def summary_frame(out: str | Path):  # -> pandas.DataFrame
     seconds; skipped/failed cells with their reason; and the majority-class baseline."""
     import pandas as pd
 
-    path = Path(out) / "results.parquet"
+    path = ResultsFolder(out).table("results")
     if not path.exists():
         raise DataError(f"{path} not found: run `spikebench study run SPEC --out {out}` first")
     res = pd.read_parquet(path)
@@ -52,7 +53,7 @@ def summary_frame(out: str | Path):  # -> pandas.DataFrame
 def _test_prevalence(out: Path, repeat: int) -> float:
     import pandas as pd
 
-    path = out / "predictions.parquet"
+    path = ResultsFolder(out).table("predictions")
     if not path.exists():
         return float("nan")
     pred = pd.read_parquet(path, columns=["repeat", "label", "backend", "rule", "steps",

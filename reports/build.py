@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from spikebench.harness.folder import ResultsFolder
 from spikebench.io import atomic_write_text
 
 from . import (
@@ -102,7 +103,7 @@ def build_report(study_dir: str | Path, out: Path | None = None, *,
     if n_bootstrap is not None and n_bootstrap < 1:
         raise ReportError(f"n_bootstrap must be at least 1, got {n_bootstrap}")
     tables = load_study(study_dir)
-    out = Path(out) if out is not None else tables.root / "report"
+    out = Path(out) if out is not None else ResultsFolder(tables.root).report_dir
     folder = ReportFolder.open(out, tables.root, _own_name)
     started = time.perf_counter()
     report = _compute(tables, primary, n_bootstrap=n_bootstrap, seed=seed)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from spikebench.errors import SpikebenchError
+from spikebench.harness.folder import ResultsFolder
 from spikebench.harness.metrics import THRESHOLD
 from spikebench.harness.results import CURVE_COLUMNS, PREFIXED_METRICS, RESULT_COLUMNS
 
@@ -90,7 +91,8 @@ def load_study(study_dir: str | Path) -> StudyTables:
     root = Path(study_dir)
     if not root.is_dir():
         raise ReportError(f"{root} is not a folder: give the --out folder of a study")
-    path = root / "results.parquet"
+    folder = ResultsFolder(root)
+    path = folder.table("results")
     if not path.exists():
         raise ReportError(
             f"{path} not found: a report needs the study's results table "
@@ -98,14 +100,14 @@ def load_study(study_dir: str | Path) -> StudyTables:
         )
     notes: list[str] = []
     results = _normalise_results(_read_parquet(path, required=True), path)
-    predictions = _optional_table(root, "predictions", REQUIRED_PREDICTION_COLUMNS, notes)
+    predictions = _optional_table(folder, "predictions", REQUIRED_PREDICTION_COLUMNS, notes)
     if predictions is not None:
         predictions = _normalise_predictions(predictions)
-    curves = _optional_table(root, "curves", tuple(c for c in CURVE_COLUMNS if c != "fold"),
-                             notes)
-    trials = _optional_table(root, "trials", ("backend", "rule", "number"), notes)
-    protocol = _read_json(root / "protocol.json", notes)
-    spec = _read_toml(root / "spec.toml", notes)
+    curves = _optional_table(folder, "curves",
+                             tuple(c for c in CURVE_COLUMNS if c not in ("fold", "refit")), notes)
+    trials = _optional_table(folder, "trials", ("backend", "rule", "number"), notes)
+    protocol = _read_json(folder.protocol_file, notes)
+    spec = _read_toml(folder.spec_file, notes)
     return StudyTables(root=root, results=results, predictions=predictions, trials=trials,
                        curves=curves, protocol=protocol, spec=spec, notes=notes)
 
@@ -128,17 +130,18 @@ def _read_parquet(path: Path, *, required: bool) -> pd.DataFrame | None:
         return None
 
 
-def _optional_table(root: Path, name: str, columns: tuple[str, ...], notes: list[str]
-                    ) -> pd.DataFrame | None:
+def _optional_table(folder: ResultsFolder, name: str, columns: tuple[str, ...],
+                    notes: list[str]) -> pd.DataFrame | None:
     """``NAME.parquet``, else the per-row files ``NAME/*.parquet`` a running study writes first."""
-    path = root / f"{name}.parquet"
+    path = folder.table(name)
+    jobs = folder.job_files(name)
     frame: pd.DataFrame | None = None
     if path.exists():
         frame = _read_parquet(path, required=False)
         if frame is None:
             notes.append(f"{path.name} could not be read; its figures are left out")
-    elif (root / name).is_dir() and any((root / name).glob("*.parquet")):
-        parts = [_read_parquet(f, required=False) for f in sorted((root / name).glob("*.parquet"))]
+    elif jobs:
+        parts = [_read_parquet(f, required=False) for f in jobs]
         parts = [p for p in parts if p is not None and len(p)]
         frame = pd.concat(parts, ignore_index=True) if parts else None
         notes.append(f"{path.name} not collected yet: read {len(parts)} files from {name}/")

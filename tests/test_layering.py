@@ -11,6 +11,7 @@ back up a layer fails, naming the file and line; so does any import cycle betwee
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,3 +195,21 @@ def test_a_cycle_of_lazy_imports_is_caught(tree: Path):
     (tree / "harness" / "spec.py").write_text("def f():\n    from .plan import g\n")
     (tree / "harness" / "plan.py").write_text("from spikebench.harness.spec import f\n")
     assert import_cycles(tree) == [["spikebench.harness.plan", "spikebench.harness.spec"]]
+
+
+#: A path a results folder holds, joined by hand (``root / "results.parquet"``).
+FOLDER_PATH = re.compile(
+    r'/ "(?:(?:results|predictions|curves|trials)\.parquet|(?:protocol|splits|identity)\.json'
+    r'|spec\.toml|optuna\.journal|models|rows|predictions|curves|locks|report)"')
+
+
+def test_only_the_results_folder_builds_paths_inside_a_results_folder():
+    """``ResultsFolder`` (harness/folder.py) owns every path of a results folder; the data
+    sources' own work folders (datasets/) are theirs."""
+    own = ROOT / "harness" / "folder.py"
+    found = [f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
+             for module, path in module_files().items()
+             if path != own and layer(module) != "datasets"
+             for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+             if FOLDER_PATH.search(line)]
+    assert not found, "use ResultsFolder's paths:\n" + "\n".join(found)

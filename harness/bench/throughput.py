@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from spikebench.harness.folder import ResultsFolder
 from spikebench.harness.spec import StudySpec, load_spec, parse_spec
 
 
@@ -80,7 +81,7 @@ def study_throughput(spec_path: str | Path, *, trials: int = 40,
         for n in workers:
             out = Path(tmp) / f"w{n}"
             shutil.copytree(prepared, out)
-            url = storage_url(out / "optuna.journal", spec.search.storage)
+            url = storage_url(ResultsFolder(out).journal, spec.search.storage)
             result["storage"] = redact(url.split(":", 1)[0] if url.startswith("journal:")
                                        else url)
             open_study(cell, fold, open_storage(url), spec.search)  # create before the race

@@ -13,6 +13,7 @@ import numpy as np
 
 from spikebench.errors import BackendError, DataError
 from spikebench.harness.export.sidecar import SYNTHETIC_ROWS, table_and_split
+from spikebench.harness.folder import ResultsFolder
 
 
 @dataclasses.dataclass
@@ -78,8 +79,9 @@ def _stored_predictions(run_dir: Path | None, model_path: Path, meta: dict[str, 
     if run_dir is None or "__" not in cell:
         return None
     backend, rule = cell.split("__", 1)
-    for path in (run_dir / "predictions" / f"{model_path.stem}.parquet",
-                 run_dir / "predictions.parquet"):
+    folder = ResultsFolder(run_dir)
+    job = model_path.stem.removeprefix(f"{cell}__")
+    for path in (folder.predictions(cell, job), folder.table("predictions")):
         if not path.exists():
             continue
         p = pd.read_parquet(path)

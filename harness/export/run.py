@@ -24,6 +24,7 @@ import numpy as np
 from spikebench.errors import BackendError, DataError
 from spikebench.harness.export.agreement import measure, measurement_inputs
 from spikebench.harness.export.sidecar import backend_of, describe
+from spikebench.harness.folder import ResultsFolder
 
 
 @dataclasses.dataclass
@@ -57,11 +58,12 @@ def pick_model(run: Path, cell: str | None, repeat: int) -> Path:
     cell with the best mean test patient PR-AUC among those with a saved network."""
     if run.is_file():
         return run
-    models = run / "models"
+    folder = ResultsFolder(run)
+    models = folder.models_dir
     if cell is None:
         import pandas as pd
 
-        res_path = run / "results.parquet"
+        res_path = folder.table("results")
         if not res_path.exists():
             raise DataError(f"{res_path} not found: is {run} a spikebench results folder?")
         res = pd.read_parquet(res_path)
@@ -103,7 +105,9 @@ def export_run(run: str | Path, to: str | Path, *, cell: str | None = None, repe
             "with reset 'zero' (study spec: [space.surrogate] reset = \"zero\"), or pass "
             "--allow-approximate to export the reset-to-zero graph anyway and print the "
             "measured disagreement.")
-    run_dir = path.parent.parent if path.parent.name == "models" else None  # loose file
+    # a loose model file has no results folder to read standardisation and test rows from
+    run_dir = (path.parent.parent if path.parent == ResultsFolder(path.parent.parent).models_dir
+               else None)
     repeat = int(meta.get("repeat", repeat))
     bundle = describe(spec, meta, path, run_dir, repeat)
     inputs = measurement_inputs(run_dir, path, meta, bundle, repeat, spec.sizes[0])

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from spikebench.errors import DataError
+from spikebench.harness.folder import ResultsFolder
 
 BUNDLE_FORMAT = "spikebench-nir-bundle"
 BUNDLE_VERSION = 1
@@ -143,9 +144,10 @@ def table_and_split(run_dir: Path | None, repeat: int) -> tuple[Any, dict[str, A
 
     if run_dir is None:
         raise DataError("the model file is not inside a results folder's models/")
-    protocol, splits, data = (_read(run_dir / "protocol.json", json.loads),
-                              _read(run_dir / "splits.json", json.loads),
-                              _read(run_dir / "spec.toml", tomllib.loads).get("data", {}))
+    folder = ResultsFolder(run_dir)
+    protocol, splits, data = (_read(folder.protocol_file, json.loads),
+                              _read(folder.splits_file, json.loads),
+                              _read(folder.spec_file, tomllib.loads).get("data", {}))
     extracted = data.get("source") in ("phantom", "msd")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # constant columns are dropped with a warning
@@ -169,8 +171,7 @@ def _feature_table_path(run_dir: Path, protocol: dict[str, Any]) -> Path:
     """protocol.json's ``data.features`` (absolute, or relative to the folder), else the
     folder's ``data/features.parquet`` or ``features.parquet``."""
     named = str(protocol.get("data", {}).get("features") or "")
-    candidates = [Path(named), run_dir / named] if named else []
-    candidates += [run_dir / "data" / "features.parquet", run_dir / "features.parquet"]
+    candidates = ResultsFolder(run_dir).feature_tables(named)
     for path in candidates:
         if path.is_file():
             return path
