@@ -224,3 +224,22 @@ def test_optimizer_ab_example_runs_and_both_optimizers_agree():
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "same weights after 25 steps each" in proc.stdout
+
+
+@pytest.mark.parametrize("group,module", [
+    ("spikebench.backends", "spikebench.backends.registry"),
+    ("spikebench.rules", "spikebench.harness.rules"),
+    ("spikebench.datasets", "spikebench.datasets.sources"),
+])
+def test_the_built_in_fallback_equals_the_entry_points(group, module):
+    """Entry points are the truth: the fallback a never-installed source tree uses lists
+    exactly the built-ins pyproject.toml registers, and the install's metadata agrees."""
+    from importlib import import_module
+    from importlib.metadata import entry_points
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]
+    builtin = import_module(module)._BUILTIN
+    assert builtin == declared[group]
+    installed = {ep.name: ep.value for ep in entry_points(group=group)
+                 if ep.value.startswith("spikebench.")}
+    assert installed == builtin
