@@ -198,6 +198,8 @@ class AnalysisTable(_Strict):
     patient_score: Literal["max", "topk_mean"] = "max"
     top_k: int = Field(3, ge=1, le=1000)
     n_bootstrap: int = Field(2000, ge=100, le=100_000)
+    #: Seed of the report's patient resamples (pre-specified with the rest of the analysis).
+    bootstrap_seed: int = Field(0, ge=0, le=2**32 - 1)
 
     @field_validator("family", "equivalence")
     @classmethod

@@ -63,6 +63,7 @@ class AnalysisPlan:
     patient_score: str = "max"
     top_k: int = 3
     n_bootstrap: int = 2000
+    bootstrap_seed: int = 0
 
 
 def _cell(text: Any, key: str) -> Cell:
@@ -97,7 +98,8 @@ def analysis_plan(protocol: dict[str, Any]) -> AnalysisPlan:
                           f"{list(PATIENT_SCORES)}")
     numbers = {}
     for key, low, high in (("equivalence_margin", 0.0, 1.0), ("alpha", 0.0, 0.5),
-                           ("top_k", 1, 10_000), ("n_bootstrap", 1, 1_000_000)):
+                           ("top_k", 1, 10_000), ("n_bootstrap", 1, 1_000_000),
+                           ("bootstrap_seed", -1, 2**32 - 1)):
         value = raw.get(key, getattr(d, key))
         try:
             value = type(getattr(d, key))(value)
@@ -146,7 +148,7 @@ def _delong_patient(sb: StudyBootstrap, a: Cell, b: Cell, score: str, top_k: int
     scores = []
     for cell in (a, b):
         g = pred[(pred["backend"] == cell[0]) & (pred["rule"] == cell[1])]
-        per = [patient_table(r, score, top_k) for _, r in g.groupby("repeat")]
+        per = [patient_table(r, score, top_k) for _, r in g.groupby("run")]
         if not per:
             return math.nan
         scores.append(pd.concat(per).groupby("patient_id").agg(label=("label", "max"),

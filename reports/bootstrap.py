@@ -5,10 +5,13 @@ slice. Every repeat of a holdout study tests the *same* sealed patients, so draw
 resample per repeat and averaging (what this module once did) treats one cohort as six and gives
 intervals ~2.3× too narrow. The scheme now (a test re-implements it naively):
 
-1. **Units.** A cell's predictions at the trained number of time steps are split into repeats.
-   Under ``nested-cv`` a repeat's folds are pooled into one out-of-fold prediction set (every
+1. **Units.** A cell's predictions at the trained number of time steps are split into training
+   *runs*: one run per (repeat, refit) pair (``[split].refit_seeds`` refits each fold's tuned
+   configuration with several seeds; a run is one seed's pass over the protocol's folds).
+   Under ``nested-cv`` a run's folds are pooled into one out-of-fold prediction set (every
    patient once, each slice thresholded at its own fold's threshold); under ``holdout`` and
-   ``repeated-splits`` a repeat's metric is the mean over its folds (usually one).
+   ``repeated-splits`` a run's metric is the mean over its folds (usually one). Below,
+   "repeat" means run.
 2. **One resample plan per study** (:func:`draw_resamples`): for replicate ``b`` a vector of
    patient multiplicities ``w_b`` (``n`` draws with replacement from the ``n`` test patients of
    the study, ``numpy.random.default_rng([seed, 0]).multinomial``) and a vector of repeat
@@ -127,6 +130,16 @@ def floor_interval(interval: tuple[float, float], min_width: float,
     return float(low + shift), float(high + shift)
 
 
+def with_runs(predictions: pd.DataFrame) -> pd.DataFrame:
+    """``predictions`` with a ``run`` column: ``repeat × R + refit`` (``R`` the most refits of
+    any fold), so each (repeat, refit) pair is one training run; without a ``refit`` column
+    (older folders) a run is a repeat."""
+    refit = (predictions["refit"].astype(np.int64) if "refit" in predictions
+             else pd.Series(0, index=predictions.index, dtype=np.int64))
+    width = int(refit.max()) + 1 if len(refit) else 1
+    return predictions.assign(run=predictions["repeat"].astype(np.int64) * width + refit)
+
+
 @dataclass
 class StudyBootstrap:
     """Every cell's replicates over one shared :class:`Resamples` plan, computed lazily and
@@ -139,18 +152,23 @@ class StudyBootstrap:
     seed: int = 0
     top_k: int = 3
     resamples: Resamples = field(init=False)
+    #: Each run's repeat (runs of one repeat are refits of the same folds).
+    run_repeat: dict[int, int] = field(init=False)
     _units: dict[Cell, dict[int, list[pd.DataFrame]]] = field(init=False, repr=False)
     _cache: dict[tuple[Cell, str, str], tuple[np.ndarray, np.ndarray]] = field(
         init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
-        pred = self.predictions
-        self.resamples = draw_resamples(pred["patient_id"].astype(str), pred["repeat"],
+        pred = with_runs(self.predictions)
+        self.predictions = pred
+        self.run_repeat = {int(run): int(rep) for run, rep in
+                           pred[["run", "repeat"]].drop_duplicates().itertuples(index=False)}
+        self.resamples = draw_resamples(pred["patient_id"].astype(str), pred["run"],
                                         n_bootstrap=self.n_bootstrap, seed=self.seed)
         self._units = {}
         for (backend, rule), g in pred.groupby(["backend", "rule"], sort=False):
             per_repeat: dict[int, list[pd.DataFrame]] = {}
-            for repeat, r in g.groupby("repeat", sort=True):
+            for repeat, r in g.groupby("run", sort=True):
                 folds = [r] if self.scheme == "nested-cv" else [f for _, f in r.groupby("fold")]
                 per_repeat[int(cast(int, repeat))] = folds
             self._units[(str(backend), str(rule))] = per_repeat

@@ -87,13 +87,16 @@ class Report:
 
 
 def build_report(study_dir: str | Path, out: Path | None = None, *,
-                 n_bootstrap: int | None = None, seed: int = 0, primary: str | None = None,
+                 n_bootstrap: int | None = None, seed: int | None = None,
+                 primary: str | None = None,
                  figures: bool = True) -> Path:
     """Write the report of the study in ``study_dir`` to ``out`` (default
     ``study_dir/report``) and return ``out``. Works on partial studies (it lists what is
     missing); raises :class:`~spikebench.reports.load.ReportError` when ``results.parquet`` is
     missing or unreadable, or ``primary`` is not a test metric. ``figures=False`` skips the
-    figures (tables and text only: a quick look at a running study).
+    figures (tables and text only: a quick look at a running study). ``n_bootstrap`` and
+    ``seed`` (of the patient resamples) default to the study's pre-specified
+    ``[analysis].n_bootstrap`` and ``[analysis].bootstrap_seed``; the report states both.
 
     The report only ever replaces files an earlier report wrote (listed in
     ``out/.spikebench-report.json``): it raises :class:`ReportError` before writing anything
@@ -112,9 +115,9 @@ def build_report(study_dir: str | Path, out: Path | None = None, *,
     _write_tables(report, out / "tables", folder.claim)
     elapsed = time.perf_counter() - started
     atomic_write_text(folder.claim(out / "report.md"),
-                      _markdown(report, n_bootstrap, seed, elapsed))
+                      _markdown(report, elapsed))
     atomic_write_text(folder.claim(out / "report.html"),
-                      _html(report, n_bootstrap, seed, elapsed))
+                      _html(report, elapsed))
     folder.finish()
     return out
 
@@ -135,7 +138,7 @@ def _own_name(rel: str) -> bool:
 # -- numbers ----------------------------------------------------------------------------------
 
 def _compute(tables: StudyTables, primary: str | None, *, n_bootstrap: int | None,
-             seed: int) -> Report:
+             seed: int | None) -> Report:
     """The numbers (statistics from :mod:`~spikebench.reports.inference`); ``primary`` None →
     the protocol's pre-specified primary metric."""
     if primary is None:
@@ -363,7 +366,7 @@ def _cross_track_html(r: Report, para: Callable[[list[str]], str]) -> list[str]:
               for part in (f"<h3>{html.escape(t.title)}</h3>", to_html(t)))]
 
 
-def _markdown(r: Report, n_bootstrap: int | None, seed: int, elapsed: float) -> str:
+def _markdown(r: Report, elapsed: float) -> str:
     out = [f"# spikebench report: {_study_name(r)}", ""]
     out += [f"Primary metric: **test {metric_label(r.primary)}**. Built in {elapsed:.1f} s.", ""]
     out += ["## Status", "", *(f"- {line}" for line in _status_lines(r)), ""]
@@ -417,7 +420,7 @@ nav a{margin-right:1em}
 """
 
 
-def _html(r: Report, n_bootstrap: int | None, seed: int, elapsed: float) -> str:
+def _html(r: Report, elapsed: float) -> str:
     def para(lines: list[str]) -> str:
         return "<ul>" + "".join(f"<li>{_inline(line)}</li>" for line in lines) + "</ul>"
 

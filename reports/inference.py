@@ -69,10 +69,12 @@ class Statistics:
 
 
 def compute_statistics(tables: StudyTables, primary: str, *, n_bootstrap: int | None,
-                       seed: int) -> Statistics:
-    """All statistics of one report; ``n_bootstrap`` None → the protocol's (default 2000)."""
+                       seed: int | None) -> Statistics:
+    """All statistics of one report; ``n_bootstrap`` / ``seed`` None → the protocol's
+    pre-specified ``[analysis].n_bootstrap`` / ``bootstrap_seed`` (defaults 2000 and 0)."""
     plan = analysis_plan(tables.protocol)
     n_boot = int(n_bootstrap or plan.n_bootstrap)
+    seed = plan.bootstrap_seed if seed is None else int(seed)
     sb = study_bootstrap(tables, n_bootstrap=n_boot, seed=seed, top_k=plan.top_k)
     main = main_table(tables, n_bootstrap=n_boot, seed=seed, bootstrap=sb)
     stats = Statistics(plan, tables.scheme, n_boot, seed, main)
@@ -85,7 +87,8 @@ def compute_statistics(tables: StudyTables, primary: str, *, n_bootstrap: int | 
     stats.comparisons = pairwise_comparisons(sb, cells, tested, alpha=plan.alpha)
     frames = []
     for col in TEST_METRICS:
-        best, significant, tests = best_cell(sb, cells, col, alpha=plan.alpha)
+        best, significant, tests = best_cell(sb, cells, col, alpha=plan.alpha,
+                                             validation=validation_scores(tables, col))
         if len(tests):
             frames.append(tests.assign(significant_all=significant))
         if best is not None and significant:
@@ -95,6 +98,17 @@ def compute_statistics(tables: StudyTables, primary: str, *, n_bootstrap: int | 
     stats.cross_track = cross_track_comparison(tables.ok, sb, main, plan,
                                                stats.analysis.superiority, stats.comparisons)
     return stats
+
+
+def validation_scores(tables: StudyTables, test_column: str) -> dict[tuple[str, str], float]:
+    """Each cell's mean validation score of the metric of ``test_column`` over its refits."""
+    column = "val_" + test_column.removeprefix("test_")
+    ok = tables.ok
+    if column not in ok:
+        return {}
+    means = pd.to_numeric(ok[column], errors="coerce").groupby([ok["backend"], ok["rule"]]).mean()
+    return {(str(cell[0]), str(cell[1])): float(v)
+            for cell, v in zip(means.index, means.to_numpy(), strict=True)}
 
 
 def _fmt(value: object, digits: int = 4) -> str:
@@ -183,8 +197,9 @@ def significance_lines(s: Statistics, star: str) -> list[str]:
     lines = analysis_lines(s.analysis, CONFIDENCE) if s.analysis is not None else [
         "No predictions.parquet: the patient-level analysis cannot be run."]
     marked = ", ".join(f"{metric_label(c)}: {b} / {r}" for c, (b, r) in s.marks.items())
-    lines.append(f"A {star} marks a column's best cell only when it beats every other cell "
-                 "in a paired patient bootstrap, Holm over those comparisons. "
+    lines.append(f"A {star} marks the cell with the best validation score of a column only "
+                 "when it also beats every other cell on test in a paired patient bootstrap, "
+                 "Holm over those comparisons (chosen on validation, judged on test). "
                  + (f"Marked: {marked}." if marked else "No cell is marked."))
     return lines
 

@@ -149,12 +149,14 @@ def pairwise_comparisons(sb: StudyBootstrap, cells: list[Cell], metrics: tuple[s
         columns=columns)
 
 
-def best_cell(sb: StudyBootstrap, cells: list[Cell], metric: str, *, alpha: float = 0.05,
-              higher_is_better: bool = True) -> tuple[Cell | None, bool, pd.DataFrame]:
-    """The cell with the best estimate; whether it beats *every* other cell significantly
-    (paired patient bootstrap, Holm over those comparisons); and those tests."""
-    estimates = {c: sb.estimate(c, metric) for c in cells}
-    finite = {c: v for c, v in estimates.items() if math.isfinite(v)}
+def best_cell(sb: StudyBootstrap, cells: list[Cell], metric: str, *,
+              validation: dict[Cell, float], alpha: float = 0.05, higher_is_better: bool = True
+              ) -> tuple[Cell | None, bool, pd.DataFrame]:
+    """The cell with the best *validation* score (``validation``: the mean ``val_<metric>`` of
+    each cell's refits; picking on test would select on the data the test then judges);
+    whether it beats *every* other cell significantly on test (paired patient bootstrap, Holm
+    over those comparisons); and those tests. None when no cell has a validation score."""
+    finite = {c: v for c, v in validation.items() if c in cells and math.isfinite(v)}
     if not finite:
         return None, False, pd.DataFrame()
     best = (max if higher_is_better else min)(finite, key=finite.__getitem__)

@@ -184,12 +184,13 @@ def main_table(tables: StudyTables, *, n_bootstrap: int = 1000, seed: int = 0,
             continue
         row: dict[str, Any] = {"backend": backend, "rule": rule, "kind": str(g["kind"].iloc[0]),
                                "track": _track(g),
-                               "n_repeats": int(g["repeat"].nunique()),
+                               # training runs: repeats × refit seeds
+                               "n_repeats": len(g[["repeat", "refit"]].drop_duplicates()),
                                "n_refits": len(g),  # the cost columns' spread is over these
                                "cost_basis": ", ".join(dict.fromkeys(g["cost_basis"]))}
         for col in (*TEST_METRICS, *costs):
             row[f"{col}_mean"], row[f"{col}_std"] = _summary(
-                g.groupby("repeat")[col].mean() if col in TEST_METRICS else g[col])
+                g.groupby(["repeat", "refit"])[col].mean() if col in TEST_METRICS else g[col])
         # the cell's bootstrap when it has predictions
         boot = sb if sb is not None and (backend, rule) in sb.cells else None
         if boot is not None:

@@ -103,8 +103,12 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("report", help="tables, statistics and figures from a results folder")
     s.add_argument("dir", type=Path)
     s.add_argument("--out", type=Path, default=None, help="default DIR/report")
-    s.add_argument("--bootstrap", type=bounded(1, 100_000), default=1000,
-                   help="bootstrap resamples")
+    s.add_argument("--bootstrap", type=bounded(1, 100_000), default=None,
+                   help="bootstrap resamples (default: the study's pre-specified "
+                   "[analysis].n_bootstrap, 2000 unless the spec says otherwise)")
+    s.add_argument("--bootstrap-seed", type=bounded(0, 2**32 - 1), default=None,
+                   help="seed of the patient resamples (default: the study's "
+                   "[analysis].bootstrap_seed, 0 unless the spec says otherwise)")
     s.add_argument("--quiet", action="store_true", help=QUIET_HELP)
 
     sub.add_parser("backends", help="installed backends, versions, supported rules")
@@ -277,7 +281,8 @@ def _demo(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from spikebench.reports import build_report
 
-    out = build_report(args.dir, args.out, n_bootstrap=args.bootstrap)
+    out = build_report(args.dir, args.out, n_bootstrap=args.bootstrap,
+                       seed=args.bootstrap_seed)
     say(args, f"report written to {out} (report.md, report.html, tables/, figures/)")
     return 0
 
