@@ -20,26 +20,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from spikebench.harness.folder import ResultsFolder
 from spikebench.io import atomic_write_text
 
-from . import (
-    figure_confusion,
-    figure_heatmap,
-    figure_history,
-    figure_importance,
-    figure_labels,
-    figure_pareto,
-    figure_patient_curves,
-    figure_steps,
-    figure_training_time,
-)
 from .bootstrap import CONFIDENCE
 from .cross_track import cross_track_lines
+from .figures import figure_plans
 from .folder import ReportFolder
 from .inference import (
     CROSS_TRACK_TABLES,
@@ -64,9 +53,6 @@ from .tables import (
     protocol_items,
     splits_table,
 )
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 
 @dataclass
@@ -219,64 +205,16 @@ def _cost_table(main: pd.DataFrame, keys: list[str]) -> TextTable:
 # -- figures ----------------------------------------------------------------------------------
 
 def _draw_figures(r: Report, folder: Path, claim: Callable[[Path], Path]) -> None:
-    t = r.tables
-    preds = t.primary_predictions()
-    prevalence = _patient_prevalence(preds)
-    primary = r.primary
-    objective = _objective_label(t)
-    multi = figure_pareto.is_multi_objective(t.trials)
-    history = figure_history.data(t.trials)
-    plans: list[tuple[str, str, Callable[[], Figure | None]]] = [
-        ("heatmap", f"Backend × rule heatmap of test {metric_label(primary)} (SNN cells).",
-         lambda: figure_heatmap.draw(*figure_heatmap.data(r.main, primary), primary)),
-        ("optimisation_history", figure_history.caption(history, objective),
-         lambda: figure_history.draw(history, objective)),
-        ("parameter_importance", "Hyper-parameter importance per cell (η² main effects, "
-         "see Methods).", lambda: figure_importance.draw(figure_importance.data(t.trials))),
-        ("pareto", f"{objective[0].upper()}{objective[1:]} of every tuning trial and test "
-         f"{metric_label(primary)} of every cell vs synaptic operations per sample"
-         + (" with the Pareto front." if multi else " (single objective: no Pareto front)."),
-         lambda: figure_pareto.draw(figure_pareto.trial_points(t.trials),
-                                    figure_pareto.cell_points(r.main, primary), primary,
-                                    multi=multi, objective=objective)),
-        ("training_time", "Training seconds per epoch per backend and rule.",
-         lambda: figure_training_time.draw(figure_training_time.data(r.main))),
-        ("patient_roc_pr", "Patient-level ROC and precision–recall curves, each pooling the "
-         "test patients of all repeats (patient score = max slice probability; dotted grey: "
-         "chance). The legend quotes the main table's mean over repeats, not the area under "
-         "the pooled curve.",
-         lambda: figure_patient_curves.draw(figure_patient_curves.data(preds), prevalence,
-                                            figure_patient_curves.table_areas(r.main))),
-        ("confusion", "Slice-level confusion matrices at threshold 0.5 (all repeats).",
-         lambda: figure_confusion.draw(figure_confusion.data(preds))),
-        ("inference_steps", "Test metrics vs time steps at inference (trained T ringed).",
-         lambda: figure_steps.draw(figure_steps.data(t.predictions, primary))),
-        ("labels_used", "Active learning: validation metrics vs labels used per strategy.",
-         lambda: figure_labels.draw(figure_labels.data(t.curves))),
-    ]
-    for name, caption, make in plans:
-        fig = make()
+    """Draw every figure of :func:`~spikebench.reports.figures.figure_plans`; those without
+    data are listed as not drawn."""
+    for plan in figure_plans(r.tables, r.main, r.primary):
+        fig = plan.make()
         if fig is None:
-            r.missing_figures.append(name)
+            r.missing_figures.append(plan.name)
             continue
         for ext in ("png", "svg"):
-            claim(folder / f"{name}.{ext}")
-        r.figures.append(save(fig, folder, name, caption))
-
-
-def _objective_label(t: StudyTables) -> str:
-    """``validation PR-AUC``: the metric Optuna maximised (the spec's ``[study].metric``)."""
-    study = t.spec.get("study")
-    study = study if isinstance(study, dict) else {}
-    metric = study.get("metric") or t.protocol.get("metric")
-    return f"validation {metric_label(str(metric))}" if metric else "validation objective"
-
-
-def _patient_prevalence(preds: pd.DataFrame | None) -> float | None:
-    if preds is None or preds.empty:
-        return None
-    patients = figure_patient_curves.pooled_patients(preds)
-    return float(patients["label"].mean())
+            claim(folder / f"{plan.name}.{ext}")
+        r.figures.append(save(fig, folder, plan.name, plan.caption))
 
 
 # -- tables on disk ---------------------------------------------------------------------------

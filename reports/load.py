@@ -72,10 +72,16 @@ class StudyTables:
         """Test predictions at the trained number of time steps (what the test metrics used),
         each slice with the decision ``threshold`` of the model that predicted it (from its
         results row; :data:`~spikebench.harness.metrics.THRESHOLD` when unknown)."""
+        pred = self.thresholded_predictions()
+        return None if pred is None else pred[pred["steps"] == pred["train_steps"]]
+
+    def thresholded_predictions(self) -> pd.DataFrame | None:
+        """Test predictions at every evaluated number of time steps, each slice with the
+        decision ``threshold`` of the model that predicted it (as :meth:`primary_predictions`),
+        so that a metric at another T is thresholded as the tables threshold it."""
         pred = self.predictions
         if pred is None or pred.empty:
             return None
-        pred = pred[pred["steps"] == pred["train_steps"]]
         thresholds = (self.results.dropna(subset=["repeat"])
                       .groupby(list(UNIT_KEYS), sort=False)["threshold"].first().reset_index())
         thresholds["repeat"] = thresholds["repeat"].astype(pred["repeat"].dtype)

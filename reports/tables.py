@@ -38,7 +38,7 @@ TRACKS = ("features", "images")
 #: also explains the counts (:data:`COST_LEGEND`); the headers keep the units.
 COST_COLUMNS = {
     "train_seconds_per_epoch": "train (s / epoch)",
-    "infer_ms_per_sample": "inference (ms)",
+    "infer_ms_per_sample": "inference (ms / sample)",
     "spikes_per_sample": "spikes",
     "synops_per_sample": "synops",
     "acs_per_sample": "ACs",

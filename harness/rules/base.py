@@ -156,7 +156,9 @@ class TrainedModel(abc.ABC):
 
     #: Time steps the model was trained with.
     train_steps: int = 1
-    #: Free-form facts about the fit: ``epochs``, ``labels_used``, ``curves`` (active learning:
+    #: Facts about the fit: ``epochs`` (the passes over the training data run, ``None`` for a
+    #: rule that does not train in epochs such as a closed-form or solver fit: the report then
+    #: leaves it out of training time per epoch), ``labels_used``, ``curves`` (active learning:
     #: list of {strategy, labels_used, val_balanced_accuracy, val_pr_auc}) ...
     info: dict[str, Any]
 

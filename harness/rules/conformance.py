@@ -230,7 +230,10 @@ def _check_on(rule: Rule, backend: str | None, params: Any, seed: int) -> np.nda
     if rule.kind == "snn":
         assert np.isfinite(counters["acs_per_sample"]), f"{where}: a spiking rule counts ACs"
     info = getattr(model, "info", {})
-    assert int(info.get("epochs", 0)) >= 1, f"{where}: model.info['epochs'] must be >= 1"
+    assert "epochs" in info, (f"{where}: model.info['epochs'] missing (the epochs run, or None "
+                              "for a rule that does not train in epochs)")
+    epochs = info["epochs"]
+    assert epochs is None or int(epochs) >= 1, f"{where}: model.info['epochs'] = {epochs!r}"
     assert int(info.get("labels_used", 0)) >= 1, f"{where}: model.info['labels_used'] missing"
     assert scored >= 1, f"{where}: never scored validation (no early stopping or selection)"
     return prob
