@@ -44,12 +44,14 @@ from .plotting import FigureFile, save
 from .render import STAR, TextTable, fmt_cost, fmt_metric, to_html, to_latex, to_markdown
 from .tables import (
     COST_LEGEND,
+    NEUROBENCH_LEGEND,
     POOL_ADDS_NOTE,
     TEST_METRICS,
     cost_columns,
     coverage_table,
     excluded_cases,
     metric_label,
+    neurobench_columns,
     protocol_items,
     splits_table,
 )
@@ -170,6 +172,8 @@ def _text_tables(r: Report) -> dict[str, TextTable]:
             [*keys, *(metric_label(c) for c in cols)], rows, bold, compact=True,
             under=_TRACK_UNDER_RULE)
         out["cost"] = _cost_table(main, keys)
+        if neurobench_columns(main, "_mean"):
+            out["neurobench"] = _neurobench_table(main, keys)
     incomplete = r.coverage[r.coverage["state"] != "complete"]
     if not incomplete.empty:
         out["coverage"] = TextTable.from_frame(
@@ -200,6 +204,16 @@ def _cost_table(main: pd.DataFrame, keys: list[str]) -> TextTable:
     return TextTable("cost", f"Cost per test sample and training time (mean ± std over {over}). "
                      f"{COST_LEGEND}{pool}.", [*keys, *costs.values()], rows, compact=True,
                      under=_TRACK_UNDER_RULE)
+
+
+def _neurobench_table(main: pd.DataFrame, keys: list[str]) -> TextTable:
+    """NeuroBench's metrics of every cell under NeuroBench's names (mean ± std)."""
+    columns = neurobench_columns(main, "_mean")
+    rows = [[*(str(rec[k]) for k in keys[:-1]), str(rec["n_repeats"]),
+             *(fmt_cost(rec[f"{c}_mean"], rec[f"{c}_std"]) for c in columns)]
+            for rec in main.to_dict("records")]
+    return TextTable("neurobench", f"{NEUROBENCH_LEGEND}.", [*keys, *columns.values()], rows,
+                     compact=True, under=_TRACK_UNDER_RULE)
 
 
 # -- figures ----------------------------------------------------------------------------------
@@ -308,7 +322,7 @@ def _markdown(r: Report, n_bootstrap: int | None, seed: int, elapsed: float) -> 
     if "coverage" in r.text_tables:
         out += [to_markdown(r.text_tables["coverage"]), ""]
     out += ["## Main table", ""]
-    for name in ("performance", "cost"):
+    for name in ("performance", "cost", "neurobench"):
         if name in r.text_tables:
             t = r.text_tables[name]
             out += [f"**{t.title}**", "", to_markdown(t), ""]
@@ -372,7 +386,7 @@ def _html(r: Report, n_bootstrap: int | None, seed: int, elapsed: float) -> str:
     if "coverage" in r.text_tables:
         parts.append(to_html(r.text_tables["coverage"]))
     parts.append('<h2 id="main">Main table</h2>')
-    for name in ("performance", "cost"):
+    for name in ("performance", "cost", "neurobench"):
         if name in r.text_tables:
             t = r.text_tables[name]
             parts += [f"<h3>{html.escape(t.title)}</h3>", to_html(t)]
