@@ -3,7 +3,7 @@
 The field quotes a network's cost under NeuroBench's names (Yik et al., "The neurobench
 framework for benchmarking neuromorphic computing algorithms and systems", Nature
 Communications 2025). spikebench computes them itself, from the network's framework-neutral
-spec and weights (:meth:`~spikebench.harness.rules.TrainedModel.export`) and the counters the
+spec and weights (``export``) and the counters the
 rule measured on the test slices; ``tests/harness/test_neurobench.py`` runs NeuroBench 2.3 on an
 snnTorch network with the same weights and input and checks every number:
 
@@ -63,7 +63,7 @@ COLUMNS = ("footprint_bytes", "connection_sparsity", "activation_sparsity",
 def network_metrics(spec: NetworkSpec,
                     weights: Sequence[tuple[torch.Tensor, torch.Tensor | None]], *,
                     steps: int, spikes_per_sample: float) -> dict[str, float]:
-    """The four metrics of :data:`COLUMNS` of the network ``spec`` with ``weights`` (one
+    """The four metrics of ``COLUMNS`` of the network ``spec`` with ``weights`` (one
     ``(W [out, in], b [out] or None)`` per layer) run for ``steps`` time steps, whose LIF layers
     fired ``spikes_per_sample`` spikes per sample in all (the rule's counter).
 
@@ -97,7 +97,7 @@ def network_metrics(spec: NetworkSpec,
 
 
 def model_metrics(model: TrainedModel, activity: Mapping[str, float]) -> dict[str, float]:
-    """:func:`network_metrics` of ``model`` when it exports a feed-forward LIF network
+    """``network_metrics`` of ``model`` when it exports a feed-forward LIF network
     (``activity``: its counters on the test slices), else nothing."""
     exported = model.export()
     spikes = activity.get("spikes_per_sample")

@@ -1,8 +1,8 @@
 """``build_report``: a study folder in, a report folder out (Markdown, HTML, CSV, LaTeX, figures).
 
-Reading (:mod:`~spikebench.reports.load`), numbers (:mod:`~spikebench.reports.tables`,
-:mod:`~spikebench.reports.stats`, :mod:`~spikebench.reports.bootstrap`), text
-(:mod:`~spikebench.reports.render`) and each figure kind (``figure_*`` modules) are separate;
+Reading (``load``), numbers (``tables``,
+``stats``, ``bootstrap``), text
+(``render``) and each figure kind (``figure_*`` modules) are separate;
 this module only wires them together and writes the files::
 
     OUT/report.md        tables in Markdown, figures linked
@@ -77,15 +77,47 @@ class Report:
 def build_report(study_dir: str | Path, out: Path | None = None, *,
                  n_bootstrap: int | None = None, seed: int = 0, primary: str | None = None,
                  figures: bool = True) -> Path:
-    """Write the report of the study in ``study_dir`` to ``out`` (default
-    ``study_dir/report``) and return ``out``. Works on partial studies (it lists what is
-    missing); raises :class:`~spikebench.reports.load.ReportError` when ``results.parquet`` is
-    missing or unreadable, or ``primary`` is not a test metric. ``figures=False`` skips the
-    figures (tables and text only: a quick look at a running study).
+    """Write the report of a study: Markdown, HTML, LaTeX and CSV tables, figures.
 
-    The report only ever replaces files an earlier report wrote (listed in
-    ``out/.spikebench-report.json``): it raises :class:`ReportError` before writing anything
-    when ``out`` holds other files, or is (or lies in the data of) the results folder."""
+    Works on partial studies (it lists what is missing). The report only ever replaces files
+    an earlier report wrote (listed in ``out/.spikebench-report.json``).
+
+    Parameters
+    ----------
+    study_dir : str or Path
+        The results folder of the study.
+    out : Path, optional
+        The report folder (default: ``study_dir/report``). It receives ``report.md``,
+        ``report.html``, ``tables/*.csv`` and ``*.tex``, ``figures/*.png`` and ``*.svg``.
+    n_bootstrap : int, optional
+        Patient-bootstrap resamples of the intervals and tests (default: the analysis plan's).
+    seed : int, default 0
+        Seed of the bootstrap.
+    primary : str, optional
+        The primary metric, a ``test_*`` column (default: the spec's pre-specified
+        ``[analysis].primary_metric``).
+    figures : bool, default True
+        ``False`` skips the figures (tables and text only: a quick look at a running study).
+
+    Returns
+    -------
+    Path
+        ``out``.
+
+    Raises
+    ------
+    ReportError
+        ``results.parquet`` is missing or unreadable, ``primary`` is not a test metric, or
+        ``out`` holds files an earlier report did not write or is (or lies in the data of) the
+        results folder; raised before anything is written.
+
+    Examples
+    --------
+    >>> from spikebench.reports import build_report
+    >>> report = build_report("results/demo")  # doctest: +SKIP
+    >>> sorted(p.name for p in report.iterdir())  # doctest: +SKIP
+    ['.spikebench-report.json', 'figures', 'report.html', 'report.md', 'tables']
+    """
     if primary is not None and primary not in TEST_METRICS:
         raise ReportError(f"primary metric {primary!r} is not one of {list(TEST_METRICS)}")
     if n_bootstrap is not None and n_bootstrap < 1:
@@ -124,7 +156,7 @@ def _own_name(rel: str) -> bool:
 
 def _compute(tables: StudyTables, primary: str | None, *, n_bootstrap: int | None,
              seed: int) -> Report:
-    """The numbers (statistics from :mod:`~spikebench.reports.inference`); ``primary`` None →
+    """The numbers (statistics from ``inference``); ``primary`` None →
     the protocol's pre-specified primary metric."""
     if primary is None:
         from .analysis import analysis_plan
@@ -191,7 +223,7 @@ def _text_tables(r: Report) -> dict[str, TextTable]:
 
 
 def _cost_table(main: pd.DataFrame, keys: list[str]) -> TextTable:
-    """The cost table: the cell's ``keys``, then each cost column (:func:`cost_columns`: the
+    """The cost table: the cell's ``keys``, then each cost column (``cost_columns``: the
     pooling additions only when a row has them) as mean ± std. Headers are short and the
     caption states what is per sample and the units; ``compact`` keeps it within the page."""
     costs = cost_columns(main, "_mean")
@@ -219,7 +251,7 @@ def _neurobench_table(main: pd.DataFrame, keys: list[str]) -> TextTable:
 # -- figures ----------------------------------------------------------------------------------
 
 def _draw_figures(r: Report, folder: Path, claim: Callable[[Path], Path]) -> None:
-    """Draw every figure of :func:`~spikebench.reports.figures.figure_plans`; those without
+    """Draw every figure of ``figure_plans``; those without
     data are listed as not drawn."""
     for plan in figure_plans(r.tables, r.main, r.primary):
         fig = plan.make()
