@@ -32,6 +32,9 @@ test: install
 	$(BIN)/pip install -q --no-deps ./examples/spikebench-example-rule
 	# Norse as a real third-party NIR importer in the tests (--no-deps: it would pull a CUDA torch)
 	$(BIN)/pip install -q --no-deps "norse==1.1.0"
+	# NeuroBench cross-checks spikebench's NeuroBench metrics (--no-deps: it would pull
+	# torchaudio and tonic, which the metrics it runs do not import)
+	$(BIN)/pip install -q --no-deps "neurobench==2.3.0"
 	$(BIN)/python -m pytest -q --timeout 900 tests examples/spikebench-torchscript/tests \
 	  examples/spikebench-example-source/tests examples/spikebench-example-rule/tests
 

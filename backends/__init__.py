@@ -1,7 +1,7 @@
 """SNN backends behind one contract, discovered through the ``spikebench.backends`` entry points.
 
 Users see ``spikebench.backends.get_backend("snntorch")``; third-party packages register their
-own :class:`Backend` subclass under the same entry-point group and appear in ``spikebench
+own ``Backend`` subclass under the same entry-point group and appear in ``spikebench
 backends`` without any change here.
 """
 

@@ -1,6 +1,6 @@
 """The backend contract: one framework-neutral network spec, built and run by every backend.
 
-A *backend* turns a :class:`NetworkSpec` into a :class:`SpikingNetwork` (a ``torch.nn.Module``)
+A *backend* turns a ``NetworkSpec`` into a ``SpikingNetwork`` (a ``torch.nn.Module``)
 using its own framework's primitives. All backends implement the same neuron, pinned here so
 that the results table compares frameworks, not accidental equation differences.
 
@@ -15,7 +15,7 @@ Leaky integrate-and-fire, per layer ``l`` and time step ``t`` (``I`` = input cur
 
 The reset acts in the same step as the spike (SpikingJelly's default; snnTorch with
 ``reset_delay=False``) and the reset term is not detached from the graph. In the backward pass
-``dS/dH`` is replaced by the surrogate derivative of ``H - θ`` (:data:`SURROGATES`).
+``dS/dH`` is replaced by the surrogate derivative of ``H - θ`` (``SURROGATES``).
 
 The network's output is the last layer's spikes ``S[t]`` and charge ``H[t]`` (the membrane before
 reset, which is what a membrane-potential loss reads) for every step.
@@ -24,17 +24,22 @@ reset, which is what a membrane-potential loss reads) for every step.
 from __future__ import annotations
 
 import abc
-import dataclasses
-from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, cast
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, cast
 
 if TYPE_CHECKING:
-    from typing import Self
 
     import torch
 
 from spikebench.backends.capabilities import Capability, capability_set
 from spikebench.backends.capabilities import describe as describe_capabilities
+from spikebench.backends.networks import (  # re-exported (__all__): the built networks
+    NetworkOutput,
+    SpecT,
+    SpikingNetwork,
+    TempotronNetwork,
+    TorchModuleMethods,
+)
 from spikebench.backends.specs import (  # re-exported (__all__): the contract's values
     RESETS,
     SURROGATES,
@@ -46,127 +51,34 @@ from spikebench.backends.specs import (  # re-exported (__all__): the contract's
 from spikebench.errors import BackendError
 
 
-@dataclasses.dataclass
-class NetworkOutput:
-    """What one forward pass over ``[T, B, F]`` input returns.
-
-    ``spikes`` and ``membrane`` are the output layer's ``S[t]`` and ``H[t]``, shape ``[T, B, O]``;
-    ``layer_spike_counts`` holds, per layer, the total number of spikes in the batch (a 0-d tensor,
-    for spike and synaptic-operation statistics).
-    """
-
-    spikes: torch.Tensor
-    membrane: torch.Tensor
-    layer_spike_counts: list[torch.Tensor]
-
-
-#: The spec a network was built from: :class:`NetworkSpec` (dense) or :class:`ConvNetworkSpec`.
-SpecT = TypeVar("SpecT", bound="NetworkSpec | ConvNetworkSpec")
-
-
-class TorchModuleMethods:
-    """The ``torch.nn.Module`` methods the harness and the rules call on a built network,
-    declared for type checkers only: every concrete network also subclasses
-    ``torch.nn.Module``, which implements them (the contract stays free of a torch import)."""
-
-    if TYPE_CHECKING:
-        def parameters(self, recurse: bool = True) -> Iterator[torch.nn.Parameter]: ...
-        def named_parameters(self, prefix: str = "", recurse: bool = True,
-                             remove_duplicate: bool = True
-                             ) -> Iterator[tuple[str, torch.nn.Parameter]]: ...
-        def train(self, mode: bool = True) -> Self: ...
-        def eval(self) -> Self: ...
-        def requires_grad_(self, requires_grad: bool = True) -> Self: ...
-        def zero_grad(self, set_to_none: bool = True) -> None: ...
-        def to(self, *args: Any, **kwargs: Any) -> Self: ...
-
-
-class SpikingNetwork(TorchModuleMethods, Generic[SpecT], abc.ABC):
-    """A network built by a backend. Concrete classes also subclass ``torch.nn.Module``.
-
-    ``SpikingNetwork[NetworkSpec]`` is what :meth:`Backend.build` returns,
-    ``SpikingNetwork[ConvNetworkSpec]`` what :meth:`Backend.build_conv` returns; :attr:`spec`
-    is the spec it was built from. Weights are exchanged in one neutral format
-    (``[(W [out, in], b [out] or None), ...]`` per layer, float tensors) so the same weights can
-    be loaded into every backend.
-    """
-
-    spec: SpecT
-
-    if TYPE_CHECKING:
-        def __call__(self, x: torch.Tensor) -> NetworkOutput: ...
-
-    @abc.abstractmethod
-    def forward(self, x: torch.Tensor) -> NetworkOutput:
-        """Run all time steps of ``x`` (``[T, B, F]``) from a fresh (zero) state."""
-
-    @abc.abstractmethod
-    def get_weights(self) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
-        """Detached copies of each layer's ``(W, b)``."""
-
-    @abc.abstractmethod
-    def set_weights(self, weights: Sequence[tuple[torch.Tensor, torch.Tensor | None]]) -> None:
-        """Load ``(W, b)`` per layer (shapes must match the spec)."""
-
-
-class TempotronNetwork(TorchModuleMethods, abc.ABC):
-    """A Tempotron layer (Gütig & Sompolinsky 2006). Concrete classes also subclass ``nn.Module``.
-
-    ``forward(spike_times)`` takes one spike time per afferent, ``[B, N_in]`` in time-step units
-    (``inf`` or NaN = no spike), and returns the *unshunted* potential on the grid
-    ``t = 0, 1, ..., steps-1``::
-
-        V[t, b, o] = Σ_i weight[o, i] K(t - t_i)      K(s) = V0 (e^{-s/τ} - e^{-s/τs}) for s >= 0
-
-    with ``V0`` normalising the kernel's peak to 1 (:func:`spikebench.backends.tempotron.
-    psp_kernel`). Shunting after the first threshold crossing and the learning rule live in
-    :mod:`spikebench.harness.rules.tempotron`, identical for every backend.
-    """
-
-    steps: int
-    tau: float
-    tau_s: float
-
-    if TYPE_CHECKING:
-        def __call__(self, spike_times: torch.Tensor) -> torch.Tensor: ...
-
-        # read by the harness and the rules, never assigned: an attribute or a property
-        @property
-        def weight(self) -> torch.Tensor:
-            """``[N_out, N_in]``, an ``nn.Parameter`` (updated in place by the rules)."""
-
-    @abc.abstractmethod
-    def forward(self, spike_times: torch.Tensor) -> torch.Tensor:
-        """``[B, N_in]`` spike times -> ``[steps, B, N_out]`` potentials."""
-
-    def prepare(self, spike_times: torch.Tensor, kernel: torch.Tensor | None = None
-                ) -> Callable[[torch.Tensor], torch.Tensor]:
-        """``potential(idx)``: the unshunted potential ``[steps, len(idx), N_out]`` of patterns
-        ``idx`` (a 1-d index tensor) of ``spike_times`` ``[n, N_in]`` with the layer's weights
-        *at the time of the call*; equal to ``forward(spike_times[idx])``.
-
-        A rule that presents the same patterns for many epochs prepares them once, so that what
-        does not depend on the weights is computed once per fit and only the weight-dependent
-        part runs on every mini-batch, alike for every backend. ``kernel``: the rule's kernel
-        matrix ``K(t − t_i)`` ``[steps, n, N_in]`` of the same patterns on this layer's grid
-        (τ, τs), for a layer whose forward is that kernel times ``Wᵀ``; a layer with dynamics of
-        its own ignores it. This default keeps the spike times and calls :meth:`forward`;
-        :func:`~spikebench.backends.conformance.tempotron.check_tempotron` checks overrides."""
-        return lambda idx: self(spike_times[idx])
-
-
 class Backend(abc.ABC):
     """A pluggable SNN implementation, registered in the ``spikebench.backends`` entry-point group.
 
-    A backend declares what it can build (:attr:`capabilities`, a set of
-    :class:`~spikebench.backends.capabilities.Capability`) and builds it from spikebench's
+    A backend declares what it can build (``capabilities``, a set of
+    ``Capability``) and builds it from spikebench's
     framework-neutral specs with its own framework's primitives. It never names learning rules:
     which backend serves which rule follows from the capabilities a rule needs
-    (:mod:`spikebench.harness.rules.serving`).
+    (``spikebench.harness.rules.serving``).
 
-    Subclasses set the class attributes and implement :meth:`build` (and :meth:`build_conv` /
-    :meth:`build_tempotron` for the capabilities they declare). Run
-    :func:`spikebench.backends.conformance.check_backend` from your tests to prove conformance.
+    Subclasses set the class attributes and implement ``build`` (and ``build_conv`` /
+    ``build_tempotron`` for the capabilities they declare). Run
+    ``spikebench.backends.conformance.check_backend`` from your tests to prove conformance.
+
+    Attributes
+    ----------
+    name : str
+        The registered name (``spikebench backends`` lists it).
+    framework : str
+        The Python distribution that provides the framework, for version reporting.
+    neurons : frozenset of str
+        Neuron models it builds (``{"lif"}``).
+    resets : frozenset of str
+        Reset modes it supports (of ``RESETS``: subtract, zero, none).
+    surrogates : frozenset of str
+        Surrogate derivatives it supports (of ``SURROGATES``).
+    capabilities : frozenset of Capability
+        What it can build: ``dense_lif`` (and ``surrogate_gradients``) by default; add
+        ``conv_lif`` / ``tempotron`` with ``build_conv`` / ``build_tempotron``.
 
     Examples
     --------
@@ -182,7 +94,7 @@ class Backend(abc.ABC):
     neurons: ClassVar[frozenset[str]] = frozenset({"lif"})
     resets: ClassVar[frozenset[str]] = frozenset(RESETS)
     surrogates: ClassVar[frozenset[str]] = frozenset(SURROGATES)
-    #: What this backend can build (see :mod:`spikebench.backends.capabilities`).
+    #: What this backend can build (see ``spikebench.backends.capabilities``).
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {Capability.DENSE_LIF, Capability.SURROGATE_GRADIENTS})
 
@@ -210,7 +122,7 @@ class Backend(abc.ABC):
         Parameters
         ----------
         spec : NetworkSpec
-            The network to build; :meth:`check_supported` refuses what the backend lacks.
+            The network to build; ``check_supported`` refuses what the backend lacks.
         device : str or torch.device, default "cpu"
             Where the parameters live.
         dtype : torch.dtype, optional
@@ -250,7 +162,25 @@ class Backend(abc.ABC):
         dtype: torch.dtype | None = None,
         seed: int | None = None,
     ) -> TempotronNetwork:
-        """Build a Tempotron layer (capability ``tempotron``; see :class:`TempotronNetwork`).
+        """Build a Tempotron layer (capability ``tempotron``; see ``TempotronNetwork``).
+
+        Parameters
+        ----------
+        n_inputs, n_outputs : int
+            Afferents and output neurons.
+        steps : int
+            Time steps of the potential's grid.
+        tau : float, default 15.0
+            Membrane time constant, in steps.
+        tau_s : float, optional
+            Synaptic time constant (default ``tau / 4``).
+        device, dtype, seed
+            As for ``build``.
+
+        Returns
+        -------
+        TempotronNetwork
+            A ``torch.nn.Module`` returning the unshunted potential.
 
         Raises
         ------
@@ -267,10 +197,22 @@ class Backend(abc.ABC):
         dtype: torch.dtype | None = None,
         seed: int | None = None,
     ) -> SpikingNetwork[ConvNetworkSpec]:
-        """Build a convolutional LIF network (capability ``conv_lif``) on ``[T, B, C, S, S]``
-        input; the same weights give the same spikes on every backend
-        (:mod:`spikebench.backends.conv`, checked by
-        :func:`~spikebench.backends.conformance.conv.check_conv_backend`).
+        """Build a convolutional LIF network (capability ``conv_lif``).
+
+        The same weights give the same spikes on every backend (``spikebench.backends.conv``,
+        checked by ``check_conv_backend``).
+
+        Parameters
+        ----------
+        spec : ConvNetworkSpec
+            The network to build.
+        device, dtype, seed
+            As for ``build``.
+
+        Returns
+        -------
+        SpikingNetwork
+            A ``torch.nn.Module`` running ``[T, B, C, S, S]`` input from a zero state.
 
         Raises
         ------
@@ -295,8 +237,8 @@ class Backend(abc.ABC):
     def warm_up(self, device: str | torch.device = "cpu") -> None:
         """Pay the one-time costs (kernel builds or loads, compilation, first allocations) of
         every declared capability with a tiny build and pass, so that no timed fit pays them.
-        The harness calls it once per process and backend (:func:`~spikebench.harness.fit.
-        warm_up`); override it when a framework has other one-time costs."""
+        The harness calls it once per process and backend; override it when a framework has
+        other one-time costs."""
         import torch
 
         if Capability.DENSE_LIF in self.capabilities:
@@ -317,7 +259,18 @@ class Backend(abc.ABC):
             layer(torch.full((3, 4), 2.0, device=layer.weight.device))
 
     def check_supported(self, spec: NetworkSpec) -> None:
-        """Raise :class:`BackendError` naming the field if ``spec`` is not supported."""
+        """Refuse a spec this backend cannot build, before any work.
+
+        Parameters
+        ----------
+        spec : NetworkSpec
+            The network a rule is about to build.
+
+        Raises
+        ------
+        BackendError
+            Naming each unsupported field (neuron, reset, surrogate) and what is supported.
+        """
         problems = []
         if spec.neuron not in self.neurons:
             problems.append(f"neuron {spec.neuron!r} (supported: {sorted(self.neurons)})")
@@ -329,8 +282,14 @@ class Backend(abc.ABC):
             raise BackendError(f"backend {self.name!r} does not support " + "; ".join(problems))
 
     def describe(self) -> dict[str, Any]:
-        """Name, framework version and what the backend provides (for ``spikebench backends``
-        and ``protocol.json``)."""
+        """What the backend is and provides (for ``spikebench backends`` and
+        ``protocol.json``).
+
+        Returns
+        -------
+        dict
+            ``name``, ``version``, ``capabilities``, ``neurons``, ``resets`` and ``surrogates``.
+        """
         return {
             "name": self.name,
             "version": self.version(),
@@ -360,21 +319,21 @@ def build_seeded(factory: Callable[[], T], seed: int | None) -> T:
 
 
 class NetworkClass(Protocol):
-    """What :attr:`ModuleBackend.network_cls` is: a network class called as
+    """What ``ModuleBackend.network_cls`` is: a network class called as
     ``network_cls(spec)``."""
 
     def __call__(self, spec: NetworkSpec, /) -> SpikingNetwork[NetworkSpec]: ...
 
 
 class ConvNetworkClass(Protocol):
-    """What :attr:`ModuleBackend.conv_network_cls` gives: a class called as
+    """What ``ModuleBackend.conv_network_cls`` gives: a class called as
     ``conv_network_cls(spec)``."""
 
     def __call__(self, spec: ConvNetworkSpec, /) -> SpikingNetwork[ConvNetworkSpec]: ...
 
 
 class TempotronClass(Protocol):
-    """What :attr:`ModuleBackend.tempotron_cls` is: a layer class called as
+    """What ``ModuleBackend.tempotron_cls`` is: a layer class called as
     ``tempotron_cls(n_inputs, n_outputs, steps=, tau=, tau_s=)``."""
 
     def __call__(self, n_inputs: int, n_outputs: int, /, *, steps: int, tau: float,
@@ -382,10 +341,10 @@ class TempotronClass(Protocol):
 
 
 class ModuleBackend(Backend):
-    """A :class:`Backend` whose network and Tempotron are ``torch.nn.Module`` classes built from
-    their arguments: set :attr:`network_cls` (called as ``network_cls(spec)``) and, for the
-    Tempotron rule, :attr:`tempotron_cls` (``tempotron_cls(n_inputs, n_outputs, steps=, tau=,
-    tau_s=)``). Building checks support, seeds the initial weights (:func:`build_seeded`) and
+    """A ``Backend`` whose network and Tempotron are ``torch.nn.Module`` classes built from
+    their arguments: set ``network_cls`` (called as ``network_cls(spec)``) and, for the
+    Tempotron rule, ``tempotron_cls`` (``tempotron_cls(n_inputs, n_outputs, steps=, tau=,
+    tau_s=)``). Building checks support, seeds the initial weights (``build_seeded``) and
     moves the module to the device and dtype (float32 by default), as the built-ins do.
     """
 

@@ -1,27 +1,26 @@
 """What a backend can build: the small vocabulary that connects backends and learning rules.
 
-A backend declares the capabilities it provides (:attr:`~spikebench.backends.base.Backend.
-capabilities`); a learning rule declares the ones it needs (:attr:`~spikebench.harness.rules.
-base.Rule.needs`). A backend serves a rule exactly when it provides everything the rule needs,
-decided in one place (:mod:`spikebench.harness.rules.serving`), in the manner of
-scikit-learn's estimator tags: neither side names the other.
+A backend declares the capabilities it provides (``Backend.capabilities``); a learning rule
+declares the ones it needs (``Rule.needs``). A backend serves a rule exactly when it provides
+everything the rule needs, decided in one place (``spikebench.harness.rules.serving``), in
+the manner of scikit-learn's estimator tags: neither side names the other.
 
 ========================  =====================================================================
 capability                what the backend provides
 ========================  =====================================================================
-``dense_lif``             :meth:`~spikebench.backends.base.Backend.build`: a feed-forward LIF
-                          network (:class:`~spikebench.backends.base.NetworkSpec`) on
+``dense_lif``             ``build``: a feed-forward LIF
+                          network (``NetworkSpec``) on
                           ``[T, B, F]`` input, forward pass
 ``surrogate_gradients``   the backward pass of its networks through the spec's surrogate
                           derivative ``dS/dH`` (gradient-trained rules)
-``conv_lif``              :meth:`~spikebench.backends.base.Backend.build_conv`: a convolutional
-                          LIF network (:class:`~spikebench.backends.conv.ConvNetworkSpec`) on
+``conv_lif``              ``build_conv``: a convolutional
+                          LIF network (``ConvNetworkSpec``) on
                           ``[T, B, C, S, S]`` input
-``tempotron``             :meth:`~spikebench.backends.base.Backend.build_tempotron`: Tempotron
-                          potentials (:class:`~spikebench.backends.base.TempotronNetwork`)
+``tempotron``             ``build_tempotron``: Tempotron
+                          potentials (``TempotronNetwork``)
 ========================  =====================================================================
 
-The conformance kit (:func:`~spikebench.backends.conformance.check_backend`) checks each
+The conformance kit (``check_backend``) checks each
 declared capability against the reference engine.
 """
 
@@ -32,7 +31,31 @@ from enum import StrEnum
 
 
 class Capability(StrEnum):
-    """One thing a backend can build (module docstring)."""
+    """One thing a backend can build.
+
+    A backend declares the capabilities it provides (``Backend.capabilities``), a rule the
+    ones it needs (``Rule.needs``); a backend serves a rule when it provides them all.
+
+    Attributes
+    ----------
+    DENSE_LIF : str
+        ``"dense_lif"``: ``Backend.build``, a feed-forward LIF network on ``[T, B, F]`` input.
+    SURROGATE_GRADIENTS : str
+        ``"surrogate_gradients"``: the backward pass of its networks through the spec's
+        surrogate derivative (gradient-trained rules).
+    CONV_LIF : str
+        ``"conv_lif"``: ``Backend.build_conv``, a convolutional LIF network.
+    TEMPOTRON : str
+        ``"tempotron"``: ``Backend.build_tempotron``, Tempotron potentials.
+
+    Examples
+    --------
+    >>> from spikebench.backends.capabilities import Capability
+    >>> Capability("conv_lif") is Capability.CONV_LIF
+    True
+    >>> Capability.TEMPOTRON.description
+    'Tempotron potentials'
+    """
 
     DENSE_LIF = "dense_lif"
     SURROGATE_GRADIENTS = "surrogate_gradients"

@@ -1,29 +1,29 @@
 """Convolutional spiking networks: one framework-neutral spec, built by every backend.
 
-A :class:`ConvNetworkSpec` describes ``len(channels)`` convolutional LIF stages followed by
+A ``ConvNetworkSpec`` describes ``len(channels)`` convolutional LIF stages followed by
 dense LIF layers, on ``[T, B, C, S, S]`` input. Stage ``l`` (kernel ``k``, "same" padding
 ``k // 2``, max-pooling ``p``) and dense layer ``d`` compute the input current ::
 
     I_l[t] = MaxPool_p(Conv_k(x_l[t]; W_l) + b_l)          x_0 = input, x_{l+1} = S_l[t]
     I_d[t] = W_d flatten(x_d[t]) + b_d
 
-and every layer's neurons follow the pinned LIF equation of :mod:`spikebench.backends.base`
+and every layer's neurons follow the pinned LIF equation of ``spikebench.backends.base``
 (``H[t] = β U[t-1] + I[t]``, ``S[t] = Θ(H[t] - θ)``, reset in the same step, surrogate
 ``dS/dH``). Pooling acts on the currents, before the neurons, so spikes stay binary and every
 synaptic event of a deeper layer is an accumulate. The output is the last layer's ``S`` and
-``H`` (``[T, B, outputs]``) as for the dense networks (:class:`~spikebench.backends.base.
-NetworkOutput`).
+``H`` (``[T, B, outputs]``) as for the dense networks
+(``NetworkOutput``).
 
 Each backend that declares capability ``conv_lif`` builds it from its own primitives
-(:meth:`~spikebench.backends.base.Backend.build_conv`): ``custom`` runs ``torch``
+(``build_conv``): ``custom`` runs ``torch``
 convolutions over ``T·B`` at once and the custom engine's LIF recurrence
-(:func:`~spikebench.backends.custom.lif_recurrence_` /
-:func:`~spikebench.backends.custom.lif_backward_`, the fused C++ kernels on CPU), and its
-dense tail with :func:`~spikebench.backends.custom.lif_network`; ``snntorch``
-uses ``nn.Conv2d`` + ``snntorch.Leaky`` stepped in time (:class:`~spikebench.backends.
-snntorch_backend.SnnTorchConvNetwork`); ``spikingjelly`` uses ``layer.Conv2d`` + ``LIFNode`` in
-multi-step mode (:class:`~spikebench.backends.spikingjelly_backend.SpikingJellyConvNetwork`).
-:mod:`spikebench.backends.conformance.conv` proves them equivalent (same weights, same
+(``lif_recurrence_`` /
+``lif_backward_``, the fused C++ kernels on CPU), and its
+dense tail with ``lif_network``; ``snntorch``
+uses ``nn.Conv2d`` + ``snntorch.Leaky`` stepped in time (``SnnTorchConvNetwork``);
+``spikingjelly`` uses ``layer.Conv2d`` + ``LIFNode`` in multi-step mode
+(``SpikingJellyConvNetwork``).
+``spikebench.backends.conformance.conv`` proves them equivalent (same weights, same
 spikes). Weights are exchanged as ``[(W, b), ...]`` in layer order (conv ``W``
 ``[out, in, k, k]``, dense ``W`` ``[out, in]``).
 """
@@ -122,7 +122,7 @@ def custom_network_class() -> Any:
 
     class CustomConvNetwork(LinearLayersWeights, nn.Module, SpikingNetwork[ConvNetworkSpec]):
         """Convolutions over ``T·B`` at once, the custom engine's LIF recurrence per stage,
-        :func:`~spikebench.backends.custom.lif_network` for the dense tail."""
+        ``lif_network`` for the dense tail."""
 
         def __init__(self, spec: ConvNetworkSpec) -> None:
             super().__init__()

@@ -1,9 +1,9 @@
 """The framework-neutral network specs every backend builds: plain frozen values.
 
-:class:`NetworkSpec` describes a feed-forward LIF network, :class:`ConvNetworkSpec` a
-convolutional one; the equations they pin are in :mod:`spikebench.backends.base` (dense LIF)
-and :mod:`spikebench.backends.conv` (convolutional stages). Invalid values raise
-:class:`~spikebench.errors.BackendError` naming the field.
+``NetworkSpec`` describes a feed-forward LIF network, ``ConvNetworkSpec`` a
+convolutional one; the equations they pin are in ``spikebench.backends.base`` (dense LIF)
+and ``spikebench.backends.conv`` (convolutional stages). Invalid values raise
+``BackendError`` naming the field.
 """
 
 from __future__ import annotations
@@ -31,7 +31,43 @@ RESETS: tuple[Reset, ...] = ("subtract", "zero", "none")
 class NetworkSpec:
     """Framework-neutral description of a feed-forward LIF network.
 
-    ``sizes`` lists layer widths from input to output, e.g. ``(64, 128, 2)``: two LIF layers.
+    Every backend builds the same network from it (the equation is pinned in
+    ``spikebench.backends.base``).
+
+    Parameters
+    ----------
+    sizes : tuple of int
+        Layer widths from input to output, e.g. ``(64, 128, 2)``: two LIF layers.
+    beta : float, default 0.9
+        Membrane decay per step, in [0, 1].
+    threshold : float, default 1.0
+        Firing threshold θ (> 0).
+    reset : {"subtract", "zero", "none"}, default "subtract"
+        What a spike does to the membrane (``RESETS``).
+    surrogate : {"fast_sigmoid", "arctan", "sigmoid"}, default "fast_sigmoid"
+        Derivative that replaces ``dS/dH`` in the backward pass (``SURROGATES``).
+    slope : float, default 25.0
+        The surrogate's sharpness k (> 0).
+    neuron : str, default "lif"
+        Neuron model; backends declare the ones they build.
+    bias : bool, default True
+        Whether the linear layers have biases.
+
+    Raises
+    ------
+    BackendError
+        A value out of range, naming the field.
+
+    Examples
+    --------
+    >>> from spikebench.backends import NetworkSpec
+    >>> spec = NetworkSpec(sizes=(64, 128, 2), reset="zero")
+    >>> spec.n_layers
+    2
+    >>> NetworkSpec(sizes=(64, 2), beta=1.5)
+    Traceback (most recent call last):
+    ...
+    spikebench.errors.BackendError: NetworkSpec.beta must be in [0, 1], got 1.5
     """
 
     sizes: tuple[int, ...]
@@ -63,12 +99,50 @@ class NetworkSpec:
 
     @property
     def n_layers(self) -> int:
+        """LIF layers: ``len(sizes) - 1``."""
         return len(self.sizes) - 1
 
 
 @dataclasses.dataclass(frozen=True)
 class ConvNetworkSpec:
-    """Framework-neutral convolutional LIF network (module docstring)."""
+    """Framework-neutral description of a convolutional LIF network.
+
+    ``len(channels)`` stages (convolution ``kernel`` × ``kernel``, same padding; max-pooling
+    ``pool`` × ``pool`` of the currents; LIF neurons), then dense LIF layers ``hidden`` and
+    ``outputs`` on the flattened maps, run on ``[T, B, in_channels, image_size, image_size]``
+    input (``spikebench.backends.conv``).
+
+    Parameters
+    ----------
+    image_size : int, default 64
+        Side of the square input, in pixels.
+    in_channels : int, default 1
+        Input channels.
+    channels : tuple of int, default (8, 16)
+        Output channels of each convolutional stage.
+    kernel : int, default 3
+        Convolution kernel side (odd).
+    pool : int, default 2
+        Max-pooling window and stride of each stage.
+    hidden : tuple of int, default ()
+        Widths of the dense hidden layers.
+    outputs : int, default 2
+        Output neurons.
+    beta, threshold, reset, surrogate, slope, bias
+        The neurons' parameters, as in ``NetworkSpec``.
+
+    Raises
+    ------
+    BackendError
+        A value out of range, or an image too small for the pooling stages.
+
+    Examples
+    --------
+    >>> from spikebench.backends.specs import ConvNetworkSpec
+    >>> spec = ConvNetworkSpec(image_size=16, channels=(4, 8), hidden=(32,))
+    >>> spec.feature_size, spec.dense_sizes, spec.n_layers
+    (4, (128, 32, 2), 4)
+    """
 
     image_size: int = 64
     in_channels: int = 1
@@ -100,7 +174,7 @@ class ConvNetworkSpec:
         self.neuron_spec()  # validates the LIF parameters
 
     def neuron_spec(self) -> NetworkSpec:
-        """The neuron parameters as a dense :class:`NetworkSpec` (for the framework nodes)."""
+        """The neuron parameters as a dense ``NetworkSpec`` (for the framework nodes)."""
         return NetworkSpec(sizes=(1, 1), beta=self.beta, threshold=self.threshold,
                            reset=self.reset, surrogate=self.surrogate, slope=self.slope,
                            bias=self.bias)

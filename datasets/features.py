@@ -1,8 +1,8 @@
 """Extract the per-slice feature table of an MSD liver folder, resumably and in parallel.
 
 One row per axial slice that contains liver (``label > 0``): ``patient_id``, ``slice_idx``,
-``label``, ``lesion_mm2`` (metadata, see :data:`META_COLUMNS`) and the features of
-:mod:`spikebench.datasets.slice_features`, computed on the liver ROI only.
+``label``, ``lesion_mm2`` (metadata, see ``META_COLUMNS``) and the features of
+``spikebench.datasets.slice_features``, computed on the liver ROI only.
 
 Labels: a slice is positive when it holds at least ``min_lesion_voxels`` tumour voxels *and*
 (with ``min_lesion_mm2``) a tumour area of at least ``min_lesion_mm2`` mm². With
@@ -19,10 +19,10 @@ Nothing computed is lost, nothing that is not ours is touched:
   (``a`` and ``a.b``, ``liver_[0]`` or ``*`` cannot touch each other's cache); a zero-byte
   or unreadable cache file counts as missing. The cache stores tumour-voxel counts and areas,
   not labels, so changing the label thresholds reuses it (see
-  :mod:`spikebench.datasets.feature_cache`);
+  ``spikebench.datasets.feature_cache``);
 * ``out`` (and its cache and manifest) may not alias an input: ``dataset.json``, a listed
   volume, or anything inside the folders that hold the volumes; an existing ``out`` that
-  spikebench did not write is never overwritten (see :mod:`spikebench.datasets.feature_output`);
+  spikebench did not write is never overwritten (see ``spikebench.datasets.feature_output``);
 * the same scan listed twice (a link or a copy under another name) is refused, whatever
   ``on_error`` says: it would put one patient in train and test.
 
@@ -87,8 +87,33 @@ _ON_ERROR = ("fail", "skip")
 
 @dataclass
 class ExtractionResult:
-    """What :func:`extract_features` did: table path, counts, skipped cases, timings, and the
-    parameters recorded in the table's metadata and manifest."""
+    """What ``extract_features`` did.
+
+    Attributes
+    ----------
+    path : Path
+        The feature table written (parquet).
+    n_cases : int
+        Cases whose features are in the table.
+    n_rows : int
+        Rows of the table: one per liver slice.
+    n_positive : int
+        Rows labelled as lesion slices.
+    skipped : list of (str, str)
+        ``(patient id, reason)`` of every case left out under ``on_error="skip"``.
+    seconds : float
+        Wall time of the whole extraction.
+    read_seconds : float
+        Part of it spent reading and decompressing volumes.
+    cached_cases : int
+        Cases taken from the per-case cache instead of being read again.
+    manifest : Path or None
+        The manifest listing skipped cases (``<table>.manifest.json``), when there is one.
+    n_ambiguous_dropped : int
+        Negative slices dropped as ambiguous (``ambiguous_margin_mm2``).
+    parameters : dict
+        The labelling parameters recorded in the table's metadata and manifest.
+    """
 
     path: Path
     n_cases: int
@@ -117,22 +142,65 @@ def extract_features(root: str | Path, out: str | Path, *, workers: int = 1,
                      max_volume_voxels: int = DEFAULT_LIMITS.max_volume_voxels,
                      crops: tuple[Path, Any] | None = None,
                      ) -> ExtractionResult:
-    """Write the feature table of every training case of ``root`` to ``out`` (parquet).
+    """Write the feature table of every training case of an MSD-layout folder.
 
-    ``on_error="fail"`` raises the first case's :class:`DataError`; ``"skip"`` carries on and
-    lists each skipped case and its reason in the manifest and in the result. Problems with
-    ``dataset.json`` itself, with the output location, and the same scan under two names
-    always raise. ``workers > 1`` uses a process pool (:mod:`spikebench.datasets.case_pool`:
-    forked on Linux, one numpy thread per worker), fed the largest cases first.
+    One row per liver slice (ROI = the liver label as a whole, ``label > 0``): ``patient_id``,
+    ``slice_idx``, ``label`` (lesion slice or not) and the features, computed on the liver ROI
+    only. Features are cached per case, so an interrupted extraction resumes where it stopped.
 
-    ``min_lesion_voxels`` / ``min_lesion_mm2``: a slice is positive when both hold (see the
-    module docstring); ``ambiguous_margin_mm2`` drops the negative slices with some tumour
-    within that margin below ``min_lesion_mm2``. ``max_slice_voxels`` / ``max_volume_voxels``
-    bound what a volume header may declare (checked before anything is allocated).
+    Parameters
+    ----------
+    root : str or Path
+        The folder holding ``dataset.json`` (the release, or ``write_phantom``'s output).
+    out : str or Path
+        The feature table to write (parquet); never overwrites a file spikebench did not
+        write.
+    workers : int, default 1
+        Processes reading volumes in parallel (forked on Linux, one numpy thread each, fed
+        the largest cases first).
+    min_lesion_voxels : int, default 1
+        Tumour voxels a slice needs to be a lesion slice.
+    on_error : {"fail", "skip"}, default "fail"
+        ``"fail"`` raises the first bad case's ``DataError``; ``"skip"`` carries on and lists
+        each skipped case and its reason in the manifest and in the result.
+    progress : bool, default False
+        Show a progress bar.
+    min_lesion_mm2 : float, optional
+        Tumour area (mm²) a slice also needs to be a lesion slice.
+    ambiguous_margin_mm2 : float, optional
+        Drop the negative slices whose tumour area lies within this margin below
+        ``min_lesion_mm2`` (neither clearly tumour-free nor clearly positive).
+    max_slice_voxels, max_volume_voxels : int
+        Bounds on what a volume header may declare, checked before anything is allocated.
+    crops : tuple of (Path, CropSettings), optional
+        Also cut each case's liver crops in the same read of its volumes and cache them in
+        that folder (what ``spikebench.datasets.crops.extract_crops`` would write).
 
-    ``crops = (folder, CropSettings)``: a case whose features are computed here has its liver
-    crops cut in the same read of its volumes and cached in ``folder`` (what
-    :func:`spikebench.datasets.crops.extract_crops` would write; it then reads nothing).
+    Returns
+    -------
+    ExtractionResult
+        The table's path, counts, skipped cases and timings.
+
+    Raises
+    ------
+    DataError
+        A bad case (under ``on_error="fail"``), a problem with ``dataset.json`` itself, the
+        same scan under two names, or an argument out of range.
+    OutputError
+        ``out`` cannot be written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from spikebench.datasets.phantom import write_phantom
+    >>> from spikebench.datasets.features import extract_features
+    >>> tmp = Path(tempfile.mkdtemp())
+    >>> data = write_phantom(tmp / "phantom", cases=2, test_cases=0, shape=(32, 32),
+    ...                      slices=(6, 6))
+    >>> result = extract_features(data, tmp / "features.parquet")
+    >>> result.n_cases, result.n_rows == len(__import__("pandas").read_parquet(result.path))
+    (2, True)
     """
     t0 = time.perf_counter()
     _check_arguments(on_error, workers, min_lesion_voxels)
@@ -235,7 +303,7 @@ def _labelled_cases(root: Path, all_cases: list[Case]) -> list[Case]:
 
 
 def _check_output_path(root: Path, out: Path, all_cases: list[Case]) -> None:
-    """:func:`_check_output`, with an OS refusal to inspect the path as one DataError."""
+    """``_check_output``, with an OS refusal to inspect the path as one DataError."""
     try:
         _check_output(root, out, all_cases)
     except OSError as exc:
@@ -336,7 +404,7 @@ def extract_case(case: Case, cache_path: Path, limits: VolumeLimits = DEFAULT_LI
                  crops: tuple[Path, Any] | None = None) -> tuple[str, str, str, float]:
     """Compute and cache one case (and, with ``crops = (folder, CropSettings)``, its crops in
     the same read); returns ``(patient_id, "ok", cache path, read seconds)`` or
-    ``(patient_id, "error", message, read seconds)`` for a :class:`DataError` in the case's
+    ``(patient_id, "error", message, read seconds)`` for a ``DataError`` in the case's
     files. A failure to write the cache raises (it is not the case's fault)."""
     # Hostile values overflow silently here and are refused by the finiteness checks below,
     # with a message naming the file, instead of numpy's RuntimeWarnings.

@@ -16,12 +16,12 @@ Generation is vectorised numpy (one pass per volume, no voxel loops) so real-siz
 (512×512×100) take about a second each. Output is byte-deterministic given ``seed``: gzip is
 written with ``mtime=0`` and no file name.
 
-Ownership: the folder gets a marker, :data:`MARKER` (``.spikebench-phantom.json``), holding
+Ownership: the folder gets a marker, ``MARKER`` (``.spikebench-phantom.json``), holding
 the generation parameters, written *before* any volume and marked complete after
-``dataset.json``. :func:`write_phantom` never writes into a folder holding an MSD layout
+``dataset.json``. ``write_phantom`` never writes into a folder holding an MSD layout
 without that marker (someone else's data), reuses a complete phantom made with the same
 parameters, and refuses one made with other parameters, naming what changed. Every file is
-written to a unique temporary name and renamed into place (:mod:`spikebench.io`), so two
+written to a unique temporary name and renamed into place (``spikebench.io``), so two
 processes generating the same phantom at once both succeed and leave a valid folder.
 """
 
@@ -51,15 +51,55 @@ _LAYOUT = ("dataset.json", "imagesTr", "labelsTr", "imagesTs")
 def write_phantom(out: str | Path, cases: int = 12, *, seed: int = 0,
                   shape: tuple[int, int] = (96, 96), slices: tuple[int, int] = (24, 48),
                   test_cases: int = 2, quirks: bool = True, progress: bool = False) -> Path:
-    """Write ``cases`` labelled + ``test_cases`` unlabelled synthetic volumes to ``out``.
+    """Write a synthetic CT data set in the Medical Segmentation Decathlon Task03 layout.
 
-    Layout: ``dataset.json``, ``imagesTr/liver_K.nii.gz``, ``labelsTr/liver_K.nii.gz``,
-    ``imagesTs/liver_K.nii.gz`` (test patients numbered after the training ones). ``slices``
-    is the inclusive range of slice counts drawn per volume. Returns ``out``.
+    The layout is ``dataset.json``, ``imagesTr/liver_K.nii.gz``, ``labelsTr/liver_K.nii.gz``
+    and ``imagesTs/liver_K.nii.gz`` (test patients numbered after the training ones). Half of
+    the training patients (rounded up) have lesions. A complete phantom with the same
+    parameters already in ``out`` is reused as it is.
 
-    A complete phantom with the same parameters already in ``out`` is reused as it is; a
-    phantom with other parameters, or an MSD layout spikebench did not write, is refused
-    with a :class:`DataError` (pick a new folder).
+    Parameters
+    ----------
+    out : str or Path
+        The folder to write.
+    cases : int, default 12
+        Labelled (training) volumes.
+    seed : int, default 0
+        Seed of every random choice: the same arguments give the same files.
+    shape : tuple of int, default (96, 96)
+        In-plane size of every slice, in voxels (at least 32 × 32).
+    slices : tuple of int, default (24, 48)
+        Inclusive range of the slice counts drawn per volume (at least 4).
+    test_cases : int, default 2
+        Unlabelled volumes in ``imagesTs/``, as the real release has.
+    quirks : bool, default True
+        Reproduce the real release's traps a reader must survive: macOS ``._*`` files beside
+        the volumes, ``scl_slope``/``scl_inter`` or float32 storage, affines flipping an axis.
+    progress : bool, default False
+        Show a progress bar.
+
+    Returns
+    -------
+    Path
+        ``out``.
+
+    Raises
+    ------
+    DataError
+        Arguments out of range, or ``out`` holds a phantom with other parameters or an MSD
+        layout spikebench did not write (pick a new folder).
+
+    Examples
+    --------
+    >>> import json, tempfile
+    >>> from pathlib import Path
+    >>> from spikebench.datasets.phantom import write_phantom
+    >>> out = write_phantom(Path(tempfile.mkdtemp()) / "phantom", cases=2, test_cases=0,
+    ...                     shape=(32, 32), slices=(4, 4))
+    >>> sorted(p.name for p in (out / "imagesTr").glob("liver_*.nii.gz"))
+    ['liver_0.nii.gz', 'liver_1.nii.gz']
+    >>> json.loads((out / "dataset.json").read_text())["numTraining"]
+    2
     """
     if cases < 1 or test_cases < 0:
         raise DataError(f"phantom: need cases >= 1 and test_cases >= 0, got {cases}, "

@@ -1,6 +1,6 @@
 """Load and validate a feature table (extracted, or supplied by the user) before any training.
 
-Every problem is one :class:`~spikebench.errors.DataError` naming the file and the columns at
+Every problem is one ``DataError`` naming the file and the columns at
 fault, raised here rather than deep inside a training loop. Decisions:
 
 * Columns other than the label, the group, ``patient_id`` and ``slice_idx`` are features
@@ -19,7 +19,7 @@ fault, raised here rather than deep inside a training loop. Decisions:
   ``1`` are three patients, never one integer.
 * ``lesion_mm2`` (tumour area per slice, written by ``spikebench extract``) is ground-truth
   metadata, like the label: it is never a feature, and is exposed as
-  :attr:`FeatureTable.lesion_mm2`.
+  ``FeatureTable.lesion_mm2``.
 * Finiteness is checked after every cast: a value finite in float64 that overflows the
   float32 of ``X`` is an error naming the column, not an ``inf`` handed to a model.
 """

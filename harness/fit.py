@@ -109,16 +109,22 @@ class Evaluation:
 
 def evaluate_test(model: TrainedModel, view: View, threshold: float = 0.5) -> Evaluation:
     """Test metrics (thresholded ones at ``threshold``, chosen on validation), inference
-    time and cost counters of a fitted model (the test rows are read once)."""
+    time and cost counters of a fitted model (the test rows are read once): the rule's
+    counters and, for a feed-forward LIF network, NeuroBench's footprint, connection and
+    activation sparsity and dense synaptic operations
+    (:mod:`~spikebench.harness.network_metrics`)."""
     from spikebench.harness.metrics import all_metrics
+    from spikebench.harness.network_metrics import model_metrics
 
     test = view.test
     started = time.perf_counter()
     prob = model.predict_proba(test.X)
     infer_ms = 1000 * (time.perf_counter() - started) / max(len(test), 1)
+    activity = dict(model.activity(test.X))
+    activity.update(model_metrics(model, activity))
     return Evaluation(
         metrics=all_metrics(test.y, prob, test.groups, "test_", threshold=threshold),
-        activity=model.activity(test.X), infer_ms_per_sample=infer_ms, threshold=threshold)
+        activity=activity, infer_ms_per_sample=infer_ms, threshold=threshold)
 
 
 def eval_steps(model: TrainedModel, multiples: list[float]) -> list[int]:

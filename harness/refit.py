@@ -156,7 +156,7 @@ def result_row(plan: CellPlan, fold: Fold, result: FitResult, measured: Evaluati
     """The results.parquet row of one refit (``measured``: what
     :func:`spikebench.harness.fit.evaluate_test` measured on the fold's test rows)."""
     model = result.model
-    epochs = model.info.get("epochs") or 1
+    epochs = model.info.get("epochs")  # None: the rule does not train in epochs
     info_params = model.info.get("params") if plan.kind == "reference" else None
     activity = dict(measured.activity)  # the counters with a column of their own, then others
     return ResultRow(
@@ -167,7 +167,7 @@ def result_row(plan: CellPlan, fold: Fold, result: FitResult, measured: Evaluati
         train_steps=int(getattr(model, "train_steps", 1)), device=str(plan.device),
         epochs=epochs, train_seconds=result.train_seconds,
         warmup_seconds=result.warmup_seconds, threshold=measured.threshold,
-        train_seconds_per_epoch=result.train_seconds / epochs,
+        train_seconds_per_epoch=result.train_seconds / epochs if epochs else None,
         infer_ms_per_sample=measured.infer_ms_per_sample,
         spikes_per_sample=activity.pop("spikes_per_sample", None),
         acs_per_sample=activity.pop("acs_per_sample", None),

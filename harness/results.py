@@ -78,11 +78,11 @@ class ResultRow:
     best_val: float | None = None    # that trial's objective value
     train_steps: int | None = None   # time steps T the network was trained with
     device: str | None = None        # "cpu" / "cuda:0"
-    epochs: int | None = None        # epochs actually run in the refit
+    epochs: int | None = None        # epochs run in the refit (None: not trained in epochs)
     train_seconds: float | None = None   # wall time of the refit (one-time costs excluded)
     warmup_seconds: float | None = None  # one-time cost paid before it (kernel build...)
     threshold: float | None = None   # decision threshold of the thresholded metrics (validation)
-    train_seconds_per_epoch: float | None = None
+    train_seconds_per_epoch: float | None = None  # None for a rule without epochs
     infer_ms_per_sample: float | None = None  # test inference wall time per slice
     spikes_per_sample: float | None = None    # all layers' spikes per test slice at train_steps
     acs_per_sample: float | None = None       # accumulates per test slice (binary spike inputs)

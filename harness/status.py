@@ -27,6 +27,11 @@ def study_status(target: str | Path, storage: str | None = None) -> pd.DataFrame
     from spikebench.harness.storage import open_storage, storage_url
 
     target = Path(target)
+    if not target.exists():
+        if target.suffix == ".toml":
+            raise SpecError(f"{target}: study spec not found")
+        raise DataError(f"results folder {target} does not exist; pass the --out folder of "
+                        "`spikebench study run` (or a spec file with --storage)")
     if target.is_dir():
         folder = ResultsFolder(target)
         if not folder.spec_file.exists():

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from spikebench.errors import SpecError, SpikebenchError
 from spikebench.harness.data import StudyData, load_study_data
-from spikebench.harness.folder import ResultsFolder
+from spikebench.harness.folder import ResultsFolder, spec_identity
 from spikebench.harness.plan import CellPlan, inputs_available, plan_cells
 from spikebench.harness.protocol import Fold, make_folds
 from spikebench.harness.spec import StudySpec, load_spec, parse_spec
@@ -101,6 +101,7 @@ def work(session: Session, *, worker: int = 0, progress: bool = False) -> None:
 
     search = session.spec.search
     storage = _open(session)
+    identity = study_identity(session)
     refitter = Refitter(session.folder, session.data, storage, search,
                         session.spec.study.eval_steps)
     for plan in session.plans:
@@ -113,7 +114,7 @@ def work(session: Session, *, worker: int = 0, progress: bool = False) -> None:
         try:
             for fold in plan.studies().values():
                 tune(plan, fold, session.data, storage, search, worker=worker,
-                     progress=progress)
+                     progress=progress, identity=identity)
         except StorageError:
             raise  # the storage, not this cell, is at fault: stop the run
         except SpikebenchError as exc:
@@ -121,6 +122,14 @@ def work(session: Session, *, worker: int = 0, progress: bool = False) -> None:
     runnable = [p for p in session.plans if not session.folder.has(
         session.folder.cell_failure(p.key)) or p.kind == "reference"]
     run_refits(refitter, runnable, poll_seconds=search.poll_seconds, progress=progress)
+
+
+def study_identity(session: Session) -> dict[str, str]:
+    """The run's identity as every Optuna study of it records it (optuna-dashboard shows it):
+    the hashes of identity.json and the protocol scheme."""
+    return {"spec_sha256": spec_identity(session.spec)[0],
+            "data_sha256": str(session.data.info.get("sha256", "")),
+            "scheme": session.spec.split.scheme}
 
 
 def _open(session: Session) -> BaseStorage:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from spikebench.errors import RuleError, SpikebenchError
 from spikebench.harness.data import StudyData, make_view
@@ -35,9 +35,32 @@ ObjectiveValue = float | tuple[float, float]
 TRIAL_ERRORS = (SpikebenchError, ValueError, RuntimeError, FloatingPointError)
 
 
+def study_attributes(plan: CellPlan, fold: Fold, identity: Mapping[str, Any] | None = None
+                     ) -> dict[str, Any]:
+    """What optuna-dashboard shows as a study's "user attributes": where the study belongs
+    (``cell``, ``backend``, ``rule``, ``repeat``, ``fold``: the protocol's study key, "" for a
+    cell's single study), how it is scored (``metric``, ``threshold_rule``), its ``seed``, the
+    run's ``identity`` (``spec_sha256``, ``data_sha256``, ``scheme``: the values of the results
+    folder's identity.json), and every parameter the search does not tune, as
+    ``fixed.<name>`` (the dashboard's trial table lists the tuned ones only). Values are
+    JSON values (tuples become lists), as the storage returns them."""
+    import json
+
+    from spikebench.harness.space import Fixed
+
+    attrs: dict[str, Any] = {
+        "cell": plan.label, "backend": plan.backend, "rule": plan.rule,
+        "repeat": fold.repeat, "fold": fold.study, "metric": plan.metric,
+        "threshold_rule": plan.threshold_rule, "seed": plan.seed, **(identity or {}),
+        **{f"fixed.{name}": p.value for name, p in plan.space.items() if isinstance(p, Fixed)}}
+    return dict(json.loads(json.dumps(attrs, default=str)))
+
+
 def open_study(plan: CellPlan, fold: Fold, storage: BaseStorage, search: SearchTable, *,
-               worker: int = 0) -> optuna.Study:
-    """Create or load the Optuna study that tunes ``plan`` on ``fold``."""
+               worker: int = 0, identity: Mapping[str, Any] | None = None) -> optuna.Study:
+    """Create or load the Optuna study that tunes ``plan`` on ``fold``, with its objective's
+    name and :func:`study_attributes` (``identity``: the run's hashes and scheme) set for
+    optuna-dashboard; an attribute is written only when missing or changed."""
     import optuna
 
     from spikebench.harness.pruners import make_pruner
@@ -58,7 +81,14 @@ def open_study(plan: CellPlan, fold: Fold, storage: BaseStorage, search: SearchT
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(names)
+    stored = study.user_attrs
+    for key, value in study_attributes(plan, fold, identity).items():
+        if stored.get(key, _MISSING) != value:
+            study.set_user_attr(key, value)
     return study
+
+
+_MISSING = object()
 
 
 def make_objective(plan: CellPlan, fold: Fold, data: StudyData, search: SearchTable
@@ -107,8 +137,10 @@ def make_objective(plan: CellPlan, fold: Fold, data: StudyData, search: SearchTa
 
 
 def tune(plan: CellPlan, fold: Fold, data: StudyData, storage: BaseStorage,
-         search: SearchTable, *, worker: int = 0, progress: bool = False) -> None:
-    """Run trials of ``plan`` on ``fold`` until its study has ``plan.trials`` finished ones.
+         search: SearchTable, *, worker: int = 0, progress: bool = False,
+         identity: Mapping[str, Any] | None = None) -> None:
+    """Run trials of ``plan`` on ``fold`` until its study has ``plan.trials`` finished ones
+    (``identity``: see :func:`open_study`).
 
     Every pass either runs a trial or waits for trials other workers are running; those are
     alive as long as their heartbeats are (a silent one is failed and re-queued after
@@ -121,7 +153,7 @@ def tune(plan: CellPlan, fold: Fold, data: StudyData, storage: BaseStorage,
     from spikebench.harness.progress import WaitNotice, bar
     from spikebench.harness.storage import fail_stale_trials
 
-    study = open_study(plan, fold, storage, search, worker=worker)
+    study = open_study(plan, fold, storage, search, worker=worker, identity=identity)
     objective = make_objective(plan, fold, data, search)
     finished = (TrialState.COMPLETE, TrialState.PRUNED)
     waiting, label = WaitNotice(), f"{plan.label} {fold.study}".strip()

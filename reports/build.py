@@ -1,8 +1,8 @@
 """``build_report``: a study folder in, a report folder out (Markdown, HTML, CSV, LaTeX, figures).
 
-Reading (:mod:`~spikebench.reports.load`), numbers (:mod:`~spikebench.reports.tables`,
-:mod:`~spikebench.reports.stats`, :mod:`~spikebench.reports.bootstrap`), text
-(:mod:`~spikebench.reports.render`) and each figure kind (``figure_*`` modules) are separate;
+Reading (``load``), numbers (``tables``,
+``stats``, ``bootstrap``), text
+(``render``) and each figure kind (``figure_*`` modules) are separate;
 this module only wires them together and writes the files::
 
     OUT/report.md        tables in Markdown, figures linked
@@ -20,26 +20,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from spikebench.harness.folder import ResultsFolder
 from spikebench.io import atomic_write_text
 
-from . import (
-    figure_confusion,
-    figure_heatmap,
-    figure_history,
-    figure_importance,
-    figure_labels,
-    figure_pareto,
-    figure_patient_curves,
-    figure_steps,
-    figure_training_time,
-)
 from .bootstrap import CONFIDENCE
 from .cross_track import cross_track_lines
+from .figures import figure_plans
 from .folder import ReportFolder
 from .inference import (
     CROSS_TRACK_TABLES,
@@ -55,18 +44,17 @@ from .plotting import FigureFile, save
 from .render import STAR, TextTable, fmt_cost, fmt_metric, to_html, to_latex, to_markdown
 from .tables import (
     COST_LEGEND,
+    NEUROBENCH_LEGEND,
     POOL_ADDS_NOTE,
     TEST_METRICS,
     cost_columns,
     coverage_table,
     excluded_cases,
     metric_label,
+    neurobench_columns,
     protocol_items,
     splits_table,
 )
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 
 @dataclass
@@ -90,17 +78,49 @@ def build_report(study_dir: str | Path, out: Path | None = None, *,
                  n_bootstrap: int | None = None, seed: int | None = None,
                  primary: str | None = None,
                  figures: bool = True) -> Path:
-    """Write the report of the study in ``study_dir`` to ``out`` (default
-    ``study_dir/report``) and return ``out``. Works on partial studies (it lists what is
-    missing); raises :class:`~spikebench.reports.load.ReportError` when ``results.parquet`` is
-    missing or unreadable, or ``primary`` is not a test metric. ``figures=False`` skips the
-    figures (tables and text only: a quick look at a running study). ``n_bootstrap`` and
-    ``seed`` (of the patient resamples) default to the study's pre-specified
-    ``[analysis].n_bootstrap`` and ``[analysis].bootstrap_seed``; the report states both.
+    """Write the report of a study: Markdown, HTML, LaTeX and CSV tables, figures.
 
-    The report only ever replaces files an earlier report wrote (listed in
-    ``out/.spikebench-report.json``): it raises :class:`ReportError` before writing anything
-    when ``out`` holds other files, or is (or lies in the data of) the results folder."""
+    Works on partial studies (it lists what is missing). The report only ever replaces files
+    an earlier report wrote (listed in ``out/.spikebench-report.json``).
+
+    Parameters
+    ----------
+    study_dir : str or Path
+        The results folder of the study.
+    out : Path, optional
+        The report folder (default: ``study_dir/report``). It receives ``report.md``,
+        ``report.html``, ``tables/*.csv`` and ``*.tex``, ``figures/*.png`` and ``*.svg``.
+    n_bootstrap : int, optional
+        Patient-bootstrap resamples of the intervals and tests (default: the study's
+        pre-specified ``[analysis].n_bootstrap``).
+    seed : int, optional
+        Seed of the patient resamples (default: the study's ``[analysis].bootstrap_seed``).
+        The report states both.
+    primary : str, optional
+        The primary metric, a ``test_*`` column (default: the spec's pre-specified
+        ``[analysis].primary_metric``).
+    figures : bool, default True
+        ``False`` skips the figures (tables and text only: a quick look at a running study).
+
+    Returns
+    -------
+    Path
+        ``out``.
+
+    Raises
+    ------
+    ReportError
+        ``results.parquet`` is missing or unreadable, ``primary`` is not a test metric, or
+        ``out`` holds files an earlier report did not write or is (or lies in the data of) the
+        results folder; raised before anything is written.
+
+    Examples
+    --------
+    >>> from spikebench.reports import build_report
+    >>> report = build_report("results/demo")  # doctest: +SKIP
+    >>> sorted(p.name for p in report.iterdir())  # doctest: +SKIP
+    ['.spikebench-report.json', 'figures', 'report.html', 'report.md', 'tables']
+    """
     if primary is not None and primary not in TEST_METRICS:
         raise ReportError(f"primary metric {primary!r} is not one of {list(TEST_METRICS)}")
     if n_bootstrap is not None and n_bootstrap < 1:
@@ -139,7 +159,7 @@ def _own_name(rel: str) -> bool:
 
 def _compute(tables: StudyTables, primary: str | None, *, n_bootstrap: int | None,
              seed: int | None) -> Report:
-    """The numbers (statistics from :mod:`~spikebench.reports.inference`); ``primary`` None →
+    """The numbers (statistics from ``inference``); ``primary`` None →
     the protocol's pre-specified primary metric."""
     if primary is None:
         from .analysis import analysis_plan
@@ -187,6 +207,8 @@ def _text_tables(r: Report) -> dict[str, TextTable]:
             [*keys, *(metric_label(c) for c in cols)], rows, bold, compact=True,
             under=_TRACK_UNDER_RULE)
         out["cost"] = _cost_table(main, keys)
+        if neurobench_columns(main, "_mean"):
+            out["neurobench"] = _neurobench_table(main, keys)
     incomplete = r.coverage[r.coverage["state"] != "complete"]
     if not incomplete.empty:
         out["coverage"] = TextTable.from_frame(
@@ -204,7 +226,7 @@ def _text_tables(r: Report) -> dict[str, TextTable]:
 
 
 def _cost_table(main: pd.DataFrame, keys: list[str]) -> TextTable:
-    """The cost table: the cell's ``keys``, then each cost column (:func:`cost_columns`: the
+    """The cost table: the cell's ``keys``, then each cost column (``cost_columns``: the
     pooling additions only when a row has them) as mean ± std. Headers are short and the
     caption states what is per sample and the units; ``compact`` keeps it within the page."""
     costs = cost_columns(main, "_mean")
@@ -219,67 +241,29 @@ def _cost_table(main: pd.DataFrame, keys: list[str]) -> TextTable:
                      under=_TRACK_UNDER_RULE)
 
 
+def _neurobench_table(main: pd.DataFrame, keys: list[str]) -> TextTable:
+    """NeuroBench's metrics of every cell under NeuroBench's names (mean ± std)."""
+    columns = neurobench_columns(main, "_mean")
+    rows = [[*(str(rec[k]) for k in keys[:-1]), str(rec["n_repeats"]),
+             *(fmt_cost(rec[f"{c}_mean"], rec[f"{c}_std"]) for c in columns)]
+            for rec in main.to_dict("records")]
+    return TextTable("neurobench", f"{NEUROBENCH_LEGEND}.", [*keys, *columns.values()], rows,
+                     compact=True, under=_TRACK_UNDER_RULE)
+
+
 # -- figures ----------------------------------------------------------------------------------
 
 def _draw_figures(r: Report, folder: Path, claim: Callable[[Path], Path]) -> None:
-    t = r.tables
-    preds = t.primary_predictions()
-    prevalence = _patient_prevalence(preds)
-    primary = r.primary
-    objective = _objective_label(t)
-    multi = figure_pareto.is_multi_objective(t.trials)
-    history = figure_history.data(t.trials)
-    plans: list[tuple[str, str, Callable[[], Figure | None]]] = [
-        ("heatmap", f"Backend × rule heatmap of test {metric_label(primary)} (SNN cells).",
-         lambda: figure_heatmap.draw(*figure_heatmap.data(r.main, primary), primary)),
-        ("optimisation_history", figure_history.caption(history, objective),
-         lambda: figure_history.draw(history, objective)),
-        ("parameter_importance", "Hyper-parameter importance per cell (η² main effects, "
-         "see Methods).", lambda: figure_importance.draw(figure_importance.data(t.trials))),
-        ("pareto", f"{objective[0].upper()}{objective[1:]} of every tuning trial and test "
-         f"{metric_label(primary)} of every cell vs synaptic operations per sample"
-         + (" with the Pareto front." if multi else " (single objective: no Pareto front)."),
-         lambda: figure_pareto.draw(figure_pareto.trial_points(t.trials),
-                                    figure_pareto.cell_points(r.main, primary), primary,
-                                    multi=multi, objective=objective)),
-        ("training_time", "Training seconds per epoch per backend and rule.",
-         lambda: figure_training_time.draw(figure_training_time.data(r.main))),
-        ("patient_roc_pr", "Patient-level ROC and precision–recall curves, each pooling the "
-         "test patients of all repeats (patient score = max slice probability; dotted grey: "
-         "chance). The legend quotes the main table's mean over repeats, not the area under "
-         "the pooled curve.",
-         lambda: figure_patient_curves.draw(figure_patient_curves.data(preds), prevalence,
-                                            figure_patient_curves.table_areas(r.main))),
-        ("confusion", "Slice-level confusion matrices at threshold 0.5 (all repeats).",
-         lambda: figure_confusion.draw(figure_confusion.data(preds))),
-        ("inference_steps", "Test metrics vs time steps at inference (trained T ringed).",
-         lambda: figure_steps.draw(figure_steps.data(t.predictions, primary))),
-        ("labels_used", "Active learning: validation metrics vs labels used per strategy.",
-         lambda: figure_labels.draw(figure_labels.data(t.curves))),
-    ]
-    for name, caption, make in plans:
-        fig = make()
+    """Draw every figure of ``figure_plans``; those without
+    data are listed as not drawn."""
+    for plan in figure_plans(r.tables, r.main, r.primary):
+        fig = plan.make()
         if fig is None:
-            r.missing_figures.append(name)
+            r.missing_figures.append(plan.name)
             continue
         for ext in ("png", "svg"):
-            claim(folder / f"{name}.{ext}")
-        r.figures.append(save(fig, folder, name, caption))
-
-
-def _objective_label(t: StudyTables) -> str:
-    """``validation PR-AUC``: the metric Optuna maximised (the spec's ``[study].metric``)."""
-    study = t.spec.get("study")
-    study = study if isinstance(study, dict) else {}
-    metric = study.get("metric") or t.protocol.get("metric")
-    return f"validation {metric_label(str(metric))}" if metric else "validation objective"
-
-
-def _patient_prevalence(preds: pd.DataFrame | None) -> float | None:
-    if preds is None or preds.empty:
-        return None
-    patients = figure_patient_curves.pooled_patients(preds)
-    return float(patients["label"].mean())
+            claim(folder / f"{plan.name}.{ext}")
+        r.figures.append(save(fig, folder, plan.name, plan.caption))
 
 
 # -- tables on disk ---------------------------------------------------------------------------
@@ -373,7 +357,7 @@ def _markdown(r: Report, elapsed: float) -> str:
     if "coverage" in r.text_tables:
         out += [to_markdown(r.text_tables["coverage"]), ""]
     out += ["## Main table", ""]
-    for name in ("performance", "cost"):
+    for name in ("performance", "cost", "neurobench"):
         if name in r.text_tables:
             t = r.text_tables[name]
             out += [f"**{t.title}**", "", to_markdown(t), ""]
@@ -437,7 +421,7 @@ def _html(r: Report, elapsed: float) -> str:
     if "coverage" in r.text_tables:
         parts.append(to_html(r.text_tables["coverage"]))
     parts.append('<h2 id="main">Main table</h2>')
-    for name in ("performance", "cost"):
+    for name in ("performance", "cost", "neurobench"):
         if name in r.text_tables:
             t = r.text_tables[name]
             parts += [f"<h3>{html.escape(t.title)}</h3>", to_html(t)]

@@ -9,6 +9,13 @@ A single-objective study optimised the metric alone, so no trade-off front is dr
 For a multi-objective study (``[search].minimize``) the drawn front is recomputed from the
 plotted points: a point is on it when no other point has at most its operations and at least
 its metric, one of them strictly.
+
+Coincident points are the common case, not the exception: seeded backends are numerically
+equal, so one configuration trained on three backends gives three identical points. Alpha
+cannot show three identical markers and jitter would move points off their values (on a log
+axis, by an amount that depends on where they are), so each backend's markers have their own
+size, drawn largest first (:func:`marker_scale`): coincident points show as concentric rings
+in every backend's colour, each at its exact position.
 """
 
 from __future__ import annotations
@@ -24,6 +31,13 @@ from .plotting import colour_map, log_axis, new_figure
 from .tables import metric_label
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+
+
+def marker_scale(backends: list[str]) -> dict[str, float]:
+    """Backend → marker size factor: the first backend's markers are the largest (drawn first,
+    underneath), each next one 0.7 × smaller in diameter, so that points of several backends at
+    one position stay visible as rings."""
+    return {b: 0.7 ** -(len(backends) - 1 - i) for i, b in enumerate(backends)}
 
 
 def pareto_mask(cost: np.ndarray, score: np.ndarray) -> np.ndarray:
@@ -96,7 +110,9 @@ def draw(trials: pd.DataFrame, cells: pd.DataFrame, primary: str, *, multi: bool
         return None
     both = pd.concat([trials[["backend", "rule"]] if not trials.empty else None,
                       cells[["backend", "rule"]] if not cells.empty else None])
-    colours = colour_map(list(dict.fromkeys(both["backend"])))
+    backends = list(dict.fromkeys(both["backend"]))
+    colours = colour_map(backends)
+    scale = marker_scale(backends)
     rules = list(dict.fromkeys(both["rule"]))
     marker = {r: MARKERS[i % len(MARKERS)] for i, r in enumerate(rules)}
     panels = [(p, f) for p, f in (("trials", trials), ("cells", cells)) if not f.empty]
@@ -107,22 +123,27 @@ def draw(trials: pd.DataFrame, cells: pd.DataFrame, primary: str, *, multi: bool
             backend, rule = cast(tuple[str, str], key)
             label = f"{backend} / {rule}"
             if kind == "trials":
-                ax.scatter(g["synops"], g["objective"], s=18, alpha=0.55, label=label,
-                           color=colours[backend], marker=marker[rule])
+                ax.scatter(g["synops"], g["objective"], s=18 * scale[backend] ** 2, alpha=0.75,
+                           label=label, color=colours[backend], marker=marker[rule],
+                           edgecolors="white", linewidths=0.4,
+                           zorder=2 + backends.index(backend))
                 flagged = g[g["flagged"]]
                 if len(flagged):
-                    ax.scatter(flagged["synops"], flagged["objective"], s=70,
+                    ax.scatter(flagged["synops"], flagged["objective"],
+                               s=45 * scale[backend] ** 2,
                                facecolors="none", edgecolors="black", lw=1)
             else:
                 ax.errorbar(g["synops"], g["score"], xerr=g["synops_std"].fillna(0),
-                            yerr=g["score_std"].fillna(0), fmt=marker[rule], ms=7,
-                            color=colours[backend], label=label, capsize=2, elinewidth=1)
+                            yerr=g["score_std"].fillna(0), fmt=marker[rule],
+                            ms=6 * scale[backend], mec="white", mew=0.6,
+                            color=colours[backend], label=label, capsize=2, elinewidth=1,
+                            zorder=2 + backends.index(backend))
         front = frame[frame["front"]]
         y = front["objective" if kind == "trials" else "score"].to_numpy(float)
         if multi and len(front):
             _front_line(ax, front["synops"].to_numpy(float), y)
         log_axis(ax, "x", values=frame["synops"].to_numpy(float))
-        ax.set_xlabel("synaptic operations per sample (log)")
+        ax.set_xlabel("synaptic operations per sample (log scale)")
         ax.set_ylabel(objective if kind == "trials" else f"test {metric_label(primary)}")
         low, high = ax.get_ylim()  # metrics end at 1: error bars must not stretch the axis
         ax.set_ylim(low, min(high, 1.02))

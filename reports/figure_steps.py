@@ -1,46 +1,41 @@
 """Metric vs inference time steps: the trained network evaluated with fewer / more steps.
 
 ``predictions.parquet`` holds each model's test predictions at several ``steps``;
-``train_steps`` is the T it was trained with. Per cell, repeat and T the metrics are recomputed
-from the predictions, then averaged over repeats (error bars = std).
+``train_steps`` is the T it was trained with. Per cell and T the metrics are recomputed from
+the predictions as the main table computes them (:mod:`spikebench.reports.per_repeat`: each
+model at its own validation-chosen threshold, averaged within a repeat, then mean ± std over
+repeats), so at the trained T the figure shows the table's numbers.
 """
 
 from __future__ import annotations
 
-from typing import cast
-
 import pandas as pd
 from matplotlib.figure import Figure
 
+from .per_repeat import repeat_summary
 from .plotting import LINESTYLES, colour_map, log_axis, new_figure
-from .scoring import point_metrics
 from .tables import metric_label
 
 METRICS = ("accuracy", "balanced_accuracy")
 
 
 def data(predictions: pd.DataFrame | None, primary: str) -> pd.DataFrame:
-    """Columns backend, rule, steps, trained (bool), metric, mean, std; only cells evaluated at
-    more than one T."""
+    """Columns backend, rule, steps, metric, mean, std, trained (bool: the T the cell was
+    trained with); only cells evaluated at more than one T. ``predictions`` carry each model's
+    ``threshold`` (:meth:`~spikebench.reports.load.StudyTables.thresholded_predictions`)."""
     if predictions is None or predictions.empty:
         return pd.DataFrame()
     metrics = tuple(dict.fromkeys((*METRICS, primary.removeprefix("test_"))))
-    rows = []
-    for (backend, rule), cell in predictions.groupby(["backend", "rule"], sort=False):
-        if cell["steps"].nunique() < 2:
-            continue
-        for key, g in cell.groupby(["repeat", "steps"]):
-            repeat, steps = cast(tuple[int, int], key)
-            values = point_metrics(metrics, g)
-            trained = bool((g["steps"] == g["train_steps"]).all())
-            rows += [{"backend": backend, "rule": rule, "repeat": repeat, "steps": int(steps),
-                      "trained": trained, "metric": m, "value": v} for m, v in values.items()]
-    if not rows:
+    several = predictions.groupby(["backend", "rule"], sort=False)["steps"].transform("nunique")
+    predictions = predictions[several > 1]
+    if predictions.empty:
         return pd.DataFrame()
-    frame = pd.DataFrame(rows)
-    return (frame.groupby(["backend", "rule", "steps", "metric"], sort=False)
-            .agg(mean=("value", "mean"), std=("value", "std"), trained=("trained", "any"))
-            .reset_index())
+    frame = repeat_summary(predictions, metrics, by=("steps",))
+    trained = (predictions.assign(trained=predictions["steps"] == predictions["train_steps"])
+               .groupby(["backend", "rule", "steps"], sort=False)["trained"].all().reset_index())
+    frame = frame.merge(trained, on=["backend", "rule", "steps"], how="left")
+    frame["steps"] = frame["steps"].astype(int)
+    return frame[["backend", "rule", "steps", "metric", "mean", "std", "trained"]]
 
 
 def draw(frame: pd.DataFrame) -> Figure | None:

@@ -1,4 +1,9 @@
-"""Training time per epoch per backend (bars per rule, mean ± std over repeats, log scale)."""
+"""Training time per epoch per backend (bars per rule, mean ± std over repeats, log scale).
+
+Only rows that trained in epochs have a time per epoch: a rule that does not (a solver fit such
+as logistic regression, or the geometry reference built on it) records ``epochs`` as empty in
+results.parquet and is left out here, as in the cost table's "train (s / epoch)" column.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,8 @@ from .plotting import PALETTE, log_axis, new_figure, wrap
 
 
 def data(main: pd.DataFrame) -> pd.DataFrame:
-    """Columns backend, rule, mean, std of ``train_seconds_per_epoch``."""
+    """Columns backend, rule, mean, std of ``train_seconds_per_epoch`` (the main table's
+    ``train_seconds_per_epoch_mean`` / ``_std``), for the cells that have one."""
     if main.empty or "train_seconds_per_epoch_mean" not in main:
         return pd.DataFrame()
     frame = main[main["train_seconds_per_epoch_mean"].notna()]
@@ -40,8 +46,8 @@ def draw(frame: pd.DataFrame) -> Figure | None:
             labelled.add(rec.rule)
     ax.set_xticks(range(len(backends)), [wrap(b, 14) for b in backends])
     log_axis(ax, "y", values=np.r_[frame["mean"], frame["mean"] + frame["std"].fillna(0)])
-    ax.set_ylabel("training seconds per epoch")
-    ax.set_title("Training time per epoch (mean ± std over repeats)")
+    ax.set_ylabel("training seconds per epoch (log scale)")
+    ax.set_title("Training time per epoch (mean ± std over refits)")
     ax.grid(axis="y", alpha=0.3)
     fig.legend(loc="outside right center", fontsize=8, title="rule")
     return fig

@@ -6,7 +6,7 @@ place that touches files: it checks the one file a report cannot do without
 (``results.parquet``), fills in missing optional columns with NaN, and turns every optional file
 it cannot read (``predictions.parquet``, ``trials.parquet``, ``curves.parquet``,
 ``protocol.json``, ``spec.toml``) into ``None`` plus a note the report prints. Everything after
-this module is a pure function of :class:`StudyTables`.
+this module is a pure function of ``StudyTables``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,43 @@ class ReportError(SpikebenchError, ValueError):
 
 @dataclass
 class StudyTables:
-    """Everything a report reads from one study folder (optional tables may be ``None``)."""
+    """Everything a report reads from one study folder (optional tables may be ``None``).
+
+    ``spikebench.load_results`` returns one; reports are pure functions of it.
+
+    Attributes
+    ----------
+    root : Path
+        The results folder.
+    results : pandas.DataFrame
+        ``results.parquet``: one row per backend × rule × repeat × fold × refit (the columns
+        of ``spikebench.harness.results.ResultRow``: identity, status, parameters, threshold,
+        costs, ``val_*`` and ``test_*`` metrics), plus one row per skipped or failed cell.
+    predictions : pandas.DataFrame or None
+        ``predictions.parquet``: ``P(lesion)`` of every test slice at every evaluated number of
+        time steps (``steps``; ``train_steps`` is the trained T).
+    trials : pandas.DataFrame or None
+        ``trials.parquet``: every Optuna trial of every cell (``value`` or ``values_0``,
+        ``params_*``, ``user_attrs_*``, ``state``).
+    curves : pandas.DataFrame or None
+        ``curves.parquet``: active learning's validation metrics vs labels used.
+    protocol : dict
+        ``protocol.json``: data, splits, seeds, search settings, versions, machine.
+    spec : dict
+        ``spec.toml``: the resolved spec that ran.
+    notes : list of str
+        What could not be read (a missing or unreadable optional file), for the report.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from spikebench.reports.load import StudyTables
+    >>> rows = pd.DataFrame({"backend": ["custom", "custom"], "rule": ["surrogate"] * 2,
+    ...                      "status": ["ok", "failed"]})
+    >>> tables = StudyTables(root=Path("results/demo"), results=rows)
+    >>> len(tables.ok), tables.scheme
+    (1, 'holdout')
+    """
 
     root: Path
     results: pd.DataFrame
@@ -71,11 +107,17 @@ class StudyTables:
     def primary_predictions(self) -> pd.DataFrame | None:
         """Test predictions at the trained number of time steps (what the test metrics used),
         each slice with the decision ``threshold`` of the model that predicted it (from its
-        results row; :data:`~spikebench.harness.metrics.THRESHOLD` when unknown)."""
+        results row; ``THRESHOLD`` when unknown)."""
+        pred = self.thresholded_predictions()
+        return None if pred is None else pred[pred["steps"] == pred["train_steps"]]
+
+    def thresholded_predictions(self) -> pd.DataFrame | None:
+        """Test predictions at every evaluated number of time steps, each slice with the
+        decision ``threshold`` of the model that predicted it (as ``primary_predictions``),
+        so that a metric at another T is thresholded as the tables threshold it."""
         pred = self.predictions
         if pred is None or pred.empty:
             return None
-        pred = pred[pred["steps"] == pred["train_steps"]]
         thresholds = (self.results.dropna(subset=["repeat"])
                       .groupby(list(UNIT_KEYS), sort=False)["threshold"].first().reset_index())
         thresholds["repeat"] = thresholds["repeat"].astype(pred["repeat"].dtype)
@@ -86,7 +128,7 @@ class StudyTables:
 
 
 def load_study(study_dir: str | Path) -> StudyTables:
-    """Read ``study_dir``; raise :class:`ReportError` naming the file when ``results.parquet``
+    """Read ``study_dir``; raise ``ReportError`` naming the file when ``results.parquet``
     is missing or unreadable, note (not raise) every optional file that is."""
     root = Path(study_dir)
     if not root.is_dir():
@@ -121,7 +163,7 @@ def _read_parquet(path: Path, *, required: Literal[False]) -> pd.DataFrame | Non
 
 
 def _read_parquet(path: Path, *, required: bool) -> pd.DataFrame | None:
-    """The table at ``path``; unreadable: a :class:`ReportError` when ``required``, else None."""
+    """The table at ``path``; unreadable: a ``ReportError`` when ``required``, else None."""
     try:
         return pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises many types for a damaged file

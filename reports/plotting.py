@@ -30,6 +30,11 @@ REFERENCE_COLOUR = "#444444"
 CHANCE = {"color": "#999999", "lw": 1.0, "ls": ":", "label": "chance"}
 #: At most this many distinct plotted values get a tick each on a log axis.
 MAX_VALUE_TICKS = 8
+#: Every text of a saved figure (tick labels, legends, titles, annotations) is at least this many
+#: pixels high (font size) when the figure is shown :data:`READ_WIDTH_PX` wide: a page of that
+#: width shrinks wider figures, so their fonts are drawn larger (:func:`readable`).
+MIN_TEXT_PX = 9.0
+READ_WIDTH_PX = 800
 
 
 @dataclass(frozen=True)
@@ -49,8 +54,37 @@ def new_figure(width: float, height: float) -> Figure:
     return fig
 
 
+def min_font_points(fig: Figure, width_px: float = READ_WIDTH_PX,
+                    min_px: float = MIN_TEXT_PX) -> float:
+    """The smallest font size (points) whose text is ``min_px`` pixels high when ``fig``'s PNG
+    (at :data:`PNG_DPI`) is shown ``width_px`` wide (never enlarged)."""
+    png_width = fig.get_figwidth() * PNG_DPI
+    px_per_point = PNG_DPI / 72 * min(1.0, width_px / png_width)
+    return min_px / px_per_point
+
+
+def readable(fig: Figure) -> None:
+    """Raise every text of ``fig`` smaller than :func:`min_font_points` to that size: tick
+    labels (through ``tick_params``, which the ticks are redrawn from), legend entries and
+    titles, axis labels, titles and annotations."""
+    from matplotlib.text import Text
+
+    floor = min_font_points(fig)
+    for ax in fig.axes:
+        for ticks in (ax.xaxis.get_major_ticks(), ax.xaxis.get_minor_ticks()):
+            if ticks and float(ticks[0].label1.get_fontsize()) < floor:
+                ax.tick_params(axis="x", which="both", labelsize=floor)
+        for ticks in (ax.yaxis.get_major_ticks(), ax.yaxis.get_minor_ticks()):
+            if ticks and float(ticks[0].label1.get_fontsize()) < floor:
+                ax.tick_params(axis="y", which="both", labelsize=floor)
+    for text in fig.findobj(Text):
+        if float(text.get_fontsize()) < floor:
+            text.set_fontsize(floor)
+
+
 def save(fig: Figure, folder: Path, name: str, caption: str) -> FigureFile:
-    """Write ``folder/name.png`` and ``folder/name.svg``."""
+    """Write ``folder/name.png`` and ``folder/name.svg``, every text :func:`readable`."""
+    readable(fig)
     folder.mkdir(parents=True, exist_ok=True)
     png, svg = folder / f"{name}.png", folder / f"{name}.svg"
     fig.savefig(png, dpi=PNG_DPI)

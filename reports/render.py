@@ -189,13 +189,29 @@ def _numeric_looking(text: str) -> bool:
 _TEX_SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-    "±": r"$\pm$", STAR: r"$^\star$", "·": r"$\cdot$", "–": "--", "−": "-", "×": r"$\times$",
+    "±": r"$\pm$", STAR: r"$^\star$", "·": r"$\cdot$", "–": "--", "—": "---", "−": "-",
+    "×": r"$\times$", "≥": r"$\geq$", "≤": r"$\leq$", "≠": r"$\neq$", "≈": r"$\approx$",
+    "→": r"$\rightarrow$", "←": r"$\leftarrow$", "²": r"$^2$", "³": r"$^3$", "°": r"$^\circ$",
+    "µ": r"$\mu$", "μ": r"$\mu$", "η": r"$\eta$", "α": r"$\alpha$", "β": r"$\beta$",
+    "θ": r"$\theta$", "τ": r"$\tau$", "σ": r"$\sigma$", "Δ": r"$\Delta$", "…": r"\ldots{}",
+    "‘": "`", "’": "'", "“": "``", "”": "''", "\u00a0": "~", "\u202f": r"\,",
 }
 
 
 def tex_escape(text: str) -> str:
-    """Escape LaTeX specials (and map ± ★ × · to maths) in plain text."""
-    return "".join(_TEX_SPECIAL.get(ch, ch) for ch in text)
+    """Plain text as LaTeX that pdflatex compiles without a Unicode package: the specials
+    escaped, ± ★ × · ≥ ≤ ² η ... as maths, dashes and quotes as TeX ligatures, and any other
+    non-ASCII character as its closest ASCII spelling (accents dropped), else ``?``: the
+    result is always ASCII."""
+    return "".join(_TEX_SPECIAL.get(ch) or (ch if ch.isascii() else _ascii(ch)) for ch in text)
+
+
+def _ascii(ch: str) -> str:
+    """The ASCII letters of ``ch``'s compatibility decomposition (``é`` → ``e``), else ``?``."""
+    import unicodedata
+
+    plain = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode("ascii")
+    return tex_escape(plain) if plain else "?"
 
 
 #: ``\\textwidth`` of LaTeX's article class at 10 pt (a4paper or letterpaper), in points.

@@ -38,7 +38,7 @@ TRACKS = ("features", "images")
 #: also explains the counts (:data:`COST_LEGEND`); the headers keep the units.
 COST_COLUMNS = {
     "train_seconds_per_epoch": "train (s / epoch)",
-    "infer_ms_per_sample": "inference (ms)",
+    "infer_ms_per_sample": "inference (ms / sample)",
     "spikes_per_sample": "spikes",
     "synops_per_sample": "synops",
     "acs_per_sample": "ACs",
@@ -54,6 +54,25 @@ OPTIONAL_COST_COLUMNS = {
 #: What the cost table's counts are (its caption says it once, not every header).
 COST_LEGEND = ("synops = synaptic operations = ACs (accumulates) + MACs "
                "(multiply-accumulates); energy: estimate from ACs and MACs (see Methods)")
+#: NeuroBench's metrics (:mod:`spikebench.harness.network_metrics`): main-table column →
+#: NeuroBench's name. The report's NeuroBench table shows them under these names.
+NEUROBENCH_COLUMNS = {
+    "footprint_bytes": "Footprint (bytes)",
+    "connection_sparsity": "ConnectionSparsity",
+    "activation_sparsity": "ActivationSparsity",
+    "macs_per_sample": "Effective_MACs",
+    "acs_per_sample": "Effective_ACs",
+    "dense_synops_per_sample": "Dense",
+}
+#: What the NeuroBench table's numbers are (its caption).
+NEUROBENCH_LEGEND = (
+    "NeuroBench's metrics per test sample under NeuroBench's names, computed by spikebench "
+    "(a test checks them against NeuroBench 2.3): Footprint = bytes of weights and biases; "
+    "ConnectionSparsity = share of zero weights; ActivationSparsity = share of zero neuron "
+    "outputs over all LIF layers and time steps; Effective_MACs / Effective_ACs = the "
+    "synaptic operations done (SynOps: non-zero inputs x fan-out); Dense = the SynOps if "
+    "every input were non-zero. Footprint, the sparsities and Dense are empty where the model "
+    "is not a feed-forward LIF network; a reference's MACs count every input")
 POOL_ADDS_NOTE = ("pool adds: additions of the average-pooling front-end, not synaptic "
                   "events (in neither synops nor energy)")
 #: Lower edges (mm²) of the lesion-size strata: <100, 100–500, ≥500.
@@ -123,6 +142,15 @@ def cost_columns(frame: pd.DataFrame, suffix: str = "") -> dict[str, str]:
     return {**COST_COLUMNS, **extra}
 
 
+def neurobench_columns(frame: pd.DataFrame, suffix: str = "") -> dict[str, str]:
+    """The columns of :data:`NEUROBENCH_COLUMNS` that some row of ``frame`` has a value of (in
+    ``<column><suffix>``); empty for a study without feed-forward LIF networks or written
+    before spikebench recorded them."""
+    return {col: label for col, label in NEUROBENCH_COLUMNS.items()
+            if f"{col}{suffix}" in frame.columns
+            and pd.to_numeric(frame[f"{col}{suffix}"], errors="coerce").notna().any()}
+
+
 def per_row_cost(tables: StudyTables) -> pd.DataFrame:
     """The finished rows with ``acs_per_sample``, ``macs_per_sample``, ``cost_basis`` and
     ``energy_nj_per_sample`` (see :mod:`spikebench.reports.energy`; old folders fall back to
@@ -171,10 +199,11 @@ def main_table(tables: StudyTables, *, n_bootstrap: int = 1000, seed: int = 0,
     """One row per finished cell (SNN and reference): ``n_repeats``, for every test metric
     ``<m>_mean``, ``<m>_std`` (sample std over repeats, ddof=1), ``<m>_ci_low``, ``<m>_ci_high``
     (patient bootstrap), for every cost column (:func:`cost_columns`: optional ones only when
-    some row has them) ``<c>_mean``, ``<c>_std``, and ``cost_basis``. ``bootstrap`` (shared
+    some row has them) and NeuroBench column (:func:`neurobench_columns`) ``<c>_mean``,
+    ``<c>_std``, and ``cost_basis``. ``bootstrap`` (shared
     with the paired tests) is built here when not given."""
     ok = per_row_cost(tables)
-    costs = cost_columns(ok)
+    costs = {**cost_columns(ok), **neurobench_columns(ok)}
     sb = bootstrap or study_bootstrap(tables, n_bootstrap=n_bootstrap, seed=seed)
     metrics = tuple(m.removeprefix("test_") for m in TEST_METRICS)
     rows = []

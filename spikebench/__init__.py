@@ -61,22 +61,58 @@ _LAZY = {
 
 def run_study(spec: StudySpec | str | Path, out: str | Path, *, trials: int | None = None,
               storage: str | None = None, workers: int = 1, progress: bool = True) -> Path:
-    """Run (or resume) a study and return its results folder ``out``.
+    """Run (or resume) a study and return its results folder.
 
-    ``spec`` is a study spec file (TOML), the name of a spec shipped with spikebench
-    (``"demo"``, ``"msd-liver"``, ``"multi-objective"``; a path that exists wins), or an
-    already loaded :class:`~spikebench.harness.spec.StudySpec`. Every backend × rule cell of
-    its grid is tuned by Optuna on validation patients only, refit, and scored once on the
-    sealed test patients; ``out`` receives ``results.parquet``, ``predictions.parquet``,
-    ``trials.parquet``, ``protocol.json`` and the Optuna journal. Rerunning the same call
-    resumes: finished trials and rows are kept.
+    Every backend × rule cell of the spec's grid is tuned by Optuna on validation patients
+    only, refit, and scored once on the sealed test patients. Rerunning the same call resumes:
+    finished trials and rows are kept, only what is missing runs.
 
-    ``trials`` overrides ``[search].trials`` per cell; ``storage`` is an Optuna RDB URL
-    (PostgreSQL) shared by several machines, default the journal file in ``out`` (or
-    ``$SPIKEBENCH_STORAGE``); ``workers`` starts that many local worker processes;
-    ``progress=False`` hides the progress bars. Raises
-    :class:`~spikebench.errors.SpecError` for a spec that is missing or invalid.
-    This wraps :func:`spikebench.harness.study.run_study`, adding the spec-name lookup.
+    Parameters
+    ----------
+    spec : StudySpec or str or Path
+        A study spec file (TOML), the name of a spec shipped with spikebench (``"demo"``,
+        ``"msd-liver"``, ...: ``spikebench.studies.shipped_specs()``; a path that exists
+        wins), or an already loaded ``spikebench.harness.spec.StudySpec``.
+    out : str or Path
+        The results folder. It receives ``results.parquet``, ``predictions.parquet``,
+        ``trials.parquet``, ``protocol.json``, ``identity.json`` and the Optuna journal.
+    trials : int, optional
+        Optuna trials per cell and tuning fold (default: the spec's ``[search].trials``).
+    storage : str, optional
+        An Optuna RDB URL (PostgreSQL) shared by several machines. Default:
+        ``$SPIKEBENCH_STORAGE``, else the spec's ``[search].storage``, else the journal file
+        in ``out``.
+    workers : int, default 1
+        Local worker processes; 1 reproduces bit for bit.
+    progress : bool, default True
+        Show progress bars.
+
+    Returns
+    -------
+    Path
+        ``out``, the results folder.
+
+    Raises
+    ------
+    SpecError
+        The spec is missing, invalid, or another study's spec already ran in ``out``.
+    DataError
+        The spec's data cannot be read.
+
+    See Also
+    --------
+    load_results : read the folder back.
+    build_report : write its report.
+
+    Examples
+    --------
+    Tune the shipped demo for two trials per cell (minutes; trains networks, so not run
+    here):
+
+    >>> import spikebench
+    >>> out = spikebench.run_study("demo", "results/demo", trials=2)  # doctest: +SKIP
+    >>> out                                                          # doctest: +SKIP
+    PosixPath('results/demo')
     """
     from spikebench.harness.study import run_study as _run_study
     from spikebench.studies import resolve_spec
@@ -88,18 +124,45 @@ def run_study(spec: StudySpec | str | Path, out: str | Path, *, trials: int | No
 
 
 def load_results(out: str | Path) -> StudyTables:
-    """Read the results folder ``out`` of a study into one typed object.
+    """Read the results folder of a study into one typed object.
 
-    Returns a :class:`~spikebench.reports.load.StudyTables` whose fields are the folder's
-    tables as pandas data frames: ``results`` (one row per backend × rule × repeat, always
-    present), ``predictions`` (test-slice probabilities), ``trials`` (every Optuna trial) and
-    ``curves`` (active-learning curves), each ``None`` when the file is absent, plus
-    ``protocol`` (protocol.json) and ``spec`` (spec.toml) as dictionaries and ``notes`` on
-    whatever could not be read. ``tables.ok`` holds the finished rows only.
+    It works on a study that is still running: whatever is finished is read.
 
-    It works on a study that is still running. Raises
-    :class:`~spikebench.reports.load.ReportError` (a :class:`SpikebenchError`) naming the file
-    when ``results.parquet`` is missing or unreadable.
+    Parameters
+    ----------
+    out : str or Path
+        A results folder written by ``run_study`` (or ``spikebench study run``).
+
+    Returns
+    -------
+    StudyTables
+        The folder's tables as pandas data frames: ``results`` (one row per backend × rule ×
+        repeat × fold, always present), ``predictions`` (test-slice probabilities),
+        ``trials`` (every Optuna trial) and ``curves`` (active-learning curves), each ``None``
+        when the file is absent; ``protocol`` (protocol.json) and ``spec`` (spec.toml) as
+        dictionaries; ``notes`` on whatever could not be read. ``tables.ok`` holds the
+        finished rows only.
+
+    Raises
+    ------
+    ReportError
+        ``results.parquet`` is missing or unreadable (a ``SpikebenchError``; the message names
+        the file).
+
+    Examples
+    --------
+    >>> import spikebench
+    >>> tables = spikebench.load_results("results/demo")  # doctest: +SKIP
+    >>> tables.ok[["backend", "rule", "repeat", "test_patient_pr_auc"]]  # doctest: +SKIP
+
+    A folder without results says what to run:
+
+    >>> import tempfile
+    >>> try:
+    ...     spikebench.load_results(tempfile.mkdtemp())
+    ... except spikebench.SpikebenchError as error:
+    ...     print(type(error).__name__)
+    ReportError
     """
     from spikebench.reports.load import load_study
 

@@ -16,12 +16,38 @@ DEMO_SPEC = "demo"
 QUIET_HELP = "no progress bars and no summary (errors still go to stderr)"
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Every flag's help ends with its default, ``(default: 12)``, unless the help already
+    states it (a default of ``None`` means "from the spec" or similar, which the help says in
+    words) or the flag is a switch (``--quiet``: off unless given)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text or action.default is None or action.default is False
+                or action.default == argparse.SUPPRESS):
+            return text
+        if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
+            default = action.default
+            shown = (" ".join(map(str, default)) if isinstance(default, (tuple, list))
+                     else str(default))
+            text += f" (default: {shown})"
+        return text
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a bad argument is one ``spikebench: error:`` line and exit code 2
-    returned by :func:`main` (not a usage dump and ``SystemExit``)."""
+    returned by :func:`main` (not a usage dump and ``SystemExit``), and every sub-command's
+    help shows the defaults (:class:`HelpFormatter`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+        # main() prints the one "spikebench: error:" prefix; the sub-command comes next
+        command = self.prog.removeprefix("spikebench").strip()
+        raise UsageError(f"{command + ': ' if command else ''}{message} "
+                         f"(see {self.prog} --help)")
 
 
 def bounded(low: int, high: int) -> Any:
@@ -46,6 +72,13 @@ TRIALS = bounded(1, 100_000)
 WORKERS = bounded(1, 256)
 
 
+def _shipped_spec_names() -> str:
+    """The names of the specs shipped with the installed package (``demo, msd-liver, ...``)."""
+    from spikebench.studies import shipped_specs
+
+    return ", ".join(shipped_specs()) or "none installed"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="spikebench",
@@ -53,62 +86,80 @@ def _parser() -> argparse.ArgumentParser:
         "on liver CT (Medical Segmentation Decathlon Task03).",
     )
     p.add_argument("--version", action="version", version=f"spikebench {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                           help="`spikebench COMMAND --help` documents its arguments")
+    shipped = _shipped_spec_names()
 
-    s = sub.add_parser("demo", help="phantom data -> study -> report, end to end (minutes)")
-    s.add_argument("--out", default="results/demo", help="results folder (default results/demo)")
+    s = sub.add_parser("demo", help="phantom data -> study -> report, end to end (minutes)",
+                       description="Run a shipped study spec on phantom data it generates, "
+                       "then write its report.")
+    s.add_argument("--out", default="results/demo", help="results folder")
     s.add_argument("--spec", default=None,
-                   help=f"study spec file or shipped spec name (default {DEMO_SPEC!r})")
-    s.add_argument("--trials", type=TRIALS, default=None, help="override [search].trials")
-    s.add_argument("--workers", type=WORKERS, default=1)
+                   help=f"study spec file, or the name of a shipped spec ({shipped}) "
+                   f"(default: {DEMO_SPEC})")
+    s.add_argument("--trials", type=TRIALS, default=None,
+                   help="Optuna trials per cell (default: the spec's [search].trials)")
+    s.add_argument("--workers", type=WORKERS, default=1,
+                   help="local worker processes; 1 reproduces bit for bit")
     s.add_argument("--quiet", action="store_true", help=QUIET_HELP)
 
     s = sub.add_parser("phantom", help="write a synthetic data set in the MSD Task03 layout")
-    s.add_argument("out", type=Path)
-    s.add_argument("--cases", type=bounded(1, 1000), default=12,
-                   help="training volumes (default 12)")
-    s.add_argument("--seed", type=bounded(0, 2**32 - 1), default=0)
+    s.add_argument("out", type=Path, help="folder to write (dataset.json, imagesTr/, labelsTr/)")
+    s.add_argument("--cases", type=bounded(1, 1000), default=12, help="training volumes")
+    s.add_argument("--seed", type=bounded(0, 2**32 - 1), default=0,
+                   help="random seed of the generated patients")
     s.add_argument("--shape", type=bounded(1, 2048), nargs=2, default=(96, 96),
-                   metavar=("H", "W"))
+                   metavar=("H", "W"), help="in-plane size of every slice, in voxels")
     s.add_argument("--slices", type=bounded(1, 1024), nargs=2, default=(24, 48),
-                   metavar=("MIN", "MAX"))
-    s.add_argument("--test-cases", type=bounded(0, 1000), default=2)
+                   metavar=("MIN", "MAX"), help="slices per volume, drawn in [MIN, MAX]")
+    s.add_argument("--test-cases", type=bounded(0, 1000), default=2,
+                   help="unlabelled volumes in imagesTs/, as the MSD release has")
     s.add_argument("--quiet", action="store_true", help=QUIET_HELP)
 
     s = sub.add_parser("extract", help="features per liver slice from an MSD-layout folder")
     s.add_argument("root", type=Path, help="folder holding dataset.json")
     s.add_argument("--out", type=Path, required=True, help="features .parquet to write")
-    s.add_argument("--workers", type=WORKERS, default=1)
-    s.add_argument("--min-lesion-voxels", type=bounded(1, 10**9), default=1)
-    s.add_argument("--on-error", choices=("fail", "skip"), default="fail")
+    s.add_argument("--workers", type=WORKERS, default=1,
+                   help="processes reading volumes in parallel")
+    s.add_argument("--min-lesion-voxels", type=bounded(1, 10**9), default=1,
+                   help="tumour voxels a slice needs to count as a lesion slice")
+    s.add_argument("--on-error", choices=("fail", "skip"), default="fail",
+                   help="a bad case stops the run (fail) or is listed in the manifest and "
+                   "left out (skip)")
     s.add_argument("--quiet", action="store_true", help=QUIET_HELP)
 
     s = sub.add_parser("study", help="run or inspect an Optuna study")
-    ss = s.add_subparsers(dest="study_command", required=True, metavar="ACTION")
+    ss = s.add_subparsers(dest="study_command", required=True, metavar="ACTION",
+                          help="`spikebench study ACTION --help` documents its arguments")
     r = ss.add_parser("run", help="run (or resume) a study spec")
-    r.add_argument("spec", help="study spec file, or the name of a shipped spec "
-                   "(demo, msd-liver, multi-objective); a path that exists wins")
+    r.add_argument("spec", help=f"study spec file, or the name of a shipped spec ({shipped}); "
+                   "a path that exists wins")
     r.add_argument("--out", type=Path, required=True, help="results folder")
     r.add_argument("--trials", type=TRIALS, default=None,
-                   help="override [search].trials per cell")
+                   help="Optuna trials per cell (default: the spec's [search].trials)")
     r.add_argument("--storage", default=None,
-                   help="Optuna storage URL, e.g. postgresql://user:pw@host/db "
-                   "(default: journal file in --out; or $SPIKEBENCH_STORAGE)")
+                   help="Optuna storage URL, e.g. postgresql+psycopg://user:pw@host/db "
+                   "(default: $SPIKEBENCH_STORAGE, else the spec's [search].storage, else "
+                   "the journal file in --out)")
     r.add_argument("--workers", type=WORKERS, default=1, help="local worker processes")
     r.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     st = ss.add_parser("status", help="per-cell trial counts, best value, elapsed")
-    st.add_argument("target", type=Path, help="results folder or spec file")
-    st.add_argument("--storage", default=None)
+    st.add_argument("target", type=Path,
+                    help="results folder, or a spec file together with --storage")
+    st.add_argument("--storage", default=None,
+                    help="Optuna storage URL of the study (default: $SPIKEBENCH_STORAGE, "
+                    "else the spec's [search].storage, else the journal file in the results "
+                    "folder)")
 
     s = sub.add_parser("report", help="tables, statistics and figures from a results folder")
-    s.add_argument("dir", type=Path)
-    s.add_argument("--out", type=Path, default=None, help="default DIR/report")
+    s.add_argument("dir", type=Path, help="results folder of a study (finished or running)")
+    s.add_argument("--out", type=Path, default=None, help="report folder (default: DIR/report)")
     s.add_argument("--bootstrap", type=bounded(1, 100_000), default=None,
-                   help="bootstrap resamples (default: the study's pre-specified "
-                   "[analysis].n_bootstrap, 2000 unless the spec says otherwise)")
+                   help="patient-bootstrap resamples of the intervals and tests (default: the "
+                   "study's pre-specified [analysis].n_bootstrap)")
     s.add_argument("--bootstrap-seed", type=bounded(0, 2**32 - 1), default=None,
-                   help="seed of the patient resamples (default: the study's "
-                   "[analysis].bootstrap_seed, 0 unless the spec says otherwise)")
+                   help="seed of the patient resamples (default: the study's pre-specified "
+                   "[analysis].bootstrap_seed)")
     s.add_argument("--quiet", action="store_true", help=QUIET_HELP)
 
     sub.add_parser("backends", help="installed backends, versions, supported rules")
@@ -121,7 +172,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("run", type=Path, help="results folder (or one models/*.pt file)")
     s.add_argument("--to", type=Path, required=True, help="output .nir file")
     s.add_argument("--cell", default=None, help="backend/rule (default: best on test)")
-    s.add_argument("--repeat", type=bounded(0, 10_000), default=0)
+    s.add_argument("--repeat", type=bounded(0, 10_000), default=0,
+                   help="which repeat's refit of the cell to export")
     s.add_argument("--allow-approximate", action="store_true",
                    help="export a network NIR cannot represent exactly (subtract / no reset) "
                         "as its reset-to-zero approximation and print the measured "
@@ -349,14 +401,16 @@ def _list_backends() -> None:
 def _list_datasets() -> None:
     from spikebench.datasets.sources import available_sources, get_source
 
-    for name in available_sources():
+    names = available_sources()
+    width = max(map(len, [*names, ""])) + 2
+    for name in names:
         try:
             source = get_source(name)
         except SpikebenchError as exc:
-            print(f"{name:10s} not usable: {exc}")
+            print(f"{name:{width}s}not usable: {exc}")
             continue
         keys = ", ".join(source.Options.model_fields)
-        print(f"{name:10s} {source.summary}\n{'':10s} [data] keys: {keys}")
+        print(f"{name:{width}s}{source.summary}\n{'':{width}s}[data] keys: {keys}")
 
 
 def _list_rules() -> None:

@@ -21,49 +21,62 @@ def say(args: argparse.Namespace, text: str) -> None:
 def add_bench_parser(sub: Any) -> None:
     """Add the ``bench`` sub-command to the ``sub`` parsers of the ``spikebench`` CLI."""
     s = sub.add_parser("bench", help="time train/inference steps of every backend side by side")
-    s.add_argument("--backends", nargs="+", default=None)
-    s.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
-    for opt, default in (("batch", "128; --conv 16"), ("inputs", "64"), ("hidden", "128"),
-                         ("steps", "T, 25; --conv 8"), ("image-size", "with --conv, 64")):
-        s.add_argument(f"--{opt}", type=int, default=None, help=f"default {default}")
+    s.add_argument("--backends", nargs="+", default=None, metavar="BACKEND",
+                   help="backends to time (default: every installed one; with --conv, every "
+                   "one with a conv builder)")
+    s.add_argument("--json", type=Path, default=None,
+                   help="also write the figures as JSON to this file (default: none)")
+    for opt, default, what in (
+            ("batch", "128; with --conv 16", "samples per step"),
+            ("inputs", "64", "input features"),
+            ("hidden", "128", "hidden LIF neurons"),
+            ("steps", "25; with --conv 8", "time steps T"),
+            ("image-size", "64", "with --conv: crop side in pixels")):
+        s.add_argument(f"--{opt}", type=int, default=None, help=f"{what} (default: {default})")
     s.add_argument("--conv", action="store_true", help="instead: the train step of the conv "
                    "LIF network on every backend with a conv builder (harness/bench/conv.py)")
     s.add_argument("--channels", type=int, nargs="+", default=None,
-                   help="with --conv: channels per conv stage (default 8 16)")
-    s.add_argument("--device", default=None, help="default cpu; --conv: cuda when present")
+                   help="with --conv: channels per conv stage (default: 8 16)")
+    s.add_argument("--device", default=None,
+                   help="torch device (default: cpu; with --conv, cuda when present)")
     s.add_argument("--threads", type=int, default=None,
-                   help="torch threads (default 2; with --study/--protocol 1, what each of "
+                   help="torch threads (default: 2; with --study/--protocol 1, what each of "
                         "2 workers gets on 2 cores)")
-    s.add_argument("--repeats", type=int, default=20, help="timed rounds (default 20)")
+    s.add_argument("--repeats", type=int, default=20, help="timed rounds")
     s.add_argument("--block", type=int, default=None,
-                   help="consecutive calls of each variant per round, the first untimed (default "
-                        "5: steps as a trial runs them, caches warm; 1: every call right after "
-                        "another variant's, the previous rounds' method)")
+                   help="consecutive calls of each variant per round, the first untimed "
+                        "(default: 5, steps as a trial runs them, caches warm; 1: every call "
+                        "right after another variant's)")
     s.add_argument("--density", type=float, default=0.3,
-                   help="input spike probability per step (default 0.3)")
+                   help="input spike probability per step")
     s.add_argument("--sweep", action="store_true",
-                   help="vary T and hidden size, plus a sparse-input point (hidden 512, 10 %%)")
+                   help="vary T and hidden size, plus sparse-input points (hidden 512, 10 %% "
+                   "and 5 %%)")
     s.add_argument("--compile", nargs="*", default=None, metavar="BACKEND",
                    help="also time torch.compile'd variants (NAME+compile) of these backends "
                         "(no names: every peer of custom); compilation takes minutes per "
-                        "shape and is reported as its own column, not timed")
+                        "shape and is reported as its own column, not timed (default: none)")
     s.add_argument("--check", action="store_true",
                    help="exit 1 when custom is slower than a peer measured in the same run")
     s.add_argument("--extract", type=Path, default=None, metavar="ROOT",
-                   help="instead: time feature extraction vs plain reading of ROOT's volumes")
-    s.add_argument("--workers", type=int, default=1, help="with --extract")
+                   help="instead: time feature extraction vs plain reading of ROOT's volumes "
+                   "(default: off)")
+    s.add_argument("--workers", type=int, default=1,
+                   help="with --extract: processes reading volumes")
     s.add_argument("--study", type=Path, default=None, metavar="SPEC",
-                   help="instead: mean Optuna trial time per rule and backend on SPEC's cohort")
+                   help="instead: mean Optuna trial time per rule and backend on SPEC's cohort "
+                   "(default: off)")
     s.add_argument("--protocol", type=Path, default=None, metavar="SPEC",
                    help="instead: run a few trials of every cell of SPEC and extrapolate the "
-                        "full protocol's wall time (per cell, total, by workers)")
+                        "full protocol's wall time (per cell, total, by workers) (default: off)")
     s.add_argument("--throughput", action="store_true",
                    help="with --study: trials/minute of SPEC's first cell with 1 and 2 workers")
     s.add_argument("--trials", type=int, default=None,
-                   help="with --study/--protocol: trials per cell (default 3); with "
-                        "--throughput: per worker count (default 40; the last trials run "
+                   help="with --study/--protocol: trials per cell (default: 3); with "
+                        "--throughput: per worker count (default: 40; the last trials run "
                         "alone, so a few trials understate the speed-up)")
-    s.add_argument("--rules", nargs="+", default=None, help="with --study/--protocol")
+    s.add_argument("--rules", nargs="+", default=None, metavar="RULE",
+                   help="with --study/--protocol: rules to time (default: the spec's grid)")
     s.add_argument("--quiet", action="store_true",
                    help="print nothing on stdout (use with --json); regressions still go to "
                         "stderr")

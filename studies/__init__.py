@@ -1,7 +1,7 @@
 """The study specs shipped with spikebench (package data of ``spikebench.studies``).
 
 ``studies/*.toml`` in the source tree are installed as ``spikebench/studies/*.toml``, so a wheel
-carries the demo and the reference specs. :func:`resolve_spec` turns what a user typed into a
+carries the demo and the reference specs. ``resolve_spec`` turns what a user typed into a
 spec file: a path that exists wins; otherwise a bare name such as ``demo`` (or ``demo.toml``)
 names a shipped spec.
 """
@@ -17,15 +17,50 @@ __all__ = ["resolve_spec", "shipped_specs"]
 
 
 def shipped_specs() -> dict[str, Path]:
-    """Name → path of every spec shipped with the installed package (``demo``, ...)."""
+    """The study specs shipped with the installed package.
+
+    Returns
+    -------
+    dict of str to Path
+        Spec name (``demo``, ``msd-liver``, ...) → its TOML file.
+
+    Examples
+    --------
+    >>> from spikebench.studies import shipped_specs
+    >>> specs = shipped_specs()
+    >>> "demo" in specs and specs["demo"].name
+    'demo.toml'
+    """
     folder = Path(str(files(__name__)))
     return {p.stem: p for p in sorted(folder.glob("*.toml"))}
 
 
 def resolve_spec(spec: str | Path) -> Path:
-    """The spec file meant by ``spec``: an existing path as given, else the shipped spec of
-    that name (``demo`` or ``demo.toml``). Raises :class:`~spikebench.errors.SpecError` naming
-    the path and the shipped names when it is neither."""
+    """The spec file meant by what a user typed.
+
+    Parameters
+    ----------
+    spec : str or Path
+        A path to a spec file (an existing path always wins), or the name of a shipped spec
+        (``demo`` or ``demo.toml``).
+
+    Returns
+    -------
+    Path
+        The spec file.
+
+    Raises
+    ------
+    SpecError
+        ``spec`` is neither an existing path nor a shipped name (the message lists the
+        shipped names).
+
+    Examples
+    --------
+    >>> from spikebench.studies import resolve_spec
+    >>> resolve_spec("demo").name
+    'demo.toml'
+    """
     path = Path(spec)
     if path.exists():
         return path

@@ -82,6 +82,10 @@ def test_specs_and_type_marker_are_package_data():
     assert "*.toml" in setuptools["package-data"]["spikebench.studies"]
     assert "py.typed" in setuptools["package-data"]["spikebench"]
     assert (ROOT / "spikebench" / "py.typed").exists()
+    # the wheel carries how to cite spikebench (.ci/wheel-demo checks the built wheel)
+    assert "CITATION.cff" in setuptools["package-data"]["spikebench"]
+    assert (ROOT / "spikebench" / "CITATION.cff").read_text() == (
+        ROOT / "CITATION.cff").read_text()
     manifest = (ROOT / "MANIFEST.in").read_text()
     for part in ("graft tests", "graft studies", "graft docs", "graft examples", "Makefile"):
         assert part in manifest

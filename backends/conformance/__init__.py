@@ -1,7 +1,7 @@
 """Conformance kit for backends: the checks any backend (built-in or plugin) must pass.
 
-In the spirit of scikit-learn's ``check_estimator``: :func:`check_backend` runs every check and
-raises one ``AssertionError`` listing the failures; :func:`backend_checks` yields
+In the spirit of scikit-learn's ``check_estimator``: ``check_backend`` runs every check and
+raises one ``AssertionError`` listing the failures; ``backend_checks`` yields
 ``(name, check)`` pairs for pytest parametrisation, and each check is also a public function::
 
     from spikebench.backends.conformance import backend_checks, check_backend
@@ -20,7 +20,7 @@ What is checked (``B`` = the backend under test, reference = the custom engine b
 * output shapes and dtypes in float32 and float64, binary spikes, one count per layer;
 * determinism: the same ``seed`` gives the same weights and outputs;
 * state reset: two forward passes on the same input are equal (also after another batch size);
-* declared capabilities within :class:`~spikebench.backends.capabilities.Capability`, and
+* declared capabilities within ``Capability``, and
   ``dense_lif`` among them;
 * gradients (capability ``surrogate_gradients``): every weight gets a finite, non-zero gradient from
   a spiking input;
@@ -31,12 +31,12 @@ What is checked (``B`` = the backend under test, reference = the custom engine b
   within ``grad_rtol`` (default 1e-4) relative to the largest gradient; float32 spikes at least
   99.9 % identical and 99 % of charges within 1e-4 (a rare flip changes later charges);
 * Tempotron (capability ``tempotron``): ``build_tempotron`` gives ``[T, B, N_out]``
-  potentials equal to :class:`~spikebench.backends.tempotron.DirectTempotron` with the same
+  potentials equal to ``DirectTempotron`` with the same
   weight (float64 within 1e-9), including non-integer, integer and missing (inf/NaN) spike
   times;
 * convolutional networks (capability ``conv_lif``): the checks of
-  :mod:`spikebench.backends.conformance.conv`;
-* ``check_supported`` raises :class:`~spikebench.errors.BackendError` for an unsupported neuron,
+  ``spikebench.backends.conformance.conv``;
+* ``check_supported`` raises ``BackendError`` for an unsupported neuron,
   ``build`` refuses an unsupported spec, and the builder of every capability the backend does
   not declare raises ``BackendError``.
 
@@ -314,7 +314,7 @@ def check_reference_equivalence(backend: Backend | str, *, reference: Backend | 
 def check_conv(backend: Backend | str, *, reference: Backend | str = "custom",
                atol: float | None = None, grad_rtol: float = GRAD_RTOL) -> None:
     """Capability ``conv_lif``: the convolutional network conforms
-    (:func:`~spikebench.backends.conformance.conv.check_conv_backend`: shapes, determinism,
+    (``check_conv_backend``: shapes, determinism,
     state reset, weights, equivalence with the reference); nothing when not declared."""
     b = _resolve(backend)
     if Capability.CONV_LIF not in b.capabilities:
@@ -391,7 +391,35 @@ def backend_checks(backend: Backend | str, *, reference: Backend | str = "custom
 def check_backend(backend: Backend | str, *, reference: Backend | str = "custom",
                   atol: float | None = None, grad_rtol: float = GRAD_RTOL,
                   skip: Sequence[str] = ()) -> None:
-    """Run every check on ``backend``; one ``AssertionError`` lists all failures."""
+    """Prove a backend keeps the contract: run every check of ``backend_checks``.
+
+    The same spec and weights must give the same spikes, charges and (for
+    ``surrogate_gradients``) gradients as the reference engine, for every declared capability,
+    reset and surrogate; unsupported specs must be refused with ``BackendError``.
+
+    Parameters
+    ----------
+    backend : Backend or str
+        An instance or a registered name.
+    reference : Backend or str, default "custom"
+        The engine whose numbers are the reference.
+    atol : float, optional
+        Absolute tolerance on potentials (default: the kit's float32 tolerance).
+    grad_rtol : float
+        Relative tolerance on gradients.
+    skip : sequence of str, default ()
+        Names of checks to leave out (say why in your test).
+
+    Raises
+    ------
+    AssertionError
+        Listing every failed check.
+
+    Examples
+    --------
+    >>> from spikebench.backends.conformance import check_backend
+    >>> check_backend("snntorch")  # passes: returns None
+    """
     b = _resolve(backend)
     failures = []
     for name, check in backend_checks(b, reference=reference, atol=atol, grad_rtol=grad_rtol):

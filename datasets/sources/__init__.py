@@ -1,6 +1,6 @@
 """Data sources: plug-ins that turn a spec's ``[data]`` table into a feature table.
 
-A source is a :class:`DataSource` registered under the entry-point group
+A source is a ``DataSource`` registered under the entry-point group
 ``spikebench.datasets`` (like backends and rules), so another cohort in its own layout (LiTS,
 KiTS, an in-house export) is a small package, not a change to the harness. Built in:
 ``phantom`` (generate MSD-layout CT, then extract), ``msd`` (extract from an MSD Task03

@@ -1,18 +1,17 @@
-"""The data-source conformance kit: run :func:`check_source` in a source plug-in's tests.
+"""The data-source conformance kit: run ``check_source`` in a source plug-in's tests.
 
 A source conforms when, given ``options`` that describe a small valid cohort, it
 
-1. declares itself: :attr:`~DataSource.name` a non-empty string, :attr:`~DataSource.summary` a
-   string, :attr:`~DataSource.Options` a :class:`~spikebench.datasets.sources.base.
-   SourceOptions` model that refuses unknown keys, every :attr:`~DataSource.path_options`
+1. declares itself: ``name`` a non-empty string, ``summary`` a
+   string, ``Options`` a ``SourceOptions`` model that refuses unknown keys, every ``path_options``
    entry one of its fields, and an ``on_error`` option (if it has one) that accepts
    ``"fail"`` and ``"skip"``;
-2. delivers a feature table a study can use: :meth:`~DataSource.load` into an empty
-   ``workdir`` returns a :class:`~spikebench.datasets.sources.base.SourceData` whose ``table``
+2. delivers a feature table a study can use: ``load`` into an empty
+   ``workdir`` returns a ``SourceData`` whose ``table``
    has finite float32 features ``[n, F]`` named by ``feature_names``, binary labels with both
    classes, a patient id per row (fewer patients than rows, unless ``info`` says
    ``slice_level_splits``) and enough patients to split by patient
-   (:func:`~spikebench.datasets.tables.check_splittable`); ``info`` is a dict, and its
+   (``check_splittable``); ``info`` is a dict, and its
    ``excluded_cases`` (if given) a list;
 3. reads its inputs without changing them: every file under a path option has the same size
    and modification time after the load;
@@ -20,8 +19,8 @@ A source conforms when, given ``options`` that describe a small valid cohort, it
    labels, patient ids, slice indices, feature names), and loading again into the first
    ``workdir`` — what a resumed study does — gives the same fingerprint (``table.sha256``),
    to which the results folder is bound;
-5. refuses bad input with one :class:`~spikebench.errors.DataError` naming the file: a path
-   option pointing at nothing, and every :class:`BrokenInput` the plug-in's tests supply;
+5. refuses bad input with one ``DataError`` naming the file: a path
+   option pointing at nothing, and every ``BrokenInput`` the plug-in's tests supply;
    with ``on_error = "skip"`` a skippable broken input loads instead and is listed in
    ``info["excluded_cases"]``.
 
@@ -34,8 +33,8 @@ A source conforms when, given ``options`` that describe a small valid cohort, it
                      broken=[BrokenInput({"path": str(broken_cohort)}, names="P007.csv",
                                          skippable=True)])
 
-:func:`check_source` runs every check and raises one ``AssertionError`` listing the failures;
-:func:`source_checks` yields ``(name, check)`` pairs for one pytest test per check.
+``check_source`` runs every check and raises one ``AssertionError`` listing the failures;
+``source_checks`` yields ``(name, check)`` pairs for one pytest test per check.
 """
 
 from __future__ import annotations
@@ -59,7 +58,7 @@ MAX_WATCHED_FILES = 20_000
 @dataclasses.dataclass(frozen=True)
 class BrokenInput:
     """A bad input the source must refuse: complete ``options`` pointing at it, the text
-    ``names`` the :class:`~spikebench.errors.DataError` must contain (the file at fault), and
+    ``names`` the ``DataError`` must contain (the file at fault), and
     whether ``on_error = "skip"`` should load the rest and list it as an excluded case."""
 
     options: Mapping[str, Any]
@@ -275,9 +274,34 @@ def source_checks(source: DataSource | type[DataSource] | str, options: Mapping[
 
 def check_source(source: DataSource | type[DataSource] | str, options: Mapping[str, Any], *,
                  broken: Sequence[BrokenInput] = ()) -> None:
-    """Run every check (module docstring) on ``source`` (an instance, class or registered
-    name) with ``options``, the ``[data]`` keys of a small valid cohort (paths absolute);
-    one ``AssertionError`` lists all failures."""
+    """Prove a data source keeps the contract: run every check of the module docstring.
+
+    Parameters
+    ----------
+    source : DataSource or type or str
+        An instance, a class or a registered name.
+    options : Mapping
+        The ``[data]`` keys of a small valid cohort (paths absolute).
+    broken : sequence of BrokenInput, optional
+        Broken inputs the source must refuse with one clear ``DataError`` (or skip under
+        ``on_error = "skip"``).
+
+    Raises
+    ------
+    AssertionError
+        Listing every failed check.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import pandas as pd
+    >>> from pathlib import Path
+    >>> from spikebench.datasets.sources.conformance import check_source
+    >>> tmp = Path(tempfile.mkdtemp())
+    >>> pd.DataFrame({"patient_id": list("aabbccdd"), "label": [0, 1] * 4,
+    ...               "f_0": range(8)}).to_csv(tmp / "t.csv", index=False)
+    >>> check_source("table", {"path": str(tmp / "t.csv")})  # passes: returns None
+    """
     s = _resolve(source)
     failures = []
     for name, check in source_checks(s, options, broken=broken):

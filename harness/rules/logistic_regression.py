@@ -49,7 +49,7 @@ class LogisticRegressionRule(Rule[LogisticRegressionParams]):
             stopper.update(ctx.score_validation(clf.predict_proba(val.X)[:, 1]), (clf, c))
         clf, c = stopper.best_state
         return ReferenceModel(lambda X: clf.predict_proba(X)[:, 1], {
-            "params": {"C": c, "class_weight": "balanced"}, "epochs": 1,
+            "params": {"C": c, "class_weight": "balanced"}, "epochs": None,  # a solver, no epochs
             "best_val": stopper.best, "labels_used": len(train),
             "macs_per_sample": float(train.X.shape[1]),
         })

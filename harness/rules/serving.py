@@ -1,8 +1,8 @@
 """Which backend serves which learning rule: the one place it is decided.
 
 A backend serves a rule exactly when it provides every capability the rule needs
-(:attr:`Backend.capabilities <spikebench.backends.base.Backend.capabilities>` ⊇
-:attr:`Rule.needs <spikebench.harness.rules.base.Rule.needs>`); a rule that needs nothing runs
+(``Backend.capabilities <spikebench.backends.base.Backend.capabilities>`` ⊇
+``Rule.needs <spikebench.harness.rules.base.Rule.needs>``); a rule that needs nothing runs
 without a backend. The cell planner, the rules' conformance kit and the ``spikebench rules`` /
 ``spikebench backends`` listings all ask here, so a new rule that needs a dense LIF network
 runs on every backend that builds one, with no edit to any backend.

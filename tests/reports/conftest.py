@@ -65,6 +65,9 @@ class StudyPlan:
     legacy: bool = False
     #: protocol.json "analysis" (None: absent, the defaults apply)
     analysis: dict | None = None
+    #: decision thresholds of the SNN rows, repeat r taking ``thresholds[r % len]`` (its test
+    #: metrics thresholded there, as the harness does); empty: 0.5 everywhere
+    thresholds: tuple[float, ...] = ()
 
 
 def _patients(rng: np.random.Generator, n: int) -> pd.DataFrame:
@@ -115,10 +118,11 @@ def make_study(root: Path, plan: StudyPlan | None = None) -> Path:
             preds.append(pred)
             at_t = pred[pred["steps"] == TRAIN_STEPS]
             row = _row(plan, backend, rule, "snn", r)
+            threshold = plan.thresholds[r % len(plan.thresholds)] if plan.thresholds else 0.5
             row.update(all_metrics(at_t["label"].to_numpy(), at_t["prob"].to_numpy(),
-                                   at_t["patient_id"].to_numpy(), "test_"))
+                                   at_t["patient_id"].to_numpy(), "test_", threshold=threshold))
             row.update(_cost(rng, ci, r, per_split[str(r)]))
-            row.update(fold=0, refit=0, threshold=0.5,
+            row.update(fold=0, refit=0, threshold=threshold,
                        acs_per_sample=0.8 * row["synops_per_sample"],
                        macs_per_sample=0.2 * row["synops_per_sample"])
             results.append(row)
@@ -195,6 +199,8 @@ def _reference_repeat(plan: StudyPlan, data: pd.DataFrame, splits: dict, per_spl
     row.update(all_metrics(test["label"].to_numpy(), prob,
                            test["patient_id"].to_numpy(), "test_"))
     row.update(_cost(rng, 99, r, per_split[str(r)]))
+    if name == "logistic_regression":  # a solver fit: no epochs (as the harness records it)
+        row.update(epochs=None, train_seconds_per_epoch=None)
     row.update(spikes_per_sample=np.nan, synops_per_sample=np.nan, train_steps=1,
                fold=0, refit=0, threshold=0.5, acs_per_sample=0.0,
                macs_per_sample=float(N_FEATURES if name != "mlp" else N_FEATURES * 16 + 16),
