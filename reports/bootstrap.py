@@ -1,60 +1,57 @@
-"""Patient-level bootstrap of every cell's test metrics, with one resample shared by all cells.
+"""Every cell's test metrics with their uncertainty: patients and training runs, shared resamples.
 
-Slices of one patient are correlated, so the unit that is resampled is the patient, never the
-slice. Every repeat of a holdout study tests the *same* sealed patients, so drawing a separate
-resample per repeat and averaging (what this module once did) treats one cohort as six and gives
-intervals ~2.3× too narrow. The scheme now (a test re-implements it naively):
+Slices of one patient are correlated, so the unit of patient sampling is the patient, never the
+slice; and a cell's number comes from a few training runs whose spread is part of its error.
+The scheme (docs/protocol.md; a test re-implements it naively):
 
-1. **Units.** A cell's predictions at the trained number of time steps are split into training
-   *runs*: one run per (repeat, refit) pair (``[split].refit_seeds`` refits each fold's tuned
-   configuration with several seeds; a run is one seed's pass over the protocol's folds).
-   Under ``nested-cv`` a run's folds are pooled into one out-of-fold prediction set (every
-   patient once, each slice thresholded at its own fold's threshold); under ``holdout`` and
-   ``repeated-splits`` a run's metric is the mean over its folds (usually one). Below,
-   "repeat" means run.
-2. **One resample plan per study** (:func:`draw_resamples`): for replicate ``b`` a vector of
-   patient multiplicities ``w_b`` (``n`` draws with replacement from the ``n`` test patients of
-   the study, ``numpy.random.default_rng([seed, 0]).multinomial``) and a vector of repeat
-   multiplicities ``v_b`` (``R`` draws from the ``R`` repeats, ``default_rng([seed, 1])``). Both
-   are shared by every cell, repeat and fold: cells are compared on the same resamples (paired),
-   and a patient drawn ``k`` times counts ``k`` times in every repeat that tested it.
-3. **Per-repeat replicates** ``m_r(w_b)``: the metric of repeat ``r`` on its slices weighted by
-   their patient's multiplicity (:func:`spikebench.reports.scoring.weighted_metrics`).
-4. **Two-level replicate** of the cell: ``θ*_b = Σ_r v_br m_r(w_b) / Σ_r v_br`` (repeats whose
-   value is NaN, e.g. one class drawn, or that the cell lacks, get weight 0). The point estimate
-   is ``θ̂ = mean_r m_r(1)``.
-5. **Interval**: the 2.5th / 97.5th percentiles of ``θ*_b``.
+1. **Runs.** A cell's predictions at the trained number of time steps are split into training
+   *runs*: one per (repeat, refit) pair (``[split].refit_seeds`` refits each fold's tuned
+   configuration with several seeds). Under ``nested-cv`` a run's folds are pooled into one
+   out-of-fold prediction set (every patient once, each slice thresholded at its own fold's
+   threshold); under ``holdout`` and ``repeated-splits`` a run's metric is the mean over its
+   folds (one). The cell's estimate is ``θ̂ = mean_r m_r``, the mean over runs of the run's
+   metric ``m_r`` on its test patients.
+2. **One patient resample plan per study** (:func:`draw_resamples`): replicate ``b`` is a
+   vector ``w_b`` of patient multiplicities (``n`` draws with replacement from the ``n`` test
+   patients, ``numpy.random.default_rng([seed, 0]).multinomial``), shared by every cell, run
+   and fold, so that two cells are compared on the same resampled patients; ``m_r(w_b)`` is
+   the run's metric on its slices weighted by their patient's multiplicity
+   (:func:`spikebench.reports.scoring.weighted_metrics`).
+3. **Uncertainty** (:mod:`spikebench.reports.wald`): ``SE² = V_patients + s²/R`` with
+   ``V_patients`` the variance over ``b`` of the run-averaged ``mean_r m_r(w_b)`` — or, for
+   ROC-AUC, Obuchowski's clustered DeLong variance of the run-averaged pair-count kernel
+   (:mod:`spikebench.reports.clustered`, exact and fast) — and ``s²`` the variance of the
+   ``m_r`` over runs; intervals and tests on Student's t with Satterthwaite degrees of
+   freedom. A paired difference uses the same resamples (the kernels of both cells) for its
+   patient term and adds both cells' training terms.
+4. **repeated-splits**: runs test different patients; the spread of the ``m_r`` holds both
+   sources and is corrected for the overlap of training and test sets (Nadeau–Bengio).
 
 **Estimand.** ``θ = E_seed,split[ metric of the cell's training procedure on the patient
-population ]``: the expected test metric of the procedure, averaged over training randomness
-(seeds, and splits where the scheme varies them), for patients like the study's. Its estimate
-varies with *which patients* were sampled (level 1, shared by all repeats because they share the
-cohort) and with *which training runs* were made (level 2, the repeat resample). Both sources are
-in the interval; the ± std column of the tables is the training spread alone.
-
-**Floor (shared cohorts).** Under ``holdout`` and ``nested-cv`` every repeat tests the same
-patients, so averaging ``R`` training runs cannot tell us more about the *patient population*
-than one run does. The interval is therefore widened (about its midpoint, then shifted inside
-the metric's range) to at least the width of the widest single-repeat interval computed from the
-same ``w_b``. Under ``repeated-splits`` the repeats test different patients and the average
-legitimately covers more of them, so no floor applies.
+population ]``: the expected test metric of one training run of the procedure, for patients like
+the study's. Both sources of error are in every interval; the ± std column of the tables is the
+training spread alone.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import cast
 
 import numpy as np
 import pandas as pd
 
-from .scoring import weighted_metrics
+from .clustered import PairCounts, obuchowski, pair_counts
+from .scoring import patient_table, weighted_metrics
+from .wald import WaldT, corrected_resampled, training_term
 
 CONFIDENCE = 0.95
-#: Schemes whose repeats all test the same patients (the interval floor applies).
+#: Schemes whose runs all test the same patients.
 SHARED_COHORT = ("holdout", "nested-cv")
+#: Metrics whose patient term is Obuchowski's (pair-count kernels) instead of the bootstrap's.
+KERNEL_METRICS = ("roc_auc", "patient_roc_auc")
 
 Cell = tuple[str, str]
 
@@ -62,72 +59,31 @@ Cell = tuple[str, str]
 @dataclass(frozen=True)
 class Resamples:
     """One resample plan: ``patient_weights[b, i]`` = times patient ``patients[i]`` is drawn in
-    replicate ``b``; ``repeat_weights[b, j]`` = times repeat ``repeats[j]`` is drawn."""
+    replicate ``b``; ``runs`` the study's training runs (sorted)."""
 
     patients: np.ndarray
-    repeats: np.ndarray
+    runs: np.ndarray
     patient_weights: np.ndarray
-    repeat_weights: np.ndarray
 
     @property
     def n_bootstrap(self) -> int:
         return int(self.patient_weights.shape[0])
 
 
-def draw_resamples(patients: Iterable[str], repeats: Iterable[int], *, n_bootstrap: int,
+def draw_resamples(patients: Iterable[str], runs: Iterable[int], *, n_bootstrap: int,
                    seed: int) -> Resamples:
-    """The shared plan of step 2: multinomial multiplicities of the (sorted, unique) patients and
-    repeats, ``n_bootstrap`` replicates, from ``default_rng([seed, 0])`` / ``([seed, 1])``."""
+    """The shared plan of step 2: multinomial multiplicities of the (sorted, unique) patients,
+    ``n_bootstrap`` replicates, from ``default_rng([seed, 0])``."""
     ids = np.unique(np.asarray(list(patients)).astype(str))
-    reps = np.unique(np.asarray(list(repeats), dtype=np.int64))
+    run_ids = np.unique(np.asarray(list(runs), dtype=np.int64))
     pw = np.random.default_rng([seed, 0]).multinomial(
         len(ids), np.full(len(ids), 1 / max(len(ids), 1)), size=n_bootstrap).astype(np.float64)
-    rw = np.random.default_rng([seed, 1]).multinomial(
-        len(reps), np.full(len(reps), 1 / max(len(reps), 1)), size=n_bootstrap).astype(
-        np.float64)
-    return Resamples(ids, reps, pw, rw)
-
-
-def percentile_interval(replicates: np.ndarray, confidence: float = CONFIDENCE
-                        ) -> tuple[float, float]:
-    """The percentile interval of the finite replicates (NaN, NaN when there are none)."""
-    finite = replicates[np.isfinite(replicates)]
-    if finite.size == 0:
-        return float("nan"), float("nan")
-    alpha = (1 - confidence) / 2
-    low, high = np.quantile(finite, [alpha, 1 - alpha])
-    return float(low), float(high)
-
-
-def combine_repeats(per_repeat: np.ndarray, repeat_weights: np.ndarray) -> np.ndarray:
-    """Step 4: ``θ*_b = Σ_r v_br m_rb / Σ_r v_br`` over finite ``m_rb`` (``per_repeat`` has shape
-    ``(R, B)``, ``repeat_weights`` ``(B, R)``); NaN where no drawn repeat has a value."""
-    values = per_repeat.T
-    ok = np.isfinite(values)
-    weight = np.where(ok, repeat_weights, 0.0)
-    total = weight.sum(axis=1)
-    weighted = (np.where(ok, values, 0.0) * weight).sum(axis=1)
-    out = np.full(len(total), np.nan)
-    np.divide(weighted, total, out=out, where=total > 0)
-    return out
+    return Resamples(ids, run_ids, pw)
 
 
 def metric_range(metric: str) -> tuple[float, float]:
     """The values a metric can take (MCC ∈ [−1, 1], every other metric ∈ [0, 1])."""
     return (-1.0, 1.0) if metric.removeprefix("test_") == "mcc" else (0.0, 1.0)
-
-
-def floor_interval(interval: tuple[float, float], min_width: float,
-                   bounds: tuple[float, float]) -> tuple[float, float]:
-    """Widen ``interval`` about its midpoint to ``min_width`` when narrower, then shift it inside
-    ``bounds`` (the width is kept: ``min_width`` never exceeds the range)."""
-    low, high = interval
-    if not (np.isfinite(low) and np.isfinite(min_width)) or high - low >= min_width:
-        return interval
-    mid = (low + high) / 2
-    low, high = mid - min_width / 2, mid + min_width / 2
-    shift = max(bounds[0] - low, 0.0) - max(high - bounds[1], 0.0)
-    return float(low + shift), float(high + shift)
 
 
 def with_runs(predictions: pd.DataFrame) -> pd.DataFrame:
@@ -142,48 +98,57 @@ def with_runs(predictions: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass
 class StudyBootstrap:
-    """Every cell's replicates over one shared :class:`Resamples` plan, computed lazily and
-    cached per (cell, patient score). ``predictions`` are the primary predictions (trained time
-    steps) with columns backend, rule, repeat, fold, patient_id, label, prob, threshold."""
+    """Every cell's per-run values and patient replicates over one shared :class:`Resamples`
+    plan, computed lazily and cached per (cell, metric, patient score). ``predictions`` are
+    the primary predictions (trained time steps) with columns backend, rule, repeat, fold,
+    (refit), patient_id, label, prob, threshold. ``n_train`` / ``n_test``: mean training and
+    test patients per split (the Nadeau–Bengio correction of ``repeated-splits``)."""
 
     predictions: pd.DataFrame
-    scheme: str = "holdout"
+    scheme: str = "nested-cv"
     n_bootstrap: int = 2000
     seed: int = 0
     top_k: int = 3
+    n_train: float = math.nan
+    n_test: float = math.nan
     resamples: Resamples = field(init=False)
     #: Each run's repeat (runs of one repeat are refits of the same folds).
     run_repeat: dict[int, int] = field(init=False)
     _units: dict[Cell, dict[int, list[pd.DataFrame]]] = field(init=False, repr=False)
     _cache: dict[tuple[Cell, str, str], tuple[np.ndarray, np.ndarray]] = field(
         init=False, repr=False, default_factory=dict)
+    _kernels: dict[tuple[Cell, str, str], list[PairCounts] | None] = field(
+        init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         pred = with_runs(self.predictions)
         self.predictions = pred
-        self.run_repeat = {int(run): int(rep) for run, rep in
-                           pred[["run", "repeat"]].drop_duplicates().itertuples(index=False)}
+        pairs = pred[["run", "repeat"]].drop_duplicates().to_numpy(dtype=np.int64)
+        self.run_repeat = {int(run): int(rep) for run, rep in pairs}
         self.resamples = draw_resamples(pred["patient_id"].astype(str), pred["run"],
                                         n_bootstrap=self.n_bootstrap, seed=self.seed)
         self._units = {}
         for (backend, rule), g in pred.groupby(["backend", "rule"], sort=False):
-            per_repeat: dict[int, list[pd.DataFrame]] = {}
-            for repeat, r in g.groupby("run", sort=True):
+            per_run: dict[int, list[pd.DataFrame]] = {}
+            for _, r in g.groupby("run", sort=True):
                 folds = [r] if self.scheme == "nested-cv" else [f for _, f in r.groupby("fold")]
-                per_repeat[int(cast(int, repeat))] = folds
-            self._units[(str(backend), str(rule))] = per_repeat
+                per_run[int(r["run"].iloc[0])] = folds
+            self._units[(str(backend), str(rule))] = per_run
 
     @property
     def cells(self) -> list[Cell]:
         return list(self._units)
 
-    def repeats_of(self, cell: Cell) -> list[int]:
+    def runs_of(self, cell: Cell) -> list[int]:
         return sorted(self._units.get(cell, {}))
 
-    def per_repeat(self, cell: Cell, metric: str, patient_score: str = "max"
-                   ) -> tuple[np.ndarray, np.ndarray]:
-        """``(point, replicates)``: ``point[j]`` = ``m_r(1)`` and ``replicates[j]`` = ``m_r(w_b)``
-        (shape ``(R, B)``) for repeat ``resamples.repeats[j]``; NaN rows for missing repeats."""
+    # -- per-run values ----------------------------------------------------------------------
+
+    def per_run(self, cell: Cell, metric: str, patient_score: str = "max"
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """``(point, replicates)``: ``point[j]`` = ``m_r(1)`` and ``replicates[j]`` =
+        ``m_r(w_b)`` (shape ``(R, B)``) for run ``resamples.runs[j]``; NaN rows for runs the
+        cell lacks."""
         metric = metric.removeprefix("test_")
         if (cell, metric, patient_score) not in self._cache:
             self.prefetch(cell, (metric,), patient_score)
@@ -193,10 +158,10 @@ class StudyBootstrap:
         """Compute several metrics of one cell in one pass (slice weights built once)."""
         rs = self.resamples
         names = tuple(m.removeprefix("test_") for m in metrics)
-        point = {m: np.full(len(rs.repeats), np.nan) for m in names}
-        reps = {m: np.full((len(rs.repeats), rs.n_bootstrap), np.nan) for m in names}
-        for repeat, folds in self._units.get(cell, {}).items():
-            j = int(np.searchsorted(rs.repeats, repeat))
+        point = {m: np.full(len(rs.runs), np.nan) for m in names}
+        reps = {m: np.full((len(rs.runs), rs.n_bootstrap), np.nan) for m in names}
+        for run, folds in self._units.get(cell, {}).items():
+            j = int(np.searchsorted(rs.runs, run))
             values = [self._unit_values(frame, names, patient_score) for frame in folds]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
@@ -215,41 +180,151 @@ class StudyBootstrap:
         w = np.vstack([np.ones(len(idx)), rs.patient_weights[:, idx]])
         return weighted_metrics(names, frame, w, patient_score=patient_score, top_k=self.top_k)
 
-    def replicates(self, cell: Cell, metric: str, patient_score: str = "max",
-                   repeats: Iterable[int] | None = None) -> np.ndarray:
-        """Two-level replicates ``θ*_b`` (shape ``(B,)``), optionally over a subset of repeats
-        (paired comparisons use the repeats both cells have)."""
-        _, reps = self.per_repeat(cell, metric, patient_score)
-        if repeats is not None:
-            keep = np.isin(self.resamples.repeats, np.asarray(list(repeats), dtype=np.int64))
-            reps = np.where(keep[:, None], reps, np.nan)
-        return combine_repeats(reps, self.resamples.repeat_weights)
-
-    def estimate(self, cell: Cell, metric: str, patient_score: str = "max",
-                 repeats: Iterable[int] | None = None) -> float:
-        """Point estimate ``θ̂ = mean_r m_r(1)`` (over ``repeats`` when given)."""
-        point, _ = self.per_repeat(cell, metric, patient_score)
-        if repeats is not None:
-            point = point[np.isin(self.resamples.repeats, np.asarray(list(repeats), dtype=int))]
+    def estimate(self, cell: Cell, metric: str, patient_score: str = "max") -> float:
+        """Point estimate ``θ̂ = mean_r m_r(1)`` over the cell's runs."""
+        point, _ = self.per_run(cell, metric, patient_score)
         return float(np.nanmean(point)) if np.isfinite(point).any() else float("nan")
 
-    def single_repeat_intervals(self, cell: Cell, metric: str, patient_score: str = "max"
-                                ) -> dict[int, tuple[float, float]]:
-        """Patient-only percentile interval of each repeat, from the same ``w_b``."""
-        _, reps = self.per_repeat(cell, metric, patient_score)
-        return {int(r): percentile_interval(reps[j]) for j, r in enumerate(self.resamples.repeats)
-                if np.isfinite(reps[j]).any()}
+    # -- uncertainty -------------------------------------------------------------------------
 
-    def interval(self, cell: Cell, metric: str, patient_score: str = "max"
-                 ) -> tuple[float, float]:
-        """The cell's 95 % interval (steps 4–5 and the floor of the module docstring)."""
-        interval = percentile_interval(self.replicates(cell, metric, patient_score))
-        if self.scheme not in SHARED_COHORT:
-            return interval
-        widths = [h - lo for lo, h in self.single_repeat_intervals(
-            cell, metric, patient_score).values() if np.isfinite(lo)]
-        return floor_interval(interval, max(widths, default=np.nan), metric_range(metric))
+    def wald(self, cell: Cell, metric: str, patient_score: str = "max") -> WaldT:
+        """The cell's estimate with its patient and training terms (module docstring)."""
+        return self._combined([(cell, 1.0)], metric, patient_score)
+
+    def paired(self, a: Cell, b: Cell, metric: str, patient_score: str = "max") -> WaldT:
+        """``a − b`` on the same patients: the patient term of the difference (shared
+        resamples / joint kernel covariance) plus both cells' training terms."""
+        return self._combined([(a, 1.0), (b, -1.0)], metric, patient_score)
+
+    def interval(self, cell: Cell, metric: str, patient_score: str = "max",
+                 confidence: float = CONFIDENCE) -> tuple[float, float]:
+        """The cell's interval, inside the metric's range."""
+        return self.wald(cell, metric, patient_score).interval(confidence, metric_range(metric))
 
     def intervals(self, cell: Cell, metrics: Iterable[str]) -> dict[str, tuple[float, float]]:
         """:meth:`interval` of every metric in ``metrics`` (names without ``test_``)."""
         return {m: self.interval(cell, m) for m in metrics}
+
+    def _combined(self, terms: list[tuple[Cell, float]], metric: str, patient_score: str
+                  ) -> WaldT:
+        metric = metric.removeprefix("test_")
+        points = [self.per_run(c, metric, patient_score)[0] for c, _ in terms]
+        estimate = sum(s * (float(np.nanmean(p)) if np.isfinite(p).any() else math.nan)
+                       for (_, s), p in zip(terms, points, strict=True))
+        if self.scheme not in SHARED_COHORT:
+            return self._resampled_splits(estimate, terms, points)
+        training: list[tuple[float, float]] = []
+        known = True
+        for p in points:
+            parts, ok = training_term(list(p))
+            training += parts
+            known &= ok
+        dfp = self._patient_df(terms[0][0], metric, patient_score)
+        v = self._kernel_variance(terms, metric, patient_score)
+        if v is None:
+            v = self._bootstrap_variance(terms, metric, patient_score)
+        return WaldT(estimate, (v, dfp), tuple(training), known)
+
+    def _bootstrap_variance(self, terms: list[tuple[Cell, float]], metric: str,
+                            patient_score: str) -> float:
+        """Variance over patient replicates of the signed sum of run-averaged metrics."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            total = sum(s * np.nanmean(self.per_run(c, metric, patient_score)[1], axis=0)
+                        for c, s in terms)
+        reps = np.asarray(total, dtype=np.float64)
+        finite = reps[np.isfinite(reps)]
+        return float(finite.var(ddof=1)) if finite.size > 1 else math.nan
+
+    def _kernel_variance(self, terms: list[tuple[Cell, float]], metric: str,
+                         patient_score: str) -> float | None:
+        """Obuchowski's variance of the signed sum of run-averaged AUCs, or None when the
+        metric is not an AUC or the runs do not share their test items."""
+        if metric not in KERNEL_METRICS:
+            return None
+        kernels = [self.kernels(c, metric, patient_score) for c, _ in terms]
+        if any(k is None for k in kernels):
+            return None
+        runs = [k for k in kernels if k is not None]
+        m, n = runs[0][0].m, runs[0][0].n
+        if any(not (np.array_equal(pc.m, m) and np.array_equal(pc.n, n))
+               for k in runs for pc in k):
+            return None
+        mean_a = [np.mean([pc.A for pc in k], axis=0) for k in runs]
+        one = np.ones((1, len(m)))
+        _, cov = obuchowski([a.sum(axis=1)[None] for a in mean_a],
+                            [a.sum(axis=0)[None] for a in mean_a], m, n, one)
+        signs = np.array([s for _, s in terms])
+        return max(float(signs @ cov[0] @ signs), 0.0)
+
+    def kernels(self, cell: Cell, metric: str, patient_score: str = "max"
+                ) -> list[PairCounts] | None:
+        """The pair-count kernel of each of the cell's runs for slice (``roc_auc``) or patient
+        (``patient_roc_auc``) ROC-AUC, on the study's patient index; None when a run has
+        several folds (their AUCs are averaged, not pooled)."""
+        key = (cell, metric, patient_score)
+        if key not in self._kernels:
+            self._kernels[key] = self._build_kernels(cell, metric, patient_score)
+        return self._kernels[key]
+
+    def _build_kernels(self, cell: Cell, metric: str, patient_score: str
+                       ) -> list[PairCounts] | None:
+        units = self._units.get(cell, {})
+        if not units or any(len(folds) != 1 for folds in units.values()):
+            return None
+        patients = self.resamples.patients
+        out = []
+        for run in sorted(units):
+            frame = units[run][0]
+            if metric == "roc_auc":
+                y = frame["label"].to_numpy() == 1
+                score = frame["prob"].to_numpy(dtype=np.float64)
+                ids = frame["patient_id"].to_numpy().astype(str)
+            else:
+                table = patient_table(frame, patient_score, self.top_k)
+                y = table["label"].to_numpy() == 1
+                score = table["prob"].to_numpy(dtype=np.float64)
+                ids = table["patient_id"].to_numpy().astype(str)
+            out.append(pair_counts(y, score, np.searchsorted(patients, ids), len(patients)))
+        return out
+
+    def _patient_df(self, cell: Cell, metric: str, patient_score: str) -> float:
+        """``min(I₁, I₀) − 1``: patients holding a positive / a negative of the metric's unit
+        (slices, or patients for ``patient_*`` metrics), in the cell's first run."""
+        units = self._units.get(cell, {})
+        if not units:
+            return math.nan
+        frame = pd.concat(units[min(units)])
+        if metric.startswith("patient_"):
+            labels = patient_table(frame, patient_score, self.top_k)["label"].to_numpy()
+            return float(min((labels == 1).sum(), (labels == 0).sum()) - 1)
+        has = frame.groupby("patient_id")["label"].agg(["max", "min"])
+        return float(min((has["max"] == 1).sum(), (has["min"] == 0).sum()) - 1)
+
+    def _resampled_splits(self, estimate: float, terms: list[tuple[Cell, float]],
+                          points: list[np.ndarray]) -> WaldT:
+        """repeated-splits: the per-split signed sum (refits of a split averaged first), with
+        the Nadeau–Bengio variance."""
+        runs = self.resamples.runs
+        by_split: dict[int, list[float]] = {}
+        for j, run in enumerate(runs):
+            values = [s * p[j] for (_, s), p in zip(terms, points, strict=True)]
+            if all(math.isfinite(v) for v in values):
+                by_split.setdefault(self.run_repeat[int(run)], []).append(sum(values))
+        per_split = [float(np.mean(v)) for v in by_split.values()]
+        return corrected_resampled(estimate, per_split, self.n_train, self.n_test)
+
+    def identical(self, a: Cell, b: Cell) -> bool:
+        """Whether the two cells predicted exactly the same probability for every test slice
+        of every run (then there is nothing to test: the report says "identical")."""
+        cols = ["run", "fold", "patient_id", "slice_idx", "prob"]
+        frames = []
+        for cell in (a, b):
+            rows = [f for folds in self._units.get(cell, {}).values() for f in folds]
+            if not rows:
+                return False
+            frame = pd.concat(rows)
+            frames.append(frame[[c for c in cols if c in frame]].sort_values(
+                [c for c in cols[:-1] if c in frame]).reset_index(drop=True))
+        return frames[0].shape == frames[1].shape and bool(
+            frames[0].equals(frames[1]))

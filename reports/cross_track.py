@@ -259,8 +259,9 @@ def cross_track_comparison(ok: pd.DataFrame, sb: StudyBootstrap | None, main: pd
     best = pd.DataFrame([{
         "metric": f"test_{metric}", "features": cell_name(feat.cell), "features_basis": feat.basis,
         "features_score": feat.score, "images": cell_name(img.cell), "images_basis": img.basis,
-        "images_score": img.score, "n_repeats": d.n_repeats, "difference": d.estimate,
-        "ci_low": d.ci_low, "ci_high": d.ci_high, "se": d.se, "p": d.p}])
+        "images_score": img.score, "n_repeats": d.n_runs, "difference": d.estimate,
+        "ci_low": d.ci_low, "ci_high": d.ci_high, "se": d.se, "p": d.p,
+        "identical": d.identical}])
     family = _pair_names(superiority)
     shown = family | _pair_names(comparisons, metric)
     cnn, already, snn = _cnn_pairs(sb, cells["images"], plan, shown)

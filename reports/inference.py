@@ -94,7 +94,7 @@ def compute_statistics(tables: StudyTables, primary: str, *, n_bootstrap: int | 
         if best is not None and significant:
             stats.marks[col] = best
     stats.best_tests = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    stats.analysis = primary_analysis(tables, sb, plan)
+    stats.analysis = primary_analysis(sb, plan)
     stats.cross_track = cross_track_comparison(tables.ok, sb, main, plan,
                                                stats.analysis.superiority, stats.comparisons)
     return stats
@@ -125,7 +125,7 @@ def _table(name: str, title: str, frame: pd.DataFrame, columns: dict[str, str]) 
     return TextTable(name, title, [columns[c] for c in frame.columns], rows)
 
 
-_PAIR = {"a": "a", "b": "b", "n_repeats": "repeats", "difference": "a − b",
+_PAIR = {"a": "a", "b": "b", "n_repeats": "runs", "difference": "a − b",
          "ci_low": "CI low", "ci_high": "CI high"}
 
 
@@ -137,23 +137,25 @@ def statistics_text_tables(s: Statistics) -> dict[str, TextTable]:
     if a is not None and not a.superiority.empty:
         out["primary_analysis"] = _table(
             "primary_analysis", f"Primary analysis: superiority family, test "
-            f"{metric_label(s.plan.primary_metric)} ({CONFIDENCE:.0%} paired patient bootstrap)",
-            a.superiority, {**_PAIR, "p": "p", "p_holm": "p (Holm)", "significant": "significant",
-                            "p_delong_patient_roc_auc": "DeLong p (patient ROC-AUC)",
-                            "p_delong_slice_roc_auc": "clustered DeLong p (slice ROC-AUC)",
-                            "p_nadeau_bengio": "Nadeau–Bengio p"})
+            f"{metric_label(s.plan.primary_metric)} ({CONFIDENCE:.0%} interval; patients and "
+            "training runs)",
+            a.superiority, {**_PAIR, "se": "SE", "df": "df", "p": "p", "p_holm": "p (Holm)",
+                            "significant": "significant",
+                            "p_patient_roc_auc": "p (patient ROC-AUC)",
+                            "p_patient_pr_auc": "p (patient PR-AUC)"})
     if a is not None and not a.equivalence.empty:
         out["equivalence"] = _table(
-            "equivalence", f"Equivalence (TOST, margin ±{s.plan.equivalence_margin})",
-            a.equivalence, {"a": "a", "b": "b", "n_repeats": "repeats", "difference": "a − b",
+            "equivalence", f"Equivalence: TOST on test "
+            f"{metric_label(s.plan.equivalence_metric)}, margin ±{s.plan.equivalence_margin}",
+            a.equivalence, {"a": "a", "b": "b", "n_repeats": "runs", "difference": "a − b",
                             "ci90_low": "90% CI low", "ci90_high": "90% CI high",
                             "p_tost": "p (TOST)", "p_holm": "p (Holm)",
-                            "equivalent": "equivalent"})
+                            "verdict": "verdict"})
     if a is not None and not a.sensitivity.empty:
         out["sensitivity"] = _table(
-            "sensitivity", "Sensitivity: the primary comparison under both patient scores",
-            a.sensitivity, {"patient_score": "patient score", **_PAIR, "p": "p",
-                            "p_holm": "p (Holm)", "significant": "significant"})
+            "sensitivity", "Secondary endpoints of the primary comparison under both patient "
+            "scores", a.sensitivity, {"patient_score": "patient score", "metric": "metric",
+                                      **_PAIR, "p": "p"})
     if not s.comparisons.empty:
         comp = s.comparisons.assign(metric=s.comparisons["metric"].map(metric_label))
         out["comparisons"] = _table(
@@ -209,25 +211,34 @@ def methods_lines(s: Statistics) -> list[str]:
     old = [] if s.main.empty or "cost_basis" not in s.main else [
         f"{b} / {r}" for b, r, basis in zip(s.main["backend"], s.main["rule"],
                                             s.main["cost_basis"]) if BASIS_OLD in basis]
-    floor = (" Because every repeat tests the same patients, the interval is never narrower "
-             "than the widest single-repeat interval from the same resamples."
-             if s.scheme in SHARED_COHORT else "")
+    if s.scheme in SHARED_COHORT:
+        intervals = (
+            f"**Confidence intervals.** {CONFIDENCE:.0%}, scheme {s.scheme}: estimate ± "
+            "t × SE with SE² = V_patients + s²/R. A cell's estimate is the mean over its R "
+            "training runs (repeats × refit seeds) of the run's metric on the test patients "
+            "(under nested-cv a run's folds are pooled into one out-of-fold set); s² is the "
+            "variance of those run values (the training randomness); V_patients the variance "
+            "of the run-averaged metric over patient resamples — Obuchowski's clustered DeLong "
+            "variance (patients as clusters) for ROC-AUC, else a patient bootstrap of "
+            f"{s.n_bootstrap} replicates (seed {s.seed}) shared by every cell and run. Student's "
+            "t on Welch–Satterthwaite degrees of freedom; estimand: the expected test metric of "
+            "one training run of the cell's procedure, for patients like the study's. The ± "
+            "std is the spread over runs alone.")
+    else:
+        intervals = (
+            f"**Confidence intervals.** {CONFIDENCE:.0%}, scheme {s.scheme}: the runs test "
+            "different patients, so their spread holds patient sampling and training alike; "
+            "its variance is corrected for the overlap of the splits (Nadeau & Bengio 2003: "
+            "SE² = (1/J + n_test/n_train) s² over J splits, t on J − 1 df).")
     return [
-        f"**Confidence intervals.** {CONFIDENCE:.0%} percentile bootstrap, {s.n_bootstrap} "
-        f"replicates, seed {s.seed}, scheme {s.scheme}. Each replicate draws one resample of "
-        "the test patients and one resample of the repeats, shared by every cell, repeat and "
-        "fold (paired); a cell's replicate is the mean over the drawn repeats of the metric on "
-        "the drawn patients (under nested-cv a repeat's folds are pooled into one out-of-fold "
-        "set). Estimand: the cell's expected test metric over training randomness, for "
-        "patients like the study's; the interval reflects both patient sampling and training "
-        "runs." + floor + " The ± std is the spread over repeats alone.",
-        "**Tests.** Paired patient bootstrap of the difference (two-sided p = twice the "
-        "smaller tail share of replicates beyond 0); DeLong (1988) for patient ROC-AUC and "
-        "its clustered form (Obuchowski 1997, patients as clusters) for slice ROC-AUC, both on "
-        "scores averaged over repeats; "
-        "Nadeau–Bengio (2003) corrected resampled t-test when repeats use different test "
-        "patients; TOST for equivalence; minimum detectable difference = (z₁₋α/₂ + z₀.₈) × "
-        "bootstrap SE.",
+        intervals,
+        "**Tests.** A paired difference has the same two terms: the patient term of the "
+        "difference on the same resampled patients (for ROC-AUC the joint clustered DeLong "
+        "covariance of both cells' kernels) plus both cells' training terms; two-sided t-test, "
+        "Holm–Bonferroni within a family; TOST for equivalence (the 90 % interval inside "
+        "± the margin); cells with identical predictions are reported as identical. Minimum "
+        "detectable difference = (t₁₋α/₂ + t₀.₈) × SE. The calibration section says how "
+        "often these intervals cover and these tests err for this design.",
         "**Metrics.** Thresholded metrics at each model's validation-chosen threshold (0.5 when "
         "the results do not record one); PR-AUC is average precision; a patient's label is 1 "
         "when any slice has a lesion, its score the maximum slice probability (sensitivity: "

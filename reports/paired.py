@@ -1,20 +1,16 @@
-"""Paired comparisons of two cells on the same patients, by the shared patient bootstrap.
+"""Paired comparisons of two cells on the same patients.
 
-For cells ``a`` and ``b`` and the repeats both have, replicate ``b`` of the difference is
-``Δ*_b = θ*_a,b − θ*_b,b`` where both two-level replicates use the *same* patient resample
-``w_b`` and the *same* repeat resample ``v_b`` (:mod:`spikebench.reports.bootstrap`): the pairing
-on patients and on training runs cancels what the cells share. The estimate is
-``Δ̂ = θ̂_a − θ̂_b``.
+For cells ``a`` and ``b`` tested on the same patients, the difference ``Δ̂ = θ̂_a − θ̂_b`` of the
+run-averaged estimates has ``SE² = V_patients(a − b) + s_a²/R_a + s_b²/R_b``
+(:meth:`~spikebench.reports.bootstrap.StudyBootstrap.paired`): the patient term uses both
+cells' predictions on the same resampled patients (for ROC-AUC the joint clustered DeLong
+covariance of their kernels), so what the cells share cancels; the training terms add, because
+the cells train independently. Intervals, two-sided p and the minimum detectable difference
+come from Student's t on Satterthwaite degrees of freedom (:mod:`spikebench.reports.wald`).
 
-- interval: percentile interval of ``Δ*`` (95 %, or ``1 − 2α`` for equivalence);
-- two-sided p: ``p = min(1, 2 · min((1 + #{Δ* ≤ 0}) / (B + 1), (1 + #{Δ* ≥ 0}) / (B + 1)))``,
-  the smallest level at which the percentile interval excludes 0 (identical cells: ``p = 1``);
-- equivalence (TOST, Schuirmann 1987) with margin ``δ``: ``p = max(p₋, p₊)``,
-  ``p₋ = (1 + #{Δ* ≤ −δ}) / (B + 1)``, ``p₊ = (1 + #{Δ* ≥ δ}) / (B + 1)``; equivalent when
-  ``p < α``, i.e. the ``1 − 2α`` interval lies inside ``(−δ, δ)``;
-- minimum detectable difference at power ``1 − β`` (two-sided level ``α``): under the null the
-  difference is centred at 0 with the bootstrap spread ``SE = sd(Δ*)``, so
-  ``MDD = (z_{1−α/2} + z_{1−β}) · SE``.
+Two cells whose predictions are identical on every slice of every run are reported as
+``identical``: there is no difference to test, and identical is not the same claim as
+equivalent.
 """
 
 from __future__ import annotations
@@ -26,8 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .bootstrap import Cell, StudyBootstrap, percentile_interval
+from .bootstrap import CONFIDENCE, Cell, StudyBootstrap
 from .stats import holm
+from .wald import WaldT
 
 POWER = 0.80
 
@@ -44,78 +41,37 @@ class PairedDifference:
     a: Cell
     b: Cell
     metric: str
-    n_repeats: int
+    n_runs: int
     estimate: float
     ci_low: float
     ci_high: float
     se: float
+    df: float
     p: float
-    replicates: np.ndarray
+    identical: bool
+    wald: WaldT
 
     def record(self) -> dict[str, object]:
         return {"metric": f"test_{self.metric}", "a": cell_name(self.a), "b": cell_name(self.b),
-                "n_repeats": self.n_repeats, "difference": self.estimate,
-                "ci_low": self.ci_low, "ci_high": self.ci_high, "se": self.se, "p": self.p}
-
-
-def bootstrap_p(diff: np.ndarray) -> float:
-    """Two-sided bootstrap p of ``Δ = 0`` from the replicates (module docstring)."""
-    d = diff[np.isfinite(diff)]
-    if d.size == 0:
-        return math.nan
-    if np.all(d == 0):
-        return 1.0
-    low = (1 + np.sum(d <= 0)) / (d.size + 1)
-    high = (1 + np.sum(d >= 0)) / (d.size + 1)
-    return float(min(1.0, 2 * min(low, high)))
-
-
-def tost_p(diff: np.ndarray, margin: float) -> float:
-    """Bootstrap TOST p of ``|Δ| >= margin`` (small p: equivalent within ``margin``)."""
-    d = diff[np.isfinite(diff)]
-    if d.size == 0:
-        return math.nan
-    lower = (1 + np.sum(d <= -margin)) / (d.size + 1)
-    upper = (1 + np.sum(d >= margin)) / (d.size + 1)
-    return float(max(lower, upper))
-
-
-def minimum_detectable_difference(se: float, alpha: float, power: float = POWER) -> float:
-    """``(z_{1−α/2} + z_{power}) · SE``: the smallest true difference a two-sided level-``α``
-    test detects with probability ``power`` when the estimate's standard error is ``SE``."""
-    from scipy.stats import norm
-
-    return float((norm.ppf(1 - alpha / 2) + norm.ppf(power)) * se)
-
-
-def common_repeats(sb: StudyBootstrap, a: Cell, b: Cell, metric: str,
-                   patient_score: str = "max") -> list[int]:
-    """Repeats where both cells have a finite metric (the pairs of a paired comparison)."""
-    pa, _ = sb.per_repeat(a, metric, patient_score)
-    pb, _ = sb.per_repeat(b, metric, patient_score)
-    keep = np.isfinite(pa) & np.isfinite(pb)
-    return [int(r) for r in sb.resamples.repeats[keep]]
+                "n_repeats": self.n_runs, "difference": self.estimate,
+                "ci_low": self.ci_low, "ci_high": self.ci_high, "se": self.se, "df": self.df,
+                "p": self.p, "identical": self.identical}
 
 
 def paired_difference(sb: StudyBootstrap, a: Cell, b: Cell, metric: str, *,
-                      patient_score: str = "max", confidence: float = 0.95
+                      patient_score: str = "max", confidence: float = CONFIDENCE
                       ) -> PairedDifference:
-    """The paired patient-bootstrap comparison of ``metric`` between cells ``a`` and ``b``."""
+    """The paired comparison of ``metric`` between cells ``a`` and ``b`` (module docstring)."""
     metric = metric.removeprefix("test_")
-    repeats = common_repeats(sb, a, b, metric, patient_score)
-    if not repeats:
-        empty = np.full(sb.resamples.n_bootstrap, np.nan)
-        return PairedDifference(a, b, metric, 0, math.nan, math.nan, math.nan, math.nan,
-                                math.nan, empty)
-    diff = (sb.replicates(a, metric, patient_score, repeats)
-            - sb.replicates(b, metric, patient_score, repeats))
-    estimate = (sb.estimate(a, metric, patient_score, repeats)
-                - sb.estimate(b, metric, patient_score, repeats))
-    low, high = percentile_interval(diff, confidence)
-    finite = diff[np.isfinite(diff)]
-    se = float(finite.std(ddof=1)) if finite.size > 1 else math.nan
-    return PairedDifference(a, b, metric, len(repeats), float(estimate), low, high, se,
-                            bootstrap_p(diff), diff)
+    n_runs = min(len(sb.runs_of(a)), len(sb.runs_of(b)))
+    if sb.identical(a, b):
+        w = WaldT(0.0, (0.0, math.inf))
+        return PairedDifference(a, b, metric, n_runs, 0.0, 0.0, 0.0, 0.0, math.nan, math.nan,
+                                True, w)
+    w = sb.paired(a, b, metric, patient_score)
+    low, high = w.interval(confidence)
+    return PairedDifference(a, b, metric, n_runs, w.estimate, low, high, w.se, w.df,
+                            w.p_value(), False, w)
 
 
 def with_holm(frame: pd.DataFrame, alpha: float, column: str = "p") -> pd.DataFrame:
@@ -129,7 +85,7 @@ def with_holm(frame: pd.DataFrame, alpha: float, column: str = "p") -> pd.DataFr
 def pairwise_comparisons(sb: StudyBootstrap, cells: list[Cell], metrics: tuple[str, ...], *,
                          alpha: float = 0.05) -> pd.DataFrame:
     """Exploratory (not pre-specified): every backend pair within a rule and every rule pair
-    within a backend, per metric, paired patient bootstrap, Holm within each metric."""
+    within a backend, per metric, Holm within each metric."""
     frames = []
     for metric in metrics:
         rows = []
@@ -154,8 +110,8 @@ def best_cell(sb: StudyBootstrap, cells: list[Cell], metric: str, *,
               ) -> tuple[Cell | None, bool, pd.DataFrame]:
     """The cell with the best *validation* score (``validation``: the mean ``val_<metric>`` of
     each cell's refits; picking on test would select on the data the test then judges);
-    whether it beats *every* other cell significantly on test (paired patient bootstrap, Holm
-    over those comparisons); and those tests. None when no cell has a validation score."""
+    whether it beats *every* other cell significantly on test (paired tests, Holm over those
+    comparisons); and those tests. None when no cell has a validation score."""
     finite = {c: v for c, v in validation.items() if c in cells and math.isfinite(v)}
     if not finite:
         return None, False, pd.DataFrame()

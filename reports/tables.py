@@ -177,8 +177,12 @@ def study_bootstrap(tables: StudyTables, *, n_bootstrap: int, seed: int, top_k: 
     preds = preds.merge(done, on=list(UNIT_KEYS), how="inner")
     if preds.empty:
         return None
+    ok = tables.ok
+    n_train = (pd.to_numeric(ok["n_train_patients"], errors="coerce")
+               + pd.to_numeric(ok["n_val_patients"], errors="coerce").fillna(0)).mean()
+    n_test = pd.to_numeric(ok["n_test_patients"], errors="coerce").mean()
     return StudyBootstrap(preds, scheme=tables.scheme, n_bootstrap=n_bootstrap, seed=seed,
-                          top_k=top_k)
+                          top_k=top_k, n_train=float(n_train), n_test=float(n_test))
 
 
 def _track(rows: pd.DataFrame) -> str:
@@ -230,7 +234,7 @@ def main_table(tables: StudyTables, *, n_bootstrap: int = 1000, seed: int = 0,
             row[f"test_{m}_ci_low"], row[f"test_{m}_ci_high"] = low, high
             if boot is not None and (boot.scheme == "nested-cv"  # the pooled out-of-fold
                                      or not np.isfinite(row[f"test_{m}_mean"])):  # estimate
-                point, _ = boot.per_repeat((backend, rule), m)
+                point, _ = boot.per_run((backend, rule), m)
                 row[f"test_{m}_mean"], row[f"test_{m}_std"] = _summary(pd.Series(point))
         rows.append(row)
     return pd.DataFrame(rows)

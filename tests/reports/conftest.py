@@ -119,8 +119,10 @@ def make_study(root: Path, plan: StudyPlan | None = None) -> Path:
             at_t = pred[pred["steps"] == TRAIN_STEPS]
             row = _row(plan, backend, rule, "snn", r)
             threshold = plan.thresholds[r % len(plan.thresholds)] if plan.thresholds else 0.5
-            row.update(all_metrics(at_t["label"].to_numpy(), at_t["prob"].to_numpy(),
-                                   at_t["patient_id"].to_numpy(), "test_", threshold=threshold))
+            for prefix in ("test_", "val_"):  # the synthetic validation mirrors the test
+                row.update(all_metrics(at_t["label"].to_numpy(), at_t["prob"].to_numpy(),
+                                       at_t["patient_id"].to_numpy(), prefix,
+                                       threshold=threshold))
             row.update(_cost(rng, ci, r, per_split[str(r)]))
             row.update(fold=0, refit=0, threshold=threshold,
                        acs_per_sample=0.8 * row["synops_per_sample"],

@@ -68,7 +68,10 @@ def results_for(preds: pd.DataFrame, val: dict[Cell, float]) -> pd.DataFrame:
 
 def write_folder(root: Path, preds: pd.DataFrame, results: pd.DataFrame,
                  protocol: dict | None = None) -> Path:
-    return statistics_folder(root, preds, results, {"scheme": "holdout", **(protocol or {})})
+    # these folders' validation scores are patient PR-AUC: their protocol names it primary
+    return statistics_folder(root, preds, results, {
+        "scheme": "holdout", "analysis": {"primary_metric": "patient_pr_auc"},
+        **(protocol or {})})
 
 
 #: Image cells clearly better than feature cells on the same patients.
@@ -130,14 +133,14 @@ def test_snn_image_cells_are_paired_with_the_cnn_once(clear_study, tmp_path):
     assert "not repeated: custom / conv_surrogate vs reference / cnn" in md
 
 
-def test_identical_predictions_give_zero_and_p_one(tmp_path):
+def test_identical_predictions_are_reported_as_identical_not_tested(tmp_path):
     preds = predictions(cohort(), {FEATURE: 1.0, IMAGE: 1.0}, same_as={IMAGE: FEATURE})
     folder = write_folder(tmp_path / "tie", preds, results_for(preds, {FEATURE: 0.7,
                                                                        IMAGE: 0.7}))
     stats = compute_statistics(load_study(folder), "test_patient_pr_auc",
                                n_bootstrap=N_BOOT, seed=0)
     best = stats.cross_track.best.iloc[0]
-    assert best["difference"] == 0 and best["p"] == pytest.approx(1.0)
+    assert best["difference"] == 0 and best["identical"] and np.isnan(best["p"])
     assert best["ci_low"] == best["ci_high"] == 0
     assert stats.cross_track.cnn_pairs.empty  # no CNN reference in this study
 

@@ -1,9 +1,10 @@
-"""The report's statistics: intervals that respect the shared test cohort, paired tests that can
-find a real difference, and the reference computations each statistic must reproduce.
+"""The report's statistics: intervals that carry patients and training runs, paired tests that
+can find a real difference, and the reference computations each statistic must reproduce.
 
 A user builds a report from a results folder; these tests build small synthetic folders (no
-committed binaries) and check the numbers behind it against scikit-learn, hand computations of
-DeLong (1988) and Nadeau–Bengio (2003), and naive re-implementations of the bootstrap.
+committed binaries) and check the numbers behind it against scikit-learn on materialised
+resamples, hand computations of DeLong (1988), Obuchowski (1997), Welch–Satterthwaite and
+Nadeau–Bengio (2003), and naive re-implementations of every estimator.
 """
 
 from __future__ import annotations
@@ -23,20 +24,16 @@ from sklearn import metrics as skm
 from spikebench.harness.metrics import THRESHOLD
 from spikebench.reports import build_report, load_study
 from spikebench.reports.analysis import analysis_plan, default_equivalence, default_family
-from spikebench.reports.bootstrap import StudyBootstrap, percentile_interval
+from spikebench.reports.bootstrap import StudyBootstrap
 from spikebench.reports.delong import delong_covariance, delong_test
 from spikebench.reports.energy import BASIS_OLD, BASIS_SPLIT, energy_nj, operation_counts
 from spikebench.reports.inference import compute_statistics
 from spikebench.reports.load import ReportError
-from spikebench.reports.paired import (
-    bootstrap_p,
-    minimum_detectable_difference,
-    paired_difference,
-    tost_p,
-)
+from spikebench.reports.paired import paired_difference
 from spikebench.reports.scoring import patient_table, weighted_metrics
 from spikebench.reports.stats import corrected_resampled_t
 from spikebench.reports.tables import lesion_recall_table, main_table
+from spikebench.reports.wald import WaldT, satterthwaite
 
 METRICS = ("accuracy", "balanced_accuracy", "roc_auc", "pr_auc", "f1", "mcc",
            "patient_roc_auc", "patient_pr_auc")
@@ -169,58 +166,109 @@ def test_topk_patient_score_is_the_mean_of_the_k_highest_slices():
     assert table.loc["a", "label"] == 1 and table.loc["b", "label"] == 0
 
 
-# -- the shared-resample interval -------------------------------------------------------------
+# -- the cell's interval: patients and training runs -----------------------------------------
 
-def test_interval_follows_the_documented_two_level_scheme(holdout):
-    """Naive re-implementation: one patient resample and one repeat resample per replicate,
-    metric per repeat on the drawn patients, weighted mean over the drawn repeats."""
+def _naive_terms(g: pd.DataFrame, metric: str, ids: np.ndarray, weights: np.ndarray
+                 ) -> tuple[float, float, float, int]:
+    """By hand: the per-run metric (scikit-learn), the run-averaged metric on every
+    materialised patient resample; return (estimate, V_patients, s², R)."""
+    runs = sorted(g["repeat"].unique())
+    values = [_sklearn(metric, g[g["repeat"] == r], "max", 3) for r in runs]
+    reps = [np.mean([_sklearn(metric, _materialise(g[g["repeat"] == r], w, ids), "max", 3)
+                     for r in runs]) for w in weights]
+    return float(np.mean(values)), float(np.var(reps, ddof=1)), float(np.var(values, ddof=1)), \
+        len(runs)
+
+
+def test_interval_is_t_with_a_patient_term_and_a_training_term(holdout):
+    """Re-implemented naively: SE² = var over patient resamples of the run-averaged metric +
+    var over runs / R; Student's t on Welch–Satterthwaite df (patient df = min(I₁, I₀) − 1)."""
     tables = load_study(holdout)
     pred = tables.primary_predictions()
-    sb = StudyBootstrap(pred, scheme="holdout", n_bootstrap=12, seed=5)
+    sb = StudyBootstrap(pred, scheme="holdout", n_bootstrap=40, seed=5)
     cell = ("custom", "surrogate")
     ids = np.array(sorted(pred["patient_id"].unique()))
     pw = np.random.default_rng([5, 0]).multinomial(len(ids), np.full(len(ids), 1 / len(ids)),
-                                                   size=12)
-    rw = np.random.default_rng([5, 1]).multinomial(4, np.full(4, 0.25), size=12)
+                                                   size=40)
     g = pred[(pred["backend"] == cell[0]) & (pred["rule"] == cell[1])]
     for metric in ("balanced_accuracy", "patient_pr_auc"):
-        expected = []
-        for b in range(12):
-            per = [_sklearn(metric, _materialise(g[g["repeat"] == r], pw[b], ids), "max", 3)
-                   for r in range(4)]
-            expected.append(np.dot(rw[b], per) / rw[b].sum())
-        np.testing.assert_allclose(sb.replicates(cell, metric), expected, atol=1e-12)
+        estimate, v_pat, s2, r = _naive_terms(g, metric, ids, pw)
+        first = g[g["repeat"] == 0]
+        if metric.startswith("patient_"):
+            labels = patient_table(first)["label"]
+            dfp = min((labels == 1).sum(), (labels == 0).sum()) - 1
+        else:
+            per = first.groupby("patient_id")["label"].agg(["max", "min"])
+            dfp = min((per["max"] == 1).sum(), (per["min"] == 0).sum()) - 1
+        v_run = s2 / r
+        nu = (v_pat + v_run) ** 2 / (v_pat ** 2 / dfp + v_run ** 2 / (r - 1))
+        half = student.ppf(0.975, nu) * math.sqrt(v_pat + v_run)
+        w = sb.wald(cell, metric)
+        assert w.estimate == pytest.approx(estimate, abs=1e-12)
+        assert w.df == pytest.approx(nu, rel=1e-10)
+        low, high = sb.interval(cell, metric)
+        assert (low, high) == pytest.approx((max(estimate - half, 0), min(estimate + half, 1)),
+                                            abs=1e-12)
 
 
-def test_a_cells_interval_is_never_narrower_than_a_single_repeats(holdout):
-    """Every repeat tests the same patients: averaging repeats cannot buy precision about the
-    patient population, so the interval is at least as wide as every single-repeat interval
-    computed from the same patient resamples (the floor of the bootstrap module)."""
-    tables = load_study(holdout)
-    sb = StudyBootstrap(tables.primary_predictions(), scheme="holdout", n_bootstrap=300, seed=1)
-    for cell in sb.cells:
-        for metric in METRICS:
-            low, high = sb.interval(cell, metric)
-            for r_low, r_high in sb.single_repeat_intervals(cell, metric).values():
-                assert high - low >= r_high - r_low - 1e-12, (cell, metric)
-            assert low <= sb.estimate(cell, metric) + 1e-12 or high - low == 0
-
-
-def test_independent_resamples_per_repeat_were_too_narrow(holdout):
-    """The bug this design fixes: a resample per repeat, averaged, shrinks the interval by
-    about sqrt(repeats); the shared resample does not."""
+def test_the_roc_auc_patient_term_is_obuchowskis_clustered_delong(holdout):
+    """For ROC-AUC the patient term is exact: with one run it equals the clustered DeLong
+    variance of delong.py (an independent implementation), and with several runs it is that
+    of the run-averaged placement values (computed here by hand)."""
     tables = load_study(holdout)
     pred = tables.primary_predictions()
+    sb = StudyBootstrap(pred, scheme="holdout", n_bootstrap=10, seed=0)
+    a, b = ("custom", "surrogate"), ("custom", "tempotron")
+    rows = {c: pred[(pred["backend"] == c[0]) & (pred["rule"] == c[1])].sort_values(
+        ["repeat", "patient_id", "slice_idx"]) for c in (a, b)}
+    first = rows[a][rows[a]["repeat"] == 0]
+    y, clusters = first["label"].to_numpy(), first["patient_id"].to_numpy()
+    scores = {c: np.vstack([g["prob"].to_numpy() for _, g in rows[c].groupby("repeat")])
+              for c in (a, b)}
+    one = StudyBootstrap(pred[pred["repeat"] == 0], scheme="holdout", n_bootstrap=10, seed=0)
+    _, cov = delong_covariance(y, np.vstack([scores[a][0], scores[b][0]]), clusters)
+    assert one.wald(a, "roc_auc").patients[0] == pytest.approx(cov[0, 0], rel=1e-10)
+    assert one.paired(a, b, "roc_auc").patients[0] == pytest.approx(
+        cov[0, 0] + cov[1, 1] - 2 * cov[0, 1], rel=1e-10)
+    # several runs: Obuchowski's formula on the run-averaged placements, by hand
+    pos, neg = y == 1, y == 0
+
+    def averaged_placements(runs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        v10 = np.mean([[(np.sum(r[i] > r[neg]) + 0.5 * np.sum(r[i] == r[neg])) / neg.sum()
+                        for i in np.flatnonzero(pos)] for r in runs], axis=0)
+        v01 = np.mean([[(np.sum(r[pos] > r[j]) + 0.5 * np.sum(r[pos] == r[j])) / pos.sum()
+                        for j in np.flatnonzero(neg)] for r in runs], axis=0)
+        return v10, v01
+
+    ids, c = np.unique(clusters, return_inverse=True)
+    v10, v01 = averaged_placements(scores[a])
+    theta = v10.mean()
+    s10 = np.bincount(c[pos], v10, len(ids)) - theta * np.bincount(c[pos], minlength=len(ids))
+    s01 = np.bincount(c[neg], v01, len(ids)) - theta * np.bincount(c[neg], minlength=len(ids))
+    i10, i01, n = (np.bincount(c[pos], minlength=len(ids)) > 0).sum(), \
+        (np.bincount(c[neg], minlength=len(ids)) > 0).sum(), len(ids)
+    m_, n_ = pos.sum(), neg.sum()
+    var = (i10 / ((i10 - 1) * m_) * (s10 @ s10) / m_ + i01 / ((i01 - 1) * n_) * (s01 @ s01) / n_
+           + 2 * n / (n - 1) * (s10 @ s01) / (m_ * n_))
+    assert sb.wald(a, "roc_auc").patients[0] == pytest.approx(var, rel=1e-10)
+    assert sb.wald(a, "roc_auc").estimate == pytest.approx(
+        np.mean([skm.roc_auc_score(y, r) for r in scores[a]]), abs=1e-12)
+
+
+def test_training_spread_widens_the_interval_and_one_run_says_so(holdout):
+    """Runs that differ add a training term to the SE; the same cell with every run a copy of
+    run 0 has none; with a single run the training term is marked as not estimated."""
+    pred = load_study(holdout).primary_predictions()
     cell = ("custom", "surrogate")
-    shared = StudyBootstrap(pred, scheme="holdout", n_bootstrap=400, seed=2)
-    low, high = shared.interval(cell, "patient_roc_auc")
     g = pred[(pred["backend"] == cell[0]) & (pred["rule"] == cell[1])]
-    independent = []
-    for r in range(4):
-        sb_r = StudyBootstrap(g[g["repeat"] == r], n_bootstrap=400, seed=100 + r)
-        independent.append(sb_r.replicates(cell, "patient_roc_auc"))
-    old_low, old_high = percentile_interval(np.nanmean(independent, axis=0))
-    assert (high - low) > 1.4 * (old_high - old_low)
+    copies = pd.concat([g[g["repeat"] == 0].assign(repeat=r) for r in range(4)])
+    noisy = StudyBootstrap(g, scheme="holdout", n_bootstrap=200, seed=0).wald(cell, "roc_auc")
+    quiet = StudyBootstrap(copies, scheme="holdout", n_bootstrap=200, seed=0).wald(cell,
+                                                                                   "roc_auc")
+    assert noisy.se_training > 0 and noisy.se > noisy.se_patients
+    assert quiet.se_training == 0 and quiet.se == quiet.se_patients
+    single = StudyBootstrap(g[g["repeat"] == 0], scheme="holdout", n_bootstrap=50, seed=0)
+    assert not single.wald(cell, "roc_auc").training_known
 
 
 def test_the_plan_is_shared_and_fast():
@@ -232,6 +280,7 @@ def test_the_plan_is_shared_and_fast():
     for cell in sb.cells:
         sb.prefetch(cell, METRICS)
         sb.intervals(cell, METRICS)
+    sb.paired(sb.cells[0], sb.cells[1], "roc_auc")
     assert time.perf_counter() - started < 20  # ~2 s alone; 2 shared cores in CI
     assert sb.resamples.patient_weights.shape == (2000, 40)
     assert np.all(sb.resamples.patient_weights.sum(axis=1) == 40)
@@ -240,51 +289,65 @@ def test_the_plan_is_shared_and_fast():
 # -- paired comparisons, Holm, power ------------------------------------------------------------
 
 def test_a_clearly_better_cell_is_significant_after_holm(tmp_path):
-    """Six repeats on one sealed cohort: the repeat-level tests could never reach 0.05; the
-    paired patient bootstrap finds the clearly better cell, identical cells stay p = 1."""
+    """Six runs on one sealed cohort: the paired test finds the clearly better cell; cells with
+    identical predictions are reported as identical, never as equivalent."""
     cells = {("custom", "surrogate"): 3.0, ("custom", "tempotron"): 0.3,
              ("snntorch", "surrogate"): 3.0, ("reference", "logistic_regression"): 0.3}
     preds = predictions(cohort(40, seed=1), cells, repeats=6)
     same = preds[(preds["backend"] == "custom") & (preds["rule"] == "tempotron")]
     preds = pd.concat([preds, same.assign(backend="snntorch")], ignore_index=True)
     folder = write_folder(tmp_path / "s", preds, results_for(preds), {"scheme": "holdout"})
-    stats = compute_statistics(load_study(folder), "test_patient_pr_auc", n_bootstrap=1000,
-                               seed=0)
+    stats = compute_statistics(load_study(folder), "test_roc_auc", n_bootstrap=1000, seed=0)
     sup = stats.analysis.superiority.set_index(["a", "b"])
     assert len(sup) == 4 + 1  # 4 SNN cells vs logistic regression + the custom rules pair
     best = sup.loc[("custom / surrogate", "reference / logistic_regression")]
     assert best["difference"] > 0 and best["p_holm"] < 0.05 and best["significant"]
-    assert best["p_delong_patient_roc_auc"] < 0.05
-    assert best["p_delong_slice_roc_auc"] < 0.05
+    assert best["p_patient_roc_auc"] < 0.05 and 0 <= best["p_patient_pr_auc"] <= 1
     eq = stats.analysis.equivalence.set_index(["a", "b"])
     tie = eq.loc[("snntorch / tempotron", "custom / tempotron")]
-    assert tie["difference"] == 0 and tie["equivalent"]  # identical predictions
+    assert tie["difference"] == 0 and tie["identical"]
+    assert tie["verdict"] == "identical predictions" and not tie["equivalent"]
+    assert math.isnan(tie["p_tost"])
     assert stats.analysis.mdd["alpha"] > 0
-    assert stats.analysis.mdd["alpha_bonferroni"] > stats.analysis.mdd["alpha"]
+    assert stats.analysis.mdd["alpha_family"] > stats.analysis.mdd["alpha"]
     assert set(stats.analysis.sensitivity["patient_score"]) == {
         "max over slices", "mean of top-3 slices"}
 
 
 def test_paired_difference_cancels_what_two_cells_share(holdout):
-    sb = StudyBootstrap(load_study(holdout).primary_predictions(), n_bootstrap=200, seed=0)
+    """Cells that share their patients' hardness: the paired patient term is smaller than the
+    two cells' patient terms added; the training terms add (independent runs)."""
+    sb = StudyBootstrap(load_study(holdout).primary_predictions(), scheme="holdout",
+                        n_bootstrap=400, seed=0)
     a, b = ("custom", "surrogate"), ("custom", "tempotron")
-    d = paired_difference(sb, a, b, "patient_roc_auc")
-    assert d.estimate == pytest.approx(sb.estimate(a, "patient_roc_auc")
-                                       - sb.estimate(b, "patient_roc_auc"))
-    np.testing.assert_allclose(d.replicates, sb.replicates(a, "patient_roc_auc")
-                               - sb.replicates(b, "patient_roc_auc"))
-    assert paired_difference(sb, a, a, "patient_roc_auc").p == 1.0
+    for metric in ("roc_auc", "patient_roc_auc", "balanced_accuracy"):
+        d = paired_difference(sb, a, b, metric)
+        wa, wb = sb.wald(a, metric), sb.wald(b, metric)
+        assert d.estimate == pytest.approx(wa.estimate - wb.estimate)
+        assert d.wald.patients[0] < wa.patients[0] + wb.patients[0]
+        assert d.wald.se_training ** 2 == pytest.approx(wa.se_training ** 2
+                                                        + wb.se_training ** 2)
+    same = paired_difference(sb, a, a, "roc_auc")
+    assert same.identical and same.estimate == 0 and math.isnan(same.p)
 
 
-def test_bootstrap_p_tost_and_minimum_detectable_difference():
-    d = np.r_[np.full(97, 0.1), np.full(3, -0.1)]
-    assert bootstrap_p(d) == pytest.approx(2 * (1 + 3) / 101)
-    assert bootstrap_p(np.zeros(10)) == 1.0
-    assert tost_p(np.full(50, 0.01), 0.05) == pytest.approx(1 / 51)
-    assert tost_p(np.full(50, 0.06), 0.05) == 1.0
-    assert minimum_detectable_difference(0.01, 0.05) == pytest.approx(
-        (norm.ppf(0.975) + norm.ppf(0.8)) * 0.01)
-    assert minimum_detectable_difference(0.01, 0.05) == pytest.approx(0.028016, abs=1e-6)
+def test_wald_t_interval_p_tost_and_minimum_detectable_difference_by_hand():
+    """V_p = 4e-4 on 20 df, training 1e-4 on 2 df: SE = sqrt(5e-4),
+    ν = 25e-8 / (16e-8/20 + 1e-8/2) = 19.2307..."""
+    w = WaldT(0.03, (4e-4, 20.0), ((1e-4, 2.0),))
+    nu = (5e-4) ** 2 / ((4e-4) ** 2 / 20 + (1e-4) ** 2 / 2)
+    assert w.df == pytest.approx(nu) and satterthwaite(w.parts) == pytest.approx(19.2307692)
+    se = math.sqrt(5e-4)
+    assert w.interval(0.95) == pytest.approx((0.03 - student.ppf(0.975, nu) * se,
+                                              0.03 + student.ppf(0.975, nu) * se))
+    assert w.p_value() == pytest.approx(2 * student.sf(0.03 / se, nu))
+    assert w.tost_p(0.05) == pytest.approx(max(student.sf((0.03 + 0.05) / se, nu),
+                                               student.sf((0.05 - 0.03) / se, nu)))
+    assert w.minimum_detectable(0.05) == pytest.approx(
+        (student.ppf(0.975, nu) + student.ppf(0.8, nu)) * se)
+    assert WaldT(0.0, (0.0, math.inf)).p_value() == 1.0
+    known = WaldT(0.01, (1e-4, math.inf))
+    assert known.interval(0.95)[1] == pytest.approx(0.01 + norm.ppf(0.975) * 0.01)
 
 
 # -- DeLong and Nadeau–Bengio against hand computations ---------------------------------------
@@ -336,20 +399,31 @@ def test_nadeau_bengio_matches_the_hand_computation():
     assert math.isnan(corrected_resampled_t(np.array([0.1]), 80, 20)[0])
 
 
-def test_repeated_splits_report_the_corrected_t_test(tmp_path):
+def test_repeated_splits_use_the_corrected_resampled_t(tmp_path):
+    """Runs test different patients: a difference's SE is Nadeau–Bengio's on the per-split
+    differences (the same number as corrected_resampled_t, computed by hand above)."""
     data = cohort(40)
     preds = predictions(data, CELLS, repeats=5)
-    # repeat r tests its own half of the patients (overlapping across repeats)
     ids = np.array(sorted(data["patient_id"].unique()))
     keep = [preds[(preds["repeat"] == r) & preds["patient_id"].isin(
         np.random.default_rng(r).choice(ids, 20, replace=False))] for r in range(5)]
     preds = pd.concat(keep, ignore_index=True)
     folder = write_folder(tmp_path / "rs", preds, results_for(preds),
                           {"scheme": "repeated-splits"})
-    stats = compute_statistics(load_study(folder), "test_patient_pr_auc", n_bootstrap=200,
-                               seed=0)
-    sup = stats.analysis.superiority
-    assert "p_nadeau_bengio" in sup and sup["p_nadeau_bengio"].between(0, 1).all()
+    tables = load_study(folder)
+    stats = compute_statistics(tables, "test_roc_auc", n_bootstrap=200, seed=0)
+    row = stats.analysis.superiority.iloc[0]
+    a, b = (tuple(row[k].split(" / ")) for k in ("a", "b"))
+    per = []
+    for r in range(5):
+        vals = []
+        for cell in (a, b):
+            g = preds[(preds["backend"] == cell[0]) & (preds["rule"] == cell[1])
+                      & (preds["repeat"] == r)]
+            vals.append(skm.roc_auc_score(g["label"], g["prob"]))
+        per.append(vals[0] - vals[1])
+    _, p = corrected_resampled_t(np.array(per), n_train=80, n_test=20)
+    assert row["p"] == pytest.approx(p, rel=1e-9)
 
 
 # -- thresholds, costs, lesion sizes ----------------------------------------------------------
@@ -395,8 +469,12 @@ def test_recall_by_lesion_size(tmp_path):
 
 def test_analysis_plan_defaults_and_errors():
     plan = analysis_plan({})
-    assert (plan.primary_metric, plan.alpha, plan.equivalence_margin, plan.n_bootstrap,
-            plan.patient_score, plan.top_k) == ("patient_pr_auc", 0.05, 0.05, 2000, "max", 3)
+    assert (plan.primary_metric, plan.equivalence_metric, plan.alpha, plan.equivalence_margin,
+            plan.n_bootstrap, plan.bootstrap_seed, plan.patient_score, plan.top_k) == (
+        "roc_auc", "roc_auc", 0.05, 0.05, 2000, 0, "max", 3)
+    # an older protocol without an equivalence metric had its margin on the primary metric
+    old = analysis_plan({"analysis": {"primary_metric": "patient_pr_auc"}})
+    assert (old.primary_metric, old.equivalence_metric) == ("patient_pr_auc", "patient_pr_auc")
     plan = analysis_plan({"analysis": {"family": [["custom/surrogate", "reference/mlp"]],
                                        "patient_score": "topk_mean", "top_k": 5}})
     assert plan.family == ((("custom", "surrogate"), ("reference", "mlp")),)
