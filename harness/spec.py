@@ -53,8 +53,9 @@ class StudyTable(_Strict):
     seed: int = 0
     #: "auto" = CUDA when available, else CPU; or "cpu", "cuda", "cuda:1".
     device: str = "auto"
-    #: Validation metric Optuna maximises (also the early-stopping criterion).
-    metric: MetricName = "pr_auc"
+    #: Validation metric Optuna maximises (also the early-stopping criterion); by default the
+    #: primary endpoint's metric, slice-level ROC-AUC.
+    metric: MetricName = "roc_auc"
     #: Non-spiking reference rules (kind "reference", no backend) fitted on the same folds
     #: with their default parameters; "geometry" is the leak detector (ROI area and slice
     #: position only).
@@ -185,13 +186,19 @@ class SearchTable(_Strict):
 class AnalysisTable(_Strict):
     """The pre-specified primary analysis the report runs (named before the study runs)."""
 
-    #: The primary metric of every comparison.
-    primary_metric: MetricName = "patient_pr_auc"
+    #: The primary metric of every comparison: slice-level ROC-AUC (prevalence-free, with
+    #: patient-clustered inference; docs/protocol.md says why). Patient-level ROC-AUC and
+    #: PR-AUC are reported as secondary endpoints.
+    primary_metric: MetricName = "roc_auc"
     #: Superiority family as ["backend/rule", "backend/rule"] pairs; default: every SNN cell vs
     #: reference/logistic_regression, and the rules against each other on the custom backend.
     family: list[list[str]] | None = None
     #: Equivalence (TOST) pairs; default: every backend vs custom for the same rule.
     equivalence: list[list[str]] | None = None
+    #: The metric equivalence is judged on, and the margin on its scale (a difference within
+    #: ±margin counts as equivalent). A prevalence-free scale (ROC-AUC) keeps the margin's
+    #: meaning whatever the lesion share.
+    equivalence_metric: MetricName = "roc_auc"
     equivalence_margin: float = Field(0.05, gt=0, lt=1)
     alpha: float = Field(0.05, gt=0, lt=0.5)
     #: Patient score from slice probabilities: "max" or "topk_mean" (mean of the top_k).

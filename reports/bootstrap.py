@@ -96,6 +96,32 @@ def with_runs(predictions: pd.DataFrame) -> pd.DataFrame:
     return predictions.assign(run=predictions["repeat"].astype(np.int64) * width + refit)
 
 
+def kernel_wald(cells: list[list[PairCounts]], signs: list[float]) -> WaldT | None:
+    """The signed sum ``Σ_c s_c θ̂_c`` of run-averaged AUCs of cells scored on the same items
+    (``cells[c]``: the pair-count kernel of each run of cell ``c``): the patient term is
+    Obuchowski's covariance of the run-averaged kernels (patients as clusters) on
+    ``min(I₁, I₀) − 1`` df, each cell adds its training term ``s_c² / R_c``. None when the
+    cells' runs do not share their items (labels per patient differ)."""
+    m, n = cells[0][0].m, cells[0][0].n
+    if any(not (np.array_equal(pc.m, m) and np.array_equal(pc.n, n))
+           for runs in cells for pc in runs):
+        return None
+    mean_a = [np.mean([pc.A for pc in runs], axis=0) for runs in cells]
+    one = np.ones((1, len(m)))
+    aucs, cov = obuchowski([a.sum(axis=1)[None] for a in mean_a],
+                           [a.sum(axis=0)[None] for a in mean_a], m, n, one)
+    sign = np.asarray(signs, dtype=np.float64)
+    variance = max(float(sign @ cov[0] @ sign), 0.0)
+    df = float(min((m > 0).sum(), (n > 0).sum()) - 1)
+    training: list[tuple[float, float]] = []
+    known = True
+    for runs in cells:
+        parts, ok = training_term([pc.auc for pc in runs])
+        training += parts
+        known &= ok
+    return WaldT(float(sign @ aucs[0]), (variance, df), tuple(training), known)
+
+
 @dataclass
 class StudyBootstrap:
     """Every cell's per-run values and patient replicates over one shared :class:`Resamples`
@@ -208,6 +234,12 @@ class StudyBootstrap:
     def _combined(self, terms: list[tuple[Cell, float]], metric: str, patient_score: str
                   ) -> WaldT:
         metric = metric.removeprefix("test_")
+        if self.scheme in SHARED_COHORT and metric in KERNEL_METRICS:
+            kernels = [self.kernels(c, metric, patient_score) for c, _ in terms]
+            if all(k is not None for k in kernels):
+                w = kernel_wald([k for k in kernels if k is not None], [s for _, s in terms])
+                if w is not None:
+                    return w
         points = [self.per_run(c, metric, patient_score)[0] for c, _ in terms]
         estimate = sum(s * (float(np.nanmean(p)) if np.isfinite(p).any() else math.nan)
                        for (_, s), p in zip(terms, points, strict=True))
@@ -220,9 +252,7 @@ class StudyBootstrap:
             training += parts
             known &= ok
         dfp = self._patient_df(terms[0][0], metric, patient_score)
-        v = self._kernel_variance(terms, metric, patient_score)
-        if v is None:
-            v = self._bootstrap_variance(terms, metric, patient_score)
+        v = self._bootstrap_variance(terms, metric, patient_score)
         return WaldT(estimate, (v, dfp), tuple(training), known)
 
     def _bootstrap_variance(self, terms: list[tuple[Cell, float]], metric: str,
@@ -235,27 +265,6 @@ class StudyBootstrap:
         reps = np.asarray(total, dtype=np.float64)
         finite = reps[np.isfinite(reps)]
         return float(finite.var(ddof=1)) if finite.size > 1 else math.nan
-
-    def _kernel_variance(self, terms: list[tuple[Cell, float]], metric: str,
-                         patient_score: str) -> float | None:
-        """Obuchowski's variance of the signed sum of run-averaged AUCs, or None when the
-        metric is not an AUC or the runs do not share their test items."""
-        if metric not in KERNEL_METRICS:
-            return None
-        kernels = [self.kernels(c, metric, patient_score) for c, _ in terms]
-        if any(k is None for k in kernels):
-            return None
-        runs = [k for k in kernels if k is not None]
-        m, n = runs[0][0].m, runs[0][0].n
-        if any(not (np.array_equal(pc.m, m) and np.array_equal(pc.n, n))
-               for k in runs for pc in k):
-            return None
-        mean_a = [np.mean([pc.A for pc in k], axis=0) for k in runs]
-        one = np.ones((1, len(m)))
-        _, cov = obuchowski([a.sum(axis=1)[None] for a in mean_a],
-                            [a.sum(axis=0)[None] for a in mean_a], m, n, one)
-        signs = np.array([s for _, s in terms])
-        return max(float(signs @ cov[0] @ signs), 0.0)
 
     def kernels(self, cell: Cell, metric: str, patient_score: str = "max"
                 ) -> list[PairCounts] | None:
