@@ -217,6 +217,56 @@ class AnalysisTable(_Strict):
         return v
 
 
+class CalibrationTable(_Strict):
+    """``[calibration]``: the cohort ``spikebench calibrate`` simulates when no results folder
+    is given (defaults: the Medical Segmentation Decathlon liver release; docs/protocol.md
+    says where each value comes from), and how many studies it simulates."""
+
+    patients: int = Field(131, ge=8, le=100_000)
+    #: Shares of lesion-free patients to simulate, one composition each.
+    lesion_free: list[float] = [0.10, 0.20]
+    #: Liver slices per patient: mean, standard deviation, minimum, maximum.
+    slices: list[float] = [145.0, 40.0, 60.0, 250.0]
+    #: Mean share of lesion slices among a lesion patient's liver slices.
+    lesion_fraction: float = Field(0.3, gt=0, lt=1)
+    #: Between-patient share of the score noise (intra-patient correlation of slice scores).
+    icc: float = Field(0.3, ge=0, lt=1)
+    #: Correlation of two cells' scores of the same slice.
+    rho: float = Field(0.65, ge=0, lt=1)
+    #: The cells' slice ROC-AUC.
+    auc: float = Field(0.80, gt=0.5, lt=1)
+    #: Run-to-run standard deviation of a run's pooled slice ROC-AUC (training randomness).
+    sigma_run: float = Field(0.013, ge=0, le=0.2)
+    #: True differences of slice ROC-AUC whose power is reported.
+    deltas: list[float] = [0.05, 0.10]
+    #: Simulated studies per composition (Monte-Carlo standard error ~ sqrt(p(1-p)/n)).
+    replicates: int = Field(400, ge=10, le=100_000)
+    #: Simulated studies of the calibration in every report (measured composition).
+    report_replicates: int = Field(100, ge=0, le=100_000)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+
+    @field_validator("lesion_free")
+    @classmethod
+    def _shares(cls, v: list[float]) -> list[float]:
+        if not v or any(not 0 < x < 1 for x in v):
+            raise ValueError("must list shares strictly between 0 and 1")
+        return v
+
+    @field_validator("slices")
+    @classmethod
+    def _slices(cls, v: list[float]) -> list[float]:
+        if len(v) != 4 or not (v[1] >= 0 and 1 <= v[2] <= v[0] <= v[3] <= 100_000):
+            raise ValueError("must be [mean, sd, min, max] with 1 <= min <= mean <= max")
+        return v
+
+    @field_validator("deltas")
+    @classmethod
+    def _deltas(cls, v: list[float]) -> list[float]:
+        if not v or any(not 0 < x < 0.5 for x in v):
+            raise ValueError("must list differences of ROC-AUC between 0 and 0.5")
+        return v
+
+
 class StudySpec(_Strict):
     study: StudyTable = StudyTable()
     data: DataTable
@@ -224,6 +274,7 @@ class StudySpec(_Strict):
     split: SplitTable = SplitTable()
     search: SearchTable = SearchTable()
     analysis: AnalysisTable = AnalysisTable()
+    calibration: CalibrationTable = CalibrationTable()
     #: ``[space.<rule>]`` overrides of a rule's default search space.
     space: dict[str, dict[str, Any]] = {}
 

@@ -162,6 +162,21 @@ def _parser() -> argparse.ArgumentParser:
                    "[analysis].bootstrap_seed)")
     s.add_argument("--quiet", action="store_true", help=QUIET_HELP)
 
+    s = sub.add_parser("calibrate", help="error rates of a spec's design, by simulation: "
+                       "coverage, type-I error, power, false equivalence")
+    s.add_argument("spec", help="study spec (a path, or the name of a shipped spec)")
+    s.add_argument("--results", type=Path, default=None,
+                   help="a results folder of this design: simulate its measured cohort and "
+                   "between-run spread instead of the spec's [calibration] assumptions")
+    s.add_argument("--replicates", type=bounded(10, 100_000), default=None,
+                   help="simulated studies per cohort composition (default: the spec's "
+                   "[calibration].replicates, 400)")
+    s.add_argument("--seed", type=bounded(0, 2**32 - 1), default=None,
+                   help="seed of the simulation (default: the spec's [calibration].seed)")
+    s.add_argument("--json", action="store_true",
+                   help="print one JSON object per cohort composition (a list)")
+    s.add_argument("--quiet", action="store_true", help=QUIET_HELP)
+
     sub.add_parser("backends", help="installed backends, versions, supported rules")
     sub.add_parser("rules", help="installed learning rules and the backends serving each")
     sub.add_parser("datasets", help="installed data sources (the [data] source plug-ins)")
@@ -283,7 +298,8 @@ def _dispatch(args: argparse.Namespace) -> int | None:
         listings[args.command]()
         return 0
     handlers = {"phantom": _phantom, "extract": _extract, "study": _study, "demo": _demo,
-                "report": _report, "bench": run_bench_command, "export": _export}
+                "report": _report, "bench": run_bench_command, "export": _export,
+                "calibrate": _calibrate}
     return handlers[args.command](args)
 
 
@@ -328,6 +344,35 @@ def _demo(args: argparse.Namespace) -> int:
     report = build_report(Path(args.out))
     say(args, f"report: {report / 'report.html'}")
     return code
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    import json
+
+    from spikebench.harness.spec import load_spec
+    from spikebench.reports.calibration import (
+        calibrate,
+        composition_from_results,
+        format_results,
+    )
+
+    spec = load_spec(_resolve_spec(args.spec))
+    measured = None
+    if args.results is not None:
+        from spikebench.reports import load_study
+
+        measured = composition_from_results(load_study(args.results))
+        if measured is None:
+            raise UsageError(f"calibrate --results {args.results}: no predictions.parquet to "
+                             "measure the cohort from; run the study (or leave --results out)")
+    notice = None if args.quiet or args.json else (lambda text: print(text, file=sys.stderr))
+    results = calibrate(spec, measured=measured, replicates=args.replicates, seed=args.seed,
+                        progress=notice)
+    if args.json:
+        print(json.dumps([r.as_dict() for r in results], indent=2))
+    else:
+        say(args, format_results(results))
+    return 0
 
 
 def _report(args: argparse.Namespace) -> int:
