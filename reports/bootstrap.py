@@ -52,6 +52,9 @@ CONFIDENCE = 0.95
 SHARED_COHORT = ("holdout", "nested-cv")
 #: Metrics whose patient term is Obuchowski's (pair-count kernels) instead of the bootstrap's.
 KERNEL_METRICS = ("roc_auc", "patient_roc_auc")
+#: Largest number of patients (clusters) for the pair-count kernels (a P × P matrix per run);
+#: larger cohorts take the patient bootstrap, which needs no such matrix.
+KERNEL_MAX_PATIENTS = 3000
 
 Cell = tuple[str, str]
 
@@ -270,7 +273,8 @@ class StudyBootstrap:
                 ) -> list[PairCounts] | None:
         """The pair-count kernel of each of the cell's runs for slice (``roc_auc``) or patient
         (``patient_roc_auc``) ROC-AUC, on the study's patient index; None when a run has
-        several folds (their AUCs are averaged, not pooled)."""
+        several folds (their AUCs are averaged, not pooled) or the cohort exceeds
+        :data:`KERNEL_MAX_PATIENTS`."""
         key = (cell, metric, patient_score)
         if key not in self._kernels:
             self._kernels[key] = self._build_kernels(cell, metric, patient_score)
@@ -279,9 +283,10 @@ class StudyBootstrap:
     def _build_kernels(self, cell: Cell, metric: str, patient_score: str
                        ) -> list[PairCounts] | None:
         units = self._units.get(cell, {})
-        if not units or any(len(folds) != 1 for folds in units.values()):
-            return None
         patients = self.resamples.patients
+        if (not units or any(len(folds) != 1 for folds in units.values())
+                or len(patients) > KERNEL_MAX_PATIENTS):
+            return None
         out = []
         for run in sorted(units):
             frame = units[run][0]

@@ -23,6 +23,8 @@ from .analysis import (
     primary_analysis,
 )
 from .bootstrap import CONFIDENCE, SHARED_COHORT
+from .calibration import Rate
+from .calibration import Result as Calibration
 from .cross_track import CrossTrack, cross_track_comparison
 from .energy import BASIS_OLD, CITATION, E_AC_PJ, E_MAC_PJ
 from .load import StudyTables
@@ -33,8 +35,8 @@ from .tables import TEST_METRICS, lesion_recall_table, main_table, metric_label,
 #: Metrics the exploratory pairwise comparisons run on besides the primary one.
 SECONDARY_TESTED = ("test_balanced_accuracy",)
 #: The statistical text tables, in the order the report prints them.
-STATISTICS_TABLES = ("primary_analysis", "sensitivity", "equivalence", "comparisons",
-                     "lesion_recall")
+STATISTICS_TABLES = ("primary_analysis", "calibration", "sensitivity", "equivalence",
+                     "comparisons", "lesion_recall")
 #: The text tables of the features-vs-images section (its own section of the report).
 CROSS_TRACK_TABLES = ("cross_track", "cross_track_cnn")
 
@@ -54,6 +56,7 @@ class Statistics:
     analysis: PrimaryAnalysis | None = None
     lesion_recall: pd.DataFrame = field(default_factory=pd.DataFrame)
     cross_track: CrossTrack | None = None
+    calibration: Calibration | None = None
 
     def frames(self) -> dict[str, pd.DataFrame]:
         """The numeric tables written as CSV besides main / comparisons / best-cell tests."""
@@ -65,6 +68,8 @@ class Statistics:
         if self.cross_track is not None:
             out |= {"cross_track": self.cross_track.best,
                     "cross_track_cnn": self.cross_track.cnn_pairs}
+        if self.calibration is not None:
+            out["calibration"] = pd.DataFrame([self.calibration.as_row()])
         return out
 
 
@@ -97,7 +102,22 @@ def compute_statistics(tables: StudyTables, primary: str, *, n_bootstrap: int | 
     stats.analysis = primary_analysis(sb, plan)
     stats.cross_track = cross_track_comparison(tables.ok, sb, main, plan,
                                                stats.analysis.superiority, stats.comparisons)
+    stats.calibration = _calibration(tables, plan, len(stats.analysis.superiority), seed)
     return stats
+
+
+def _calibration(tables: StudyTables, plan: AnalysisPlan, family: int, seed: int
+                 ) -> Calibration | None:
+    """The report's calibration (:func:`spikebench.reports.calibration.for_report`) of the
+    slice ROC-AUC endpoint, with the spec's ``[calibration]`` settings when it has them."""
+    from .calibration import for_report
+
+    if plan.primary_metric != "roc_auc":
+        return None
+    settings = tables.spec.get("calibration") or {}
+    return for_report(tables, margin=plan.equivalence_margin, alpha=plan.alpha, family=family,
+                      replicates=int(settings.get("report_replicates", 100)), seed=seed,
+                      assumed_sigma_run=float(settings.get("sigma_run", 0.013)))
 
 
 def validation_scores(tables: StudyTables, test_column: str) -> dict[tuple[str, str], float]:
@@ -162,6 +182,8 @@ def statistics_text_tables(s: Statistics) -> dict[str, TextTable]:
             "comparisons", "Exploratory paired comparisons (not pre-specified; Holm within "
             "each metric)", comp, {"metric": "metric", "within": "within", **_PAIR, "p": "p",
                                    "p_holm": "p (Holm)", "significant": "significant"})
+    if s.calibration is not None:
+        out["calibration"] = calibration_table(s.calibration)
     out |= _cross_track_tables(s)
     if not s.lesion_recall.empty:
         out["lesion_recall"] = _table(
@@ -170,6 +192,30 @@ def statistics_text_tables(s: Statistics) -> dict[str, TextTable]:
             {"backend": "backend", "rule": "rule", "lesion_mm2": "lesion mm²",
              "slices": "slices", "patients": "patients", "recall": "recall"})
     return out
+
+
+def calibration_table(c: Calibration) -> TextTable:
+    """What this design's primary comparison can claim, by simulation of its own cohort."""
+    d, st = c.design, c.settings
+
+    def rate(x: Rate) -> str:
+        return f"{x.value:.3f} ± {x.se:.3f}" if math.isfinite(x.value) else ""
+
+    sigma = f"{c.sigma_run:.4f}" + (" (assumed: one run per cell)" if c.sigma_assumed else "")
+    rows = [["coverage of 95 % cell intervals", rate(c.coverage_cell), "≥ 0.935"],
+            ["coverage of 95 % difference intervals", rate(c.coverage_difference), "≥ 0.935"],
+            [f"type-I error of the paired test (α = {st.alpha})", rate(c.type1), "≤ 0.06"],
+            [f"false equivalence at the margin ±{st.margin}", rate(c.false_equivalence),
+             "≤ 0.05"]]
+    for delta, p in c.power.items():
+        rows.append([f"power at a true ΔAUC of {delta:g} (α; α/{st.family})",
+                     f"{rate(p)}; {rate(c.power_family[delta])}", "≥ 0.80"])
+    rows.append(["minimum detectable ΔAUC (80 % power, α)", f"{c.mdd:.4f}", ""])
+    title = (f"Calibration of this design: {c.replicates} simulated studies of its cohort "
+             f"({d.patients} patients, {d.lesion_free} lesion-free, {d.folds} test fold(s), "
+             f"{d.runs} run(s) per cell, run-to-run SD of slice ROC-AUC {sigma}); "
+             "Monte-Carlo standard errors")
+    return TextTable("calibration", title, ["property", "simulated", "target"], rows)
 
 
 def _cross_track_tables(s: Statistics) -> dict[str, TextTable]:

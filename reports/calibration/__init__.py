@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from spikebench.reports.load import StudyTables
 
 __all__ = ["Design", "Rate", "Result", "Settings", "calibrate", "composition_from_results",
-           "design_of_spec", "format_results", "simulate"]
+           "design_of_spec", "for_report", "format_results", "simulate"]
 
 
 def family_size(spec: StudySpec) -> int:
@@ -151,3 +151,36 @@ def format_results(results: list[Result]) -> str:
             f"  minimum detectable ΔAUC (80 % power, α): {r.mdd:.4f}",
         ]
     return "\n".join(lines)
+
+
+def for_report(tables: StudyTables, *, margin: float, alpha: float, family: int,
+               replicates: int, seed: int = 0, assumed_sigma_run: float = 0.013
+               ) -> Result | None:
+    """The calibration every report prints: the study's own measured cohort and between-run
+    spread, its test folds and runs, its margin, level and family size. With a single run per
+    cell the spread cannot be measured and ``assumed_sigma_run`` stands in
+    (:attr:`Result.sigma_assumed`). None when there is nothing to simulate (no predictions,
+    repeated splits, or ``replicates`` 0)."""
+    if replicates <= 0 or tables.scheme not in ("holdout", "nested-cv"):
+        return None
+    measured = composition_from_results(tables)
+    from spikebench.reports.bootstrap import KERNEL_MAX_PATIENTS
+
+    if measured is None or measured["lesion_free"] < 1 or \
+            measured["patients"] - measured["lesion_free"] < 1 or \
+            measured["patients"] > KERNEL_MAX_PATIENTS:
+        return None
+    pred = tables.primary_predictions()
+    folds = int(pred["fold"].nunique()) if pred is not None and tables.scheme == "nested-cv" \
+        else 1
+    design = Design(patients=measured["patients"], lesion_free=measured["lesion_free"],
+                    slices=measured["slices"], lesion_fraction=measured["lesion_fraction"],
+                    icc=measured.get("icc", Design.icc), rho=measured.get("rho", Design.rho),
+                    folds=max(folds, 1), runs=int(measured.get("runs", 1)),
+                    auc=measured.get("auc", Design.auc))
+    settings = Settings(margin=margin, alpha=alpha, family=max(family, 1))
+    sigma = measured.get("sigma_run")
+    result = simulate(design, settings, assumed_sigma_run if sigma is None else sigma,
+                      replicates=replicates, seed=seed)
+    result.sigma_assumed = sigma is None
+    return result

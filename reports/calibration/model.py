@@ -64,7 +64,7 @@ class Design:
 
 
 @lru_cache(maxsize=8)
-def _run_noise(folds: int, k: int = 100_000, seed: int = 12345) -> tuple[np.ndarray, ...]:
+def _run_noise(folds: int, k: int = 40_000, seed: int = 12345) -> tuple[np.ndarray, ...]:
     rng = np.random.default_rng(seed)
     return rng.standard_normal((k, folds)), rng.standard_normal((k, folds))
 

@@ -64,6 +64,8 @@ class Result:
     power_family: dict[float, Rate] = field(default_factory=dict)
     #: Minimum detectable difference (80 % power, level α) from the mean SE under the null.
     mdd: float = math.nan
+    #: True when ``sigma_run`` was assumed (a single run per cell: nothing to measure it on).
+    sigma_assumed: bool = False
 
     def as_dict(self) -> dict[str, object]:
         """The machine-readable form ``spikebench calibrate --json`` prints."""
@@ -87,6 +89,17 @@ class Result:
         return out
 
 
+    def as_row(self) -> dict[str, object]:
+        """:meth:`as_dict` flattened to one table row (``power_0.05``, ...)."""
+        row = {k: v for k, v in self.as_dict().items() if not isinstance(v, dict | list)}
+        for key, rates in (("power", self.power), ("power_family", self.power_family)):
+            for delta, rate in rates.items():
+                row[f"{key}_{delta:g}"] = rate.value
+                if key == "power":
+                    row[f"power_se_{delta:g}"] = rate.se
+        return row
+
+
 def _kernels(z: np.ndarray, cohort: Cohort) -> list[PairCounts]:
     n = len(cohort.n_slices)
     return [pair_counts(cohort.y, row, cohort.patient, n) for row in z]
@@ -96,6 +109,14 @@ def simulate(design: Design, settings: Settings, sigma_run: float, *, replicates
              seed: int = 0) -> Result:
     """``replicates`` simulated studies of ``design`` whose cells' run-to-run SD of slice
     ROC-AUC is ``sigma_run``, each analysed under every scenario (module docstring)."""
+    from spikebench.reports.bootstrap import KERNEL_MAX_PATIENTS
+
+    if design.patients > KERNEL_MAX_PATIENTS:
+        from spikebench.errors import SpecError
+
+        raise SpecError(f"[calibration].patients = {design.patients}: the calibration "
+                        f"simulates at most {KERNEL_MAX_PATIENTS} patients (its clustered "
+                        "kernels are patients × patients); give a smaller cohort")
     mu_a, s = solve_cell(design, design.auc, sigma_run)
     deltas = tuple(dict.fromkeys((0.0, settings.margin, *settings.deltas)))
     mu_b = {d: mu_a if d == 0 else solve_cell(design, design.auc - d, sigma_run, s or None)[0]
