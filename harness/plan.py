@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from spikebench.errors import BackendError, SpecError
 from spikebench.harness.metrics import MetricName
 from spikebench.harness.protocol import Fold
-from spikebench.harness.space import Param
+from spikebench.harness.space import Fixed, Param
 from spikebench.harness.spec import StudySpec, ThresholdRule, data_options, rule_space
 
 if TYPE_CHECKING:
@@ -167,5 +167,10 @@ def plan_cells(spec: StudySpec, folds: list[Fold], *, trials: int | None = None,
                              if backend is not None else "")
             plans.append(plan(b, r, budget, why))
     for r in spec.study.references:
-        plans.append(plan(REFERENCE, r, 0, no_images if rules[r].inputs == "images" else ""))
+        # a reference is tuned like every other cell, with the same budget on the same inner
+        # validation patients, unless its space is fixed (nothing to tune)
+        space = rule_space(spec, r)
+        tuned = budget if any(not isinstance(p, Fixed) for p in space.values()) else 0
+        plans.append(plan(REFERENCE, r, tuned,
+                          no_images if rules[r].inputs == "images" else ""))
     return plans

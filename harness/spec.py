@@ -13,7 +13,7 @@ repeats = 5
 [search]                     # Optuna: trials, sampler, pruner, storage, objectives
 trials = 20
 [space.surrogate]            # per-rule search-space overrides (see spikebench.harness.space;
-                             # references take single values: they are not tuned)
+                             # references are tuned like every other cell)
 lr = {low = 1e-3, high = 1e-2, log = true}
 ```
 
@@ -24,7 +24,6 @@ Every error is a :class:`~spikebench.errors.SpecError` naming the file and the k
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -32,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from spikebench.errors import SpecError
 from spikebench.harness.metrics import MetricName
-from spikebench.harness.space import Categorical, Fixed, Param
+from spikebench.harness.space import Param
 
 if TYPE_CHECKING:
     from spikebench.datasets.sources.base import DataSource, SourceOptions
@@ -354,30 +353,7 @@ def _check_grid(spec: StudySpec) -> None:
     for rule, overrides in spec.space.items():
         if not isinstance(overrides, dict):
             raise SpecError(f"[space.{rule}] must be a table")
-        space = rule_space(spec, rule)
-        if rule in spec.study.references and rule not in spec.grid.rules:
-            _check_reference_space(rule, space, overrides)
-
-
-def _check_reference_space(rule: str, space: Mapping[str, Param],
-                           overrides: Mapping[str, Any]) -> None:
-    """References are not tuned (they run once per fold with fixed settings, the yardstick the
-    SNN cells are measured against): their ``[space]`` overrides must be single values."""
-    for key in overrides:
-        if not isinstance(space[key], Fixed):
-            raise SpecError(f"[space.{rule}].{key}: {rule} is a reference and is not tuned; "
-                            f"give one value (e.g. {key} = {_example(space[key])})")
-
-
-def _example(param: Param) -> str:
-    """A single value from a range or choice list, written as TOML."""
-    if isinstance(param, Categorical):
-        value = param.choices[0]
-    elif isinstance(param, Fixed):
-        value = param.value
-    else:
-        value = param.low
-    return repr(value) if isinstance(value, str) else str(value).lower()
+        rule_space(spec, rule)  # unknown keys and out-of-domain values are errors
 
 
 def _check_data(spec: StudySpec) -> None:

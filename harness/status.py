@@ -72,7 +72,7 @@ def _folds(out: ResultsFolder | None) -> list[Fold]:
 def _plans(spec: StudySpec, folds: list[Fold]) -> list[CellPlan]:
     from spikebench.harness.plan import plan_cells
 
-    return [p for p in plan_cells(spec, folds, device="cpu") if p.kind != "reference"]
+    return [p for p in plan_cells(spec, folds, device="cpu") if p.tuned or p.skip_reason]
 
 
 def _cell_status(plan: CellPlan, store: BaseStorage, out: ResultsFolder | None, target: int
@@ -96,5 +96,5 @@ def _cell_status(plan: CellPlan, store: BaseStorage, out: ResultsFolder | None, 
     elapsed = (max(ends) - min(starts)).total_seconds() if starts and ends else float("nan")
     done = sum(out.has(out.row(plan.key, f.key)) for f in plan.folds) if out else 0
     return {"backend": plan.backend, "rule": plan.rule, **counts,
-            "target": target * max(len(names), 1), "best_val": best, "elapsed_s": elapsed,
+            "target": plan.trials * max(len(names), 1), "best_val": best, "elapsed_s": elapsed,
             "repeats_done": f"{done}/{len(plan.folds)}", "note": plan.skip_reason}

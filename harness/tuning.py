@@ -129,11 +129,22 @@ def make_objective(plan: CellPlan, fold: Fold, data: StudyData, search: SearchTa
             raise RuleError(f"validation {plan.metric} is undefined (NaN)")
         if multi:
             second = (result.train_seconds if search.minimize == "train_seconds"
-                      else activity.get("synops_per_sample", float("nan")))
+                      else operations_per_sample(activity))
             return result.val_value, float(second)
         return result.val_value
 
     return objective
+
+
+def operations_per_sample(activity: Mapping[str, float]) -> float:
+    """Synaptic operations per sample: a spiking model's ``synops_per_sample``; a non-spiking
+    reference's accumulates plus multiply-accumulates (what the report prices as energy)."""
+    synops = activity.get("synops_per_sample", math.nan)
+    if synops is not None and math.isfinite(synops):
+        return float(synops)
+    parts = [activity.get(k) for k in ("acs_per_sample", "macs_per_sample")]
+    finite = [float(v) for v in parts if v is not None and math.isfinite(v)]
+    return sum(finite) if finite else math.nan
 
 
 def tune(plan: CellPlan, fold: Fold, data: StudyData, storage: BaseStorage,

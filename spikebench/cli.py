@@ -167,7 +167,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("spec", help="study spec (a path, or the name of a shipped spec)")
     s.add_argument("--results", type=Path, default=None,
                    help="a results folder of this design: simulate its measured cohort and "
-                   "between-run spread instead of the spec's [calibration] assumptions")
+                   "between-run spread (default: none, the spec's [calibration] assumptions)")
     s.add_argument("--replicates", type=bounded(10, 100_000), default=None,
                    help="simulated studies per cohort composition (default: the spec's "
                    "[calibration].replicates, 400)")

@@ -28,7 +28,7 @@ from spikebench.harness.rules.batches import predict_rows, read_rows
 from spikebench.harness.rules.early_stopping import fit_epochs, minibatch_epoch
 from spikebench.harness.rules.params import as_dict
 from spikebench.harness.rules.reference_model import LazyReferenceModel
-from spikebench.harness.space import Fixed, Param
+from spikebench.harness.space import Fixed, Float, Int, Param
 
 
 def cnn_macs(image_size: int, in_channels: int, channels: int, hidden: int) -> float:
@@ -75,9 +75,9 @@ class CNN(Rule[CNNParams]):
     params_type = CNNParams
 
     def search_space(self) -> dict[str, Param]:
-        return {"channels": Fixed(8), "hidden": Fixed(32), "epochs": Fixed(30),
-                "patience": Fixed(6), "batch_size": Fixed(32), "lr": Fixed(2e-3),
-                "weight_decay": Fixed(1e-4)}
+        return {"channels": Int(4, 16, log=True), "hidden": Int(16, 64, log=True),
+                "epochs": Fixed(30), "patience": Fixed(6), "batch_size": Fixed(32),
+                "lr": Float(3e-4, 1e-2, log=True), "weight_decay": Float(1e-6, 1e-2, log=True)}
 
     def fit(self, train: Split, val: Split, params: CNNParams, ctx: FitContext
             ) -> LazyReferenceModel:

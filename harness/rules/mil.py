@@ -38,7 +38,7 @@ from spikebench.harness.rules.cnn import cnn_macs, cnn_trunk
 from spikebench.harness.rules.early_stopping import fit_epochs
 from spikebench.harness.rules.params import as_dict
 from spikebench.harness.rules.reference_model import LazyReferenceModel
-from spikebench.harness.space import Fixed, Param
+from spikebench.harness.space import Fixed, Float, Int, Param
 
 
 def bags_of(X: Any) -> dict[str, np.ndarray]:
@@ -158,9 +158,10 @@ class AttentionMIL(Rule[AttentionMILParams]):
     params_type = AttentionMILParams
 
     def search_space(self) -> dict[str, Param]:
-        return {"channels": Fixed(8), "hidden": Fixed(32), "attention": Fixed(16),
-                "bag_slices": Fixed(48), "bags_per_step": Fixed(4), "epochs": Fixed(40),
-                "patience": Fixed(8), "lr": Fixed(1e-3), "weight_decay": Fixed(1e-4)}
+        return {"channels": Int(4, 16, log=True), "hidden": Int(16, 64, log=True),
+                "attention": Int(8, 32, log=True), "bag_slices": Fixed(48),
+                "bags_per_step": Fixed(4), "epochs": Fixed(40), "patience": Fixed(8),
+                "lr": Float(1e-4, 3e-3, log=True), "weight_decay": Float(1e-6, 1e-2, log=True)}
 
     def fit(self, train: Split, val: Split, params: AttentionMILParams, ctx: FitContext
             ) -> LazyReferenceModel:

@@ -18,7 +18,7 @@ from spikebench.harness.rules.base import FitContext, Rule, Split, class_weights
 from spikebench.harness.rules.early_stopping import fit_epochs, minibatch_epoch
 from spikebench.harness.rules.params import as_dict
 from spikebench.harness.rules.reference_model import ReferenceModel
-from spikebench.harness.space import Fixed, Param
+from spikebench.harness.space import Fixed, Float, Int, Param
 
 
 def mlp_macs(n_features: int, hidden: int) -> float:
@@ -48,8 +48,9 @@ class MLP(Rule[MLPParams]):
     params_type = MLPParams
 
     def search_space(self) -> dict[str, Param]:
-        return {"hidden": Fixed(32), "epochs": Fixed(200), "patience": Fixed(20),
-                "batch_size": Fixed(64), "lr": Fixed(3e-3), "weight_decay": Fixed(1e-4)}
+        return {"hidden": Int(8, 128, log=True), "epochs": Fixed(200), "patience": Fixed(20),
+                "batch_size": Fixed(64), "lr": Float(3e-4, 3e-2, log=True),
+                "weight_decay": Float(1e-6, 1e-2, log=True)}
 
     def fit(self, train: Split, val: Split, params: MLPParams, ctx: FitContext
             ) -> ReferenceModel:

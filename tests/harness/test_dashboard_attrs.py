@@ -25,13 +25,14 @@ def test_every_study_carries_its_identity_and_fixed_settings(tmp_path, feature_t
     from optuna.storages.journal import JournalFileBackend
 
     storage = optuna.storages.JournalStorage(JournalFileBackend(str(out / "optuna.journal")))
-    summaries = optuna.get_all_study_summaries(storage)
-    assert [s.study_name for s in summaries] == ["tiny/custom/surrogate"]
-    attrs = summaries[0].user_attrs
+    summaries = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
+    # the reference is tuned like every cell: a study of its own
+    assert set(summaries) == {"tiny/custom/surrogate", "tiny/reference/logistic_regression"}
+    attrs = summaries["tiny/custom/surrogate"].user_attrs
     assert attrs["spec_sha256"] == identity["spec_sha256"]
     assert attrs["data_sha256"] == identity["data_sha256"]
     assert attrs["scheme"] == "holdout" and attrs["fold"] == "" and attrs["repeat"] == 0
-    assert attrs["cell"] == "custom/surrogate" and attrs["metric"] == "pr_auc"
+    assert attrs["cell"] == "custom/surrogate" and attrs["metric"] == "roc_auc"
     assert isinstance(attrs["seed"], int)
     # what the search did not tune, by name
     assert attrs["fixed.epochs"] == 2 and attrs["fixed.hidden"] == 8
@@ -44,7 +45,8 @@ def test_every_study_carries_its_identity_and_fixed_settings(tmp_path, feature_t
     before = _attribute_writes(out / "optuna.journal")
     run_study(spec, out, progress=False)
     assert _attribute_writes(out / "optuna.journal") == before
-    assert optuna.get_all_study_summaries(storage)[0].user_attrs == attrs
+    assert {s.study_name: s for s in optuna.get_all_study_summaries(storage)}[
+        "tiny/custom/surrogate"].user_attrs == attrs
 
 
 def _attribute_writes(journal) -> int:

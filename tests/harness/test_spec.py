@@ -44,9 +44,9 @@ def test_shipped_specs_validate(path):
          r"\[space.surrogate\]\.lrr: unknown parameter; known: .*lr"),
         ({"data": {"source": "phantom"}, "space": {"tempotron": {}}},
          r"\[space\] has tables for rules not in \[grid\]"),
-        ({"data": {"source": "phantom"}, "space": {"mlp": {"lr": {"low": 1e-3, "high": 0.1}}}},
-         r"\[space.mlp\]\.lr: mlp is a reference and is not tuned; give one value "
-         r"\(e\.g\. lr = 0\.001\)"),
+        # a reference is tuned like any cell: a range is fine, an impossible one is not
+        ({"data": {"source": "phantom"}, "space": {"mlp": {"lr": {"low": -1.0, "high": 0.1}}}},
+         r"\[space.mlp\]\.lr"),
         ({"data": {"source": "phantom"}, "space": {"mlp": {"hidden": 0}}},
          r"\[space.mlp\]\.hidden"),
         ({"data": {"source": "phantom"}, "study": {"name": "a/b"}}, r"\[study\]\.name"),

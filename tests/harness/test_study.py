@@ -66,8 +66,11 @@ def test_tiny_study_writes_results_splits_and_resumes(tmp_path, feature_table, c
     assert sorted(p0["steps"].unique()) == [3, 6, 12] and (p0["train_steps"] == 6).all()
     assert ((pred["prob"] >= 0) & (pred["prob"] <= 1)).all()
 
-    trials = pd.read_parquet(out / "trials.parquet")
+    all_trials = pd.read_parquet(out / "trials.parquet")
+    trials = all_trials[all_trials["backend"] == "custom"]
     assert len(trials) == 3 and trials["pareto"].sum() == 1
+    # the logistic-regression reference is tuned with the same budget
+    assert (all_trials["rule"] == "logistic_regression").sum() == 3
     status = study_status(out)
     assert int(status.loc[0, "complete"] + status.loc[0, "pruned"]) == 3
     assert status.loc[0, "repeats_done"] == "2/2"
@@ -75,12 +78,13 @@ def test_tiny_study_writes_results_splits_and_resumes(tmp_path, feature_table, c
     # resume: nothing to do, nothing duplicated
     mtime = (out / "rows" / "custom__surrogate__r0.parquet").stat().st_mtime
     run_study(spec, out, progress=False)
-    assert len(pd.read_parquet(out / "trials.parquet")) == 3
+    assert len(pd.read_parquet(out / "trials.parquet")) == len(all_trials)
     assert len(pd.read_parquet(out / "results.parquet")) == len(results)
     assert (out / "rows" / "custom__surrogate__r0.parquet").stat().st_mtime == mtime
     # asking for more trials runs only the missing ones
     run_study(spec, out, trials=4, progress=False)
-    assert len(pd.read_parquet(out / "trials.parquet")) == 4
+    more = pd.read_parquet(out / "trials.parquet")
+    assert more.groupby("backend").size().to_dict() == {"custom": 4, "reference": 4}
 
 
 def test_unsupported_cell_is_skipped_with_reason(tmp_path, feature_table, monkeypatch):
@@ -163,6 +167,7 @@ def test_multi_objective_study_keeps_a_pareto_front(tmp_path, feature_table):
                         'pruner = "none"\nminimize = "synops"')
     out = run_study(write_spec(tmp_path, feature_table, text), tmp_path / "run", progress=False)
     trials = pd.read_parquet(out / "trials.parquet")
+    trials = trials[trials["backend"] == "custom"]  # each cell has its own front
     assert {"values_0", "values_1"} <= set(trials.columns)
     front = trials[trials["pareto"]]
     assert len(front) >= 1
@@ -191,6 +196,7 @@ def test_diverging_trials_are_pruned_with_reason(tmp_path, feature_table, monkey
     monkeypatch.setattr(SurrogateGradient, "fit", flaky_fit)
     out = run_study(write_spec(tmp_path, feature_table), tmp_path / "run", progress=False)
     trials = pd.read_parquet(out / "trials.parquet")
+    trials = trials[trials["backend"] == "custom"]
     pruned = trials[trials["state"] == "PRUNED"]
     assert "non-finite loss" in " ".join(pruned["user_attrs_reason"].dropna())
     assert (trials["state"].isin(["COMPLETE", "PRUNED"])).sum() == 3

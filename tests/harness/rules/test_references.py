@@ -1,5 +1,5 @@
 """Reference rules: logistic regression and a small MLP are rules without a backend, fitted on
-the same splits as the spiking cells, and beat chance."""
+the same splits as the spiking cells and tuned like them, and beat chance."""
 
 from __future__ import annotations
 
@@ -57,12 +57,14 @@ def test_reference_beats_chance_and_reports_its_cost(name):
 def test_mlp_cost_is_both_dense_layers():
     train, val = easy_problem()
     model = fit("mlp", train, val)
-    assert model.activity(val.X)["macs_per_sample"] == mlp_macs(10, 32) == 10 * 32 + 32 * 2
+    hidden = model.info["params"]["hidden"]
+    assert model.activity(val.X)["macs_per_sample"] == mlp_macs(10, hidden) == 12 * hidden
 
 
 def test_space_overrides_reach_a_reference_fit(tmp_path, feature_table):
     """``[space.mlp] hidden = 8`` runs the MLP reference with 8 hidden units (its recorded
-    params and its MAC count say so); the other settings keep their defaults."""
+    params and its MAC count say so); the rest of its space is tuned like any cell's (a trial
+    was run: a learning rate inside the default range)."""
     import json
 
     import pandas as pd
@@ -77,6 +79,7 @@ def test_space_overrides_reach_a_reference_fit(tmp_path, feature_table):
     results = pd.read_parquet(out / "results.parquet")
     row = results[results["rule"] == "mlp"].iloc[0]
     params = json.loads(row["params"])
-    assert params["hidden"] == 8 and params["epochs"] == 5 and params["lr"] == 3e-3
+    assert params["hidden"] == 8 and params["epochs"] == 5 and 3e-4 <= params["lr"] <= 3e-2
+    assert row["n_trials"] == 1 and row["best_trial"] == 0
     used = (row["macs_per_sample"] - 8 * 2) / 8  # macs = F·8 + 8·2 with 8 hidden units
     assert used == int(used) and 1 <= used < pd.read_parquet(feature_table).shape[1]
