@@ -167,6 +167,18 @@ def write_phantom(out: str | Path, cases: int = 12, *, seed: int = 0,
     return out
 
 
+def phantom_parameters(root: Path) -> dict[str, Any] | None:
+    """The generator's parameters of the phantom in ``root`` (its marker file), or None when
+    ``root`` is not a phantom spikebench wrote — so that whatever data source reads the
+    folder, protocol.json says the data are synthetic and how they were made."""
+    try:
+        record = json.loads((Path(root) / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    params = record.get("spikebench_phantom") if isinstance(record, dict) else None
+    return dict(params) if isinstance(params, dict) else None
+
+
 def _claim_folder(out: Path, params: dict[str, Any]) -> bool:
     """Make ``out`` ours or refuse it; ``True`` when it already holds this exact phantom.
 

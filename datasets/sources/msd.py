@@ -34,6 +34,7 @@ def extract_into(root: Path, workdir: Path, *, workers: int, min_lesion_voxels: 
     ``crops`` (:class:`~spikebench.datasets.crops.CropSettings`) also the image view, cropped
     into ``workdir/images/`` for the cases the table holds."""
     from spikebench.datasets.features import extract_features
+    from spikebench.datasets.phantom import phantom_parameters
     from spikebench.datasets.tables import load_feature_table
 
     features = workdir / "features.parquet"
@@ -47,6 +48,9 @@ def extract_into(root: Path, workdir: Path, *, workers: int, min_lesion_voxels: 
     excluded = [{"patient_id": pid, "reason": reason} for pid, reason in result.skipped]
     info: dict[str, Any] = {"source": source, "path": str(root), "features": str(features),
                             "excluded_cases": excluded}
+    generator = phantom_parameters(root)
+    if generator is not None:  # synthetic data, whichever source reads it: say how it was made
+        info["phantom"] = generator
     images = None
     if crops is not None:
         images = crop_table(root, workdir / "images", table, crops, workers=workers,

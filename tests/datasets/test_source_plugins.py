@@ -124,3 +124,18 @@ def test_a_table_without_patient_column_is_refused_unless_group_none(tmp_path):
     spec.write_text('[data]\nsource = "table"\npath = "t.parquet"\ngroup = "none"\n')
     protocol = run_study(load_spec(spec), tmp_path / "out3", trials=1, progress=False)
     assert '"slice_level_splits": true' in (protocol / "protocol.json").read_text()
+
+
+def test_a_phantom_read_by_the_msd_source_is_recorded_as_synthetic(phantom_copy, tmp_path):
+    """Whatever source reads a folder spikebench generated, the record says it is a phantom
+    and how it was made (the generator's parameters), so a report cannot pass it off as the
+    real release."""
+    from spikebench.datasets.phantom import MARKER, phantom_parameters
+    from spikebench.datasets.sources import get_source
+
+    source = get_source("msd")
+    data = source.load(source.Options(path=str(phantom_copy)), tmp_path / "work")
+    assert (phantom_copy / MARKER).exists()
+    assert data.info["phantom"] == phantom_parameters(phantom_copy)
+    assert data.info["phantom"]["cases"] >= 1 and "seed" in data.info["phantom"]
+    assert phantom_parameters(tmp_path) is None  # not a phantom: nothing claimed
