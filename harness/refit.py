@@ -96,7 +96,7 @@ class Refitter:
                                ("rule", plan.rule), ("backend", plan.backend)):
                 frame.insert(0, col, value)
             self.folder.write_frame(self.folder.curves(plan.key, key), frame)
-        self.save_model(plan, fold, result, view)
+        self.save_model(plan, fold, result, view, provenance)
         self.folder.write_frame(self.folder.row(plan.key, key), pd.DataFrame([row.record()]))
         self.folder.cell_failure(plan.key).unlink(missing_ok=True)  # superseded
 
@@ -124,9 +124,11 @@ class Refitter:
         self.folder.write_frame(self.folder.predictions(plan.key, fold.key),
                                 pd.concat(frames, ignore_index=True))
 
-    def save_model(self, plan: CellPlan, fold: Fold, result: FitResult, view: View) -> None:
-        """The refit network (if the rule exports one) with what reproduces its predictions:
-        parameters, encoder settings and the feature standardisation."""
+    def save_model(self, plan: CellPlan, fold: Fold, result: FitResult, view: View,
+                   provenance: Provenance | None = None) -> None:
+        """The refit network (if the rule exports one) with what reproduces its predictions
+        and its decisions: parameters, encoder settings, the feature standardisation, the
+        decision threshold chosen on validation and where the network came from."""
         exported = result.model.export()
         if exported is None:
             return
@@ -140,7 +142,10 @@ class Refitter:
                                     "std": np.asarray(view.std, dtype=float).tolist(),
                                     "feature_names": list(self.data.feature_names)},
                 "encoder": {k: params[k] for k in ("encoding", "gain", "steps") if k in params},
-                "readout": params.get("loss", "")}
+                "readout": params.get("loss", ""),
+                "study": plan.study, "seed": result.seed, "threshold": float(result.threshold),
+                "threshold_rule": plan.threshold_rule,
+                "best_trial": int(provenance["best_trial"]) if provenance else -1}
         save_network(self.folder.model(plan.key, fold.key), spec, weights, meta)
 
     def record_failure(self, plan: CellPlan, reason: str, status: RowStatus = "failed") -> None:

@@ -116,8 +116,14 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("export", help="export a trained network of a results folder to NIR")
     s.add_argument("run", type=Path, help="results folder (or one models/*.pt file)")
     s.add_argument("--to", type=Path, required=True, help="output .nir file")
-    s.add_argument("--cell", default=None, help="backend/rule (default: best on test)")
-    s.add_argument("--repeat", type=bounded(0, 10_000), default=0)
+    s.add_argument("--cell", default=None,
+                   help="backend/rule (default: the best mean validation score)")
+    s.add_argument("--repeat", type=bounded(0, 10_000), default=None,
+                   help="which refit network: repeat (default: the first saved)")
+    s.add_argument("--fold", type=bounded(0, 10_000), default=None,
+                   help="outer fold of nested CV (default: the first saved)")
+    s.add_argument("--refit", type=bounded(0, 10_000), default=None,
+                   help="refit seed index (default: the first saved)")
     s.add_argument("--allow-approximate", action="store_true",
                    help="export a network NIR cannot represent exactly (subtract / no reset) "
                         "as its reset-to-zero approximation and print the measured "
@@ -285,8 +291,8 @@ def _report(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from spikebench.harness.export import export_run
 
-    result = export_run(args.run, args.to, cell=args.cell, repeat=args.repeat,
-                        allow_approximate=args.allow_approximate)
+    result = export_run(args.run, args.to, cell=args.cell, repeat=args.repeat, fold=args.fold,
+                        refit=args.refit, allow_approximate=args.allow_approximate)
     print(result.report())
     return 0
 
