@@ -33,6 +33,7 @@ extraction parameters, the skipped cases and each image's content hash.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import time
@@ -195,13 +196,48 @@ def extract_features(root: str | Path, out: str | Path, *, workers: int = 1,
                "image_sha256": hashes}
     table.attrs["spikebench"] = {"kind": "extracted_features", **record_}
     manifest = manifest_path_for(out)
-    _write(out, lambda: write_parquet(out, table))
-    _write(manifest, lambda: write_json(manifest, {"spikebench_manifest": 1, **record_}))
+    # unchanged values are not rewritten: a study resumed through another spelling of its
+    # folder (or on another machine) leaves its files as they are
+    if not _same_table(out, table):
+        _write(out, lambda: write_parquet(out, table))
+    if not _same_record(manifest, {"spikebench_manifest": 1, **record_}):
+        _write(manifest, lambda: write_json(manifest, {"spikebench_manifest": 1, **record_}))
     return ExtractionResult(path=out, n_cases=len(done), n_rows=len(table),
                             n_positive=int(table["label"].sum()), skipped=skipped,
                             seconds=time.perf_counter() - t0, read_seconds=read_seconds,
                             cached_cases=cached, manifest=manifest,
                             n_ambiguous_dropped=n_ambiguous, parameters=parameters)
+
+
+#: Record keys that only say where the extraction ran: not a change of the table.
+_PATH_KEYS = ("root", "out")
+
+
+def _without_paths(record: Any) -> Any:
+    return ({k: v for k, v in record.items() if k not in _PATH_KEYS}
+            if isinstance(record, dict) else record)
+
+
+def _same_table(out: Path, table: Any) -> bool:
+    """``out`` already holds ``table``: the same values and the same record but for paths."""
+    import pandas as pd
+
+    try:
+        old = pd.read_parquet(out)
+    except Exception:  # absent, torn or foreign: write it
+        return False
+    return (old.equals(table) and list(old.columns) == list(table.columns)
+            and _without_paths(old.attrs.get("spikebench"))
+            == _without_paths(json.loads(json.dumps(table.attrs["spikebench"], default=str))))
+
+
+def _same_record(path: Path, record: dict[str, Any]) -> bool:
+    """The JSON file ``path`` already says ``record`` (but for paths)."""
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return _without_paths(old) == _without_paths(json.loads(json.dumps(record, default=str)))
 
 
 def _check_arguments(on_error: str, workers: int, min_lesion_voxels: int) -> None:

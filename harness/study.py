@@ -233,10 +233,12 @@ def run_study(
 
     resolve_device(spec.study.device)
     folder.create()
+    folder.check_spec(spec)  # another spec is refused before the data is loaded
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started = datetime.now(UTC).isoformat(timespec="seconds")
-    session = open_session(spec, folder.root, url, trials=trials, progress=progress)
-    folder.bind(spec, session.data.info["sha256"])
+    with folder.guard_data():  # a bound folder's data/ is as it was unless it is this study
+        session = open_session(spec, folder.root, url, trials=trials, progress=progress)
+        folder.bind(spec, session.data.info["sha256"], session.data.info.get("file_sha256", ""))
     folder.write_spec(spec_text)
     folder.write_splits({"scheme": spec.split.scheme,
                          "folds": [f.as_dict() for f in session.folds]})

@@ -24,11 +24,12 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from spec_text import tiny_spec
-
-pytestmark = pytest.mark.slow
 
 SPEC = tiny_spec("{table}", study={"name": "faults"}, search={
     "trials": 4, "heartbeat_interval": 1, "grace_period": 3, "poll_seconds": 0.2},
@@ -102,6 +103,7 @@ def _check_complete(out: Path, trials: int = 4) -> None:
     assert (snn["best_trial"] == best).all()  # refits came from the final best trial
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("relative", "other_host"), [(True, False), (True, True),
                                                       (False, False), (False, True)])
 def test_sigkill_of_the_tree_then_resume(spec, tmp_path, relative, other_host):
@@ -126,6 +128,7 @@ def test_sigkill_of_the_tree_then_resume(spec, tmp_path, relative, other_host):
     _check_complete(out)
 
 
+@pytest.mark.slow
 def test_more_trials_after_a_kill_redo_the_refits_whose_best_changed(spec, tmp_path):
     """A finished 2-trial study, then ``--trials 6`` killed at a random point and resumed:
     tuning reaches 6 trials and every refit comes from the final best trial."""
@@ -142,6 +145,7 @@ def test_more_trials_after_a_kill_redo_the_refits_whose_best_changed(spec, tmp_p
     _check_complete(tmp_path / "run", trials=6)
 
 
+@pytest.mark.slow
 def test_ctrl_c_ends_quietly_and_resumes(spec, tmp_path):
     rng = random.Random(7)
     for _ in range(2):
@@ -166,6 +170,7 @@ def test_ctrl_c_ends_quietly_and_resumes(spec, tmp_path):
     _check_complete(tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_ctrl_c_at_any_moment_exits_130_with_one_line_or_0_with_none(tmp_path):
     """Whenever Ctrl-C lands (start-up, imports, work, interpreter shut-down), the command
     ends with 130 and the one line, or, if its work was already done, 0 and nothing: never
@@ -218,6 +223,7 @@ def _nothing_torn_reads_as_valid(out: Path) -> None:
         open_storage(f"journal:{out / 'optuna.journal'}")  # repairs a torn tail or raises
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", ["64k", "320k"])
 def test_a_full_disk_leaves_nothing_torn_and_resumes(spec, tmp_path, size):
     disk = tmp_path / "disk"
@@ -242,6 +248,7 @@ def test_a_full_disk_leaves_nothing_torn_and_resumes(spec, tmp_path, size):
     _check_complete(moved)
 
 
+@pytest.mark.slow
 def test_a_ctrl_c_swallowed_by_a_callback_reaches_the_command():
     """A Ctrl-C landing in a callback Python cannot propagate from (seen: a weakref callback of
     the import system's module locks) used to print "Exception ignored in ..." with a
@@ -268,3 +275,198 @@ def test_a_ctrl_c_swallowed_by_a_callback_reaches_the_command():
                           timeout=120, preexec_fn=_sigint_default)
     assert proc.returncode == 130, (proc.returncode, proc.stderr)
     assert proc.stderr.strip() == "spikebench: interrupted; rerun the same command to resume"
+
+
+# -- issue 26: a shared disk (resume from any path, retries, what is never touched) -----------
+
+PHANTOM_SPEC = """
+[study]
+name = "anywhere"
+references = ["logistic_regression"]
+eval_steps = [1.0]
+[data]
+source = "phantom"
+cases = 6
+shape = [32, 32]
+[grid]
+backends = ["custom"]
+rules = ["surrogate"]
+[split]
+scheme = "holdout"
+repeats = 1
+[search]
+trials = 1
+[space.surrogate]
+epochs = 2
+hidden = 8
+steps = 4
+encoding = "direct"
+"""
+#: Directory names of the property test: spaces, non-ASCII letters, a combining accent.
+NAMES = ("plain", "with space", "données", "Ümlaut dir", "e\u0301té", "日本")
+
+
+def _run_in(cwd: Path, *argv: str) -> int:
+    """``spikebench ...`` in-process from ``cwd`` (the tests' own code, not an installed one)."""
+    from spikebench.cli import main
+
+    here = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return main(list(argv))
+    finally:
+        os.chdir(here)
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*")
+            if p.is_file() and not p.is_symlink()}
+
+
+@pytest.fixture(scope="module")
+def finished_phantom_study(tmp_path_factory) -> Path:
+    """A finished one-cell study on the phantom (its features table is extracted into the
+    folder's data/, the case that used to carry the paths it was reached by)."""
+    base = tmp_path_factory.mktemp("template")
+    (base / "specs").mkdir()
+    (base / "specs" / "spec.toml").write_text(PHANTOM_SPEC)
+    assert _run_in(base / "specs", "study", "run", "spec.toml", "--out", "../rel/s",
+                   "--quiet") == 0
+    return base
+
+
+def _spelling(kind: str, base: Path, folder: Path) -> tuple[Path, str]:
+    """``(cwd, --out)`` reaching ``folder`` (inside ``base``) in the way ``kind`` says."""
+    if kind == "relative":
+        return base, os.path.relpath(folder, base)
+    if kind == "absolute":
+        return base, str(folder)
+    if kind == "dotted":
+        return base, f"./{folder.parent.name}/../{folder.parent.name}/./{folder.name}/"
+    if kind == "symlink_to_folder":
+        link = base / "link-to-s"
+        if not link.exists():
+            link.symlink_to(folder, target_is_directory=True)
+        return base, "link-to-s"
+    if kind == "symlink_to_parent":
+        link = base / "link-to-parent"
+        if not link.exists():
+            link.symlink_to(folder.parent, target_is_directory=True)
+        return base, str(link / folder.name)
+    other = base / "elsewhere" / "deeper"  # another working directory
+    other.mkdir(parents=True, exist_ok=True)
+    return other, os.path.relpath(folder, other)
+
+
+_COUNTER = iter(range(10**6))
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+@settings(max_examples=10, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(name=st.sampled_from(NAMES), moved=st.booleans(),
+       spelling=st.sampled_from(["relative", "absolute", "dotted", "symlink_to_folder",
+                                 "symlink_to_parent", "other_cwd"]),
+       spec_spelling=st.sampled_from(["relative", "absolute", "symlink"]))
+def test_a_study_resumes_through_any_spelling_of_its_folder(
+        finished_phantom_study, tmp_path_factory, name, moved, spelling, spec_spelling):
+    """Property (issue 26, item 2): killed during refit after ``study run ../spec.toml --out
+    ../rel/s``, the same study resumes with the folder reached in any other way — relative
+    or absolute, through a symbolic link to it or to its parent, with ``.``/``..`` and a
+    trailing slash, from another working directory, moved elsewhere (another machine mounting
+    it), under names with spaces and non-ASCII letters — and does only the missing refit: no
+    trial is rerun, no row is duplicated, and identity.json and the data it was bound to are
+    never rewritten. README, Guarantees: "resume from any path or machine"."""
+    base = tmp_path_factory.mktemp("spell") / f"{name} {next(_COUNTER)}"
+    shutil.copytree(finished_phantom_study, base, symlinks=True)
+    folder = base / "rel" / "s"
+    if moved:  # another machine mounts the disk elsewhere
+        (base / "mnt").mkdir()
+        folder = Path(shutil.move(str(folder), str(base / "mnt" / "s")))
+    for kind in ("rows", "predictions"):  # killed during the SNN refit
+        (folder / kind / "custom__surrogate__r0.parquet").unlink()
+    (folder / "models" / "custom__surrogate__r0.pt").unlink()
+    (folder / "results.parquet").unlink()
+    bound = {k: v for k, v in _files(folder).items()
+             if k == "identity.json" or k.startswith("data/")}
+    journal = (folder / "optuna.journal").read_bytes()
+    cwd, out = _spelling(spelling, base, folder)
+    spec = base / "specs" / "spec.toml"
+    if spec_spelling == "symlink":
+        (base / "spec-link.toml").symlink_to(spec)
+        spec = base / "spec-link.toml"
+    spec_arg = os.path.relpath(spec, cwd) if spec_spelling == "relative" else str(spec)
+    assert _run_in(cwd, "study", "run", spec_arg, "--out", out, "--quiet") == 0
+    after = _files(folder)
+    assert {k: after[k] for k in bound} == bound  # identity and data not rewritten
+    results = pd.read_parquet(folder / "results.parquet")
+    keys = sorted(zip(results["backend"], results["rule"], results["repeat"], strict=True))
+    assert keys == [("custom", "surrogate", 0), ("reference", "logistic_regression", 0)]
+    assert (results["status"] == "ok").all()
+    trials = [json.loads(line) for line in (folder / "optuna.journal").read_bytes()
+              [len(journal):].splitlines()]
+    assert not [op for op in trials if op.get("op_code") == 4], "a trial was run again"
+
+
+def change_one_liver_voxel(root: Path, name: str, *, storage: str = "float32",
+                          to: str | None = None) -> None:
+    """Rewrite ``imagesTr/name`` of the MSD folder ``root`` with one liver voxel 300 HU
+    brighter (``to``: under that name instead, with the label copied), stored as ``storage``."""
+    import nibabel as nib
+
+    from spikebench.datasets.phantom import _write_volume
+
+    image = nib.load(str(root / "imagesTr" / name))
+    hu = np.asarray(image.get_fdata(), dtype=np.float32)
+    label = np.asarray(nib.load(str(root / "labelsTr" / name)).get_fdata())
+    liver = np.argwhere(label > 0)
+    hu[tuple(liver[len(liver) // 2])] += 300.0
+    _write_volume(root / "imagesTr" / (to or name), hu, image.affine, storage)
+    if to is not None:
+        shutil.copy(root / "labelsTr" / name, root / "labelsTr" / to)
+
+
+def test_a_refused_run_rewrites_nothing_of_the_bound_folder(finished_phantom_study, tmp_path,
+                                                            capsys):
+    """Issue 26, item 2: a run refused because the data changed (one liver voxel of a phantom
+    volume changed) used to rewrite the folder's feature table first; now the folder is as it
+    was, byte for byte, and the message keeps the results (no "delete this one")."""
+    base = tmp_path / "study"
+    shutil.copytree(finished_phantom_study, base, symlinks=True)
+    folder = base / "rel" / "s"
+    change_one_liver_voxel(folder / "data" / "phantom", "liver_2.nii.gz")
+    before = _files(folder)
+    capsys.readouterr()
+    assert _run_in(base / "specs", "study", "run", "spec.toml", "--out", "../rel/s",
+                   "--quiet") == 2
+    err = capsys.readouterr().err
+    assert "holds another study: the input data changed" in err and "delete" not in err
+    assert _files(folder) == before
+    assert not list((folder / "data").glob(".kept-*"))
+
+
+def test_a_folder_bound_by_an_older_version_resumes_and_is_upgraded(finished_phantom_study,
+                                                                    tmp_path):
+    """Folders bound before identity format 2 (spec hash with the data paths, data hash of the
+    table file's bytes) are recognised as the same study and upgraded, not refused."""
+    import hashlib
+
+    from spikebench.harness.folder import spec_identity
+    from spikebench.harness.spec import load_spec
+
+    base = tmp_path / "study"
+    shutil.copytree(finished_phantom_study, base, symlinks=True)
+    folder = base / "rel" / "s"
+    spec = load_spec(base / "specs" / "spec.toml")
+    legacy_hash, raw = spec_identity(spec, legacy=True)
+    table = folder / "data" / "features.parquet"
+    (folder / "identity.json").write_text(json.dumps({
+        "spec_sha256": legacy_hash, "spec": raw,
+        "data_sha256": hashlib.sha256(table.read_bytes()).hexdigest()}))
+    before = table.read_bytes()
+    assert _run_in(base, "study", "run", str(base / "specs" / "spec.toml"), "--out",
+                   str(folder), "--quiet") == 0
+    assert json.loads((folder / "identity.json").read_text())["format"] == 2
+    assert table.read_bytes() == before
+    protocol = json.loads((folder / "protocol.json").read_text())
+    assert protocol["data"]["features"] == "data/features.parquet"  # relative to the folder
