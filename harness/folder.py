@@ -129,6 +129,22 @@ class ResultsFolder:
         """The single row of a skipped or failed cell."""
         return self.root / "rows" / f"{cell_key}__r-1.parquet"
 
+    def clear_failure(self, cell_key: str) -> None:
+        """Remove the failure row of a cell that is being retried (a skipped cell's stays)."""
+        row = self.read_row(self.cell_failure(cell_key))
+        if row is not None and row.get("status") == "failed":
+            self.cell_failure(cell_key).unlink(missing_ok=True)
+
+    def failed_cells(self) -> dict[str, str]:
+        """``{backend/rule: reason}`` of every cell whose single row says it failed."""
+        out = {}
+        for path in self.job_files("rows"):
+            if path.name.endswith("__r-1.parquet"):
+                row = self.read_row(path)
+                if row is not None and row.get("status") == "failed":
+                    out[f"{row.get('backend')}/{row.get('rule')}"] = str(row.get("reason"))
+        return out
+
     def predictions(self, cell_key: str, fold_key: str) -> Path:
         return self.root / "predictions" / f"{cell_key}__{fold_key}.parquet"
 

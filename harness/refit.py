@@ -33,6 +33,7 @@ from spikebench.harness.folder import ResultsFolder
 from spikebench.harness.plan import CellPlan
 from spikebench.harness.protocol import Fold
 from spikebench.harness.results import Provenance, ResultRow, RowStatus, SplitSizes
+from spikebench.harness.retries import TRIAL_ERRORS, describe, run_with_retries
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
@@ -236,15 +237,19 @@ def _waiting_for(jobs: list[tuple[CellPlan, Fold]]) -> Callable[[float], str]:
 
 
 def _run_job(refitter: Refitter, plan: CellPlan, fold: Fold, failed: set[str]) -> None:
+    """One refit; a failure that may pass (out of memory, a lost connection, a killed worker)
+    is retried up to ``[search].max_retry`` times, then the cell's failure row names the real
+    error (a rerun of the study retries it)."""
     if refitter.is_done(plan, fold):
         return
     try:
-        refitter.refit(plan, fold)
-    except SpikebenchError as exc:
-        if plan.kind == "reference":
+        run_with_retries(lambda: refitter.refit(plan, fold), refitter.search.max_retry)
+    except TRIAL_ERRORS as exc:
+        if plan.kind == "reference" and isinstance(exc, SpikebenchError):
             raise
         failed.add(plan.key)
-        refitter.record_failure(plan, str(exc))
+        reason = str(exc) if isinstance(exc, SpikebenchError) else describe(exc)
+        refitter.record_failure(plan, f"refit {fold.key}: {reason}")
 
 
 __all__ = ["Refitter", "failure_row", "refit_jobs", "result_row", "run_refits"]

@@ -167,8 +167,10 @@ class SearchTable(_Strict):
     #: Second objective for multi-objective mode: minimise synaptic operations per sample or
     #: training time, alongside maximising the validation metric.
     minimize: Literal["", "synops", "train_seconds"] = ""
-    #: RDB storages: seconds between worker heartbeats, and silence after which a RUNNING
-    #: trial is failed and re-queued (at most ``max_retry`` times).
+    #: Seconds between worker heartbeats, and silence after which a RUNNING trial is failed
+    #: and re-queued (at most ``max_retry`` times). ``max_retry`` also bounds the retries of a
+    #: trial or refit that failed for a reason that may pass (out of memory, a lost connection,
+    #: a killed worker: :mod:`spikebench.harness.retries`).
     heartbeat_interval: int = Field(2, ge=1, le=3600)
     grace_period: int = Field(6, ge=2, le=86_400)
     max_retry: int = Field(3, ge=0, le=100)

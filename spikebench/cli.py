@@ -13,6 +13,11 @@ from spikebench.errors import SpikebenchError, UsageError
 
 #: The shipped spec ``spikebench demo`` runs (package data ``spikebench/studies/demo.toml``).
 DEMO_SPEC = "demo"
+#: Exit codes: 0 done; 2 an error (one ``spikebench: error:`` line, nothing half-written);
+#: 3 a study ran to the end but left cells failed (each named with its error on stderr; the
+#: rest of the results are written; rerunning the same command retries them); 130 Ctrl-C;
+#: 141 the reader of the output went away.
+EXIT_ERROR, EXIT_CELLS_FAILED = 2, 3
 QUIET_HELP = "no progress bars and no summary (errors still go to stderr)"
 
 
@@ -85,7 +90,10 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("study", help="run or inspect an Optuna study")
     ss = s.add_subparsers(dest="study_command", required=True, metavar="ACTION")
-    r = ss.add_parser("run", help="run (or resume) a study spec")
+    r = ss.add_parser("run", help="run (or resume) a study spec",
+                      epilog="exit codes: 0 done; 2 an error (one line, nothing lost); 3 the "
+                             "study ran but cells failed (named on stderr; rerun to retry "
+                             "them); 130 interrupted (rerun to resume)")
     r.add_argument("spec", help="study spec file, or the name of a shipped spec "
                    "(demo, msd-liver, multi-objective); a path that exists wins")
     r.add_argument("--out", type=Path, required=True, help="results folder")
@@ -317,6 +325,20 @@ def _study_run(spec: Path, out: Path, trials: int | None, storage: str | None, w
     if progress:
         print(summary_table(out))
         print(f"\nresults folder: {out.resolve()}  ({time.perf_counter() - started:.0f} s)")
+    return _failed_cells(out)
+
+
+def _failed_cells(out: Path) -> int:
+    """Exit code 3 and one line per failed cell (its real error) when the study left any."""
+    from spikebench.harness.folder import ResultsFolder
+
+    failed = ResultsFolder(out).failed_cells()
+    for cell, reason in sorted(failed.items()):
+        print(f"spikebench: cell {cell} failed: {reason}", file=sys.stderr)
+    if failed:
+        print(f"spikebench: {len(failed)} cell(s) failed (the other results are written); "
+              "rerun the same command to retry them", file=sys.stderr)
+        return EXIT_CELLS_FAILED
     return 0
 
 

@@ -470,3 +470,112 @@ def test_a_folder_bound_by_an_older_version_resumes_and_is_upgraded(finished_pha
     assert table.read_bytes() == before
     protocol = json.loads((folder / "protocol.json").read_text())
     assert protocol["data"]["features"] == "data/features.parquet"  # relative to the folder
+
+
+def _flaky_fit(monkeypatch, module: str, failures: int | None, message: str,
+               exc: type[BaseException] = RuntimeError) -> list[int]:
+    """Make ``fit_and_score`` as ``module`` calls it raise ``exc(message)`` for the SNN cell,
+    ``failures`` times (None: always); returns the list counting the calls that raised."""
+    import importlib
+
+    mod = importlib.import_module(module)
+    real, raised = mod.fit_and_score, []
+
+    def flaky(plan, *args, **kwargs):
+        if plan.kind == "snn" and (failures is None or len(raised) < failures):
+            raised.append(1)
+            raise exc(message)
+        return real(plan, *args, **kwargs)
+
+    monkeypatch.setattr(mod, "fit_and_score", flaky)
+    return raised
+
+
+def _tiny(tmp_path: Path, feature_table: Path, **search) -> Path:
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(tiny_spec(feature_table, split={"repeats": 1},
+                              search={"trials": 2, **search}, space_surrogate={"epochs": 2}))
+    return spec
+
+
+def _trials(out: Path, name: str = "tiny/custom/surrogate") -> list:
+    import optuna
+
+    from spikebench.harness.storage import open_storage
+
+    storage = open_storage(f"journal:{out / 'optuna.journal'}")
+    return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_trial_that_ran_out_of_gpu_memory_is_retried_with_the_same_parameters(
+        tmp_path, feature_table, monkeypatch):
+    """Issue 26, item 3: a trial failing with "CUDA out of memory" (a reason that may pass)
+    is queued again with its parameters (Optuna's RetryFailedTrialCallback pattern: a WAITING
+    trial with ``retry_history``), and the study completes. README, Guarantees: retries."""
+    from optuna.trial import TrialState
+
+    from spikebench.cli import main
+
+    raised = _flaky_fit(monkeypatch, "spikebench.harness.tuning", 2,
+                        "CUDA out of memory. Tried to allocate 2.00 GiB")
+    out = tmp_path / "run"
+    assert main(["study", "run", str(_tiny(tmp_path, feature_table)), "--out", str(out),
+                 "--quiet"]) == 0
+    assert len(raised) == 2
+    trials = _trials(out)
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert [t.number for t in failed] == [0, 1]
+    assert failed[0].user_attrs["reason"].startswith("RuntimeError: CUDA out of memory")
+    assert failed[0].user_attrs["passing"] == "out of memory"
+    retry = trials[2]
+    assert retry.state == TrialState.COMPLETE and retry.params == failed[0].params
+    assert retry.system_attrs["retry_history"] == [0, 1]
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_cell_left_failed_names_its_error_exits_3_and_a_rerun_retries_it(
+        tmp_path, feature_table, monkeypatch, capsys):
+    """Issue 26, item 3: every trial failing with CUDA out of memory used to leave the note
+    "all trials failed or were pruned", exit 0, and a clean rerun never retried (the failed
+    trials tripped the failure limit at once). Now the note names the real error, retries are
+    bounded (max_retry per trial, the failure limit per run), the run exits 3 naming the
+    cell, and the rerun retries the cell and completes. README, Guarantees: retries, exit 3."""
+    from spikebench.cli import EXIT_CELLS_FAILED, main
+
+    spec, out = _tiny(tmp_path, feature_table, max_retry=1), tmp_path / "run"
+    with monkeypatch.context() as patch:
+        raised = _flaky_fit(patch, "spikebench.harness.tuning", None,
+                            "CUDA out of memory. Tried to allocate 2.00 GiB")
+        code = main(["study", "run", str(spec), "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == EXIT_CELLS_FAILED == 3, err
+    assert "cell custom/surrogate failed: every trial of custom/surrogate failed: " \
+           "RuntimeError: CUDA out of memory" in err
+    assert "rerun the same command to retry them" in err and "Traceback" not in err
+    assert len(raised) == 10  # the failure limit of one run: max(3 x trials, 10)
+    results = pd.read_parquet(out / "results.parquet")
+    note = results.loc[results["rule"] == "surrogate", "reason"].iloc[0]
+    assert "CUDA out of memory" in note and "(a failure that may pass: out of memory)" in note
+    assert main(["study", "run", str(spec), "--out", str(out), "--quiet"]) == 0  # GPU free
+    results = pd.read_parquet(out / "results.parquet")
+    assert set(results["status"]) == {"ok"} and len(results) == 2
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_refit_that_ran_out_of_memory_is_retried(tmp_path, feature_table, monkeypatch):
+    """A refit failing with MemoryError (then passing) is run again; one failing for a bug
+    (a ValueError) fails its cell at once, naming the error, and the run exits 3."""
+    from spikebench.cli import main
+
+    spec = _tiny(tmp_path, feature_table)
+    raised = _flaky_fit(monkeypatch, "spikebench.harness.refit", 1, "", MemoryError)
+    assert main(["study", "run", str(spec), "--out", str(tmp_path / "a"), "--quiet"]) == 0
+    assert len(raised) == 1
+    monkeypatch.undo()
+    raised = _flaky_fit(monkeypatch, "spikebench.harness.refit", None, "a bug", ValueError)
+    assert main(["study", "run", str(spec), "--out", str(tmp_path / "b"), "--quiet"]) == 3
+    assert len(raised) == 1  # not retried
+    failed = pd.read_parquet(tmp_path / "b" / "results.parquet").query("status == 'failed'")
+    assert failed["reason"].iloc[0] == "refit r0: ValueError: a bug"
