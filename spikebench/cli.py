@@ -372,14 +372,20 @@ def _list_backends() -> None:
 def _list_datasets() -> None:
     from spikebench.datasets.sources import available_sources, get_source
 
-    for name in available_sources():
+    names = available_sources()
+    width = max(map(len, [*names, ""])) + 2
+    for name in names:  # a broken plug-in is one line ("broken: why"), the rest are listed
         try:
             source = get_source(name)
+            keys = ", ".join(source.Options.model_fields)
+            summary = str(source.summary)
         except SpikebenchError as exc:
-            print(f"{name:10s} not usable: {exc}")
+            print(f"{name:{width}s}broken: {exc}")
             continue
-        keys = ", ".join(source.Options.model_fields)
-        print(f"{name:10s} {source.summary}\n{'':10s} [data] keys: {keys}")
+        except Exception as exc:  # a plug-in whose Options or summary is not what it says
+            print(f"{name:{width}s}broken: {type(exc).__name__}: {exc}")
+            continue
+        print(f"{name:{width}s}{summary}\n{'':{width}s}[data] keys: {keys}")
 
 
 def _list_rules() -> None:

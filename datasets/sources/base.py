@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 class SourceOptions(BaseModel):
     """Base of every source's options: strict, unknown keys forbidden, immutable."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # NaN and infinities are never a valid option (TOML can write them: nan, inf)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class ImageOptions(SourceOptions):
