@@ -142,3 +142,28 @@ def test_report_files_get_the_users_file_mode(study, tmp_path):
     modes = {p.relative_to(out).as_posix(): p.stat().st_mode & 0o777
              for p in out.rglob("*") if p.is_file()}
     assert modes and set(modes.values()) == {0o640}, modes
+
+
+@pytest.mark.parametrize("where", ["/figures/", "/tables/", "report.html"])
+def test_a_full_disk_names_the_file_it_could_not_write(study, tmp_path, monkeypatch, capsys,
+                                                       where):
+    """Issue 26, item 11: a full disk while a report was written once said "a file" instead
+    of the file (figures were written by matplotlib straight to disk). Every report file now
+    goes through spikebench.io: one line naming the file, the fix, and nothing torn."""
+    import errno
+    import os
+
+    real = os.fsync
+
+    def full_for_some(fd):
+        if where in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr("spikebench.io.os.fsync", full_for_some)
+    out = tmp_path / "full"
+    code = main(["report", str(study), "--out", str(out), "--bootstrap", "5"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{out}/" in err and where.strip("/") in err and "disk is full" in err, err
+    assert "a file:" not in err and not list(out.rglob("*.tmp"))
