@@ -246,6 +246,7 @@ def run_study(
     from spikebench.harness.plan import resolve_device
 
     resolve_device(spec.study.device)
+    _check_inputs(spec)
     folder.create()
     folder.check_spec(spec)  # another spec is refused before the data is loaded
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -275,6 +276,20 @@ def run_study(
     protocol["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     folder.write_protocol(protocol)
     return folder.root
+
+
+def _check_inputs(spec: StudySpec) -> None:
+    """The data source's input paths exist (a missing file or a loop of symbolic links is
+    refused before the results folder is made)."""
+    from spikebench.harness.spec import data_options
+
+    source, _ = data_options(spec)
+    for key in source.path_options:
+        value = spec.data.options.get(key)
+        if isinstance(value, str) and value and not os.path.exists(value):
+            why = ("a loop of symbolic links" if os.path.islink(value) else "does not exist")
+            raise SpecError(f"[data].{key} = {value!r}: {why}; check the path (relative paths "
+                            "are taken from the spec file's folder)")
 
 
 def _spawn(spec: StudySpec, out: Path, url: str, trials: int | None, workers: int,

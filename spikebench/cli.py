@@ -169,6 +169,14 @@ def main(argv: list[str] | None = None) -> int:
         _quiet_exit()
         print("spikebench: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except RuntimeError as exc:  # a loop of symbolic links found by Path.resolve (< 3.13)
+        from spikebench.oserror import describe_os_error, symlink_loop
+
+        loop = symlink_loop(exc)
+        if loop is None or os.environ.get("SPIKEBENCH_DEBUG"):
+            raise
+        print(f"spikebench: error: {describe_os_error(loop)}", file=sys.stderr)
+        return 2
 
 
 def entry() -> int:

@@ -45,14 +45,22 @@ __all__ = [
 
 
 def open_storage(url: str, *, heartbeat_interval: int = 2, grace_period: int = 6,
-                 max_retry: int = 3) -> BaseStorage:
+                 max_retry: int = 3, read_only: bool = False) -> BaseStorage:
     """An Optuna storage for ``url`` (errors name the redacted URL and the fix). The journal
     file and RDB storages both send heartbeats every ``heartbeat_interval`` seconds while a
     trial runs; a RUNNING trial silent for ``grace_period`` seconds is failed and re-queued (at
-    most ``max_retry`` times)."""
+    most ``max_retry`` times). ``read_only``: a journal file is read without taking its lock
+    and never written (a folder on a read-only disk can be inspected)."""
     import warnings
 
     import optuna
+
+    if read_only and url.startswith(JOURNAL):
+        from optuna.storages import JournalStorage
+
+        from spikebench.harness.storage.journal import ReadOnlyJournalBackend
+
+        return JournalStorage(ReadOnlyJournalBackend(journal_path(url, create=False)))
 
     retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
     with warnings.catch_warnings():

@@ -67,9 +67,9 @@ def storage_url(default_journal: Path, spec_storage: str = "", override: str | N
                      or f"{JOURNAL}{default_journal.resolve()}")
 
 
-def journal_path(url: str) -> Path:
+def journal_path(url: str, *, create: bool = True) -> Path:
     """The absolute journal file of a ``journal:PATH`` URL (checked: not a folder, its folder
-    exists or can be made)."""
+    exists or — with ``create`` — can be made)."""
     raw = url.removeprefix(JOURNAL)
     if not raw:
         raise SpecError("storage 'journal:': give a file path, e.g. journal:/data/optuna.journal")
@@ -78,7 +78,8 @@ def journal_path(url: str) -> Path:
         raise SpecError(f"storage {url}: is a folder; give a journal file path inside it, e.g. "
                         f"journal:{path / 'optuna.journal'}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SpecError(f"storage {url}: cannot create its folder {path.parent} "
                         f"({exc.strerror}); give a writable path") from None

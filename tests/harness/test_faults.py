@@ -1,13 +1,24 @@
-"""Fault injection: whatever kills or starves a 2-worker study, the rerun completes it with every
-row exactly once.
+"""Fault injection: whatever kills, starves or confuses a study, nothing computed is lost and
+nothing the user made is touched.
+
+Kills and starvation (slow, subprocesses):
 
 - SIGKILL of the whole process tree at random points, then a resume with a relative or an
   absolute ``--out``, under the same or another host name (``SPIKEBENCH_HOSTNAME``, as a
   restarted container gets): the resume finishes, no trial is left RUNNING, no row is lost or
   duplicated.
-- Ctrl-C (SIGINT to the process group): exit code 130, one line, no worker left, resumable.
+- Ctrl-C (SIGINT to the process group): exit code 130, one line, no worker left, resumable;
+  at random moments of every long command (phantom, extract, study run, report, export).
 - A full disk (a tiny tmpfs): the run stops with one line; nothing in the folder reads as
   valid unless it is, and the same folder on a larger disk resumes to the end.
+- Many workers on one folder; two extracts into one cache; crop passes of two studies sharing
+  a cache, one killed mid-way; every path with spaces and non-ASCII letters.
+
+A shared disk (issue 26; fast, in-process where possible): a study resumes through any
+spelling of its folder (a hypothesis property test) and on another machine; a refused run
+rewrites nothing; failures that may pass (out of memory, a lost connection, a killed worker)
+are retried, a cell left failed exits 3 and a rerun retries it; a read-only results folder is
+read and never written; symbolic-link loops are one line each.
 """
 
 from __future__ import annotations
@@ -579,3 +590,232 @@ def test_a_refit_that_ran_out_of_memory_is_retried(tmp_path, feature_table, monk
     assert len(raised) == 1  # not retried
     failed = pd.read_parquet(tmp_path / "b" / "results.parquet").query("status == 'failed'")
     assert failed["reason"].iloc[0] == "refit r0: ValueError: a bug"
+
+
+# -- issue 26: not yet attacked before ----------------------------------------------------------
+
+def _cli(argv: list[str], cwd: Path) -> subprocess.Popen:
+    """``spikebench *argv`` as a user starts it (own process group, Ctrl-C's default action)."""
+    return subprocess.Popen([sys.executable, "-m", "spikebench", *argv], cwd=cwd,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, preexec_fn=_sigint_default)
+
+
+def _interrupt_at(argv: list[str], cwd: Path, after: float) -> None:
+    """Ctrl-C ``spikebench *argv`` ``after`` seconds in: 130 and the one line, or (when it
+    had finished) 0 and nothing; never a traceback, never a worker left behind."""
+    run = _cli(argv, cwd)
+    time.sleep(after)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(run.pid, signal.SIGINT)
+    _, err = run.communicate(timeout=120)
+    if run.returncode == 0:
+        assert err.strip() == "" or "Traceback" not in err, err
+    else:
+        assert run.returncode == 130, (argv, run.returncode, err[-2000:])
+        assert err.strip().endswith("spikebench: interrupted; rerun the same command to "
+                                    "resume"), err[-2000:]
+        assert "Traceback" not in err, err[-2000:]
+    assert _group_gone(run.pid), f"a process of {argv[0]} outlived Ctrl-C"
+
+
+def _finish(argv: list[str], cwd: Path) -> str:
+    run = _cli(argv, cwd)
+    out, err = run.communicate(timeout=300)
+    assert run.returncode == 0, (argv, err[-3000:])
+    return out
+
+
+@pytest.mark.slow
+def test_ctrl_c_at_random_moments_of_every_long_command(tmp_path):
+    """Not yet attacked before issue 26: Ctrl-C at random moments of phantom, extract, study
+    run (two workers), report and export. Each ends with 130 and one line (or 0 if it was
+    done), and the same command then completes with what an uninterrupted run gives."""
+    import pyarrow.parquet as pq
+
+    from spikebench.datasets.features import extract_features
+    from spikebench.datasets.phantom import write_phantom
+
+    rng = random.Random(26)
+    commands = [
+        (["phantom", "ph", "--cases", "8", "--shape", "64", "64", "--quiet"], 1.5),
+        (["extract", "ph", "--out", "f.parquet", "--workers", "2", "--quiet"], 3.0),
+        (["study", "run", "spec.toml", "--out", "run", "--workers", "2", "--quiet"], 9.0),
+        (["report", "run", "--bootstrap", "20", "--quiet"], 6.0),
+        (["export", "run", "--to", "m.nir", "--allow-approximate"], 4.0),
+    ]
+    (tmp_path / "spec.toml").write_text(SPEC.format(table="f.parquet"))
+    for argv, duration in commands:
+        for _ in range(2):
+            _interrupt_at(argv, tmp_path, rng.uniform(0.15, 1.0) * duration)
+        _finish(argv, tmp_path)
+    clean = write_phantom(tmp_path / "clean", cases=8, shape=(64, 64))
+    assert _files(tmp_path / "ph") == _files(clean)  # byte-deterministic, whatever was cut
+    extract_features(clean, tmp_path / "clean.parquet")
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "f.parquet"),
+                                  pd.read_parquet(tmp_path / "clean.parquet"))
+    for path in (tmp_path / "run").rglob("*.parquet"):
+        pq.read_table(path)
+    results = pd.read_parquet(tmp_path / "run" / "results.parquet")
+    assert len(results) == len(set(zip(results["rule"], results["repeat"], strict=True))) == 4
+    manifest = json.loads((tmp_path / "run" / "report" / ".spikebench-report.json").read_text())
+    assert "report.html" in manifest["files"]
+    assert json.loads((tmp_path / "m.nir.json").read_text())["format"] == "spikebench-nir-bundle"
+
+
+@pytest.mark.slow
+def test_many_workers_on_one_folder(spec, tmp_path):
+    """Not yet attacked: three `study run --workers 2` on one folder at once (six workers,
+    one journal): each ends with 0, and every row is there exactly once."""
+    runs = [_start(spec, "run", tmp_path, workers=2) for _ in range(3)]
+    for run in runs:
+        _, err = run.communicate(timeout=400)
+        assert run.returncode == 0, err[-3000:]
+        assert "Traceback" not in err
+    _check_complete(tmp_path / "run")
+
+
+CROP_PASS = """
+import sys
+from spikebench.datasets.crops import CropSettings, extract_crops
+from spikebench.datasets.msd import training_cases
+extract_crops(training_cases(sys.argv[1]), sys.argv[2], CropSettings(size=int(sys.argv[3]),
+              spacing_mm=1.0))
+"""
+
+
+def test_crop_passes_sharing_a_cache_concurrently_and_one_killed_mid_way(tmp_path):
+    """Not yet attacked: the image track's crop cache shared by two studies with different
+    crop sizes and by concurrent passes of one study, one pass SIGKILLed mid-way. Every pass
+    that ends gives the crops a lone pass gives; the other study's crops are never removed."""
+    import numpy as np
+
+    from spikebench.datasets.crops import CropSettings, extract_crops
+    from spikebench.datasets.msd import training_cases
+    from spikebench.datasets.phantom import write_phantom
+
+    root = write_phantom(tmp_path / "ph", cases=6, shape=(96, 96), slices=(30, 40))
+    cache = tmp_path / "shared"
+
+    def crop_pass(size: int) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", CROP_PASS, str(root), str(cache),
+                                 str(size)], stderr=subprocess.PIPE, text=True)
+
+    victim = crop_pass(16)
+    passes = [crop_pass(16), crop_pass(24), crop_pass(24)]
+    time.sleep(random.Random(5).uniform(1.0, 3.0))
+    victim.kill()
+    for p in passes:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-2000:]
+    victim.wait()
+    cases = training_cases(root)
+    shared = {size: extract_crops(cases, cache, CropSettings(size=size, spacing_mm=1.0))
+              for size in (16, 24)}
+    for size in (16, 24):  # the other size's pass removed nothing of this one
+        alone = extract_crops(cases, tmp_path / f"alone{size}",
+                              CropSettings(size=size, spacing_mm=1.0))
+        for pid, crops in alone.items():
+            np.testing.assert_array_equal(np.load(shared[size][pid].path), np.load(crops.path))
+            np.testing.assert_array_equal(shared[size][pid].slices, crops.slices)
+
+
+def _read_only_copy(source: Path, where: Path) -> Path:
+    """``source`` copied to a tmpfs at ``where`` remounted read-only (skip when not root)."""
+    _mount_tmpfs(where, "64m")
+    shutil.copytree(source, where / source.name, symlinks=True)
+    done = subprocess.run(["mount", "-o", "remount,ro", str(where)], capture_output=True)
+    if done.returncode != 0:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+        pytest.skip(f"cannot remount read-only: {done.stderr.decode().strip()}")
+    return where / source.name
+
+
+def test_a_read_only_results_folder_is_read_and_never_written(finished_phantom_study,
+                                                               tmp_path, capsys):
+    """Not yet attacked: a results folder on a read-only disk (a colleague's, an archive).
+    Reading it works — report and export elsewhere, study status — and writing into it is
+    one line naming the folder and exit 2."""
+    ro = tmp_path / "ro"
+    folder = _read_only_copy(finished_phantom_study / "rel", ro) / "s"
+    try:
+        assert _run_in(tmp_path, "report", str(folder), "--out", str(tmp_path / "rep"),
+                       "--bootstrap", "10", "--quiet") == 0
+        assert _run_in(tmp_path, "export", str(folder), "--to", str(tmp_path / "m.nir"),
+                       "--allow-approximate") == 0
+        assert _run_in(tmp_path, "study", "status", str(folder)) == 0
+        capsys.readouterr()
+        for argv in (["report", str(folder), "--quiet"],
+                     ["study", "run", str(finished_phantom_study / "specs" / "spec.toml"),
+                      "--out", str(folder), "--quiet"]):
+            assert _run_in(tmp_path, *argv) == 2, argv
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and "Traceback" not in err, err
+            assert str(folder) in err and ("read-only" in err or "cannot write" in err), err
+    finally:
+        subprocess.run(["umount", "-l", str(ro)], check=False)
+
+
+def test_symlink_loops_are_one_line_each(finished_phantom_study, tmp_path, capsys):
+    """Not yet attacked: a symbolic-link loop given as (or on the way to) every path a command
+    takes is one ``spikebench: error:`` line naming it, exit 2, and nothing is written."""
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    loop = tmp_path / "a"
+    study = finished_phantom_study / "rel" / "s"
+    spec = tmp_path / "loop.toml"
+    spec.write_text(tiny_spec(loop / "features.parquet"))
+    for argv in (["study", "run", str(finished_phantom_study / "specs" / "spec.toml"),
+                  "--out", str(loop)],
+                 ["study", "run", str(spec), "--out", str(tmp_path / "run")],
+                 ["study", "run", str(loop / "spec.toml"), "--out", str(tmp_path / "run")],
+                 ["report", str(study), "--out", str(loop)],
+                 ["report", str(loop)],
+                 ["export", str(study), "--to", str(loop), "--allow-approximate"],
+                 ["export", str(study), "--to", str(loop / "m.nir"), "--allow-approximate"],
+                 ["extract", str(study / "data" / "phantom"), "--out", str(loop)],
+                 ["extract", str(loop), "--out", str(tmp_path / "f.parquet")],
+                 ["phantom", str(loop), "--cases", "4"],
+                 ["study", "status", str(loop)]):
+        code = _run_in(tmp_path, *argv, *(["--quiet"] if argv[0] in (
+            "report", "extract", "phantom") or argv[:2] == ["study", "run"] else []))
+        err = capsys.readouterr().err
+        assert code == 2, (argv, code, err)
+        assert err.count("\n") == 1 and "Traceback" not in err, (argv, err)
+        assert not (tmp_path / "run").exists() and not (tmp_path / "f.parquet").exists()
+
+
+@pytest.mark.slow
+def test_unicode_and_spaces_in_every_path(tmp_path):
+    """Not yet attacked: every command in folders whose names hold spaces, accents, a
+    combining mark and CJK letters (the data, the spec, the results, the report, the export)."""
+    base = tmp_path / "données du patient ü" / "e\u0301té 日本"
+    base.mkdir(parents=True)
+    (base / "spec ü.toml").write_text(SPEC.format(table="tàble ü.parquet"))
+    for argv in (["phantom", "phantôme", "--cases", "8", "--shape", "64", "64", "--quiet"],
+                 ["extract", "phantôme", "--out", "tàble ü.parquet", "--quiet"],
+                 ["study", "run", "spec ü.toml", "--out", "résultats 1", "--quiet"],
+                 ["report", "résultats 1", "--out", "rapport é", "--bootstrap", "10",
+                  "--quiet"],
+                 ["export", "résultats 1", "--to", "modèle ü.nir", "--allow-approximate"]):
+        _finish(argv, base)
+    assert (base / "rapport é" / "report.html").is_file()
+    assert (base / "modèle ü.nir.json").is_file()
+
+
+def test_two_extracts_into_one_cache_at_once(tmp_path):
+    """Not yet attacked: two `spikebench extract` into the same --out (one per-case cache) at
+    the same time both end with 0, and the table is the one a lone run writes."""
+    from spikebench.datasets.features import extract_features
+    from spikebench.datasets.phantom import write_phantom
+
+    root = write_phantom(tmp_path / "ph", cases=6, shape=(64, 64))
+    runs = [_cli(["extract", str(root), "--out", str(tmp_path / "f.parquet"), "--quiet"],
+                 tmp_path) for _ in range(2)]
+    for run in runs:
+        _, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err[-2000:]
+    extract_features(root, tmp_path / "alone.parquet")
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "f.parquet"),
+                                  pd.read_parquet(tmp_path / "alone.parquet"))
