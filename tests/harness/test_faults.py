@@ -819,3 +819,24 @@ def test_two_extracts_into_one_cache_at_once(tmp_path):
     extract_features(root, tmp_path / "alone.parquet")
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "f.parquet"),
                                   pd.read_parquet(tmp_path / "alone.parquet"))
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_results_are_written_with_the_users_file_mode(tmp_path, feature_table):
+    """Issue 26, item 5: results.parquet, predictions.parquet, protocol.json, models ... were
+    written readable by their owner only (0600, whatever the umask), so a colleague on the
+    shared disk could not read them. Every file of a results folder now gets the user's mode
+    (umask 027 here: 0640). README, Guarantees: file modes."""
+    from spikebench.cli import main
+
+    old = os.umask(0o027)
+    try:
+        assert main(["study", "run", str(_tiny(tmp_path, feature_table)), "--out",
+                     str(tmp_path / "run"), "--quiet"]) == 0
+    finally:
+        os.umask(old)
+    modes = {p.relative_to(tmp_path / "run").as_posix(): p.stat().st_mode & 0o777
+             for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    assert {"results.parquet", "predictions.parquet", "protocol.json", "identity.json",
+            "models/custom__surrogate__r0.pt"} <= set(modes)
+    assert {path: mode for path, mode in modes.items() if mode != 0o640} == {}
