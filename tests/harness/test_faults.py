@@ -65,9 +65,20 @@ def _sigint_default() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def _env() -> dict[str, str]:
+    """The environment of a spikebench subprocess: this checkout's package first on the path
+    (the subprocesses run in other working directories, where ``-m spikebench`` would find an
+    installed copy instead of the code under test)."""
+    import spikebench
+
+    here = str(Path(spikebench.__file__).parent.parent)
+    path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
+
+
 def _start(spec: Path, out: str, cwd: Path, *, host: str | None = None,
            workers: int = 2, trials: int | None = None) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = _env()
     env.pop("SPIKEBENCH_HOSTNAME", None)
     if host:
         env["SPIKEBENCH_HOSTNAME"] = host
@@ -596,8 +607,7 @@ def test_a_refit_that_ran_out_of_memory_is_retried(tmp_path, feature_table, monk
 
 def _cli(argv: list[str], cwd: Path) -> subprocess.Popen:
     """``spikebench *argv`` as a user starts it (own process group, Ctrl-C's default action)."""
-    return subprocess.Popen([sys.executable, "-m", "spikebench", *argv], cwd=cwd,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    return subprocess.Popen([sys.executable, "-m", "spikebench", *argv], cwd=cwd, env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, preexec_fn=_sigint_default)
 
@@ -638,16 +648,16 @@ def test_ctrl_c_at_random_moments_of_every_long_command(tmp_path):
     from spikebench.datasets.phantom import write_phantom
 
     rng = random.Random(26)
-    commands = [
-        (["phantom", "ph", "--cases", "8", "--shape", "64", "64", "--quiet"], 1.5),
-        (["extract", "ph", "--out", "f.parquet", "--workers", "2", "--quiet"], 3.0),
-        (["study", "run", "spec.toml", "--out", "run", "--workers", "2", "--quiet"], 9.0),
-        (["report", "run", "--bootstrap", "20", "--quiet"], 6.0),
-        (["export", "run", "--to", "m.nir", "--allow-approximate"], 4.0),
+    commands = [  # (argv, its usual duration in s, how often it is interrupted)
+        (["phantom", "ph", "--cases", "8", "--shape", "64", "64", "--quiet"], 1.5, 1),
+        (["extract", "ph", "--out", "f.parquet", "--workers", "2", "--quiet"], 3.0, 1),
+        (["study", "run", "spec.toml", "--out", "run", "--workers", "2", "--quiet"], 9.0, 2),
+        (["report", "run", "--bootstrap", "20", "--quiet"], 6.0, 1),
+        (["export", "run", "--to", "m.nir", "--allow-approximate"], 4.0, 1),
     ]
     (tmp_path / "spec.toml").write_text(SPEC.format(table="f.parquet"))
-    for argv, duration in commands:
-        for _ in range(2):
+    for argv, duration, times in commands:
+        for _ in range(times):
             _interrupt_at(argv, tmp_path, rng.uniform(0.15, 1.0) * duration)
         _finish(argv, tmp_path)
     clean = write_phantom(tmp_path / "clean", cases=8, shape=(64, 64))
@@ -700,7 +710,7 @@ def test_crop_passes_sharing_a_cache_concurrently_and_one_killed_mid_way(tmp_pat
 
     def crop_pass(size: int) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-c", CROP_PASS, str(root), str(cache),
-                                 str(size)], stderr=subprocess.PIPE, text=True)
+                                 str(size)], stderr=subprocess.PIPE, text=True, env=_env())
 
     victim = crop_pass(16)
     passes = [crop_pass(16), crop_pass(24), crop_pass(24)]
