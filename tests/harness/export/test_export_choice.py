@@ -54,6 +54,9 @@ def _nested_folder(root):
 
 
 def test_the_default_cell_is_the_best_on_validation_never_on_test(tmp_path, capsys):
+    """Export items of the ecosystem issue: the default cell was the best mean *test* score;
+    the sidecar's decision was ``P(lesion) > 0.5`` whatever the study chose. Now the best on
+    validation, with the refit row's threshold, its rule and the refit's provenance."""
     _nested_folder(tmp_path / "run")
     assert main(["export", str(tmp_path / "run"), "--to", str(tmp_path / "m.nir"),
                  "--fold", "1", "--refit", "1"]) == 0
@@ -71,6 +74,8 @@ def test_the_default_cell_is_the_best_on_validation_never_on_test(tmp_path, caps
 
 def test_nested_cv_refits_are_chosen_by_flags_and_a_missing_one_lists_the_saved(tmp_path,
                                                                                 capsys):
+    """``pick_model`` looked for ``__r{repeat}.pt``, which nested-CV folders do not have (their
+    models are ``r0f1s2``): ``--repeat/--fold/--refit`` choose one, a missing one is listed."""
     _nested_folder(tmp_path / "run")
     assert main(["export", str(tmp_path / "run"), "--to", str(tmp_path / "a.nir"),
                  "--cell", "custom/surrogate"]) == 0  # default: the first saved refit
@@ -86,6 +91,10 @@ def test_nested_cv_refits_are_chosen_by_flags_and_a_missing_one_lists_the_saved(
 
 @pytest.mark.parametrize("victim", ["results", "user_file", "sidecar", "symlink"])
 def test_export_never_replaces_a_file_spikebench_did_not_write(tmp_path, capsys, victim):
+    """Issue 26, item 1: ``export RES --to RES/results.parquet --allow-approximate`` exited 0
+    and replaced the study's table with an HDF5 file; ``--to notes.txt`` replaced a user's
+    file; the sidecar ``<to>.json`` could overwrite another file; a link was followed. Each
+    is now one error line, exit 2, the file untouched (spikebench.io.refuse_foreign)."""
     run = tmp_path / "run"
     make_results_folder(run)
     pd.DataFrame({"status": ["ok"]}).to_parquet(run / "results.parquet")
@@ -113,6 +122,8 @@ def test_export_never_replaces_a_file_spikebench_did_not_write(tmp_path, capsys,
 
 
 def test_an_earlier_export_is_replaced_and_files_get_the_users_mode(tmp_path):
+    """An earlier export (ours) is replaced; issue 26, item 5: the graph was written 0600
+    whatever the umask, now both files get the user's mode."""
     run = tmp_path / "run"
     make_results_folder(run)
     old = os.umask(0o022)
@@ -127,6 +138,8 @@ def test_an_earlier_export_is_replaced_and_files_get_the_users_mode(tmp_path):
 
 
 def test_a_damaged_results_table_is_one_error_line(tmp_path, capsys):
+    """Issue 26, item 9: ``export`` on a damaged results.parquet printed pyarrow's
+    ``ArrowInvalid`` traceback; now one line naming the file and how to rebuild it."""
     run = tmp_path / "run"
     make_results_folder(run)
     (run / "results.parquet").write_bytes(b"PAR1 not really parquet")

@@ -20,6 +20,8 @@ RAW = f"postgresql+psycopg://bob:{PASSWORD}@127.0.0.1:1/studies"
 
 
 def test_an_unencoded_at_sign_in_a_password_is_read_as_part_of_it():
+    """Issue 26, item 6: with ``@`` inside a password, the part after the first ``@`` was
+    taken for the host and shown in messages and protocol.json."""
     assert normalise(RAW) == "postgresql+psycopg://bob:p%40ss%40w0rd#1@127.0.0.1:1/studies"
     assert normalise(normalise(RAW)) == normalise(RAW)  # percent-encoded ones stay as they are
     assert redact(RAW) == "postgresql+psycopg://bob:***@127.0.0.1:1/studies"
@@ -30,6 +32,8 @@ def test_an_unencoded_at_sign_in_a_password_is_read_as_part_of_it():
 
 def test_a_storage_that_cannot_be_reached_is_refused_before_the_folder_is_made(
         tmp_path, feature_table, capsys):
+    """Issue 26, item 6: the folder was bound and the data generated before the storage
+    failed, and the message showed the password's tail. Now one line, nothing created."""
     spec = tmp_path / "s.toml"
     spec.write_text(tiny_spec(feature_table))
     code = main(["study", "run", str(spec), "--out", str(tmp_path / "run"), "--storage", RAW])
