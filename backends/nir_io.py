@@ -139,18 +139,32 @@ def readout_logits(spikes: torch.Tensor, membrane: torch.Tensor, logits: str) ->
 @contextlib.contextmanager
 def _quiet():
     """Silence the importers' chatter: snnTorch prints "replace rnn subgraph ...", SpikingJelly
-    logs (loguru) each import and its first operator dispatch."""
+    logs (loguru) each import and its first operator dispatch, and tracing their modules makes
+    torch log "Triton not available" (a warning of ``torch._library.triton`` on a machine
+    without Triton, which the export does not use)."""
+    import logging
+
     logger: Any = None  # loguru's logger (SpikingJelly's dependency), when installed
     with contextlib.suppress(ImportError):
         from loguru import logger
     if logger is not None:
         logger.disable("spikingjelly")
+    torch_logs = [logging.getLogger(name) for name in TORCH_CHATTER]
+    levels = [log.level for log in torch_logs]
+    for log in torch_logs:
+        log.setLevel(logging.ERROR)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             yield
     finally:
         if logger is not None:
             logger.enable("spikingjelly")
+        for log, level in zip(torch_logs, levels, strict=True):
+            log.setLevel(level)
+
+
+#: torch loggers whose warnings an export's user cannot act on.
+TORCH_CHATTER = ("torch._library.triton", "torch._inductor", "torch.utils._sympy")
 
 
 def _import_module(graph, importer: str):

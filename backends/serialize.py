@@ -8,14 +8,13 @@ The file is a ``torch.save`` archive of tensors and primitives only::
 and is read back with ``torch.load(..., weights_only=True)``, which refuses anything but tensors
 and primitive containers: loading a file never runs code. ``meta`` must hold JSON-like values
 (dict with string keys, list/tuple, str, int, float, bool, None; NumPy scalars are converted).
-Writes are atomic (temporary file, then rename).
+Writes are atomic (temporary file, then rename) with the user's file mode.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,8 @@ import torch
 
 from spikebench.backends.base import NetworkSpec
 from spikebench.errors import BackendError, DataError
+from spikebench.io import atomic_write_bytes
+from spikebench.oserror import output_error
 
 FORMAT = "spikebench-network"
 VERSION = 1
@@ -64,15 +65,12 @@ def save_network(path: str | Path, spec: NetworkSpec,
                     for w, b in weights],
         "meta": _plain(dict(meta or {}), "meta"),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    try:  # atomic, with the user's file mode; a full disk is one error naming the file
+        atomic_write_bytes(path, buf.getvalue())
+    except OSError as exc:
+        raise output_error(path, exc) from None
     return path
 
 

@@ -125,6 +125,13 @@ class CaseCrops:
     slices: np.ndarray
 
 
+def settings_key(settings: CropSettings) -> str:
+    """Hash of the crop version and parameters: the part of a cache file's name that lets
+    crops of other settings (another study sharing the cache) live beside these."""
+    return hashlib.sha256(json.dumps(settings.record(), sort_keys=True).encode()
+                          ).hexdigest()[:12]
+
+
 def crop_cache_key(case: Any, settings: CropSettings) -> str:
     """Hash of the crop version and parameters and the image/label files' identity."""
     from spikebench.datasets.msd import file_signature
@@ -163,7 +170,8 @@ def _load_cached(path: Path, slices_path: Path, size: int) -> np.ndarray | None:
 
 
 def _remove_stale(folder: Path, prefix: str, keep: str) -> None:
-    """Delete this case's files with other keys (prefix match, never a glob)."""
+    """Delete this case's files of these settings with other keys — older versions of its
+    volumes — (prefix match, never a glob); crops of other settings are left alone."""
     for stale in folder.iterdir():
         name = stale.name
         if name.startswith(prefix + ".") and name.endswith(".npy") and not name.startswith(keep):
@@ -210,7 +218,7 @@ def _cache_paths(case: Any, folder: Path, settings: CropSettings) -> tuple[str, 
     """``(case prefix, crops file, slice-index file)`` of ``case`` in ``folder``."""
     from spikebench.datasets.feature_cache import case_cache_prefix
 
-    prefix = case_cache_prefix(case.patient_id)
+    prefix = f"{case_cache_prefix(case.patient_id)}.{settings_key(settings)}"
     stem = f"{prefix}.{crop_cache_key(case, settings)}"
     return prefix, folder / f"{stem}.npy", folder / f"{stem}.slices.npy"
 
@@ -323,7 +331,12 @@ class ImageRows:
         if isinstance(source, np.ndarray):
             return source
         if b not in self._open:
-            self._open[b] = np.load(source, mmap_mode="r", allow_pickle=False)
+            try:
+                self._open[b] = np.load(source, mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError) as exc:  # removed or damaged since it was listed
+                raise DataError(f"{source}: crop file unreadable ({exc}); another process "
+                                "removed or damaged it - rerun the same command to crop it "
+                                "again") from None
         return self._open[b]
 
     def _positions(self, key: Any) -> np.ndarray:

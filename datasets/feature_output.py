@@ -15,6 +15,7 @@ from pathlib import Path
 from spikebench.datasets.msd import Case
 from spikebench.datasets.slice_features import FEATURE_NAMES
 from spikebench.errors import DataError, OutputError
+from spikebench.io import refuse_foreign
 
 _INPUT_FOLDERS = ("imagesTr", "labelsTr", "imagesTs")
 
@@ -58,13 +59,14 @@ def _check_output(root: Path, out: Path, cases: list[Case]) -> None:
     if out.is_dir():
         raise DataError(f"{out}: is a directory; --out must name a .parquet file (e.g. "
                         f"{out / 'features.parquet'})")
-    if out.exists() and out.stat().st_size > 0 and not _written_by_spikebench(out):
-        raise DataError(f"{out}: exists and was not written by spikebench extract; refusing to "
-                        "overwrite it - choose another output path or remove the file yourself")
-    manifest = manifest_path_for(out)
-    if manifest.exists() and not _is_our_manifest(manifest):
-        raise DataError(f"{manifest}: exists and is not a spikebench manifest; refusing to "
-                        "overwrite it - choose another output path")
+    # the one rule of spikebench.io: never overwrite a path spikebench did not write (an
+    # empty file is what an interrupted older version could leave: replaced)
+    refuse_foreign(out, lambda p: p.stat().st_size == 0 or _written_by_spikebench(p),
+                   error=DataError, what="a feature table spikebench extract wrote",
+                   fix="choose another output path or remove the file yourself")
+    refuse_foreign(manifest_path_for(out), _is_our_manifest, error=DataError,
+                   what="an extraction manifest",
+                   fix="choose another output path or remove the file yourself")
 
 
 def _real(path: Path) -> Path:

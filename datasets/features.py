@@ -33,6 +33,7 @@ extraction parameters, the skipped cases and each image's content hash.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import time
@@ -44,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from spikebench.datasets.crops import CropSink
+from spikebench.datasets.duplicates import refuse_duplicate_scans
 from spikebench.datasets.feature_cache import (
     CACHE_VERSION,
     _cache_key,
@@ -242,7 +244,7 @@ def extract_features(root: str | Path, out: str | Path, *, workers: int = 1,
         if bar is not None:
             bar.close()
 
-    _refuse_duplicate_scans(root, cases, frames)
+    refuse_duplicate_scans(root, cases, frames)
     done = [c for c, _ in jobs if c.patient_id in frames]
     if not done:
         raise DataError(f"{root}: every case was skipped ({len(skipped)}); see "
@@ -263,13 +265,48 @@ def extract_features(root: str | Path, out: str | Path, *, workers: int = 1,
                "image_sha256": hashes}
     table.attrs["spikebench"] = {"kind": "extracted_features", **record_}
     manifest = manifest_path_for(out)
-    _write(out, lambda: write_parquet(out, table))
-    _write(manifest, lambda: write_json(manifest, {"spikebench_manifest": 1, **record_}))
+    # unchanged values are not rewritten: a study resumed through another spelling of its
+    # folder (or on another machine) leaves its files as they are
+    if not _same_table(out, table):
+        _write(out, lambda: write_parquet(out, table))
+    if not _same_record(manifest, {"spikebench_manifest": 1, **record_}):
+        _write(manifest, lambda: write_json(manifest, {"spikebench_manifest": 1, **record_}))
     return ExtractionResult(path=out, n_cases=len(done), n_rows=len(table),
                             n_positive=int(table["label"].sum()), skipped=skipped,
                             seconds=time.perf_counter() - t0, read_seconds=read_seconds,
                             cached_cases=cached, manifest=manifest,
                             n_ambiguous_dropped=n_ambiguous, parameters=parameters)
+
+
+#: Record keys that only say where the extraction ran: not a change of the table.
+_PATH_KEYS = ("root", "out")
+
+
+def _without_paths(record: Any) -> Any:
+    return ({k: v for k, v in record.items() if k not in _PATH_KEYS}
+            if isinstance(record, dict) else record)
+
+
+def _same_table(out: Path, table: Any) -> bool:
+    """``out`` already holds ``table``: the same values and the same record but for paths."""
+    import pandas as pd
+
+    try:
+        old = pd.read_parquet(out)
+    except Exception:  # absent, torn or foreign: write it
+        return False
+    return (old.equals(table) and list(old.columns) == list(table.columns)
+            and _without_paths(old.attrs.get("spikebench"))
+            == _without_paths(json.loads(json.dumps(table.attrs["spikebench"], default=str))))
+
+
+def _same_record(path: Path, record: dict[str, Any]) -> bool:
+    """The JSON file ``path`` already says ``record`` (but for paths)."""
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return _without_paths(old) == _without_paths(json.loads(json.dumps(record, default=str)))
 
 
 def _check_arguments(on_error: str, workers: int, min_lesion_voxels: int) -> None:
@@ -365,26 +402,6 @@ def _label_rows(frames: list, min_voxels: int, min_mm2: float | None, margin: fl
     order = sorted(range(len(table)), key=lambda i: (natural_key(table["patient_id"].iat[i]),
                                                      int(table["slice_idx"].iat[i])))
     return table.iloc[order].reset_index(drop=True), n_ambiguous
-
-
-def _refuse_duplicate_scans(root: Path, cases: list[Case], frames: dict) -> None:
-    """Two entries with the same image voxels are one scan under two names: refuse, always."""
-    image = {c.patient_id: c.image for c in cases}
-    seen: dict[str, str] = {}
-    for case in cases:
-        frame = frames.get(case.patient_id)
-        if frame is None:
-            continue
-        digest = str(frame["image_sha256"].iat[0])
-        if digest in seen:
-            first = seen[digest]
-            raise DataError(
-                f"{root / 'dataset.json'}: patients {first!r} ({image[first]}) and "
-                f"{case.patient_id!r} ({case.image}) hold the same image voxels (sha256 "
-                f"{digest[:16]}…); one scan under two names would leak between train and test "
-                "- remove one entry. This is never skipped, even with on_error='skip': "
-                "leakage is not a per-case error")
-        seen[digest] = case.patient_id
 
 
 # ---------------------------------------------------------------------------- workers

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from spikebench.errors import DataError
-from spikebench.io import atomic_write_bytes, atomic_write_text, write_json
+from spikebench.io import atomic_write_bytes, atomic_write_text, refuse_foreign, write_json
 
 LABELS = {"0": "background", "1": "liver", "2": "cancer"}
 _STORAGE = ("int16", "int16_intercept", "float32", "int16_slope")
@@ -189,6 +189,10 @@ def _claim_folder(out: Path, params: dict[str, Any]) -> bool:
         raise DataError(f"{out}: exists and is not a folder; pass a folder for the phantom")
     has_layout = any((out / name).exists() for name in _LAYOUT)
     marker = out / MARKER
+    # the one rule of spikebench.io: a marker that is a link, a folder or not a phantom
+    # marker is not ours, and nothing in that folder is written
+    refuse_foreign(marker, _is_marker, error=DataError, what="a phantom marker",
+                   fix="pick a new folder for the phantom")
     if not marker.exists():
         if has_layout:
             raise DataError(f"{out}: holds an MSD layout (dataset.json / imagesTr / labelsTr) "
@@ -212,6 +216,11 @@ def _claim_folder(out: Path, params: dict[str, Any]) -> bool:
                         f"({'; '.join(changed)}); pick a new folder, or pass the same "
                         "parameters to reuse it")
     return complete and (out / "dataset.json").is_file()
+
+
+def _is_marker(path: Path) -> bool:
+    record = json.loads(path.read_text(encoding="utf-8"))
+    return isinstance(record, dict) and "spikebench_phantom" in record
 
 
 def generate_volume(rng: np.random.Generator, shape: tuple[int, int], nz: int, *,

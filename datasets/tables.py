@@ -22,6 +22,10 @@ fault, raised here rather than deep inside a training loop. Decisions:
   ``FeatureTable.lesion_mm2``.
 * Finiteness is checked after every cast: a value finite in float64 that overflows the
   float32 of ``X`` is an error naming the column, not an ``inf`` handed to a model.
+* The table's fingerprint (:attr:`FeatureTable.sha256`, to which a results folder is bound)
+  hashes what the data *is*: the feature names and the values a study reads (features,
+  labels, patient ids, slice indices, lesion areas), never the file's bytes, so neither the
+  path the table was written from, nor parquet metadata, nor CSV formatting changes it.
 """
 
 from __future__ import annotations
@@ -46,7 +50,9 @@ class FeatureTable:
     """A validated feature table: ``X`` float32 [n, F], ``y`` int64 [n] in {0, 1},
     ``groups`` str [n] (patient of each row), ``slice_idx`` int64 [n] or ``None``,
     ``lesion_mm2`` float64 [n] (tumour area of each slice, metadata) or ``None``, ``meta``
-    the extraction record stored in the table (parameters, skipped cases) or ``{}``."""
+    the extraction record stored in the table (parameters, skipped cases) or ``{}``.
+    ``sha256`` is the fingerprint of the values (:func:`values_sha256`), ``file_sha256`` that
+    of the file's bytes (what results folders of spikebench < 0.9 were bound to)."""
 
     X: np.ndarray
     y: np.ndarray
@@ -58,6 +64,7 @@ class FeatureTable:
     dropped_constant: list[str] = field(default_factory=list)
     lesion_mm2: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
+    file_sha256: str = ""
 
     @property
     def n_patients(self) -> int:
@@ -84,8 +91,33 @@ def load_feature_table(path: str | Path, *, label: str = "label",
     X32, names, const = _drop_constant(path, X32, names)
     record = frame.attrs.get("spikebench", {}) if suffix in (".parquet", ".pq") else {}
     return FeatureTable(X=X32, y=y, groups=groups, slice_idx=slice_idx,
-                        feature_names=names, path=path, sha256=digest, dropped_constant=const,
-                        lesion_mm2=lesion, meta=dict(record) if isinstance(record, dict) else {})
+                        feature_names=names, path=path,
+                        sha256=values_sha256(names, X32, y, groups, slice_idx, lesion),
+                        dropped_constant=const, lesion_mm2=lesion,
+                        meta=dict(record) if isinstance(record, dict) else {},
+                        file_sha256=digest)
+
+
+def values_sha256(feature_names: list[str], X: np.ndarray, y: np.ndarray, groups: np.ndarray,
+                  slice_idx: np.ndarray | None, lesion_mm2: np.ndarray | None = None) -> str:
+    """SHA-256 of what a study reads from a feature table, in row order: the feature names,
+    ``X`` as float32, the labels, the patient ids (UTF-8), the slice indices and lesion areas
+    (when present). Independent of the file's path, format, metadata and column dtypes."""
+    digest = hashlib.sha256(b"spikebench-feature-values-1\0")
+
+    def part(name: str, data: bytes) -> None:
+        digest.update(f"{name}:{len(data)}\0".encode())
+        digest.update(data)
+
+    part("features", "\0".join(feature_names).encode("utf-8", "surrogatepass"))
+    part("X", np.ascontiguousarray(X, dtype="<f4").tobytes())
+    part("y", np.ascontiguousarray(y, dtype="<i8").tobytes())
+    part("groups", "\0".join(map(str, groups)).encode("utf-8", "surrogatepass"))
+    if slice_idx is not None:
+        part("slice_idx", np.ascontiguousarray(slice_idx, dtype="<i8").tobytes())
+    if lesion_mm2 is not None:
+        part("lesion_mm2", np.ascontiguousarray(lesion_mm2, dtype="<f8").tobytes())
+    return digest.hexdigest()
 
 
 def _read_frame(path: Path, group: str | None):

@@ -85,6 +85,7 @@ def load_study_data(spec: StudySpec, workdir: Path, *, progress: bool = False) -
     delivered = source.load(options, workdir, progress=progress)
     table = delivered.table
     info = {"source": spec.data.source, **delivered.info, "sha256": table.sha256,
+            "file_sha256": getattr(table, "file_sha256", ""),
             "n_patients": len(np.unique(table.groups)), "n_slices": len(table.y),
             "n_features": int(table.X.shape[1]), "n_positive_slices": int(table.y.sum())}
     images = getattr(delivered, "images", None)

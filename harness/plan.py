@@ -125,13 +125,26 @@ def inputs_available(plan: CellPlan, feature_names: list[str]) -> CellPlan:
 
 
 def resolve_device(name: str) -> str:
-    """``auto`` -> ``cuda`` when a GPU is present, else ``cpu``; a missing GPU is an error."""
+    """``auto`` -> ``cuda`` when a GPU is present, else ``cpu``; a device this machine does
+    not have (no CUDA GPU, ``cuda:N`` beyond its GPUs, ``mps`` without Apple's GPU) is an
+    error naming the key, raised before any work."""
     import torch
 
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SpecError(f"[study].device = {name!r} but no CUDA GPU is available; use 'auto'")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise SpecError(f"[study].device = {name!r} but no CUDA GPU is available; use "
+                            "'auto' or 'cpu'")
+        index = int(name.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise SpecError(f"[study].device = {name!r} but this machine has "
+                            f"{torch.cuda.device_count()} CUDA GPU(s) (cuda:0 .. "
+                            f"cuda:{torch.cuda.device_count() - 1}); use one of them or 'auto'")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) is not None
+                              and torch.backends.mps.is_available()):
+        raise SpecError("[study].device = 'mps' but Apple's Metal GPU (MPS) is not available "
+                        "on this machine; use 'auto' or 'cpu'")
     return name
 
 

@@ -22,7 +22,7 @@ def protocol_record(session: Any, url: str, started: str, *, workers: int) -> di
     from spikebench.provenance import kernel_path, machine, source_state, versions
 
     spec, data = session.spec, session.data
-    info = dict(data.info)
+    info = _folder_relative(session.folder, dict(data.info))
     excluded = info.pop("excluded_cases", [])
     budget = session.plans[0].trials if session.plans else spec.search.trials
     search = {**spec.search.model_dump(mode="json"), "storage": redact(url), "trials": budget,
@@ -60,3 +60,19 @@ def _sizes(data: Any, fold: Any) -> dict[str, int]:
         out[f"n_{name}_patients"] = len(ids)
         out[f"n_{name}_slices"] = int(np.isin(data.groups, np.asarray(ids, dtype=str)).sum())
     return out
+
+
+#: ``data`` entries of protocol.json that hold paths (``images.folder`` below ``images``).
+_PATHS = ("path", "features")
+
+
+def _folder_relative(folder: Any, info: dict[str, Any]) -> dict[str, Any]:
+    """Paths inside the results folder relative to it (the folder may be reached by another
+    path or mounted elsewhere next time); paths outside it as they are."""
+    for key in _PATHS:
+        if isinstance(info.get(key), str):
+            info[key] = folder.relative(info[key])
+    images = info.get("images")
+    if isinstance(images, dict) and isinstance(images.get("folder"), str):
+        info["images"] = {**images, "folder": folder.relative(images["folder"])}
+    return info

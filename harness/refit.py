@@ -33,6 +33,7 @@ from spikebench.harness.folder import ResultsFolder
 from spikebench.harness.plan import CellPlan
 from spikebench.harness.protocol import Fold
 from spikebench.harness.results import Provenance, ResultRow, RowStatus, SplitSizes
+from spikebench.harness.retries import TRIAL_ERRORS, describe, run_with_retries
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
@@ -96,7 +97,7 @@ class Refitter:
                                ("rule", plan.rule), ("backend", plan.backend)):
                 frame.insert(0, col, value)
             self.folder.write_frame(self.folder.curves(plan.key, key), frame)
-        self.save_model(plan, fold, result, view)
+        self.save_model(plan, fold, result, view, provenance)
         self.folder.write_frame(self.folder.row(plan.key, key), pd.DataFrame([row.record()]))
         self.folder.cell_failure(plan.key).unlink(missing_ok=True)  # superseded
 
@@ -124,9 +125,11 @@ class Refitter:
         self.folder.write_frame(self.folder.predictions(plan.key, fold.key),
                                 pd.concat(frames, ignore_index=True))
 
-    def save_model(self, plan: CellPlan, fold: Fold, result: FitResult, view: View) -> None:
-        """The refit network (if the rule exports one) with what reproduces its predictions:
-        parameters, encoder settings and the feature standardisation."""
+    def save_model(self, plan: CellPlan, fold: Fold, result: FitResult, view: View,
+                   provenance: Provenance | None = None) -> None:
+        """The refit network (if the rule exports one) with what reproduces its predictions
+        and its decisions: parameters, encoder settings, the feature standardisation, the
+        decision threshold chosen on validation and where the network came from."""
         exported = result.model.export()
         if exported is None:
             return
@@ -140,7 +143,10 @@ class Refitter:
                                     "std": np.asarray(view.std, dtype=float).tolist(),
                                     "feature_names": list(self.data.feature_names)},
                 "encoder": {k: params[k] for k in ("encoding", "gain", "steps") if k in params},
-                "readout": params.get("loss", "")}
+                "readout": params.get("loss", ""),
+                "study": plan.study, "seed": result.seed, "threshold": float(result.threshold),
+                "threshold_rule": plan.threshold_rule,
+                "best_trial": int(provenance["best_trial"]) if provenance else -1}
         save_network(self.folder.model(plan.key, fold.key), spec, weights, meta)
 
     def record_failure(self, plan: CellPlan, reason: str, status: RowStatus = "failed") -> None:
@@ -231,15 +237,19 @@ def _waiting_for(jobs: list[tuple[CellPlan, Fold]]) -> Callable[[float], str]:
 
 
 def _run_job(refitter: Refitter, plan: CellPlan, fold: Fold, failed: set[str]) -> None:
+    """One refit; a failure that may pass (out of memory, a lost connection, a killed worker)
+    is retried up to ``[search].max_retry`` times, then the cell's failure row names the real
+    error (a rerun of the study retries it)."""
     if refitter.is_done(plan, fold):
         return
     try:
-        refitter.refit(plan, fold)
-    except SpikebenchError as exc:
-        if plan.kind == "reference":
+        run_with_retries(lambda: refitter.refit(plan, fold), refitter.search.max_retry)
+    except TRIAL_ERRORS as exc:
+        if plan.kind == "reference" and isinstance(exc, SpikebenchError):
             raise
         failed.add(plan.key)
-        refitter.record_failure(plan, str(exc))
+        reason = str(exc) if isinstance(exc, SpikebenchError) else describe(exc)
+        refitter.record_failure(plan, f"refit {fold.key}: {reason}")
 
 
 __all__ = ["Refitter", "failure_row", "refit_jobs", "result_row", "run_refits"]

@@ -44,12 +44,18 @@ Scheme = Literal["holdout", "nested-cv", "repeated-splits"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # NaN and infinities are never a valid setting (TOML can write them: nan, inf)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+
+#: Largest seed a spec may give: the seeds derived from it (refits add up to ~2.1e6, local
+#: workers their index) stay below 2**32, what every generator (numpy's legacy one too) takes.
+MAX_SEED = 2**31 - 1
 
 
 class StudyTable(_Strict):
     name: str = "study"
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     #: "auto" = CUDA when available, else CPU; or "cpu", "cuda", "cuda:1".
     device: str = "auto"
     #: Validation metric Optuna maximises (also the early-stopping criterion); by default the
@@ -136,7 +142,7 @@ class SplitTable(_Strict):
     outer_folds: int = Field(5, ge=2, le=20)
     test_fraction: float = Field(0.25, gt=0, lt=1)
     val_fraction: float = Field(0.2, gt=0, lt=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     #: Refits of each fold's tuned configuration with different seeds (tuning is not
     #: repeated): the report's intervals and tests carry their spread, the training
     #: randomness. Default: 3 under nested-cv, whose single pass would otherwise leave it out;
@@ -161,19 +167,21 @@ class SearchTable(_Strict):
     pruner_options: dict[str, Any] = {}
     #: Random start-up trials before TPE / GP model the objective. Default: a third of the
     #: trials, at most 10 (Optuna's own default), so short studies are tuned, not only sampled.
-    startup_trials: int | None = Field(None, ge=1)
+    startup_trials: int | None = Field(None, ge=1, le=100_000)
     #: Empty: Optuna's journal file in the results folder. Else any Optuna storage URL.
     storage: str = ""
     #: Second objective for multi-objective mode: minimise synaptic operations per sample or
     #: training time, alongside maximising the validation metric.
     minimize: Literal["", "synops", "train_seconds"] = ""
-    #: RDB storages: seconds between worker heartbeats, and silence after which a RUNNING
-    #: trial is failed and re-queued (at most ``max_retry`` times).
+    #: Seconds between worker heartbeats, and silence after which a RUNNING trial is failed
+    #: and re-queued (at most ``max_retry`` times). ``max_retry`` also bounds the retries of a
+    #: trial or refit that failed for a reason that may pass (out of memory, a lost connection,
+    #: a killed worker: :mod:`spikebench.harness.retries`).
     heartbeat_interval: int = Field(2, ge=1, le=3600)
     grace_period: int = Field(6, ge=2, le=86_400)
     max_retry: int = Field(3, ge=0, le=100)
     #: Seconds between polls while waiting for other workers' trials or refits.
-    poll_seconds: float = Field(0.5, gt=0, le=60)
+    poll_seconds: float = Field(0.5, ge=0.01, le=60)
 
     @model_validator(mode="after")
     def _grace(self) -> SearchTable:

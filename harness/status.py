@@ -47,7 +47,7 @@ def study_status(target: str | Path, storage: str | None = None) -> pd.DataFrame
         raise SpecError("with a spec file and no --storage, pass the results folder instead")
     url = storage_url(out.journal if out else Path("optuna.journal"), spec.search.storage,
                       storage)
-    store = open_storage(url)
+    store = open_storage(url, read_only=True)  # status never writes (read-only disks too)
     folds = _folds(out)
     rows = []
     for plan in _plans(spec, folds):

@@ -104,6 +104,7 @@ def work(session: Session, *, worker: int = 0, progress: bool = False) -> None:
     identity = study_identity(session)
     refitter = Refitter(session.folder, session.data, storage, search,
                         session.spec.study.eval_steps)
+    failed: set[str] = set()  # cells whose tuning failed in this run (a rerun retries them)
     for plan in session.plans:
         if plan.skip_reason:
             if not session.folder.has(session.folder.cell_failure(plan.key)):
@@ -115,12 +116,13 @@ def work(session: Session, *, worker: int = 0, progress: bool = False) -> None:
             for fold in plan.studies().values():
                 tune(plan, fold, session.data, storage, search, worker=worker,
                      progress=progress, identity=identity)
+            session.folder.clear_failure(plan.key)  # tuned now: an earlier failure is retried
         except StorageError:
             raise  # the storage, not this cell, is at fault: stop the run
         except SpikebenchError as exc:
+            failed.add(plan.key)
             refitter.record_failure(plan, str(exc))
-    runnable = [p for p in session.plans if not session.folder.has(
-        session.folder.cell_failure(p.key)) or p.kind == "reference"]
+    runnable = [p for p in session.plans if p.key not in failed or p.kind == "reference"]
     run_refits(refitter, runnable, poll_seconds=search.poll_seconds, progress=progress)
 
 
@@ -151,10 +153,13 @@ def _worker_main(raw_spec: dict[str, Any], out: str, storage: str, trials: int |
     _exit_quietly_on_sigterm()
     torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    from spikebench.harness.storage import storage_lost_as_error
+
     try:
         spec = parse_spec(raw_spec)
-        work(open_session(spec, Path(out), storage, trials=trials), worker=worker,
-             progress=progress)
+        with storage_lost_as_error(storage):
+            work(open_session(spec, Path(out), storage, trials=trials), worker=worker,
+                 progress=progress)
     except SpikebenchError as exc:
         import sys
 
@@ -225,7 +230,13 @@ def run_study(
     import optuna
     import torch
 
-    from spikebench.harness.storage import check_storage, storage_url
+    from spikebench.harness.storage import (
+        JOURNAL,
+        check_storage,
+        open_storage,
+        storage_lost_as_error,
+        storage_url,
+    )
 
     if workers < 1:
         raise SpecError(f"--workers must be >= 1, got {workers}")
@@ -238,14 +249,20 @@ def run_study(
     folder = ResultsFolder(out)
     url = storage_url(folder.journal, spec.search.storage, storage)
     check_storage(url)  # a bad storage or device is refused before the folder is made
+    if not url.startswith(JOURNAL):  # an RDB storage that cannot hold studies, too
+        open_storage(url, heartbeat_interval=spec.search.heartbeat_interval,
+                     grace_period=spec.search.grace_period, max_retry=spec.search.max_retry)
     from spikebench.harness.plan import resolve_device
 
     resolve_device(spec.study.device)
+    _check_inputs(spec)
     folder.create()
+    folder.check_spec(spec)  # another spec is refused before the data is loaded
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started = datetime.now(UTC).isoformat(timespec="seconds")
-    session = open_session(spec, folder.root, url, trials=trials, progress=progress)
-    folder.bind(spec, session.data.info["sha256"])
+    with folder.guard_data():  # a bound folder's data/ is as it was unless it is this study
+        session = open_session(spec, folder.root, url, trials=trials, progress=progress)
+        folder.bind(spec, session.data.info["sha256"], session.data.info.get("file_sha256", ""))
     folder.write_spec(spec_text)
     folder.write_splits({"scheme": spec.split.scheme,
                          "folds": [f.as_dict() for f in session.folds]})
@@ -253,20 +270,35 @@ def run_study(
 
     protocol = protocol_record(session, url, started, workers=workers)
     folder.write_protocol(protocol)
-    _open(session)  # create the storage once before workers race to it
-    threads = threads_per_worker(workers)
-    if workers == 1:
-        torch.set_num_threads(threads)
-        work(session, progress=progress)
-    else:
-        _spawn(spec, folder.root, url, trials, workers, threads, progress)
-        torch.set_num_threads(os.cpu_count() or 1)
-        work(session, progress=progress)  # anything a dead worker left behind
-    collect(session)
+    with storage_lost_as_error(url):  # a server gone mid-study: one line, nothing lost
+        _open(session)  # create the storage once before workers race to it
+        threads = threads_per_worker(workers)
+        if workers == 1:
+            torch.set_num_threads(threads)
+            work(session, progress=progress)
+        else:
+            _spawn(spec, folder.root, url, trials, workers, threads, progress)
+            torch.set_num_threads(os.cpu_count() or 1)
+            work(session, progress=progress)  # anything a dead worker left behind
+        collect(session)
     protocol = protocol_record(session, url, started, workers=workers)
     protocol["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     folder.write_protocol(protocol)
     return folder.root
+
+
+def _check_inputs(spec: StudySpec) -> None:
+    """The data source's input paths exist (a missing file or a loop of symbolic links is
+    refused before the results folder is made)."""
+    from spikebench.harness.spec import data_options
+
+    source, _ = data_options(spec)
+    for key in source.path_options:
+        value = spec.data.options.get(key)
+        if isinstance(value, str) and value and not os.path.exists(value):
+            why = ("a loop of symbolic links" if os.path.islink(value) else "does not exist")
+            raise SpecError(f"[data].{key} = {value!r}: {why}; check the path (relative paths "
+                            "are taken from the spec file's folder)")
 
 
 def _spawn(spec: StudySpec, out: Path, url: str, trials: int | None, workers: int,

@@ -15,11 +15,19 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from spikebench.errors import RuleError, SpikebenchError
+from spikebench.errors import RuleError
 from spikebench.harness.data import StudyData, make_view
 from spikebench.harness.fit import fit_and_score
 from spikebench.harness.plan import CellPlan
 from spikebench.harness.protocol import Fold
+from spikebench.harness.retries import (
+    PASSING,
+    REASON,
+    TRIAL_ERRORS,
+    describe,
+    passing_reason,
+    retry_trial,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -31,8 +39,6 @@ if TYPE_CHECKING:
 #: What an objective returns: the validation metric, and the second objective when there is one.
 ObjectiveValue = float | tuple[float, float]
 
-#: Exceptions a trial may raise that fail the trial (recorded) rather than the study.
-TRIAL_ERRORS = (SpikebenchError, ValueError, RuntimeError, FloatingPointError)
 
 
 def study_attributes(plan: CellPlan, fold: Fold, identity: Mapping[str, Any] | None = None
@@ -104,6 +110,18 @@ def make_objective(plan: CellPlan, fold: Fold, data: StudyData, search: SearchTa
     multi = bool(search.minimize)
 
     def objective(trial: optuna.Trial) -> ObjectiveValue:
+        try:
+            return run(trial)
+        except optuna.TrialPruned:
+            raise
+        except TRIAL_ERRORS as exc:  # the real error, and whether it may pass (a retry)
+            trial.set_user_attr(REASON, describe(exc))
+            why = passing_reason(exc)
+            if why:
+                trial.set_user_attr(PASSING, why)
+            raise
+
+    def run(trial: optuna.Trial) -> ObjectiveValue:
         trial.set_user_attr("worker", worker_id())
         params = suggest(trial, plan.space)
 
@@ -167,6 +185,13 @@ def tune(plan: CellPlan, fold: Fold, data: StudyData, storage: BaseStorage,
     study = open_study(plan, fold, storage, search, worker=worker, identity=identity)
     objective = make_objective(plan, fold, data, search)
     finished = (TrialState.COMPLETE, TrialState.PRUNED)
+    failed = 0  # trials this call ran that failed: a rerun starts again from zero
+
+    def after(study: optuna.Study, trial: FrozenTrial) -> None:
+        nonlocal failed
+        if trial.state == TrialState.FAIL:
+            failed += 1
+            retry_trial(study, trial, search.max_retry)  # a passing reason: queued again
     waiting, label = WaitNotice(), f"{plan.label} {fold.study}".strip()
     with bar(progress, plan.trials, f"tune {plan.label} {fold.study}".strip()) as b:
         while True:
@@ -184,11 +209,10 @@ def tune(plan: CellPlan, fold: Fold, data: StudyData, storage: BaseStorage,
                 time.sleep(search.poll_seconds)
                 continue
             waiting.reset()
-            failed = sum(t.state == TrialState.FAIL for t in trials)
             if failed >= max(3 * plan.trials, 10) and done == 0:
                 raise RuleError(f"every trial of {plan.label} failed: " + fail_reasons(trials))
             try:
-                study.optimize(objective, n_trials=1, catch=TRIAL_ERRORS)
+                study.optimize(objective, n_trials=1, catch=TRIAL_ERRORS, callbacks=[after])
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue  # failed as stale by another process meanwhile; its retry is queued
 
@@ -219,8 +243,19 @@ def best_trial(plan: CellPlan, fold: Fold, storage: BaseStorage, search: SearchT
 
 
 def fail_reasons(trials: Sequence[FrozenTrial]) -> str:
-    """Up to three distinct recorded reasons why ``trials`` failed or were pruned."""
-    reasons = [str(t.user_attrs.get("reason") or t.system_attrs.get("fail_reason", ""))
-               for t in trials]
-    reasons = [r for r in reasons if r]
-    return "; ".join(sorted(set(reasons))[:3]) or "all trials failed or were pruned"
+    """Up to three distinct recorded reasons why ``trials`` failed or were pruned (the real
+    errors; a passing one says how often it was retried)."""
+    from optuna.trial import TrialState
+
+    counts: dict[str, int] = {}
+    for t in trials:
+        if t.state not in (TrialState.FAIL, TrialState.PRUNED):
+            continue
+        reason = str(t.user_attrs.get(REASON) or t.system_attrs.get("fail_reason", ""))
+        if reason:
+            why = t.user_attrs.get(PASSING)
+            label = f"{reason} (a failure that may pass: {why})" if why else reason
+            counts[label] = counts.get(label, 0) + 1
+    shown = sorted(counts, key=lambda r: -counts[r])[:3]
+    return ("; ".join(f"{r} ({counts[r]}x)" if counts[r] > 1 else r for r in shown)
+            or "all trials failed or were pruned (no error was recorded)")

@@ -22,7 +22,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from spikebench.io import write_json
+from spikebench.io import delete_own, inside, write_json
 
 from .load import ReportError
 
@@ -82,7 +82,9 @@ class ReportFolder:
         if previous is None:
             legacy = _is_legacy_report(out)
             previous = {rel for rel in present if legacy and own_name(rel)}
-        foreign = sorted(present - previous)
+        # a listed name now a symbolic link is not the file the report wrote
+        foreign = sorted((present - previous)
+                         | {rel for rel in present & previous if (out / rel).is_symlink()})
         if foreign:
             shown = ", ".join(str(out / f) for f in foreign[:_MAX_LISTED])
             more = f" and {len(foreign) - _MAX_LISTED} more" if len(foreign) > _MAX_LISTED else ""
@@ -106,7 +108,9 @@ class ReportFolder:
         """Delete the previous report's files that were not written again; the manifest then
         lists exactly this report's files."""
         for rel in sorted(self.previous - self.written):
-            (self.out / rel).unlink(missing_ok=True)
+            path = inside(self.out, rel)
+            if path is not None:
+                delete_own(path, lambda _p: True)  # listed in our manifest: a regular file only
         for sub in ("tables", "figures"):
             folder = self.out / sub
             if folder.is_dir() and not any(folder.iterdir()):
@@ -129,7 +133,9 @@ def _read_manifest(out: Path) -> set[str] | None:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ReportError(f"{path} is damaged ({exc}); delete the report folder {out} or "
                           "give another --out") from exc
-    return {str(f) for f in files if ".." not in Path(str(f)).parts}
+    # only names inside the report folder (no absolute path, no "..", no link leading out):
+    # a manifest received with someone's folder must not make a report delete other files
+    return {str(f) for f in files if inside(out, str(f)) is not None}
 
 
 def _check_not_data(out: Path, results: Path) -> None:

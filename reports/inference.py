@@ -163,6 +163,10 @@ def statistics_text_tables(s: Statistics) -> dict[str, TextTable]:
                             "significant": "significant",
                             "p_patient_roc_auc": "p (patient ROC-AUC)",
                             "p_patient_pr_auc": "p (patient PR-AUC)"})
+        # HTML: pairs of columns share one (second lines), so the table fits a page
+        out["primary_analysis"].under = {"b": "a", "CI high": "CI low", "df": "SE",
+                                         "p (Holm)": "p",
+                                         "p (patient PR-AUC)": "p (patient ROC-AUC)"}
     if a is not None and not a.equivalence.empty:
         out["equivalence"] = _table(
             "equivalence", f"Equivalence: TOST on test "

@@ -7,16 +7,20 @@ caller's matplotlib backend (a notebook's, say) untouched.
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from spikebench.io import atomic_write_bytes
 
 #: 100 dpi keeps every figure at most 1300 px wide: the report page shows it at 1:1 (the SVG
 #: next to each PNG is for print).
@@ -87,11 +91,18 @@ def save(fig: Figure, folder: Path, name: str, caption: str) -> FigureFile:
     readable(fig)
     folder.mkdir(parents=True, exist_ok=True)
     png, svg = folder / f"{name}.png", folder / f"{name}.svg"
-    fig.savefig(png, dpi=PNG_DPI)
+    # rendered in memory, written atomically (a full disk names the file, nothing torn)
+    atomic_write_bytes(png, _rendered(fig, "png", dpi=PNG_DPI))
     fig.set_layout_engine("none")  # keep the layout just computed: the SVG reuses it
     with matplotlib.rc_context({"svg.fonttype": "none"}):  # text stays text: smaller, faster
-        fig.savefig(svg)
+        atomic_write_bytes(svg, _rendered(fig, "svg"))
     return FigureFile(name, caption, png, svg)
+
+
+def _rendered(fig: Figure, fmt: str, **kwargs: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, **kwargs)
+    return buf.getvalue()
 
 
 def compact_number(value: float, _pos: object = None) -> str:

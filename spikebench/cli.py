@@ -9,10 +9,16 @@ from typing import Any, NoReturn
 
 from spikebench import __version__
 from spikebench.cli_bench import add_bench_parser, run_bench_command, say
+from spikebench.cli_listings import list_backends, list_datasets, list_rules
 from spikebench.errors import SpikebenchError, UsageError
 
 #: The shipped spec ``spikebench demo`` runs (package data ``spikebench/studies/demo.toml``).
 DEMO_SPEC = "demo"
+#: Exit codes: 0 done; 2 an error (one ``spikebench: error:`` line, nothing half-written);
+#: 3 a study ran to the end but left cells failed (each named with its error on stderr; the
+#: rest of the results are written; rerunning the same command retries them); 130 Ctrl-C;
+#: 141 the reader of the output went away.
+EXIT_ERROR, EXIT_CELLS_FAILED = 2, 3
 QUIET_HELP = "no progress bars and no summary (errors still go to stderr)"
 
 
@@ -131,7 +137,10 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("study", help="run or inspect an Optuna study")
     ss = s.add_subparsers(dest="study_command", required=True, metavar="ACTION",
                           help="`spikebench study ACTION --help` documents its arguments")
-    r = ss.add_parser("run", help="run (or resume) a study spec")
+    r = ss.add_parser("run", help="run (or resume) a study spec",
+                      epilog="exit codes: 0 done; 2 an error (one line, nothing lost); 3 the "
+                             "study ran but cells failed (named on stderr; rerun to retry "
+                             "them); 130 interrupted (rerun to resume)")
     r.add_argument("spec", help=f"study spec file, or the name of a shipped spec ({shipped}); "
                    "a path that exists wins")
     r.add_argument("--out", type=Path, required=True, help="results folder")
@@ -186,9 +195,14 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("export", help="export a trained network of a results folder to NIR")
     s.add_argument("run", type=Path, help="results folder (or one models/*.pt file)")
     s.add_argument("--to", type=Path, required=True, help="output .nir file")
-    s.add_argument("--cell", default=None, help="backend/rule (default: best on test)")
-    s.add_argument("--repeat", type=bounded(0, 10_000), default=0,
-                   help="which repeat's refit of the cell to export")
+    s.add_argument("--cell", default=None,
+                   help="backend/rule (default: the best mean validation score)")
+    s.add_argument("--repeat", type=bounded(0, 10_000), default=None,
+                   help="which refit network: repeat (default: the first saved)")
+    s.add_argument("--fold", type=bounded(0, 10_000), default=None,
+                   help="outer fold of nested CV (default: the first saved)")
+    s.add_argument("--refit", type=bounded(0, 10_000), default=None,
+                   help="refit seed index (default: the first saved)")
     s.add_argument("--allow-approximate", action="store_true",
                    help="export a network NIR cannot represent exactly (subtract / no reset) "
                         "as its reset-to-zero approximation and print the measured "
@@ -226,6 +240,14 @@ def main(argv: list[str] | None = None) -> int:
         _quiet_exit()
         print("spikebench: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except RuntimeError as exc:  # a loop of symbolic links found by Path.resolve (< 3.13)
+        from spikebench.oserror import describe_os_error, symlink_loop
+
+        loop = symlink_loop(exc)
+        if loop is None or os.environ.get("SPIKEBENCH_DEBUG"):
+            raise
+        print(f"spikebench: error: {describe_os_error(loop)}", file=sys.stderr)
+        return 2
 
 
 def entry() -> int:
@@ -293,7 +315,7 @@ def _quiet_exit() -> None:
 
 def _dispatch(args: argparse.Namespace) -> int | None:
     """Run the sub-command ``args.command`` (one handler per command)."""
-    listings = {"backends": _list_backends, "rules": _list_rules, "datasets": _list_datasets}
+    listings = {"backends": list_backends, "rules": list_rules, "datasets": list_datasets}
     if args.command in listings:
         listings[args.command]()
         return 0
@@ -387,8 +409,8 @@ def _report(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from spikebench.harness.export import export_run
 
-    result = export_run(args.run, args.to, cell=args.cell, repeat=args.repeat,
-                        allow_approximate=args.allow_approximate)
+    result = export_run(args.run, args.to, cell=args.cell, repeat=args.repeat, fold=args.fold,
+                        refit=args.refit, allow_approximate=args.allow_approximate)
     print(result.report())
     return 0
 
@@ -413,74 +435,25 @@ def _study_run(spec: Path, out: Path, trials: int | None, storage: str | None, w
     if progress:
         print(summary_table(out))
         print(f"\nresults folder: {out.resolve()}  ({time.perf_counter() - started:.0f} s)")
+    return _failed_cells(out)
+
+
+def _failed_cells(out: Path) -> int:
+    """Exit code 3 and one line per failed cell (its real error) when the study left any."""
+    from spikebench.harness.folder import ResultsFolder
+
+    failed = ResultsFolder(out).failed_cells()
+    for cell, reason in sorted(failed.items()):
+        print(f"spikebench: cell {cell} failed: {reason}", file=sys.stderr)
+    if failed:
+        print(f"spikebench: {len(failed)} cell(s) failed (the other results are written); "
+              "rerun the same command to retry them", file=sys.stderr)
+        return EXIT_CELLS_FAILED
     return 0
 
 
 def _table(frame: Any) -> str:
     return frame.to_string(index=False, float_format=lambda v: f"{v:.3f}")
-
-
-def _list_backends() -> None:
-    from spikebench.harness.rules import installed_rules
-    from spikebench.harness.rules.serving import installed_backends, rules_served
-
-    found = installed_backends()
-    rules = installed_rules().usable
-    width = max(map(len, [*found.usable, *found.broken, ""])) + 2
-    for name in sorted({*found.usable, *found.broken}):
-        if name in found.broken:
-            print(f"{name:{width}s}broken: {found.broken[name]}")
-            continue
-        try:
-            d = found.usable[name].describe()
-        except Exception as exc:  # a plug-in's version() or describe() that raises
-            print(f"{name:{width}s}broken: describe() raised {type(exc).__name__}: {exc}")
-            continue
-        served = rules_served(found.usable[name], rules)
-        print(f"{name:{width}s}{d['version']}\n{'':{width}s}builds: "
-              f"{', '.join(d['capabilities'])}\n{'':{width}s}rules: {', '.join(served) or '-'}"
-              f"\n{'':{width}s}resets: {', '.join(d['resets'])}; surrogates: "
-              f"{', '.join(d['surrogates'])}")
-
-
-def _list_datasets() -> None:
-    from spikebench.datasets.sources import available_sources, get_source
-
-    names = available_sources()
-    width = max(map(len, [*names, ""])) + 2
-    for name in names:
-        try:
-            source = get_source(name)
-        except SpikebenchError as exc:
-            print(f"{name:{width}s}not usable: {exc}")
-            continue
-        keys = ", ".join(source.Options.model_fields)
-        print(f"{name:{width}s}{source.summary}\n{'':{width}s}[data] keys: {keys}")
-
-
-def _list_rules() -> None:
-    from spikebench.harness.rules import installed_rules
-    from spikebench.harness.rules.serving import installed_backends, serving_backends
-
-    rules = installed_rules()
-    backends = installed_backends().usable
-    width = max(map(len, [*rules.usable, *rules.broken, ""])) + 2
-    for name in sorted({*rules.usable, *rules.broken}):
-        if name in rules.broken:
-            print(f"{name:{width}s}broken: {rules.broken[name]}")
-            continue
-        rule = rules.usable[name]
-        print(f"{name:{width}s}{rule.summary}")
-        if not rule.needs:
-            print(f"{'':{width}s}backends: none needed (non-spiking reference)")
-            continue
-        serve = serving_backends(rule, backends)
-        line = (f"{'':{width}s}needs: {', '.join(sorted(rule.needs))}\n"
-                f"{'':{width}s}backends: {', '.join(serve) or '-'}")
-        cannot = [b for b in backends if b not in serve]
-        if cannot:
-            line += f"; not on: {', '.join(cannot)} (they lack a needed capability)"
-        print(line)
 
 
 if __name__ == "__main__":

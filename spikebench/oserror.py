@@ -24,6 +24,7 @@ FIXES = {
     errno.ENOENT: "no such file or folder: check the path",
     errno.ENAMETOOLONG: "the name is longer than the file system allows: use a shorter path",
     errno.EEXIST: "the path exists already: choose another",
+    errno.ELOOP: "a loop of symbolic links: fix or remove the link, or choose another path",
 }
 #: The fix of a failed write whose cause names no errno.
 WRITE_FIX = ("check that its folder exists and is writable and that the disk has free space "
@@ -37,7 +38,20 @@ def describe_os_error(exc: OSError) -> str:
     where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
     fix = FIXES.get(exc.errno or 0, "check the path and rerun")
     reason = exc.strerror or type(exc).__name__
-    return f"{where or 'a file'}: {reason}; {fix}"
+    return f"{where}: {reason}; {fix}" if where else f"{reason} (no file named); {fix}"
+
+
+#: How Python 3.11's ``Path.resolve`` reports a loop of symbolic links (a RuntimeError).
+_LOOP = "Symlink loop from "
+
+
+def symlink_loop(exc: BaseException) -> OSError | None:
+    """The ``ELOOP`` error of a symbolic-link loop ``exc`` reports (Python < 3.13 raises
+    ``RuntimeError("Symlink loop from '<path>'")`` from ``Path.resolve``), else None."""
+    if isinstance(exc, RuntimeError) and str(exc).startswith(_LOOP):
+        where = str(exc)[len(_LOOP):].strip("'\"")
+        return OSError(errno.ELOOP, os.strerror(errno.ELOOP), where)
+    return None
 
 
 def errno_of(exc: BaseException) -> int | None:

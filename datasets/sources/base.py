@@ -56,7 +56,8 @@ class SourceOptions(BaseModel):
     ('min_slice',) extra_forbidden
     """
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # NaN and infinities are never a valid option (TOML can write them: nan, inf)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class ImageOptions(SourceOptions):

@@ -16,9 +16,10 @@ A source conforms when, given ``options`` that describe a small valid cohort, it
 3. reads its inputs without changing them: every file under a path option has the same size
    and modification time after the load;
 4. is deterministic: a load into a second empty ``workdir`` gives the same rows (features,
-   labels, patient ids, slice indices, feature names), and loading again into the first
-   ``workdir`` — what a resumed study does — gives the same fingerprint (``table.sha256``),
-   to which the results folder is bound;
+   labels, patient ids, slice indices, feature names) and the same fingerprint
+   (``table.sha256``, to which the results folder is bound: it must not depend on where the
+   folder is), and loading again into the first ``workdir`` — what a resumed study does —
+   gives the same fingerprint;
 5. refuses bad input with one ``DataError`` naming the file: a path
    option pointing at nothing, and every ``BrokenInput`` the plug-in's tests supply;
    with ``on_error = "skip"`` a skippable broken input loads instead and is listed in
@@ -207,6 +208,11 @@ def check_determinism(source: DataSource | type[DataSource] | str,
         a, b = getattr(first, field), getattr(other, field)
         if (a is None) != (b is None) or (a is not None and not np.array_equal(a, b)):
             _fail(f"{s.name}: {field} differs between two loads of the same options")
+    if first.sha256 != other.sha256:
+        _fail(f"{s.name}: the same data loaded into another workdir has another fingerprint "
+              f"(table.sha256 {first.sha256[:12]} -> {other.sha256[:12]}); a study resumed "
+              "through another path to its folder would be refused (hash the values, e.g. "
+              "spikebench.datasets.tables.values_sha256, not the file)")
     if first.sha256 != again.sha256:
         _fail(f"{s.name}: loading again into the same workdir changed the table's sha256 "
               f"({first.sha256[:12]} -> {again.sha256[:12]}); a resumed study would refuse "

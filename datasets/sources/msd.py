@@ -18,7 +18,7 @@ from spikebench.datasets.sources.base import DataSource, ImageOptions, SourceDat
 class MSDOptions(ImageOptions):
     #: The folder holding ``dataset.json`` (relative paths: from the spec file's folder).
     path: str
-    min_lesion_voxels: int = Field(1, ge=1)
+    min_lesion_voxels: int = Field(1, ge=1, le=10**9)
     #: A slice is positive when its tumour area is at least this many mm² (and
     #: min_lesion_voxels); ambiguous_margin_mm2 drops negatives just below it.
     min_lesion_mm2: float | None = Field(None, ge=0)

@@ -20,10 +20,10 @@ class PhantomOptions(ImageOptions):
     #: Folder to generate into (default: ``<results>/data/phantom``); reused when it holds the
     #: same phantom.
     path: str | None = None
-    cases: int = Field(16, ge=4, description="number of training volumes")
-    phantom_seed: int = 0
+    cases: int = Field(16, ge=4, le=1000, description="number of training volumes")
+    phantom_seed: int = Field(0, ge=0, le=2**32 - 1)
     shape: list[int] = Field(default_factory=lambda: [96, 96])
-    min_lesion_voxels: int = Field(1, ge=1)
+    min_lesion_voxels: int = Field(1, ge=1, le=10**9)
     #: A slice is positive when its tumour area is at least this many mm² (and
     #: min_lesion_voxels); ambiguous_margin_mm2 drops negatives just below it.
     min_lesion_mm2: float | None = Field(None, ge=0)

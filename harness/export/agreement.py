@@ -86,8 +86,9 @@ def _stored_predictions(run_dir: Path | None, model_path: Path, meta: dict[str, 
             continue
         p = pd.read_parquet(path)
         keep = (p["backend"] == backend) & (p["rule"] == rule) & (p["repeat"] == repeat)
-        if "fold" in p and meta.get("fold") is not None:
-            keep &= p["fold"] == meta["fold"]
+        for key in ("fold", "refit"):  # one refit's predictions, never several mixed
+            if key in p and meta.get(key) is not None:
+                keep &= p[key] == meta[key]
         if "steps" in p and "train_steps" in p:
             keep &= p["steps"] == p["train_steps"]
         if keep.any():
@@ -104,13 +105,17 @@ def measure(spec: Any, weights: Any, graph: Any, inputs: MeasurementInputs, bund
     encoder, readout = bundle["encoder"], bundle["readout"]
     if encoder is None or readout is None:
         return None
+    threshold = float((bundle.get("decision") or {}).get("threshold", 0.5))
     x = encode_features(inputs.X, encoder)
     ref_spikes, ref_prob = _spikebench_run(spec, weights, x, readout["logits"], backend)
     out: dict[str, Any] = {"inputs": inputs.description, "n": len(inputs.X),
+                           "threshold": threshold,
                            "spikebench": {"output_spikes": int(ref_spikes.sum())}}
     if inputs.stored_prob is not None:
         out["spikebench"]["max_abs_diff_vs_stored_predictions"] = float(
             np.abs(ref_prob - inputs.stored_prob).max())
+        out["spikebench"]["decision_agreement_with_stored_predictions"] = float(
+            np.mean((ref_prob >= threshold) == (inputs.stored_prob >= threshold)))
     for importer in ("snntorch", "spikingjelly"):
         problem = importer_problem(spec, importer)
         try:
@@ -123,7 +128,8 @@ def measure(spec: Any, weights: Any, graph: Any, inputs: MeasurementInputs, bund
         prob = _probability(spikes, current, spec, readout["logits"])
         out[importer] = {
             "output_spikes": int(spikes.sum()),
-            "decision_agreement": float(np.mean((prob > 0.5) == (ref_prob > 0.5))),
+            # at the study's threshold, with the study's rule (P >= threshold is a lesion)
+            "decision_agreement": float(np.mean((prob >= threshold) == (ref_prob >= threshold))),
             "max_abs_prob_diff": float(np.abs(prob - ref_prob).max()),
         }
     return out

@@ -14,8 +14,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +21,8 @@ import numpy as np
 
 from spikebench.errors import BackendError, DataError
 from spikebench.harness.export.agreement import measure, measurement_inputs
-from spikebench.harness.export.sidecar import backend_of, describe
-from spikebench.harness.folder import ResultsFolder
+from spikebench.harness.export.choice import Choice, choose
+from spikebench.harness.export.sidecar import BUNDLE_FORMAT, backend_of, describe
 
 
 @dataclasses.dataclass
@@ -43,7 +41,16 @@ class ExportResult:
         """Human-readable summary: files, approximations, measured agreement, missing parts."""
         b = self.bundle
         lines = [f"wrote {self.graph} (NIR graph) and {self.sidecar} (encoder, standardisation, "
-                 "read-out)"]
+                 "read-out, decision)"]
+        decision = b.get("decision")
+        if decision:
+            p = decision["provenance"]
+            where = ", ".join(f"{k} {p[k]}" for k in ("repeat", "fold", "refit", "seed")
+                              if p.get(k) is not None)
+            lines.append(f"network: {p.get('cell') or p.get('model_file')}"
+                         + (f" ({where})" if where else "")
+                         + f"; decision: {decision['rule']} (threshold: "
+                           f"{decision['threshold_source']})")
         for reason in b["approximations"]:
             lines.append(f"APPROXIMATE export: {reason}")
         lines += _measured_lines(b.get("measured"), b["faithful"])
@@ -53,50 +60,34 @@ class ExportResult:
         return "\n".join(lines)
 
 
-def pick_model(run: Path, cell: str | None, repeat: int) -> Path:
-    """The ``models/*.pt`` file for ``cell`` (``backend/rule``) and ``repeat``; by default the
-    cell with the best mean test patient PR-AUC among those with a saved network."""
-    if run.is_file():
-        return run
-    folder = ResultsFolder(run)
-    models = folder.models_dir
-    if cell is None:
-        import pandas as pd
-
-        res_path = folder.table("results")
-        if not res_path.exists():
-            raise DataError(f"{res_path} not found: is {run} a spikebench results folder?")
-        res = pd.read_parquet(res_path)
-        res = res[(res["status"] == "ok") & (res["kind"] == "snn")]
-        ranked = (res.groupby(["backend", "rule"])["test_patient_pr_auc"].mean()
-                  .sort_values(ascending=False))
-        for backend, rule in ranked.index:
-            path = models / f"{backend}__{rule}__r{repeat}.pt"
-            if path.exists():
-                return path
-        raise DataError(f"no saved network in {models} (rules without a LIF network, e.g. the "
-                        "Tempotron, are not exportable)")
-    if cell.count("/") != 1:
-        raise DataError(f"--cell must be BACKEND/RULE, got {cell!r}")
-    path = models / f"{cell.replace('/', '__')}__r{repeat}.pt"
-    if not path.exists():
-        have = sorted(p.stem for p in models.glob("*.pt")) if models.exists() else []
-        raise DataError(f"{path} not found; saved networks: {', '.join(have) or 'none'}")
-    return path
+def pick_model(run: Path, cell: str | None = None, repeat: int | None = None,
+               fold: int | None = None, refit: int | None = None) -> Path:
+    """The ``models/*.pt`` file for ``cell`` (``backend/rule``) and the refit ``repeat`` /
+    ``fold`` / ``refit`` (default: the first one saved); by default the cell with the best mean
+    validation score among those with a saved network (:func:`.choice.choose`)."""
+    return choose(Path(run), cell, repeat, fold, refit).model
 
 
-def export_run(run: str | Path, to: str | Path, *, cell: str | None = None, repeat: int = 0,
+def export_run(run: str | Path, to: str | Path, *, cell: str | None = None,
+               repeat: int | None = None, fold: int | None = None, refit: int | None = None,
                allow_approximate: bool = False) -> ExportResult:
     """Write the chosen network as a NIR graph ``to`` plus the sidecar ``to + ".json"``.
 
-    Raises :class:`BackendError` when NIR cannot represent the network exactly (e.g. a
-    subtract reset) unless ``allow_approximate``; the result's ``bundle["measured"]`` then holds
-    the disagreement between spikebench and the graph as snnTorch / SpikingJelly run it.
+    The bundle carries the study's decisions: the threshold chosen on validation, its rule and
+    the refit's provenance (:mod:`.choice`); agreement is measured at that threshold. Raises
+    :class:`BackendError` when NIR cannot represent the network exactly (e.g. a subtract
+    reset) unless ``allow_approximate``; the result's ``bundle["measured"]`` then holds the
+    disagreement between spikebench and the graph as snnTorch / SpikingJelly run it. ``to`` and
+    the sidecar may replace only an earlier export (never another file: :mod:`spikebench.io`).
     """
     from spikebench.backends.nir_io import approximations
     from spikebench.backends.serialize import load_network
 
-    path = pick_model(Path(run), cell, repeat)
+    to = Path(to)
+    sidecar = to.with_name(to.name + ".json")
+    _refuse_foreign_outputs(to, sidecar)
+    choice = choose(Path(run), cell, repeat, fold, refit)
+    path = choice.model
     spec, weights, meta = load_network(path)
     reasons = approximations(spec)
     if reasons and not allow_approximate:
@@ -105,14 +96,13 @@ def export_run(run: str | Path, to: str | Path, *, cell: str | None = None, repe
             "with reset 'zero' (study spec: [space.surrogate] reset = \"zero\"), or pass "
             "--allow-approximate to export the reset-to-zero graph anyway and print the "
             "measured disagreement.")
-    # a loose model file has no results folder to read standardisation and test rows from
-    run_dir = (path.parent.parent if path.parent == ResultsFolder(path.parent.parent).models_dir
-               else None)
-    repeat = int(meta.get("repeat", repeat))
+    run_dir = choice.run_dir
+    repeat = int(meta.get("repeat", repeat or 0))
     bundle = describe(spec, meta, path, run_dir, repeat)
+    bundle["decision"] = decision_record(choice)
+    if bundle["readout"]:
+        bundle["readout"]["decision"] = bundle["decision"]["rule"]
     inputs = measurement_inputs(run_dir, path, meta, bundle, repeat, spec.sizes[0])
-    to = Path(to)
-    sidecar = to.with_name(to.name + ".json")
     bundle["graph"]["file"] = to.name
     graph = _graph(spec, weights, bundle)
     bundle["measured"] = measure(spec, weights, graph, inputs, bundle, backend_of(meta))
@@ -123,6 +113,41 @@ def export_run(run: str | Path, to: str | Path, *, cell: str | None = None, repe
 
     write_json(sidecar, bundle)
     return ExportResult(to, sidecar, bundle)
+
+
+def decision_record(choice: Choice) -> dict[str, Any]:
+    """The sidecar's ``decision``: the study's threshold, its rule and the refit's provenance."""
+    return {"threshold": choice.threshold, "threshold_rule": choice.threshold_rule,
+            "threshold_source": choice.threshold_source,
+            "rule": f"lesion if P(lesion) >= {choice.threshold!r}",
+            "provenance": choice.provenance}
+
+
+def _refuse_foreign_outputs(to: Path, sidecar: Path) -> None:
+    """``--to`` and its sidecar may replace an earlier export only (the rule of
+    :mod:`spikebench.io`), checked before any work."""
+    from spikebench.io import refuse_foreign
+
+    fix = "choose another --to (a new file name), or move that file yourself"
+    refuse_foreign(to, is_exported_graph, error=DataError, what="a NIR graph spikebench "
+                   "exported", fix=fix)
+    refuse_foreign(sidecar, is_bundle_sidecar, error=DataError,
+                   what="the sidecar of a spikebench export", fix=fix)
+
+
+def is_exported_graph(path: Path) -> bool:
+    """A NIR (HDF5) file whose graph metadata holds ``spikebench_bundle``."""
+    import h5py  # type: ignore[import-untyped]  # no stubs; installed with the nir extra
+
+    with h5py.File(path, "r") as f:
+        node = f.get("node")
+        return node is not None and "metadata" in node and "spikebench_bundle" in node["metadata"]
+
+
+def is_bundle_sidecar(path: Path) -> bool:
+    """A JSON object of format :data:`~.sidecar.BUNDLE_FORMAT`."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return isinstance(data, dict) and data.get("format") == BUNDLE_FORMAT
 
 
 def _graph(spec: Any, weights: Any, bundle: dict[str, Any]) -> Any:
@@ -142,22 +167,31 @@ def _graph(spec: Any, weights: Any, bundle: dict[str, Any]) -> Any:
                     spikebench_feature_std=np.asarray(std["std"], dtype=np.float64))
     if bundle["readout"]:
         meta["spikebench_readout"] = bundle["readout"]["logits"]
+    decision = bundle.get("decision")
+    if decision:  # the study's decisions: threshold, its rule, the refit's provenance
+        meta.update(spikebench_decision_threshold=float(decision["threshold"]),
+                    spikebench_decision_rule=decision["rule"],
+                    spikebench_threshold_rule=decision["threshold_rule"],
+                    spikebench_provenance=json.dumps(decision["provenance"], sort_keys=True))
+        meta.update({f"spikebench_{key}": value
+                     for key, value in decision["provenance"].items()
+                     if isinstance(value, (str, int, float)) and not isinstance(value, bool)})
     return to_nir(spec, weights, metadata=meta)
 
 
 def _write_graph(to: Path, graph: Any) -> None:
-    """``nir.write`` to a temporary file next to ``to``, then rename (atomic)."""
+    """``nir.write`` to a temporary file next to ``to``, then rename (atomic, the user's file
+    mode: :func:`spikebench.io.atomic_output`)."""
     import nir
 
-    to.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{to.name}.", dir=to.parent)
-    os.close(fd)
+    from spikebench.io import atomic_output
+    from spikebench.oserror import output_error
+
     try:
-        nir.write(tmp, graph)
-        os.replace(tmp, to)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_output(to) as tmp:
+            nir.write(str(tmp), graph)
+    except OSError as exc:
+        raise output_error(to, exc) from None
 
 
 def _measured_lines(measured: dict[str, Any] | None, faithful: bool) -> list[str]:
@@ -175,7 +209,8 @@ def _measured_lines(measured: dict[str, Any] | None, faithful: bool) -> list[str
             lines.append(f"  {importer}: not run ({m['error']})")
         elif m:
             lines.append(f"  {importer}: decisions agree on {100 * m['decision_agreement']:.1f} "
-                         f"%; output spikes {m['output_spikes']} vs spikebench "
+                         f"% (at the study's threshold); output spikes {m['output_spikes']} vs "
+                         f"spikebench "
                          f"{ref['output_spikes']}; max |Δ P(lesion)| "
                          f"{m['max_abs_prob_diff']:.2g}")
     return lines

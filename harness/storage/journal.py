@@ -40,7 +40,7 @@ from typing import Any
 # opens its storage (open_storage), so importing Optuna here keeps `import spikebench` light.
 from optuna.storages import JournalStorage
 from optuna.storages._heartbeat import BaseHeartbeat
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import BaseJournalBackend, JournalFileBackend
 from optuna.storages.journal._file import BaseJournalFileLock
 
 from spikebench.errors import SpecError
@@ -301,3 +301,30 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
         from filelock import FileLock
 
         return FileLock(str(self._beats.root) + ".flock", thread_local=False)
+
+
+class ReadOnlyJournalBackend(BaseJournalBackend):
+    """A journal file read without its lock and never written: what ``spikebench study
+    status`` reads, so that a results folder on a read-only disk (or one another process is
+    writing) can be inspected. A last line still being written (no newline yet) is not read."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path).absolute()
+
+    def read_logs(self, log_number_from: int) -> Any:
+        try:
+            lines = self.path.read_bytes().split(b"\n")[:-1]  # the part after the last \n
+        except FileNotFoundError:  # the study has not started: no trials
+            return
+        except OSError as exc:
+            raise StorageError(f"{self.path}: cannot read the trial journal ({exc.strerror})"
+                               ) from None
+        for number, line in enumerate(lines):
+            if number >= log_number_from:
+                try:
+                    yield json.loads(line)
+                except ValueError:
+                    raise StorageError(damage_message(self.path)) from None
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        raise StorageError(f"{self.path}: opened read-only (study status never writes)")

@@ -126,3 +126,63 @@ def test_sigkill_mid_run_then_resume_equals_clean_run(phantom_root: Path, tmp_pa
     res = extract_features(phantom_root, out)
     assert res.cached_cases == 1 and time.perf_counter() - start < 60
     pd.testing.assert_frame_equal(pd.read_parquet(out), clean_table, check_exact=True)
+
+
+#: Hostile values for any field of dataset.json.
+HOSTILE = [None, 0, -1, 1.5, True, "", " ", "x" * 5000, [], {}, [None], {"a": 1},
+           "../../outside.nii.gz", "/abs/liver_0.nii.gz", "imagesTr/*.nii.gz",
+           "imagesTr/liver_0.nii", "imagesTr/\x00.nii.gz", "imagesTr/ü 日本.nii.gz",
+           "labelsTr/liver_1.nii.gz", float("nan")]
+#: Where each hostile value goes: a top-level key, a key of the first training entry or of
+#: "labels", the first test entry, or the whole entry.
+FIELDS = [("labels",), ("labels", "0"), ("labels", "1"), ("labels", "2"), ("training",),
+          ("training", 0), ("training", 0, "image"), ("training", 0, "label"), ("test",),
+          ("test", 0)]
+#: Fields the reader does not use: a few values each show they stay harmless.
+UNREAD = [("name",), ("description",), ("modality",), ("tensorImageSize",), ("numTraining",),
+          ("numTest",)]
+
+
+def test_every_field_of_dataset_json_malformed_is_one_data_error_or_harmless(phantom_root,
+                                                                            tmp_path):
+    """Not yet attacked before issue 26: every field of dataset.json (top level, labels,
+    training entries, test entries) set to a hostile value of every kind, or removed. The
+    extraction, even with ``on_error = "skip"``, either refuses with one DataError naming
+    dataset.json (a defect of the file itself is never skipped) or — for fields it does not
+    read, or a case it can leave out — gives a table. Never another exception, never a
+    crash."""
+    import shutil
+
+    good = json.loads((phantom_root / "dataset.json").read_text())
+    folder = tmp_path / "copy"
+    shutil.copytree(phantom_root, folder)
+    out = tmp_path / "f.parquet"
+    clean = extract_features(folder, out).n_rows
+    outcomes = {"refused": 0, "harmless": 0}
+    trials = [(f, v) for f in FIELDS for v in [*HOSTILE, "<removed>"]]
+    trials += [(f, v) for f in UNREAD for v in (None, {}, "x" * 5000, "<removed>")]
+    for field, value in trials:
+        meta = json.loads(json.dumps(good))
+        target, key = meta, field[-1]
+        for part in field[:-1]:
+            target = target[part]
+        if value == "<removed>":
+            if isinstance(target, list):
+                target.pop(key)
+            else:
+                target.pop(key, None)
+        else:
+            target[key] = value
+        (folder / "dataset.json").write_text(json.dumps(meta))
+        try:
+            result = extract_features(folder, out, on_error="skip")
+        except DataError as exc:
+            assert "dataset.json" in str(exc) or str(folder) in str(exc), (field, value,
+                                                                           exc)
+            outcomes["refused"] += 1
+            continue
+        except Exception as exc:  # pragma: no cover - the failure this test guards
+            pytest.fail(f"{field} = {value!r}: {type(exc).__name__}: {exc}")
+        assert result.n_rows <= clean, (field, value)
+        outcomes["harmless"] += 1
+    assert outcomes["refused"] > 100 and outcomes["harmless"] > 30, outcomes

@@ -134,3 +134,42 @@ def test_content_hashes_are_recorded(phantom_root: Path, tmp_path: Path):
     manifest = json.loads(res.manifest.read_text())
     assert sorted(manifest["image_sha256"]) == [f"liver_{k}" for k in range(6)]
     assert len(set(manifest["image_sha256"].values())) == 6
+
+
+@pytest.mark.parametrize(("storage", "change_voxel"), [("float32", False),
+                                                       ("int16_slope", False),
+                                                       ("float32", True), ("int16", True)])
+def test_the_same_scan_saved_otherwise_is_refused(phantom_copy: Path, tmp_path: Path,
+                                                  storage: str, change_voxel: bool):
+    """Issue 26, item 7: the same scan saved with another data type or scaling (same HU
+    values, other bytes), or with one voxel changed, passed the duplicate check (a hash of
+    the stored bytes), so one patient could sit in train and test. Now it is refused, on
+    ``fail`` and ``skip`` alike, naming both patients."""
+    import nibabel as nib
+    import numpy as np
+
+    from spikebench.datasets.phantom import _write_volume
+
+    image = nib.load(str(phantom_copy / "imagesTr" / "liver_3.nii.gz"))
+    hu = np.asarray(image.get_fdata(), dtype=np.float32)
+    if change_voxel:
+        label = np.asarray(nib.load(str(phantom_copy / "labelsTr" / "liver_3.nii.gz")).dataobj)
+        liver = np.argwhere(label > 0)
+        hu[tuple(liver[len(liver) // 2])] += 300.0
+    _write_volume(phantom_copy / "imagesTr" / "resaved.nii.gz", hu, image.affine, storage)
+    shutil.copy(phantom_copy / "labelsTr" / "liver_3.nii.gz",
+                phantom_copy / "labelsTr" / "resaved.nii.gz")
+    _add_entry(phantom_copy, "./imagesTr/resaved.nii.gz", "./labelsTr/resaved.nii.gz")
+    for on_error in ("fail", "skip"):
+        out = tmp_path / on_error / "f.parquet"
+        with pytest.raises(DataError) as err:
+            extract_features(phantom_copy, out, on_error=on_error)
+        message = str(err.value)
+        assert "'liver_3'" in message and "'resaved'" in message, message
+        assert "same scan" in message and "never skipped" in message
+        assert not out.exists()
+
+
+def test_different_patients_are_never_taken_for_one_scan(phantom_root: Path, tmp_path: Path):
+    """The value check has no false alarm on distinct patients (the phantom's six)."""
+    assert extract_features(phantom_root, tmp_path / "f.parquet").n_cases == 6

@@ -33,7 +33,25 @@ def test_loads_parquet_and_csv(tmp_path: Path, suffix: str):
     assert table.groups.tolist() == frame["patient_id"].tolist()
     assert table.slice_idx.tolist() == frame["slice_idx"].tolist()
     assert table.feature_names == ["a", "b"] and table.n_patients == 4
-    assert table.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert table.file_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_the_fingerprint_hashes_values_not_files(tmp_path: Path):
+    """Issue 26, item 2: a results folder is bound to the table's values, so the same values
+    as parquet or CSV, with other parquet metadata, from another path, give one fingerprint;
+    one changed value gives another."""
+    frame = _frame()
+    frame.to_parquet(tmp_path / "a.parquet", index=False)
+    frame.attrs["spikebench"] = {"out": str(tmp_path / "elsewhere" / "b.parquet")}
+    (tmp_path / "elsewhere").mkdir()
+    frame.to_parquet(tmp_path / "elsewhere" / "b.parquet", index=False)
+    frame.to_csv(tmp_path / "c.csv", index=False)
+    prints = {load_feature_table(p).sha256 for p in (
+        tmp_path / "a.parquet", tmp_path / "elsewhere" / "b.parquet", tmp_path / "c.csv")}
+    assert len(prints) == 1
+    frame.loc[3, "a"] += 1e-3
+    frame.to_parquet(tmp_path / "d.parquet", index=False)
+    assert load_feature_table(tmp_path / "d.parquet").sha256 not in prints
 
 
 def test_extracted_table_loads(phantom_root: Path, clean_table: pd.DataFrame, tmp_path: Path):

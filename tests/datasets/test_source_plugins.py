@@ -139,3 +139,65 @@ def test_a_phantom_read_by_the_msd_source_is_recorded_as_synthetic(phantom_copy,
     assert data.info["phantom"] == phantom_parameters(phantom_copy)
     assert data.info["phantom"]["cases"] >= 1 and "seed" in data.info["phantom"]
     assert phantom_parameters(tmp_path) is None  # not a phantom: nothing claimed
+BROKEN_BACKEND = '''
+from spikebench.backends.base import Backend
+from spikebench.backends.capabilities import Capability
+
+
+class VersionlessBackend(Backend):
+    name = "versionless"
+    capabilities = frozenset({Capability.DENSE_LIF})
+
+    def version(self):
+        raise RuntimeError("no version here")
+
+    def build(self, spec, *, seed=0, device="cpu"):
+        raise NotImplementedError
+'''
+ARGPARSE_SOURCE = '''
+import argparse
+
+parser = argparse.ArgumentParser(prog="cli_cohort")
+parser.add_argument("--cohort", required=True)
+parser.parse_args()  # at import: a script made into a plug-in
+'''
+
+
+@pytest.fixture
+def broken_plugins(tmp_path, monkeypatch):
+    """A data source that runs argparse at import and a backend whose version() raises,
+    installed the way pip does."""
+    site = tmp_path / "broken-site"
+    site.mkdir()
+    (site / "cli_cohort.py").write_text(ARGPARSE_SOURCE)
+    (site / "versionless.py").write_text(BROKEN_BACKEND)
+    dist = site / "broken_plugins-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugins\n"
+                                   "Version: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[spikebench.datasets]\ncli_cohort = cli_cohort:Source\n"
+        "[spikebench.backends]\nversionless = versionless:VersionlessBackend\n")
+    monkeypatch.syspath_prepend(str(site))
+    return site
+
+
+@pytest.mark.parametrize(("command", "broken", "why", "others"), [
+    ("datasets", "cli_cohort", "SystemExit 2", ["phantom", "msd", "table"]),
+    ("backends", "versionless", "RuntimeError: no version here", ["custom"]),
+    ("rules", "", "", ["surrogate", "logistic_regression"]),
+])
+def test_a_broken_plugin_is_one_line_and_the_rest_are_listed(broken_plugins, capsys, command,
+                                                            broken, why, others):
+    """Issue 26, item 10: a data source that runs argparse at import made ``spikebench
+    datasets`` print its usage and exit 2 listing nothing; a backend whose ``version()``
+    raises must not stop ``spikebench backends`` (or ``rules``) either."""
+    assert main([command]) == 0
+    captured = capsys.readouterr()
+    assert "usage:" not in captured.out + captured.err and "Traceback" not in captured.err
+    lines = captured.out.splitlines()
+    if broken:
+        mine = [ln for ln in lines if ln.startswith(broken)]
+        assert len(mine) == 1 and "broken: " in mine[0] and why in mine[0], lines
+    for name in others:
+        assert any(ln.startswith(name) for ln in lines), (name, lines)

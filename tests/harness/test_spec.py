@@ -84,3 +84,44 @@ keys = st.sampled_from(["name", "source", "path", "trials", "repeats", "backends
 def test_fuzzed_specs_raise_only_spec_errors(raw):
     with contextlib.suppress(SpecError):
         parse_spec(raw)
+
+
+@pytest.mark.parametrize(("table", "key", "value"), [
+    ("study", "seed", -1), ("study", "seed", 2**63 - 1), ("split", "seed", -5),
+    ("data", "phantom_seed", -1), ("data", "phantom_seed", 2**40),
+    ("data", "cases", 10**9), ("search", "poll_seconds", 1e-300),
+    ("search", "startup_trials", 10**9), ("study", "eval_steps", [float("nan")]),
+    ("analysis", "alpha", float("nan")), ("data", "min_lesion_mm2", float("inf")),
+    ("study", "device", "mps"),
+])
+def test_out_of_range_values_are_refused_before_the_folder_is_made(tmp_path, capsys, table,
+                                                                   key, value):
+    """Issue 26, item 8: these values used to crash with a raw ValueError after the folder
+    was bound to them (so the corrected spec was refused), or were accepted (``mps`` on a
+    machine without it: every trial failed, exit 0). Each is now one ``spikebench: error:``
+    line naming the key, exit 2, before ``--out`` exists."""
+    import json
+
+    import torch
+
+    from spikebench.cli import main
+
+    if key == "device" and torch.backends.mps.is_available():
+        pytest.skip("this machine has an MPS device")
+    raw = {"data": {"source": "phantom", "cases": 6, "shape": [32, 32]},
+           "search": {"trials": 1}}
+    raw.setdefault(table, {})[key] = value
+    lines = []
+    for name, values in raw.items():
+        lines.append(f"[{name}]")
+        for k, v in values.items():
+            text = json.dumps(v).replace("NaN", "nan").replace("Infinity", "inf")
+            lines.append(f"{k} = {text}")
+    spec = tmp_path / "spec.toml"
+    spec.write_text("\n".join(lines) + "\n")
+    code = main(["study", "run", str(spec), "--out", str(tmp_path / "run"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("spikebench: error:") and f"[{table}]" in err and key in err, err
+    assert "Traceback" not in err
+    assert not (tmp_path / "run").exists()

@@ -99,3 +99,71 @@ def test_cli_refuses_with_one_line_and_exit_code_2(study, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("spikebench: error:") and "thesis.tex" in err
     assert (out / "thesis.tex").read_text() == "mine"
+
+
+@pytest.mark.parametrize("entry", ["absolute", "dotdot", "link_out"])
+def test_a_received_manifest_never_makes_a_report_delete_outside_its_folder(study, tmp_path,
+                                                                            entry):
+    """Issue 26, item 4: a ``.spikebench-report.json`` whose file list names an absolute path
+    (or ``..``, or a path through a link leading out) deleted that file on the next report.
+    A manifest only ever names files inside its own folder (:func:`spikebench.io.inside`)."""
+    out = tmp_path / "received"
+    _quick(study, out)
+    victim = tmp_path / "elsewhere" / "precious.txt"
+    victim.parent.mkdir()
+    victim.write_text("mine\n")
+    manifest = json.loads((out / MANIFEST).read_text())
+    if entry == "link_out":
+        (out / "outside").symlink_to(victim.parent, target_is_directory=True)
+        name = "outside/precious.txt"
+    else:
+        name = str(victim) if entry == "absolute" else "../elsewhere/precious.txt"
+    manifest["files"].append(name)
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    try:
+        _quick(study, out)
+    except SpikebenchError as exc:  # the link is a file the report did not write: refused
+        assert entry == "link_out" and "did not write" in str(exc)
+    assert victim.read_text() == "mine\n"
+    listed = json.loads((out / MANIFEST).read_text())["files"]
+    assert all(not f.startswith(("/", "..")) for f in listed)
+
+
+def test_report_files_get_the_users_file_mode(study, tmp_path):
+    """Issue 26, item 5: every file of a report is created with the user's umask (here 027:
+    group-readable), not readable by its owner only."""
+    import os
+
+    old = os.umask(0o027)
+    try:
+        out = build_report(study, tmp_path / "shared", n_bootstrap=5)
+    finally:
+        os.umask(old)
+    modes = {p.relative_to(out).as_posix(): p.stat().st_mode & 0o777
+             for p in out.rglob("*") if p.is_file()}
+    assert modes and set(modes.values()) == {0o640}, modes
+
+
+@pytest.mark.parametrize("where", ["/figures/", "/tables/", "report.html"])
+def test_a_full_disk_names_the_file_it_could_not_write(study, tmp_path, monkeypatch, capsys,
+                                                       where):
+    """Issue 26, item 11: a full disk while a report was written once said "a file" instead
+    of the file (figures were written by matplotlib straight to disk). Every report file now
+    goes through spikebench.io: one line naming the file, the fix, and nothing torn."""
+    import errno
+    import os
+
+    real = os.fsync
+
+    def full_for_some(fd):
+        if where in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr("spikebench.io.os.fsync", full_for_some)
+    out = tmp_path / "full"
+    code = main(["report", str(study), "--out", str(out), "--bootstrap", "5"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{out}/" in err and where.strip("/") in err and "disk is full" in err, err
+    assert "a file:" not in err and not list(out.rglob("*.tmp"))
