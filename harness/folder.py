@@ -19,7 +19,8 @@ behind and two workers never do the same job.
 The folder is bound to one study, whatever path it is reached by (relative, absolute, through
 a symbolic link, from another working directory or another machine that mounts it elsewhere):
 its identity is the hash of the resolved spec minus what may change between runs of one study
-(the trial budget, the storage, and where the data files lie: the data source's path options)
+(the trial budget, the storage, the ``[calibration]`` assumptions, and where the data files
+lie: the data source's path options)
 and the hash of the input data's *values* (:func:`spikebench.datasets.tables.values_sha256`).
 Opening it with another spec or other data is an error that names what changed, decided
 before anything in the folder is rewritten: the spec is checked before the data is loaded
@@ -48,6 +49,9 @@ if TYPE_CHECKING:
 #: Spec keys that may change between runs of one folder: the trial budget (more trials resume
 #: tuning) and where the trials are stored.
 _VOLATILE = (("search", "trials"), ("search", "storage"))
+#: Spec tables that may change too: ``[calibration]`` holds the assumptions of the error-rate
+#: simulation (``spikebench calibrate``), not the protocol; editing them reruns nothing.
+_VOLATILE_TABLES = ("calibration",)
 #: identity.json's format: 2 hashes the data's values and leaves path options out of the spec.
 IDENTITY_FORMAT = 2
 #: A snapshot of ``data/`` older than this (seconds) was left by a killed run: removed.
@@ -379,11 +383,14 @@ def read_json(path: Path) -> dict[str, Any]:
 
 def spec_identity(spec: StudySpec, *, legacy: bool = False) -> tuple[str, dict[str, Any]]:
     """``(sha256, resolved spec without volatile keys)`` of a :class:`StudySpec`: without the
-    trial budget, the storage and the data source's path options (the data's values are
-    hashed instead). ``legacy``: the hash of identity format 1, which kept the paths."""
+    trial budget, the storage, the ``[calibration]`` assumptions and the data source's path
+    options (the data's values are hashed instead). ``legacy``: the hash of identity format
+    1, which kept the paths."""
     raw = spec.model_dump(mode="json")
     for table, key in _VOLATILE:
         raw.get(table, {}).pop(key, None)
+    for name in _VOLATILE_TABLES:
+        raw.pop(name, None)
     if not legacy:
         for key in _path_options(spec):
             raw.get("data", {}).pop(key, None)
@@ -404,7 +411,42 @@ def _path_options(spec: StudySpec) -> tuple[str, ...]:
 
 def _same_spec(old: dict[str, Any], spec: StudySpec) -> bool:
     legacy = old.get("format") != IDENTITY_FORMAT
-    return old.get("spec_sha256") == spec_identity(spec, legacy=legacy)[0]
+    digest, raw = spec_identity(spec, legacy=legacy)
+    return old.get("spec_sha256") == digest or _only_new_defaults(old.get("spec"), raw, spec)
+
+
+def _only_new_defaults(old: Any, raw: dict[str, Any], spec: StudySpec) -> bool:
+    """True when ``raw`` differs from the recorded spec ``old`` only by keys a newer version
+    added to a table, each at its default (which keeps the older behaviour): such a folder is
+    the same study and resumes."""
+    if not isinstance(old, dict) or set(old) != set(raw):
+        return False
+    for name, table in raw.items():
+        before = old[name]
+        if not isinstance(table, dict) or not isinstance(before, dict):
+            if table != before:
+                return False
+            continue
+        if any(before.get(k, _ABSENT) != v for k, v in table.items() if k in before) or (
+                set(before) - set(table)):
+            return False
+        added = set(table) - set(before)
+        if added and not all(table[k] == _default(spec, name, k) for k in added):
+            return False
+    return True
+
+
+_ABSENT = object()
+
+
+def _default(spec: StudySpec, table: str, key: str) -> Any:
+    """The default of ``[table].key`` in the spec's model (``_ABSENT`` when it has none)."""
+    model = type(getattr(spec, table, None))
+    field = getattr(model, "model_fields", {}).get(key)
+    if field is None or field.is_required():
+        return _ABSENT
+    value = field.get_default(call_default_factory=True)
+    return value.model_dump(mode="json") if hasattr(value, "model_dump") else value
 
 
 def _another_study(root: Path, what: str) -> str:

@@ -56,6 +56,14 @@ class Fold:
     #: fold's Optuna study; their spread is the training randomness the report's intervals
     #: and tests carry.
     refit: int = 0
+    #: ``[split].inner_folds`` > 1: the K inner ``(train, validation)`` splits of the outer
+    #: training set a trial is scored on (its objective is their mean); empty for one split.
+    inner: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = ()
+
+    @property
+    def tuning_splits(self) -> tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]:
+        """The ``(train, validation)`` patient splits a trial is scored on."""
+        return self.inner or ((self.tune_train, self.tune_val),)
 
     @property
     def key(self) -> str:
@@ -73,6 +81,7 @@ class Fold:
         """The fold :meth:`as_dict` wrote (an entry of ``splits.json``)."""
         fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
                                   for k, v in raw.items()}
+        fields["inner"] = tuple((tuple(a), tuple(b)) for a, b in raw.get("inner", ()))
         return cls(**fields)
 
 
@@ -94,8 +103,9 @@ def holdout(labels: dict[str, int], *, repeats: int, test_fraction: float, val_f
 
 
 def nested_cv(labels: dict[str, int], *, repeats: int, outer_folds: int, val_fraction: float,
-              seed: int, **_: Any) -> list[Fold]:
-    """Outer stratified K-fold over patients, inner stratified train/validation split."""
+              seed: int, inner_folds: int = 1, **_: Any) -> list[Fold]:
+    """Outer stratified K-fold over patients, inner stratified train/validation split (or,
+    with ``inner_folds`` > 1, a stratified inner K-fold: :func:`_inner_folds`)."""
     from sklearn.model_selection import StratifiedKFold
 
     by_class = _by_class(labels)
@@ -115,9 +125,31 @@ def nested_cv(labels: dict[str, int], *, repeats: int, outer_folds: int, val_fra
                                    np.random.default_rng(seed + 1 + r * outer_folds + k))
             train = rest - val
             study = f"fold{k}" if repeats == 1 else f"r{r}/fold{k}"
+            inner = (_inner_folds(labels, rest, inner_folds, seed + 7919 * (r + 1) + k)
+                     if inner_folds > 1 else ())
+            if inner:
+                train, val = set(inner[0][0]), set(inner[0][1])
             folds.append(Fold(r, k, study, _sorted(train), _sorted(val), _sorted(train),
-                              _sorted(val), _sorted(ids[test_idx].tolist()), outer=True))
+                              _sorted(val), _sorted(ids[test_idx].tolist()), outer=True,
+                              inner=inner))
     return folds
+
+
+def _inner_folds(labels: dict[str, int], rest: set[str], k: int, seed: int
+                 ) -> tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]:
+    """A stratified ``k``-fold of the outer training patients ``rest``: ``(train, val)``."""
+    from sklearn.model_selection import StratifiedKFold
+
+    ids = np.array(sorted(rest))
+    y = np.array([labels[i] for i in ids])
+    smallest = min(int((y == c).sum()) for c in (0, 1))
+    if smallest < k:
+        raise DataError(f"[split].inner_folds = {k} but an outer training set holds only "
+                        f"{smallest} patients of one class: every inner fold needs one of "
+                        "each; lower inner_folds or outer_folds")
+    split = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    return tuple((_sorted(ids[a].tolist()), _sorted(ids[b].tolist()))
+                 for a, b in split.split(ids, y))
 
 
 def repeated_splits(labels: dict[str, int], *, repeats: int, test_fraction: float,
@@ -155,13 +187,24 @@ def make_folds(y: np.ndarray, groups: np.ndarray, *, scheme: str = "nested-cv",
     folds = SCHEMES[scheme](labels, **settings)
     for f in folds:
         _check_disjoint(f)
-    return [dataclasses.replace(f, refit=r) for f in folds for r in range(refit_seeds)]
+    return [_refit(f, r) for f in folds for r in range(refit_seeds)]
+
+
+def _refit(fold: Fold, r: int) -> Fold:
+    """Refit ``r`` of ``fold``: another seed; with inner folds, inner fold ``r mod K``'s
+    train/validation patients (early stopping and threshold on its validation patients)."""
+    if not fold.inner:
+        return dataclasses.replace(fold, refit=r)
+    train, val = fold.inner[r % len(fold.inner)]
+    return dataclasses.replace(fold, refit=r, train=train, val=val)
 
 
 def _check_disjoint(f: Fold) -> None:
     """The leakage invariant, asserted on every fold a scheme produces."""
     test = set(f.test)
-    if test & (set(f.train) | set(f.val) | set(f.tune_train) | set(f.tune_val)):
+    inner = {p for pair in f.inner for part in pair for p in part}
+    if test & (set(f.train) | set(f.val) | set(f.tune_train) | set(f.tune_val) | inner):
         raise AssertionError(f"fold {f.key}: a test patient is in training or tuning data")
-    if set(f.train) & set(f.val) or set(f.tune_train) & set(f.tune_val):
+    if (set(f.train) & set(f.val) or set(f.tune_train) & set(f.tune_val)
+            or any(set(a) & set(b) for a, b in f.inner)):
         raise AssertionError(f"fold {f.key}: a patient is in both train and validation")

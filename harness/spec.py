@@ -148,6 +148,22 @@ class SplitTable(_Strict):
     #: randomness. Default: 3 under nested-cv, whose single pass would otherwise leave it out;
     #: 1 under holdout and repeated-splits, whose repeats already retrain with new seeds.
     refit_seeds: int | None = Field(None, ge=1, le=20)
+    #: nested-cv: inner folds for tuning. 1 (default): one inner train/validation split
+    #: (``val_fraction``). K > 1: a stratified K-fold of each outer training set by patient;
+    #: a trial's objective is its mean validation score over the K inner folds (K fits per
+    #: trial; pruning after each inner fold), and refit ``r`` trains on inner fold ``r mod K``
+    #: (early stopping and decision threshold on that fold's validation patients), so with
+    #: ``refit_seeds >= K`` every outer-training patient chooses a threshold once. For small
+    #: cohorts, whose single validation split holds few lesion-free patients.
+    inner_folds: int = Field(1, ge=1, le=20)
+
+    @model_validator(mode="after")
+    def _inner_folds_need_nested_cv(self) -> SplitTable:
+        if self.inner_folds > 1 and self.scheme != "nested-cv":
+            raise ValueError(f"inner_folds = {self.inner_folds} applies to scheme = "
+                             f"\"nested-cv\" only, not {self.scheme!r}: remove it or use "
+                             "nested-cv")
+        return self
 
     @property
     def n_refits(self) -> int:

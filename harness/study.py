@@ -58,7 +58,8 @@ def folds_of(spec: StudySpec, data: StudyData) -> list[Fold]:
     s = spec.split
     return make_folds(data.y, data.groups, scheme=s.scheme, repeats=s.repeats,
                       test_fraction=s.test_fraction, val_fraction=s.val_fraction, seed=s.seed,
-                      outer_folds=s.outer_folds, refit_seeds=s.n_refits)
+                      outer_folds=s.outer_folds, refit_seeds=s.n_refits,
+                      inner_folds=s.inner_folds)
 
 
 def check_tuning_metric(spec: StudySpec, data: StudyData, folds: list[Fold]) -> None:
@@ -70,8 +71,8 @@ def check_tuning_metric(spec: StudySpec, data: StudyData, folds: list[Fold]) -> 
 
     labels = patient_labels(data.y, data.groups)
     need = spec.study.min_val_patients_per_class
-    for fold in folds:
-        counts = [sum(labels[p] == c for p in fold.tune_val) for c in (0, 1)]
+    for fold, val in ((f, v) for f in folds for _, v in f.tuning_splits):
+        counts = [sum(labels[p] == c for p in val) for c in (0, 1)]
         if min(counts) < need:
             raise SpecError(
                 f"[study].metric = {spec.study.metric!r}: the tuning validation set of fold "

@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from spikebench.errors import RuleError
-from spikebench.harness.data import StudyData, make_view
-from spikebench.harness.fit import fit_and_score
+from spikebench.harness.data import StudyData, View, make_view
+from spikebench.harness.fit import FitResult, fit_and_score
 from spikebench.harness.plan import CellPlan
 from spikebench.harness.protocol import Fold
 from spikebench.harness.retries import (
@@ -102,11 +102,11 @@ def make_objective(plan: CellPlan, fold: Fold, data: StudyData, search: SearchTa
     """The objective of ``plan``'s study on ``fold``: validation metric of one trial."""
     import optuna
 
-    from spikebench.harness.rules import DivergedError
     from spikebench.harness.space import suggest
     from spikebench.harness.storage import worker_id
 
-    view = make_view(data, fold.tune_train, fold.tune_val, (), inputs=plan.inputs)
+    views = [make_view(data, train, val, (), inputs=plan.inputs)
+             for train, val in fold.tuning_splits]
     multi = bool(search.minimize)
 
     def objective(trial: optuna.Trial) -> ObjectiveValue:
@@ -125,33 +125,58 @@ def make_objective(plan: CellPlan, fold: Fold, data: StudyData, search: SearchTa
         trial.set_user_attr("worker", worker_id())
         params = suggest(trial, plan.space)
 
-        def report(epoch: int, value: float) -> None:
+        def report(step: int, value: float, what: str = "epoch") -> None:
             if multi or not math.isfinite(value):
                 return
-            trial.report(value, epoch)
+            trial.report(value, step)
             if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at epoch {epoch} "
+                raise optuna.TrialPruned(f"pruned at {what} {step} "
                                          f"(val {plan.metric} {value:.4f})")
 
-        try:
-            result = fit_and_score(plan, view, params, plan.seed, report=report)
-        except DivergedError as exc:
-            trial.set_user_attr("reason", str(exc))
-            raise optuna.TrialPruned(str(exc)) from None
-        activity = result.model.activity(view.val.X)
-        trial.set_user_attr("train_seconds", result.train_seconds)
+        values, seconds, result = _fit_splits(plan, views, params, trial, report)
+        activity = result.model.activity(views[-1].val.X)
+        trial.set_user_attr("train_seconds", seconds)
         trial.set_user_attr("warmup_seconds", result.warmup_seconds)
         trial.set_user_attr("synops_per_sample", activity.get("synops_per_sample"))
         trial.set_user_attr("spikes_per_sample", activity.get("spikes_per_sample"))
-        if not math.isfinite(result.val_value):
-            raise RuleError(f"validation {plan.metric} is undefined (NaN)")
+        value = sum(values) / len(values)
         if multi:
-            second = (result.train_seconds if search.minimize == "train_seconds"
+            second = (seconds if search.minimize == "train_seconds"
                       else operations_per_sample(activity))
-            return result.val_value, float(second)
-        return result.val_value
+            return value, float(second)
+        return value
 
     return objective
+
+
+def _fit_splits(plan: CellPlan, views: list[View], params: Mapping[str, Any],
+                trial: optuna.Trial, report: Callable[..., None]
+                ) -> tuple[list[float], float, FitResult]:
+    """Fit one trial on each tuning split: its validation scores, total training seconds and
+    the last fit. One split is pruned per epoch; inner folds after each fold, on the mean."""
+    import optuna
+
+    from spikebench.harness.rules import DivergedError
+
+    values: list[float] = []
+    seconds = 0.0
+    for k, view in enumerate(views):
+        try:
+            result = fit_and_score(plan, view, params, plan.seed,
+                                   report=report if len(views) == 1 else None)
+        except DivergedError as exc:
+            trial.set_user_attr("reason", str(exc))
+            raise optuna.TrialPruned(str(exc)) from None
+        if not math.isfinite(result.val_value):
+            raise RuleError(f"validation {plan.metric} is undefined (NaN)"
+                            + (f" on inner fold {k}" if len(views) > 1 else ""))
+        values.append(result.val_value)
+        seconds += result.train_seconds
+        if len(views) > 1:
+            trial.set_user_attr(f"inner_{k}", result.val_value)
+            if k < len(views) - 1:
+                report(k, sum(values) / len(values), "inner fold")
+    return values, seconds, result
 
 
 def operations_per_sample(activity: Mapping[str, float]) -> float:

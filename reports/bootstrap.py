@@ -114,7 +114,9 @@ def kernel_wald(cells: list[list[PairCounts]], signs: list[float]) -> WaldT | No
     aucs, cov = obuchowski([a.sum(axis=1)[None] for a in mean_a],
                            [a.sum(axis=0)[None] for a in mean_a], m, n, one)
     sign = np.asarray(signs, dtype=np.float64)
-    variance = max(float(sign @ cov[0] @ sign), 0.0)
+    with np.errstate(invalid="ignore"):  # a cell without both classes: NaN, no interval
+        variance = float(sign @ cov[0] @ sign)
+    variance = max(variance, 0.0) if math.isfinite(variance) else math.nan
     df = float(min((m > 0).sum(), (n > 0).sum()) - 1)
     training: list[tuple[float, float]] = []
     known = True

@@ -122,7 +122,7 @@ def test_api_quickstart_example_runs(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "results" / "report" / "report.html").exists()
     assert "report:" in proc.stdout
-    # the README's pixel-baseline figures come from this example, on such a folder
+    # docs/results.md's pixel-baseline figures come from this example, on such a folder
     base = subprocess.run([sys.executable, str(ROOT / "examples" / "pixel_baseline.py"),
                            str(tmp_path / "phantom"), str(tmp_path / "features.parquet")],
                           capture_output=True, text=True, timeout=600)
@@ -172,7 +172,8 @@ def test_every_folder_of_modules_is_a_packaged_sub_package():
 
 
 def test_step_profile_example_accounts_for_the_step():
-    """The README's "where the time goes" figures come from examples/step_profile.py: its parts
+    """docs/performance.md's "where the time goes" figures come from
+    examples/step_profile.py: its parts
     are all measured (positive) and, with the fixed costs, add up to about the whole step."""
     proc = subprocess.run([sys.executable, str(ROOT / "examples" / "step_profile.py"),
                            "--steps", "6", "--hidden", "16", "--threads", "1", "--repeats",
@@ -199,7 +200,8 @@ def test_step_profile_example_accounts_for_the_step():
 
 
 def test_network_pass_ab_example_runs_and_both_paths_agree():
-    """The README's whole-network-pass saving comes from examples/network_pass_ab.py: it runs,
+    """docs/performance.md's whole-network-pass saving comes from
+    examples/network_pass_ab.py: it runs,
     times both paths and finds the same weights (it exits non-zero if they differ)."""
     proc = subprocess.run([sys.executable, str(ROOT / "examples" / "network_pass_ab.py"),
                            "--steps", "4", "--hidden", "8", "--threads", "1", "--repeats", "5"],
@@ -209,7 +211,7 @@ def test_network_pass_ab_example_runs_and_both_paths_agree():
 
 
 def test_sampling_ab_example_times_every_backend_both_ways():
-    """The README's cache-refill figures come from examples/sampling_ab.py."""
+    """docs/performance.md's cache-refill figures come from examples/sampling_ab.py."""
     proc = subprocess.run([sys.executable, str(ROOT / "examples" / "sampling_ab.py"),
                            "--backends", "custom", "snntorch", "--steps", "4", "--hidden", "8",
                            "--threads", "1", "--rounds", "2"],
@@ -221,7 +223,8 @@ def test_sampling_ab_example_times_every_backend_both_ways():
 
 
 def test_optimizer_ab_example_runs_and_both_optimizers_agree():
-    """The README's LeanAdam saving comes from examples/optimizer_ab.py: it runs, times both
+    """docs/performance.md's LeanAdam saving comes from examples/optimizer_ab.py: it
+    runs, times both
     optimizers and finds the same weights (it exits non-zero if they differ)."""
     proc = subprocess.run([sys.executable, str(ROOT / "examples" / "optimizer_ab.py"),
                            "--steps", "4", "--hidden", "8", "--threads", "1", "--repeats", "5"],

@@ -398,7 +398,7 @@ def test_a_study_resumes_through_any_spelling_of_its_folder(
     trailing slash, from another working directory, moved elsewhere (another machine mounting
     it), under names with spaces and non-ASCII letters — and does only the missing refit: no
     trial is rerun, no row is duplicated, and identity.json and the data it was bound to are
-    never rewritten. README, Guarantees: "resume from any path or machine"."""
+    never rewritten. docs/guarantees.md: "resume from any path or machine"."""
     base = tmp_path_factory.mktemp("spell") / f"{name} {next(_COUNTER)}"
     shutil.copytree(finished_phantom_study, base, symlinks=True)
     folder = base / "rel" / "s"
@@ -534,7 +534,7 @@ def test_a_trial_that_ran_out_of_gpu_memory_is_retried_with_the_same_parameters(
         tmp_path, feature_table, monkeypatch):
     """Issue 26, item 3: a trial failing with "CUDA out of memory" (a reason that may pass)
     is queued again with its parameters (Optuna's RetryFailedTrialCallback pattern: a WAITING
-    trial with ``retry_history``), and the study completes. README, Guarantees: retries."""
+    trial with ``retry_history``), and the study completes. docs/guarantees.md: retries."""
     from optuna.trial import TrialState
 
     from spikebench.cli import main
@@ -563,7 +563,7 @@ def test_a_cell_left_failed_names_its_error_exits_3_and_a_rerun_retries_it(
     "all trials failed or were pruned", exit 0, and a clean rerun never retried (the failed
     trials tripped the failure limit at once). Now the note names the real error, retries are
     bounded (max_retry per trial, the failure limit per run), the run exits 3 naming the
-    cell, and the rerun retries the cell and completes. README, Guarantees: retries, exit 3."""
+    cell, and the rerun retries the cell and completes. docs/guarantees.md: retries, exit 3."""
     from spikebench.cli import EXIT_CELLS_FAILED, main
 
     spec, out = _tiny(tmp_path, feature_table, max_retry=1), tmp_path / "run"
@@ -836,7 +836,7 @@ def test_results_are_written_with_the_users_file_mode(tmp_path, feature_table):
     """Issue 26, item 5: results.parquet, predictions.parquet, protocol.json, models ... were
     written readable by their owner only (0600, whatever the umask), so a colleague on the
     shared disk could not read them. Every file of a results folder now gets the user's mode
-    (umask 027 here: 0640). README, Guarantees: file modes."""
+    (umask 027 here: 0640). docs/guarantees.md: file modes."""
     from spikebench.cli import main
 
     old = os.umask(0o027)

@@ -62,3 +62,40 @@ def test_nested_cv_needs_a_patient_of_each_class_per_fold():
 def test_unknown_scheme_names_the_known_ones():
     with pytest.raises(DataError, match="nested-cv"):
         make_folds(np.array([0, 1]), np.array(["a", "b"]), scheme="kfold", seed=0, **SETTINGS)
+
+
+@settings(max_examples=30, deadline=None)
+@given(cohort=cohorts(), seed=st.integers(0, 999), k=st.integers(2, 3),
+       refits=st.integers(1, 4))
+def test_inner_folds_partition_the_outer_training_set_and_refits_take_turns(cohort, seed, k,
+                                                                            refits):
+    """[split].inner_folds = K: K stratified inner splits of each outer training set, whose
+    validation parts partition it, never touching the outer test fold; refit r trains on
+    inner fold r mod K; splits.json round-trips them."""
+    from spikebench.harness.protocol import Fold
+
+    y, groups = cohort
+    folds = make_folds(y, groups, scheme="nested-cv", seed=seed, inner_folds=k,
+                       refit_seeds=refits, **{**SETTINGS, "repeats": 1})
+    labels = {g: int(y[groups == g].max()) for g in set(groups)}
+    for f in folds:
+        assert len(f.inner) == k and f.tuning_splits == f.inner
+        rest = set(groups) - set(f.test)
+        vals = [set(v) for _, v in f.inner]
+        assert set().union(*vals) == rest and sum(map(len, vals)) == len(rest)
+        for train, val in f.inner:
+            assert set(train) | set(val) == rest and not set(train) & set(val)
+            assert {labels[p] for p in val} == {0, 1}  # stratified: both classes validate
+        assert (f.train, f.val) == f.inner[f.refit % k]
+        assert Fold.from_dict(f.as_dict()) == f
+    assert {f.refit for f in folds} == set(range(refits))
+
+
+def test_inner_folds_are_refused_outside_nested_cv():
+    from spikebench.errors import SpecError
+    from spikebench.harness.spec import parse_spec
+
+    with pytest.raises(SpecError, match="inner_folds"):
+        parse_spec({"study": {"name": "x"}, "data": {"source": "phantom"},
+                    "grid": {"backends": ["custom"], "rules": ["surrogate"]},
+                    "split": {"scheme": "holdout", "inner_folds": 3}})

@@ -374,3 +374,29 @@ def test_huge_feature_values_are_standardised_in_float64():
     view = make_view(data, ["p0", "p1", "p2", "p3"], ["p4"], ["p5"])
     assert np.isfinite(view.train.X).all()
     assert abs(view.train.X[:, 1].mean()) < 1e-3 and abs(view.train.X[:, 1].std() - 1) < 1e-3
+
+
+def test_inner_folds_score_each_trial_on_every_inner_split(tmp_path, feature_table):
+    """[split].inner_folds = 2: a trial's value is the mean of its two inner validation
+    scores (both recorded); refit r trains on inner fold r mod 2 and picks its threshold
+    on that fold's validation patients (splits.json records them)."""
+    import optuna
+
+    text = TINY.replace('[split]\nscheme = "holdout"\nrepeats = 2',
+                        '[split]\nscheme = "nested-cv"\nrepeats = 1\nouter_folds = 2\n'
+                        'inner_folds = 2\nrefit_seeds = 2')
+    out = run_study(write_spec(tmp_path, feature_table, text), tmp_path / "run", trials=2,
+                    progress=False)
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(out / "optuna.journal")))
+    complete = [t for s in optuna.get_all_study_summaries(storage)
+                for t in optuna.load_study(study_name=s.study_name, storage=storage).trials
+                if t.state == optuna.trial.TrialState.COMPLETE]
+    assert complete
+    for t in complete:
+        inner = [t.user_attrs["inner_0"], t.user_attrs["inner_1"]]
+        assert t.value == pytest.approx(sum(inner) / 2)
+    folds = json.loads((out / "splits.json").read_text())["folds"]
+    for f in folds:
+        assert len(f["inner"]) == 2
+        assert [f["train"], f["val"]] == f["inner"][f["refit"] % 2]

@@ -2,7 +2,7 @@
 holds; a storage that cannot work is refused before the results folder is made; a storage
 that goes away mid-study is one line, and the rerun resumes.
 
-Issue 26, items 6 and 9. README, Guarantees: "What is never stored" and "What survives a
+Issue 26, items 6 and 9. docs/guarantees.md: "What is never stored" and "What survives a
 crash".
 """
 
