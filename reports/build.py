@@ -202,8 +202,8 @@ def _text_tables(r: Report) -> dict[str, TextTable]:
             rows.append(row)
         # compact, the track under the rule: the table fits a 1400 px page with image cells
         out["performance"] = TextTable(
-            "performance", "Test-set performance: mean ± std over repeats "
-            f"[{CONFIDENCE:.0%} patient-bootstrap interval]",
+            "performance", "Test-set performance: mean ± std over runs "
+            f"[{CONFIDENCE:.0%} interval carrying patients and training runs: see Methods]",
             [*keys, *(metric_label(c) for c in cols)], rows, bold, compact=True,
             under=_TRACK_UNDER_RULE)
         out["cost"] = _cost_table(main, keys)

@@ -3,8 +3,9 @@
 - :func:`cell_order` — the order cells appear in (the spec's grid order, references last);
 - :func:`main_table` — one row per finished cell: every test metric as mean, std over repeats
   (from ``results.parquet``; under ``nested-cv`` from each repeat's pooled out-of-fold
-  predictions) and a 95 % patient-bootstrap interval (from ``predictions.parquet``, one resample
-  plan shared by all cells, see :mod:`spikebench.reports.bootstrap`), plus ACs, MACs and the
+  predictions) and a 95 % interval with a patient and a training term (from
+  ``predictions.parquet``: the clustered DeLong kernel for ROC-AUC, one patient resample plan
+  shared by all cells otherwise; see :mod:`spikebench.reports.bootstrap`), plus ACs, MACs and the
   energy estimate per sample (:mod:`spikebench.reports.energy`) and, when a rule wrote them,
   the pooling additions per sample (:func:`cost_columns`);
 - :func:`lesion_recall_table` — slice recall by tumour-size stratum, when predictions carry

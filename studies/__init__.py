@@ -41,8 +41,9 @@ def resolve_spec(spec: str | Path) -> Path:
     Parameters
     ----------
     spec : str or Path
-        A path to a spec file (an existing path always wins), or the name of a shipped spec
-        (``demo`` or ``demo.toml``).
+        A path to a spec file (an existing file always wins), or the name of a shipped spec
+        (``demo`` or ``demo.toml``; a folder of that name in the working directory does not
+        hide it).
 
     Returns
     -------
@@ -62,10 +63,12 @@ def resolve_spec(spec: str | Path) -> Path:
     'demo.toml'
     """
     path = Path(spec)
-    if path.exists():
-        return path
     shipped = shipped_specs()
     name = path.name.removesuffix(".toml")
+    if path.is_dir() and path.parent == Path(".") and name in shipped:
+        return shipped[name]  # a folder named like a shipped spec (say, results of `demo`)
+    if path.exists():
+        return path
     if path.parent == Path(".") and name in shipped:
         return shipped[name]
     raise SpecError(f"{path}: study spec not found; give a spec file or one of the shipped "

@@ -74,6 +74,8 @@ def test_a_shipped_spec_is_found_by_name_and_an_existing_path_wins(tmp_path, mon
     assert "nope" in str(info.value) and isinstance(info.value, SpikebenchError)
     with pytest.raises(SpecError):
         resolve_spec("sub/demo")  # a path that does not exist is not a name
+    (tmp_path / "msd-liver").mkdir()  # the results folder of an earlier run, say
+    assert resolve_spec("msd-liver") == shipped["msd-liver"]
 
 
 def test_specs_and_type_marker_are_package_data():

@@ -22,10 +22,10 @@ pytest.importorskip("snntorch")
 pytest.importorskip("spikingjelly.activation_based.nir_exchange")
 
 import pandas as pd  # noqa: E402
+from nir_replay import run_imported  # noqa: E402
 
 from spikebench.backends import NetworkSpec, get_backend  # noqa: E402
 from spikebench.backends.conformance import random_weights  # noqa: E402
-from spikebench.backends.nir_io import membrane_from_current  # noqa: E402
 from spikebench.backends.serialize import save_network  # noqa: E402
 from spikebench.cli import main  # noqa: E402
 from spikebench.errors import BackendError  # noqa: E402
@@ -99,30 +99,7 @@ def reproduce(graph_path, importer):
     gen = torch.Generator().manual_seed(enc["seed"])
     inp = encode(x, enc["encoding"], enc["steps"], gain=enc["gain"], generator=gen)
 
-    graph = nir.read(str(graph_path))
-    if importer == "snntorch":
-        from snntorch.import_nir import import_from_nir
-
-        module = import_from_nir(graph)
-    else:
-        from spikingjelly.activation_based.nir_exchange.from_nir import import_from_nir
-
-        module = import_from_nir(graph, dt=net["dt"], step_mode="s")
-    currents = []
-    module.get_submodule(readout["current_node"]).register_forward_hook(
-        lambda _m, _i, out: currents.append(out.detach()))
-    spikes, state = [], None
-    with torch.no_grad():
-        for t in range(inp.shape[0]):
-            out, state = module(inp[t], state)
-            spikes.append(out)
-    s, i = torch.stack(spikes), torch.stack(currents)
-    if readout["logits"] == "spike_count":
-        logits = s.sum(0)
-    else:
-        logits = membrane_from_current(i, s, beta=net["beta"], threshold=net["threshold"],
-                                       reset="zero").mean(0)
-    return torch.softmax(logits.double(), -1)[:, 1].numpy(), s
+    return run_imported(graph_path, importer, net, readout, inp)
 
 
 @pytest.mark.parametrize("importer", ["snntorch", "spikingjelly"])

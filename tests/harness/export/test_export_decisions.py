@@ -24,9 +24,9 @@ pytest.importorskip("nirtorch")
 pytest.importorskip("snntorch")
 pytest.importorskip("spikingjelly.activation_based.nir_exchange")
 
+from nir_replay import run_imported  # noqa: E402
 from spec_text import tiny_spec  # noqa: E402
 
-from spikebench.backends.nir_io import membrane_from_current  # noqa: E402
 from spikebench.cli import main  # noqa: E402
 from spikebench.harness.encoding import encode  # noqa: E402
 
@@ -65,28 +65,7 @@ def _user_decisions(graph_path: Path, features: Path, importer: str, test_rows: 
     gen = torch.Generator().manual_seed(enc["seed"])
     inp = torch.cat([encode(x[i:i + 1024], enc["encoding"], enc["steps"], gain=enc["gain"],
                             generator=gen) for i in range(0, len(x), 1024)], 1)
-    graph = nir.read(str(graph_path))
-    if importer == "snntorch":
-        from snntorch.import_nir import import_from_nir
-
-        module = import_from_nir(graph)
-    else:
-        from spikingjelly.activation_based.nir_exchange.from_nir import import_from_nir
-
-        module = import_from_nir(graph, dt=net["dt"], step_mode="s")
-    currents = []
-    module.get_submodule(readout["current_node"]).register_forward_hook(
-        lambda _m, _i, out: currents.append(out.detach()))
-    spikes, state = [], None
-    with torch.no_grad():
-        for t in range(inp.shape[0]):
-            out, state = module(inp[t], state)
-            spikes.append(out)
-    s, i = torch.stack(spikes), torch.stack(currents)
-    logits = (s.sum(0) if readout["logits"] == "spike_count" else
-              membrane_from_current(i, s, beta=net["beta"], threshold=net["threshold"],
-                                    reset="zero").mean(0))
-    p_lesion = torch.softmax(logits.double(), -1)[:, 1].numpy()
+    p_lesion, s = run_imported(graph_path, importer, net, readout, inp)
     threshold = bundle["decision"]["threshold"]
     assert bundle["readout"]["decision"] == f"lesion if P(lesion) >= {threshold!r}"
     return p_lesion >= threshold, float(s.sum())
