@@ -176,6 +176,17 @@ def trial_stats(trials: Sequence[FrozenTrial], startup: int) -> dict[str, Any]:
         "failed": sum(t.state == TrialState.FAIL for t in trials)}
 
 
+def load_average() -> list[float] | None:
+    """The machine's 1, 5 and 15 minute load averages (None where the OS has none): recorded
+    with every measurement, since other work on a shared machine slows it."""
+    import os
+
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
 def _mean(values: Sequence[int | None]) -> float | None:
     known = [v for v in values if v is not None]
     return statistics.fmean(known) if known else None
@@ -237,7 +248,8 @@ def trial_times(spec_path: str | Path | StudySpec, *, trials: int | None = 3,
     Returns
     -------
     dict
-        ``spec``, ``trials``, ``threads``, ``search_trials``, ``prepare_s``, ``reopen_s``,
+        ``spec``, ``trials``, ``threads``, ``search_trials``, ``load_before`` and
+        ``load_after`` (:func:`load_average`), ``prepare_s``, ``reopen_s``,
         ``first_warmup_s`` (per backend, in this process: a C++ kernel build included), with
         ``refits`` also ``process_start_s`` and ``warmup_s`` (per backend, in a fresh
         process: :func:`fresh_process_costs`) and ``cells``: per ``backend/rule``
@@ -261,12 +273,14 @@ def trial_times(spec_path: str | Path | StudySpec, *, trials: int | None = 3,
     result: dict[str, Any] = {"spec": str(spec_path) if not isinstance(spec_path, StudySpec)
                               else spec.study.name, "trials": n, "threads": threads,
                               "search_trials": spec.search.trials, "cells": {}}
+    result["load_before"] = load_average()
     try:
         with tempfile.TemporaryDirectory(prefix="spikebench-trial-times-") as tmp:
             _measure(spec, Path(tmp), Path(cache) if cache is not None else None, n, refits,
                      result)
     finally:
         torch.set_num_threads(old)
+    result["load_after"] = load_average()
     if refits:  # the protocol's estimate: what each worker process pays once
         result.update(fresh_process_costs(list(result["first_warmup_s"]),
                                           result.get("device", "cpu")))

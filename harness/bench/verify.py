@@ -14,6 +14,7 @@ not validate the figures of a long run, whose trials the sampled ones must stand
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from collections.abc import Sequence
@@ -85,11 +86,12 @@ def verify(spec_path: str | Path, *, workers: int = 1, backends: Sequence[str] |
     -------
     dict
         ``reduced`` (the settings), ``workers``, ``measurement`` (what was sampled),
-        ``estimate``, ``predicted_s`` (with ``low_s``/``high_s``), ``measured_s`` and
-        ``ratio`` = predicted ÷ measured.
+        ``estimate``, ``cells`` (:func:`compare_cells`), ``load`` (the machine's load
+        averages before and after the run), ``predicted_s`` (with ``low_s``/``high_s``),
+        ``measured_s`` and ``ratio`` = predicted ÷ measured.
     """
     from spikebench.harness.bench import estimate as est
-    from spikebench.harness.bench.protocol import restricted, trial_times
+    from spikebench.harness.bench.protocol import load_average, restricted, trial_times
     from spikebench.harness.study import run_study, threads_per_worker
 
     spec = reduced_spec(restricted(load_spec(spec_path), backends, rules, True), **reduced)
@@ -98,13 +100,16 @@ def verify(spec_path: str | Path, *, workers: int = 1, backends: Sequence[str] |
     estimate = est.estimate(measured, workers=(workers,), cores=cores,
                             contention=est.CONTENTION if contention is None else contention)
     total = estimate["total"][str(workers)]
+    load = {"before_run": load_average()}
     with tempfile.TemporaryDirectory(prefix="spikebench-verify-") as tmp:
         started = time.perf_counter()
         run_study(spec, Path(tmp) / "run", workers=workers, progress=False)
         wall = time.perf_counter() - started
+        load["after_run"] = load_average()
         cells = compare_cells(measured, Path(tmp) / "run")
     return {"reduced": {**REDUCED, **reduced, "repeats": 1, "refit_seeds": 1},
             "workers": workers, "measurement": measured, "estimate": estimate, "cells": cells,
+            "load": load,
             "predicted_s": total["point_s"], "low_s": total["low_s"],
             "high_s": total["high_s"], "measured_s": wall, "ratio": total["point_s"] / wall}
 
@@ -156,4 +161,11 @@ def format_verify(result: dict[str, Any]) -> str:
               f"  predicted {result['predicted_s']:.0f} s [{result['low_s']:.0f}-"
               f"{result['high_s']:.0f}], measured {result['measured_s']:.0f} s, "
               f"predicted / measured = {result['ratio']:.2f}"]
+    m, load = result.get("measurement", {}), result.get("load", {})
+    marks = [(what, v) for what, v in (("measurement", m.get("load_before")),
+                                       ("run", load.get("before_run")),
+                                       ("end", load.get("after_run"))) if v]
+    if marks:
+        lines.append("  machine load (1-min average) at the start of the " + ", ".join(
+            f"{what} {v[0]:.1f}" for what, v in marks) + f" on {os.cpu_count()} cores")
     return "\n".join(lines)
