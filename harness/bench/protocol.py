@@ -304,8 +304,9 @@ def _measure(spec: StudySpec, tmp: Path, cache: Path | None, trials: int, refits
     started = time.perf_counter()
     session = open_session(spec, tmp / "work", url)
     result["reopen_s"] = time.perf_counter() - started
-    result["first_warmup_s"] = {p.backend: warm_up(p.backend, p.device) for p in session.plans
-                                if p.backend != REFERENCE and not p.skip_reason}
+    devices = {p.backend: p.device for p in session.plans
+               if p.backend != REFERENCE and not p.skip_reason}
+    result["first_warmup_s"] = {b: warm_up(b, d) for b, d in devices.items()}  # once each
     result["device"] = session.plans[0].device if session.plans else "cpu"  # one per spec
     storage = open_storage(url)
     cells = {}

@@ -88,7 +88,7 @@ def verify(spec_path: str | Path, *, workers: int = 1, backends: Sequence[str] |
         ``reduced`` (the settings), ``workers``, ``measurement`` (what was sampled),
         ``estimate``, ``cells`` (:func:`compare_cells`), ``load`` (the machine's load
         averages before and after the run), ``predicted_s`` (with ``low_s``/``high_s``),
-        ``measured_s`` and ``ratio`` = predicted ÷ measured.
+        ``measured_s``, ``ratio`` = predicted ÷ measured and :func:`implied_slowdown`.
     """
     from spikebench.harness.bench import estimate as est
     from spikebench.harness.bench.protocol import load_average, restricted, trial_times
@@ -111,7 +111,24 @@ def verify(spec_path: str | Path, *, workers: int = 1, backends: Sequence[str] |
             "workers": workers, "measurement": measured, "estimate": estimate, "cells": cells,
             "load": load,
             "predicted_s": total["point_s"], "low_s": total["low_s"],
-            "high_s": total["high_s"], "measured_s": wall, "ratio": total["point_s"] / wall}
+            "high_s": total["high_s"], "measured_s": wall, "ratio": total["point_s"] / wall,
+            **implied_slowdown(cells, workers, estimate["cores"], total["slowdown"])}
+
+
+def implied_slowdown(cells: dict[str, Any], workers: int, cores: int, assumed: float
+                     ) -> dict[str, Any]:
+    """How much longer the run's trials took than the sampled ones (summed over cells):
+    ``run_trial_factor``; with ``workers`` > 1 the ``implied_contention`` that factor means
+    (:func:`~spikebench.harness.bench.estimate.slowdown` solved for it), to pass as
+    ``--contention``; ``assumed_slowdown`` is the factor the prediction used."""
+    predicted = sum(c["predicted_trials_s"] for c in cells.values() if "run_trials_s" in c)
+    ran = sum(c["run_trials_s"] for c in cells.values() if "run_trials_s" in c)
+    if predicted <= 0:
+        return {}
+    out: dict[str, Any] = {"run_trial_factor": ran / predicted, "assumed_slowdown": assumed}
+    if workers > 1:
+        out["implied_contention"] = ran / predicted / max(1.0, workers / cores)
+    return out
 
 
 def compare_cells(measured: dict[str, Any], run: Path) -> dict[str, Any]:
@@ -161,6 +178,11 @@ def format_verify(result: dict[str, Any]) -> str:
               f"  predicted {result['predicted_s']:.0f} s [{result['low_s']:.0f}-"
               f"{result['high_s']:.0f}], measured {result['measured_s']:.0f} s, "
               f"predicted / measured = {result['ratio']:.2f}"]
+    if "run_trial_factor" in result:
+        lines.append(f"  the run's trials took {result['run_trial_factor']:.2f} x the sampled "
+                     f"ones (the prediction assumed {result['assumed_slowdown']:.2f})"
+                     + (f"; implied --contention {result['implied_contention']:.2f}"
+                        if "implied_contention" in result else ""))
     m, load = result.get("measurement", {}), result.get("load", {})
     marks = [(what, v) for what, v in (("measurement", m.get("load_before")),
                                        ("run", load.get("before_run")),

@@ -66,3 +66,16 @@ def test_verify_runs_the_reduced_protocol(tmp_path, feature_table, one_torch_thr
     cell = res["cells"]["custom/surrogate"]
     assert cell["run_trials"] == 2 * 4  # 2 outer folds × 4 trials
     assert res["measurement"]["trials"] == 3
+
+
+def test_implied_slowdown_solves_the_model_for_the_contention():
+    from spikebench.harness.bench.verify import implied_slowdown
+
+    cells = {"a": {"predicted_trials_s": 10.0, "run_trials_s": 17.0},
+             "b": {"predicted_trials_s": 10.0, "run_trials_s": 17.0},
+             "c": {"predicted_trials_s": 99.0}}  # no run data: left out
+    one = implied_slowdown(cells, 1, 2, 1.0)
+    assert one == {"run_trial_factor": pytest.approx(1.7), "assumed_slowdown": 1.0}
+    assert implied_slowdown(cells, 2, 2, 1.47)["implied_contention"] == pytest.approx(1.7)
+    assert implied_slowdown(cells, 4, 2, 2.94)["implied_contention"] == pytest.approx(0.85)
+    assert implied_slowdown({}, 2, 2, 1.47) == {}
