@@ -235,9 +235,9 @@ def estimate(result: Mapping[str, Any], *, workers: Sequence[int] = (1, 2),
     -------
     dict
         ``cores``, ``contention``, ``model`` (one line), ``cells`` (per cell: ``expected_s``
-        for one worker by point arithmetic and, per worker count, ``{"point_s", "low_s",
-        "high_s"}`` of the cell run alone), ``total`` (per worker count: the same for the
-        whole protocol including ``overhead_s``).
+        for one worker by point arithmetic, its ``share`` of all cells' and, per worker
+        count, ``{"point_s", "low_s", "high_s"}`` of the cell run alone), ``total`` (per
+        worker count: the same for the whole protocol including ``overhead_s``).
     """
     import os
 
@@ -255,6 +255,9 @@ def estimate(result: Mapping[str, Any], *, workers: Sequence[int] = (1, 2),
         overhead = overhead_seconds(result, w)
         runs = schedule(costs, w, factor, replicates=replicates, seed=seed) + overhead
         total[str(w)] = {**summary(runs), "overhead_s": overhead, "slowdown": factor}
+    whole = sum(c["expected_s"] for c in cells.values())
+    for entry in cells.values():  # where the time goes: each cell's part of the one-worker sum
+        entry["share"] = entry["expected_s"] / whole if whole > 0 else None
     return {"cores": cores, "contention": contention, "replicates": replicates,
             "model": "per study: trials list-scheduled over W workers, barrier at its end; "
                      "then refits list-scheduled; trial time x slowdown(W, cores)",

@@ -127,7 +127,7 @@ def test_estimate_fields_and_json():
     json.loads(json.dumps(est))
     cell = est["cells"]["custom/surrogate"]
     # 2 studies × (2 × 2.5 + 2 × 1) + 2 refits × 4
-    assert cell["expected_s"] == pytest.approx(22.0)
+    assert cell["expected_s"] == pytest.approx(22.0) and cell["share"] == 1.0
     assert "snntorch/surrogate" not in est["cells"]
     for w in ("1", "2"):
         total = est["total"][w]
