@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 
-.PHONY: install demo test test-fast lint docs wheel-demo bench clean
+.PHONY: install demo test test-fast lint docs wheel-demo bench gpu-check clean
 
 $(BIN)/spikebench: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -65,6 +65,11 @@ wheel-demo:
 
 bench: install
 	$(BIN)/spikebench bench
+
+# On a CUDA machine: the engine and conv benchmarks and a two-trial study on the GPU, into one
+# JSON file (device, torch/CUDA versions, each result). Without CUDA: one line, exit 2.
+gpu-check: install
+	$(BIN)/spikebench bench --gpu-check --json gpu-check.json
 
 clean:
 	rm -rf results site build .pytest_cache .ruff_cache .mypy_cache

@@ -124,6 +124,29 @@ def inputs_available(plan: CellPlan, feature_names: list[str]) -> CellPlan:
     return plan
 
 
+def cuda_problem() -> str:
+    """Why this torch cannot run on CUDA ("" when it can): a CPU-only build, or a CUDA build
+    that sees no device.
+
+    Examples
+    --------
+    >>> import torch
+    >>> cuda_problem() == "" or cuda_problem().startswith("no CUDA device: ")
+    True
+    """
+    import torch
+
+    if torch.cuda.is_available():
+        return ""
+    if torch.version.cuda is None:
+        return (f"no CUDA device: torch {torch.__version__} is a CPU-only build; install a "
+                "CUDA build of torch (https://pytorch.org/get-started/locally/) on a machine "
+                "with an NVIDIA GPU")
+    return (f"no CUDA device: torch {torch.__version__} (CUDA {torch.version.cuda}) sees no "
+            "GPU; check the driver with nvidia-smi and that CUDA_VISIBLE_DEVICES does not "
+            "hide it")
+
+
 def resolve_device(name: str) -> str:
     """``auto`` -> ``cuda`` when a GPU is present, else ``cpu``; a device this machine does
     not have (no CUDA GPU, ``cuda:N`` beyond its GPUs, ``mps`` without Apple's GPU) is an
@@ -134,7 +157,7 @@ def resolve_device(name: str) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise SpecError(f"[study].device = {name!r} but no CUDA GPU is available; use "
+            raise SpecError(f"[study].device = {name!r}: {cuda_problem()}; or set device = "
                             "'auto' or 'cpu'")
         index = int(name.partition(":")[2] or 0)
         if index >= torch.cuda.device_count():

@@ -61,18 +61,36 @@ def add_bench_parser(sub: Any) -> None:
     s.add_argument("--extract", type=Path, default=None, metavar="ROOT",
                    help="instead: time feature extraction vs plain reading of ROOT's volumes "
                    "(default: off)")
-    s.add_argument("--workers", type=int, default=1,
-                   help="with --extract: processes reading volumes")
+    s.add_argument("--workers", type=int, default=None,
+                   help="with --extract: processes reading volumes (default: 1); with "
+                        "--protocol: also predict for this many workers (default: the cores); "
+                        "with --verify: workers of the real run (default: 1)")
     s.add_argument("--study", type=Path, default=None, metavar="SPEC",
                    help="instead: mean Optuna trial time per rule and backend on SPEC's cohort "
                    "(default: off)")
     s.add_argument("--protocol", type=Path, default=None, metavar="SPEC",
-                   help="instead: run a few trials of every cell of SPEC and extrapolate the "
-                        "full protocol's wall time (per cell, total, by workers) (default: off)")
+                   help="instead: run trials of every cell and reference of SPEC past the "
+                        "sampler's and the pruner's start-up, time one refit per cell and "
+                        "predict the protocol's wall time with an interval (per cell, total, "
+                        "1, 2 and N workers) (default: off)")
+    s.add_argument("--verify", action="store_true",
+                   help="with --protocol: run a reduced protocol of SPEC (2 outer folds, 8 "
+                        "trials, 16 phantom patients) for real and print predicted vs "
+                        "measured wall time (minutes)")
+    s.add_argument("--contention", type=float, default=None,
+                   help="with --protocol: per-trial time factor of concurrent workers "
+                        "(default: 1.47, measured on 2 cores; docs/performance.md)")
+    s.add_argument("--cores", type=int, default=None,
+                   help="with --protocol: CPU cores of the schedule model (default: this "
+                        "machine's)")
+    s.add_argument("--gpu-check", action="store_true",
+                   help="instead: engine bench, conv bench and a two-trial study on CUDA, "
+                        "written to --json (default: gpu-check.json); exit 2 without CUDA")
     s.add_argument("--throughput", action="store_true",
                    help="with --study: trials/minute of SPEC's first cell with 1 and 2 workers")
     s.add_argument("--trials", type=int, default=None,
-                   help="with --study/--protocol: trials per cell (default: 3); with "
+                   help="with --study: trials per cell (default: 3); with --protocol: (default: "
+                        "the sampler's or pruner's start-up, whichever is longer, + 3); with "
                         "--throughput: per worker count (default: 40; the last trials run "
                         "alone, so a few trials understate the speed-up)")
     s.add_argument("--rules", nargs="+", default=None, metavar="RULE",
@@ -92,12 +110,17 @@ def _check_bench_args(args: argparse.Namespace) -> None:
     """Refuse unknown backends and absurd sizes before ``bench`` measures anything."""
     limits = {"batch": 65_536, "inputs": 65_536, "hidden": 16_384, "steps": 10_000,
               "threads": 1024, "repeats": 100_000, "block": 1000, "workers": 256,
-              "trials": 100_000, "image_size": 8192}
+              "trials": 100_000, "image_size": 8192, "cores": 4096}
     for name, high in limits.items():
         value = getattr(args, name, None)
         if value is not None and not 1 <= value <= high:
             raise UsageError(f"bench --{name.replace('_', '-')}: {value} is out of range "
                              f"[1, {high}]")
+    if args.contention is not None and not 1.0 <= args.contention <= 100.0:
+        raise UsageError(f"bench --contention: {args.contention} is out of range [1, 100] "
+                         "(a factor on each trial's time; 1 = no slowdown)")
+    if args.verify and args.protocol is None:
+        raise UsageError("bench --verify: checks a protocol estimate; give --protocol SPEC")
     from spikebench.harness.bench.conv import conv_option_problem
 
     if problem := conv_option_problem(vars(args)):
@@ -115,34 +138,65 @@ def _check_bench_args(args: argparse.Namespace) -> None:
 
 
 def _bench_study(args: argparse.Namespace) -> int:
-    """``bench --study SPEC [--throughput]`` and ``bench --protocol SPEC``."""
+    """``bench --study SPEC [--throughput]`` and ``bench --protocol SPEC [--verify]``."""
+    res: dict[str, Any]
     if args.throughput:
         from spikebench.harness.bench.throughput import format_throughput, study_throughput
 
         res = study_throughput(args.study, trials=args.trials or 40, workers=(1, 2))
         say(args, format_throughput(res))
+    elif args.verify:
+        from spikebench.harness.bench.verify import format_verify, verify
+
+        res = verify(args.protocol, workers=args.workers or 1, backends=args.backends,
+                     rules=args.rules, sample=args.trials, cores=args.cores,
+                     contention=args.contention)
+        say(args, format_verify(res))
+    elif args.protocol is not None:
+        res = _protocol(args)
     else:
         from spikebench.harness.bench import protocol as bp
 
-        spec = args.protocol or args.study
-        res = bp.trial_times(spec, trials=args.trials or 3, backends=args.backends,
+        res = bp.trial_times(args.study, trials=args.trials or 3, backends=args.backends,
                              rules=args.rules, threads=args.threads or 1)
         say(args, bp.format_trial_times(res))
-        if args.protocol is not None:
-            res["protocol"] = bp.extrapolate(res)
-            say(args, bp.format_protocol(res, res["protocol"]))
     if args.json:
         args.json.write_text(json.dumps(res, indent=2, default=str))
     return 0
 
 
+def _protocol(args: argparse.Namespace) -> dict[str, Any]:
+    """``bench --protocol SPEC``: measure every cell, then the expected wall time."""
+    import os
+
+    from spikebench.harness.bench import estimate as est
+    from spikebench.harness.bench import protocol as bp
+
+    res = bp.trial_times(args.protocol, trials=args.trials, backends=args.backends,
+                         rules=args.rules, threads=args.threads or 1, references=True,
+                         refits=1)
+    say(args, bp.format_trial_times(res))
+    cores = args.cores or os.cpu_count() or 1
+    workers = sorted({1, 2, args.workers or cores})
+    contention = est.CONTENTION if args.contention is None else args.contention
+    res["estimate"] = est.estimate(res, workers=workers, cores=cores, contention=contention)
+    say(args, est.format_estimate(res, res["estimate"]))
+    return res
+
+
 def _bench(args: argparse.Namespace) -> int:
+    if args.gpu_check:
+        from spikebench.harness.bench.gpu import gpu_check
+
+        report = gpu_check(args.json or Path("gpu-check.json"),
+                           say=lambda text: say(args, text))
+        return 0 if report["ok"] else 1
     if args.study is not None or args.protocol is not None:
         return _bench_study(args)
     if args.extract is not None:
         from spikebench.datasets.extract_bench import benchmark_extraction
 
-        res = benchmark_extraction(args.extract, workers=args.workers)
+        res = benchmark_extraction(args.extract, workers=args.workers or 1)
         say(args, json.dumps(res, indent=2))
         if args.json:
             args.json.write_text(json.dumps(res, indent=2))

@@ -320,7 +320,9 @@ def bench_device(device: str, threads: int) -> Iterator[tuple[Any, Callable[[], 
     except RuntimeError as exc:
         raise BackendError(f"bench device {device!r}: {exc}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise BackendError(f"bench device {device!r}: this torch sees no CUDA device")
+        from spikebench.harness.plan import cuda_problem
+
+        raise BackendError(f"bench --device {device!r}: {cuda_problem()}; or use --device cpu")
     old_threads = torch.get_num_threads()
     torch.set_num_threads(int(threads))
     try:
