@@ -231,7 +231,7 @@ def _cross_track_tables(s: Statistics) -> dict[str, TextTable]:
               if ct.post_hoc else "; cells selected on validation")
     out = {"cross_track": _table(
         "cross_track", f"Features vs images: best cell of each track, test {label} "
-        f"({CONFIDENCE:.0%} paired patient bootstrap{caveat})", ct.best,
+        f"({CONFIDENCE:.0%} paired interval, patients and training runs{caveat})", ct.best,
         {"features": "features", "features_basis": "features chosen on", "images": "images",
          "images_basis": "images chosen on", "n_repeats": "repeats",
          "difference": "images − features", "ci_low": "CI low", "ci_high": "CI high",
