@@ -16,6 +16,7 @@ Nothing is downloaded unless ``download = true``; a missing file is otherwise on
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -176,26 +177,26 @@ def _rows(path: Path, options: MedMNISTOptions) -> Any:
 
 
 def _write_table(features: Path, rows: Any, key: str) -> None:
-    """The feature table of ``rows`` (the constant ROI area left out) with its cache key."""
+    """The feature table of ``rows`` (the constant ROI area left out), its cache key in the
+    parquet schema's metadata, written atomically."""
     import pandas as pd
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
     from spikebench.datasets.medmnist import row_features
     from spikebench.datasets.slice_features import FEATURE_NAMES
     from spikebench.io import atomic_write_bytes
 
     X = row_features(rows.images)
-    keep = [j for j, n in enumerate(FEATURE_NAMES) if n != "roi_area_mm2"]  # the whole image
     frame = pd.DataFrame({"patient_id": rows.groups, "slice_idx": rows.slice_idx,
                           "label": rows.labels, "split": rows.split})
-    for j in keep:
-        frame[FEATURE_NAMES[j]] = X[:, j]
+    for j, name in enumerate(FEATURE_NAMES):
+        if name != "roi_area_mm2":  # the whole image is the ROI: a constant
+            frame[name] = X[:, j]
     table = pa.Table.from_pandas(frame, preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}),
                                            b"spikebench.medmnist": key.encode()})
     sink = pa.BufferOutputStream()
-    import pyarrow.parquet as pq
-
     pq.write_table(table, sink)
     features.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(features, sink.getvalue().to_pybytes())
@@ -212,8 +213,6 @@ def _image_rows(folder: Path, key: str, path: Path, options: MedMNISTOptions, ta
     if not _valid_images(target, n, size):
         if rows is None:
             rows = _rows(path, options)
-        import io
-
         buf = io.BytesIO()
         np.save(buf, np.ascontiguousarray(rows.images, dtype=np.uint8), allow_pickle=False)
         folder.mkdir(parents=True, exist_ok=True)
