@@ -276,6 +276,9 @@ def binary_labels(labels: np.ndarray, info: DatasetInfo, positive: Sequence[int]
     if unknown or not positive:
         raise DataError(f"[data].positive = {list(positive)}: {info.flag}'s labels are "
                         f"{meanings}; name one or more of them")
+    if set(positive) == set(info.labels) and not info.task.startswith("multi-label"):
+        raise DataError(f"[data].positive = {list(positive)} names every label of "
+                        f"{info.flag} ({meanings}): nothing would be negative; leave some out")
     if info.task.startswith("multi-label"):
         return (labels[:, sorted(set(positive))] == 1).any(axis=1).astype(np.int64)
     return np.isin(labels[:, 0], list(positive)).astype(np.int64)

@@ -82,6 +82,9 @@ def test_a_2d_file_of_another_size_and_a_flipped_positive_class(tmp_path):
     flipped = _load(tmp_path / "f", flag="breastmnist", size=64, root=str(tmp_path / "mm"),
                     positive=[0])
     assert np.array_equal(flipped.table.y, 1 - data.table.y)
+    with pytest.raises(DataError, match=r"positive = \[0, 1\] names every label"):
+        _load(tmp_path / "g", flag="breastmnist", size=64, root=str(tmp_path / "mm"),
+              positive=[0, 1])
 
 
 @pytest.fixture
