@@ -35,6 +35,9 @@ test: install
 	# NeuroBench cross-checks spikebench's NeuroBench metrics (--no-deps: it would pull
 	# torchaudio and tonic, which the metrics it runs do not import)
 	$(BIN)/pip install -q --no-deps "neurobench==2.3.0"
+	# medmnist's own INFO for the medmnist data source (read as data, never imported; --no-deps:
+	# it would pull torchvision and a CUDA torch); the source works without it
+	$(BIN)/pip install -q --no-deps "medmnist==3.0.2"
 	$(BIN)/python -m pytest -q --timeout 900 tests examples/spikebench-torchscript/tests \
 	  examples/spikebench-example-source/tests examples/spikebench-example-rule/tests
 

@@ -20,6 +20,9 @@ fault, raised here rather than deep inside a training loop. Decisions:
 * ``lesion_mm2`` (tumour area per slice, written by ``spikebench extract``) is ground-truth
   metadata, like the label: it is never a feature, and is exposed as
   ``FeatureTable.lesion_mm2``.
+* ``split`` (a source's own split, e.g. MedMNIST's official one: ``train``, ``val`` or
+  ``test`` per row, the same for every row of a patient) is metadata too, exposed as
+  ``FeatureTable.split``; ``[split].scheme = "predefined"`` reads it.
 * Finiteness is checked after every cast: a value finite in float64 that overflows the
   float32 of ``X`` is an error naming the column, not an ``inf`` handed to a model.
 * The table's fingerprint (:attr:`FeatureTable.sha256`, to which a results folder is bound)
@@ -43,6 +46,9 @@ DEFAULT_GROUP = "patient_id"
 _SLICE = "slice_idx"
 LESION_AREA = "lesion_mm2"
 """Meta column of the tumour area per slice (mm²): never a feature."""
+SPLIT = "split"
+"""Meta column of a source's own split (``train`` / ``val`` / ``test``): never a feature."""
+SPLIT_NAMES = ("train", "val", "test")
 
 
 @dataclass
@@ -50,9 +56,11 @@ class FeatureTable:
     """A validated feature table: ``X`` float32 [n, F], ``y`` int64 [n] in {0, 1},
     ``groups`` str [n] (patient of each row), ``slice_idx`` int64 [n] or ``None``,
     ``lesion_mm2`` float64 [n] (tumour area of each slice, metadata) or ``None``, ``meta``
-    the extraction record stored in the table (parameters, skipped cases) or ``{}``.
-    ``sha256`` is the fingerprint of the values (:func:`values_sha256`), ``file_sha256`` that
-    of the file's bytes (what results folders of spikebench < 0.9 were bound to)."""
+    the extraction record stored in the table (parameters, skipped cases) or ``{}``,
+    ``split`` str [n] (the source's own split of each row, ``train`` / ``val`` / ``test``) or
+    ``None``. ``sha256`` is the fingerprint of the values (:func:`values_sha256`),
+    ``file_sha256`` that of the file's bytes (what results folders of spikebench < 0.9 were
+    bound to)."""
 
     X: np.ndarray
     y: np.ndarray
@@ -65,6 +73,7 @@ class FeatureTable:
     lesion_mm2: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
     file_sha256: str = ""
+    split: np.ndarray | None = None
 
     @property
     def n_patients(self) -> int:
@@ -86,23 +95,26 @@ def load_feature_table(path: str | Path, *, label: str = "label",
     groups, used_group = _groups(path, frame, columns, group)
     slice_idx = _slice_index(frame, columns, label, used_group)
     lesion = _lesion_area(path, frame, columns, label, used_group)
+    split = _split(path, frame, columns, groups, (label, used_group))
     names = _feature_names(path, frame, columns, label, used_group)
     X32 = _feature_matrix(path, frame, names)
     X32, names, const = _drop_constant(path, X32, names)
     record = frame.attrs.get("spikebench", {}) if suffix in (".parquet", ".pq") else {}
     return FeatureTable(X=X32, y=y, groups=groups, slice_idx=slice_idx,
                         feature_names=names, path=path,
-                        sha256=values_sha256(names, X32, y, groups, slice_idx, lesion),
+                        sha256=values_sha256(names, X32, y, groups, slice_idx, lesion, split),
                         dropped_constant=const, lesion_mm2=lesion,
                         meta=dict(record) if isinstance(record, dict) else {},
-                        file_sha256=digest)
+                        file_sha256=digest, split=split)
 
 
 def values_sha256(feature_names: list[str], X: np.ndarray, y: np.ndarray, groups: np.ndarray,
-                  slice_idx: np.ndarray | None, lesion_mm2: np.ndarray | None = None) -> str:
+                  slice_idx: np.ndarray | None, lesion_mm2: np.ndarray | None = None,
+                  split: np.ndarray | None = None) -> str:
     """SHA-256 of what a study reads from a feature table, in row order: the feature names,
-    ``X`` as float32, the labels, the patient ids (UTF-8), the slice indices and lesion areas
-    (when present). Independent of the file's path, format, metadata and column dtypes."""
+    ``X`` as float32, the labels, the patient ids (UTF-8), the slice indices, lesion areas and
+    the source's own split (when present). Independent of the file's path, format, metadata
+    and column dtypes."""
     digest = hashlib.sha256(b"spikebench-feature-values-1\0")
 
     def part(name: str, data: bytes) -> None:
@@ -117,6 +129,8 @@ def values_sha256(feature_names: list[str], X: np.ndarray, y: np.ndarray, groups
         part("slice_idx", np.ascontiguousarray(slice_idx, dtype="<i8").tobytes())
     if lesion_mm2 is not None:
         part("lesion_mm2", np.ascontiguousarray(lesion_mm2, dtype="<f8").tobytes())
+    if split is not None:
+        part("split", "\0".join(map(str, split)).encode("utf-8", "surrogatepass"))
     return digest.hexdigest()
 
 
@@ -203,12 +217,30 @@ def _lesion_area(path: Path, frame, columns: list[str], label: str, used_group: 
     return lesion
 
 
+def _split(path: Path, frame, columns: list[str], groups: np.ndarray,
+           taken: tuple[str | None, ...]) -> np.ndarray | None:
+    """The ``split`` meta column (train / val / test, one per patient), or ``None``."""
+    if SPLIT not in columns or SPLIT in taken:
+        return None
+    values = frame[SPLIT].astype(str).str.strip().to_numpy(dtype=str)
+    bad = sorted(set(values.tolist()) - set(SPLIT_NAMES))
+    if bad:
+        raise DataError(f"{path}: split column {SPLIT!r} must hold {list(SPLIT_NAMES)} in every "
+                        f"row; found {bad[:5]} (rename the column if it is not a split)")
+    owner: dict[str, str] = {}
+    for g, s in zip(groups.tolist(), values.tolist()):
+        if owner.setdefault(g, s) != s:
+            raise DataError(f"{path}: patient {g!r} has rows in the {owner[g]!r} and {s!r} "
+                            f"splits; a patient belongs to one split")
+    return values
+
+
 def _feature_names(path: Path, frame, columns: list[str], label: str,
                    used_group: str | None) -> list[str]:
     """Every non-meta column, each numeric (or boolean); at least one."""
     import pandas as pd
 
-    meta_cols = {label, _SLICE, DEFAULT_GROUP, LESION_AREA} | (
+    meta_cols = {label, _SLICE, DEFAULT_GROUP, LESION_AREA, SPLIT} | (
         {used_group} if used_group is not None else set())
     names = [c for c in columns if c not in meta_cols]
     if not names:

@@ -42,6 +42,9 @@ class StudyData:
     #: One crop per row (:class:`~spikebench.datasets.crops.ImageRows`), when the source was
     #: asked for images (``images = true``); the image track's input.
     images: ImageRows | None = None
+    #: The source's own split of each row (``train`` / ``val`` / ``test``; a ``split``
+    #: column), which ``[split].scheme = "predefined"`` follows; None when it has none.
+    split: np.ndarray | None = None
 
     def geometry(self) -> np.ndarray:
         """``[n, 2]``: the liver ROI's area and the slice's relative position within its
@@ -93,10 +96,11 @@ def load_study_data(spec: StudySpec, workdir: Path, *, progress: bool = False) -
         info["n_images"] = len(images)
         info["image_size"] = int(images.size)
     lesion = getattr(table, "lesion_mm2", None)
+    split = getattr(table, "split", None)
     return StudyData(table.X, table.y, np.asarray(table.groups).astype(str), table.slice_idx,
                      list(table.feature_names), info,
                      None if lesion is None else np.asarray(lesion, dtype=np.float64),
-                     images)
+                     images, None if split is None else np.asarray(split).astype(str))
 
 
 def make_view(data: StudyData, train: Sequence[str], val: Sequence[str], test: Sequence[str],
@@ -154,7 +158,7 @@ def _image_splits(data: StudyData, masks: dict[str, np.ndarray]
 
     if data.images is None:
         raise DataError("this study's data has no image view: image rules need a source that "
-                        "crops its volumes (phantom or msd) with images = true in [data]")
+                        "delivers crops (phantom, msd or medmnist) with images = true in [data]")
     rows = {name: data.images.rows(np.flatnonzero(mask)) for name, mask in masks.items()}
     mean, std = rows["train"].pixel_stats()
     std = std if std > 1e-12 else 1.0

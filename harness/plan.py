@@ -98,11 +98,13 @@ def images_missing(spec: StudySpec) -> str:
     _, options = data_options(spec)
     if getattr(options, "images", False):
         return ""
-    if "images" in type(options).model_fields:
+    fields = type(options).model_fields
+    if "images" in fields:
         return ("image rule: the data source was not asked for crops; set images = true in "
-                "[data] (with crop = 64, crop_spacing_mm = ...)")
+                "[data]" + (" (with crop = 64, crop_spacing_mm = ...)" if "crop" in fields
+                            else ""))
     return (f"image rule: the {spec.data.source!r} data source delivers no image crops "
-            "(use the phantom or msd source with images = true)")
+            "(use the phantom, msd or medmnist source with images = true)")
 
 
 def _unservable(backend: Backend, rule: Rule, no_images: str) -> str:

@@ -16,6 +16,10 @@ train / validation / test of any fit, and no test patient of a fold is in its tu
 - ``repeated-splits``: R independent stratified train/val/test splits (SNNDeep v2's design),
   tuning redone inside each; test sets overlap across repeats, so comparisons use the
   Nadeau–Bengio corrected resampled t-test.
+- ``predefined``: the data source's own split (its table's ``split`` column, e.g. MedMNIST's
+  official train / validation / test sets): Optuna tunes on the official train / validation
+  patients, every repeat refits there with a new seed and tests the official test patients
+  once. Statistically a holdout with the curators' test set.
 """
 
 from __future__ import annotations
@@ -167,23 +171,52 @@ def repeated_splits(labels: dict[str, int], *, repeats: int, test_fraction: floa
     return folds
 
 
+def predefined(labels: dict[str, int], *, repeats: int, assigned: Mapping[str, str] | None = None,
+               **_: Any) -> list[Fold]:
+    """The source's own train / val / test patients (module docstring); every repeat refits on
+    them with its own seed. :class:`DataError` when the data has no split or a split lacks a
+    class."""
+    if assigned is None:
+        raise DataError("[split].scheme = 'predefined' needs a data source that delivers its own "
+                        "split (a 'split' column: medmnist, or a table with one); this data has "
+                        "none: choose nested-cv or holdout")
+    parts: dict[str, tuple[str, ...]] = {}
+    for name in ("train", "val", "test"):
+        ids = _sorted([p for p in labels if assigned.get(p) == name])
+        classes = {labels[p] for p in ids}
+        if classes != {0, 1}:
+            raise DataError(f"[split].scheme = 'predefined': the source's {name!r} split holds "
+                            f"{len(ids)} patients of class(es) {sorted(classes)}; every split "
+                            "needs patients with and without the finding: choose nested-cv "
+                            "instead")
+        parts[name] = ids
+    return [Fold(r, 0, "", parts["train"], parts["val"], parts["train"], parts["val"],
+                 parts["test"]) for r in range(repeats)]
+
+
 #: Scheme name -> ``folds(labels, **[split] settings)``.
 SCHEMES: dict[str, Callable[..., list[Fold]]] = {
     "holdout": holdout,
     "nested-cv": nested_cv,
     "repeated-splits": repeated_splits,
+    "predefined": predefined,
 }
 
 
 def make_folds(y: np.ndarray, groups: np.ndarray, *, scheme: str = "nested-cv",
-               refit_seeds: int = 1, **settings: Any) -> list[Fold]:
+               refit_seeds: int = 1, split: np.ndarray | None = None,
+               **settings: Any) -> list[Fold]:
     """The folds of ``scheme`` for slices ``y`` of patients ``groups`` (``[split]`` settings as
     keyword arguments), each followed by its ``refit_seeds - 1`` further refits;
-    :class:`DataError` when the cohort cannot fill them."""
+    :class:`DataError` when the cohort cannot fill them. ``split`` is the source's own split
+    of each row (``train`` / ``val`` / ``test``), which only ``predefined`` reads."""
     if scheme not in SCHEMES:
         raise DataError(f"[split].scheme: unknown scheme {scheme!r}; known: {', '.join(SCHEMES)}")
     labels = patient_labels(y, groups)
     check_patient_classes(labels)
+    if split is not None:
+        settings["assigned"] = dict(zip(np.asarray(groups).astype(str).tolist(),
+                                        np.asarray(split).astype(str).tolist()))
     folds = SCHEMES[scheme](labels, **settings)
     for f in folds:
         _check_disjoint(f)

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 #: How the decision threshold of the thresholded metrics is chosen on validation.
 ThresholdRule = Literal["youden", "f1", "fixed"]
 #: A protocol scheme (:mod:`spikebench.harness.protocol`).
-Scheme = Literal["holdout", "nested-cv", "repeated-splits"]
+Scheme = Literal["holdout", "nested-cv", "repeated-splits", "predefined"]
 
 
 class _Strict(BaseModel):
@@ -133,9 +133,12 @@ DEFAULT_REFIT_SEEDS = 3
 class SplitTable(_Strict):
     #: Protocol scheme (:mod:`spikebench.harness.protocol`): "holdout" (sealed test set,
     #: repeats), "nested-cv" (outer K-fold, every patient tested once per repeat) or
-    #: "repeated-splits" (R independent train/val/test splits, tuning redone in each).
+    #: "repeated-splits" (R independent train/val/test splits, tuning redone in each) or
+    #: "predefined" (the source's own train/val/test split, e.g. MedMNIST's official one:
+    #: tuned on its train/val, its test set tested once per repeat).
     scheme: Scheme = "nested-cv"
     #: holdout and repeated-splits: training repeats (new seed and train/validation split);
+    #: predefined: training repeats (new seed, the same official split);
     #: nested-cv: how often the whole nested cross-validation is redone with new outer folds.
     repeats: int = Field(5, ge=1, le=100)
     #: nested-cv: outer folds.
@@ -246,6 +249,9 @@ class CalibrationTable(_Strict):
     says where each value comes from), and how many studies it simulates."""
 
     patients: int = Field(131, ge=8, le=100_000)
+    #: [split].scheme = "predefined": the size of the source's own test set (patients), which
+    #: every run tests (e.g. 310 for NoduleMNIST3D); required there, unused otherwise.
+    test_patients: int | None = Field(None, ge=4, le=100_000)
     #: Shares of lesion-free patients to simulate, one composition each.
     lesion_free: list[float] = [0.10, 0.20]
     #: Liver slices per patient: mean, standard deviation, minimum, maximum.

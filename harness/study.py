@@ -59,7 +59,7 @@ def folds_of(spec: StudySpec, data: StudyData) -> list[Fold]:
     return make_folds(data.y, data.groups, scheme=s.scheme, repeats=s.repeats,
                       test_fraction=s.test_fraction, val_fraction=s.val_fraction, seed=s.seed,
                       outer_folds=s.outer_folds, refit_seeds=s.n_refits,
-                      inner_folds=s.inner_folds)
+                      inner_folds=s.inner_folds, split=data.split)
 
 
 def check_tuning_metric(spec: StudySpec, data: StudyData, folds: list[Fold]) -> None:

@@ -49,7 +49,7 @@ from .wald import WaldT, corrected_resampled, training_term
 
 CONFIDENCE = 0.95
 #: Schemes whose runs all test the same patients.
-SHARED_COHORT = ("holdout", "nested-cv")
+SHARED_COHORT = ("holdout", "nested-cv", "predefined")
 #: Metrics whose patient term is Obuchowski's (pair-count kernels) instead of the bootstrap's.
 KERNEL_METRICS = ("roc_auc", "patient_roc_auc")
 #: Largest number of patients (clusters) for the pair-count kernels (a P × P matrix per run);

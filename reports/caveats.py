@@ -5,6 +5,8 @@
   liver segmentation.
 - A study run with ``group = "none"`` split slices, not patients: a banner says its numbers
   are optimistic (slices of one patient on both sides of a split).
+- A source whose rows carry no patient ids by design (MedMNIST: one sample per patient) states
+  its grouping assumption (``protocol.json`` ``data.grouping``); the report repeats it.
 - The leak detector (the ``geometry`` reference: ROI area and slice position only, no image):
   when it ranks lesion slices well above chance, the features may be carrying the
   segmentation's geometry rather than the image.
@@ -28,6 +30,8 @@ def caveat_lines(results: Any, protocol: dict[str, Any] | None) -> list[str]:
         lines.append("**Warning: slice-level splits.** This study ran with `group = \"none\"`: "
                      "slices of one patient can sit in training and test, so every number below "
                      "is optimistic and not comparable with patient-level results.")
+    if data.get("grouping"):
+        lines.append(f"**Grouping assumption:** {data['grouping']}.")
     if data.get("source") in ("msd", "phantom"):
         lines.append("The liver ROI of every slice is the ground-truth segmentation "
                      "(label > 0); features never read the tumour label, but results assume "

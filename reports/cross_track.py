@@ -309,9 +309,8 @@ def cross_track_lines(ct: CrossTrack) -> list[str]:
         f"Best cell of each track by the primary metric ({metric}): {_choice(ct.features, metric)}"
         f"; {_choice(ct.images, metric)}. The leak detector is never a candidate.",
         *(s for p in (ct.features, ct.images) if (s := tie_sentence(p, ct.metric))),
-        f"Images − features on the same test patients: {result} (paired test with a patient and a training term, "
-        f"{CONFIDENCE:.0%} interval, patient score {ct.patient_score}, the report's shared "
-        "resamples).",
+        f"Images − features on the same test patients: {result} (paired test with a patient "
+        f"and a training term, {CONFIDENCE:.0%} interval, patient score {ct.patient_score}).",
     ]
     if ct.post_hoc:
         lines.append("**Post hoc selection:** at least one cell was chosen on the test data "

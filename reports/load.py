@@ -32,7 +32,7 @@ REQUIRED_RESULT_COLUMNS = ("backend", "rule")
 REQUIRED_PREDICTION_COLUMNS = ("backend", "rule", "repeat", "steps", "train_steps",
                                "patient_id", "label", "prob")
 #: How a study's test sets relate (protocol.json "scheme"; absent → holdout).
-SCHEMES = ("holdout", "nested-cv", "repeated-splits")
+SCHEMES = ("holdout", "nested-cv", "repeated-splits", "predefined")
 #: A model's identity in both tables: one row of results.parquet per key.
 UNIT_KEYS = ("backend", "rule", "repeat", "fold", "refit")
 
@@ -92,7 +92,8 @@ class StudyTables:
 
     @property
     def scheme(self) -> str:
-        """``protocol.json["scheme"]``: holdout (default, also for old folders), nested-cv or
+        """``protocol.json["scheme"]``: holdout (default, also for old folders), nested-cv,
+        predefined or
         repeated-splits."""
         value = str(self.protocol.get("scheme") or "holdout")
         if value not in SCHEMES:

@@ -308,6 +308,11 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+#: What a scheme means, where its name alone does not say it.
+SCHEME_NOTES = {"predefined": " (the data source's own split: tuned on its train / validation "
+                              "sets, its test set tested once per run)"}
+
+
 def protocol_items(tables: StudyTables) -> list[tuple[str, str]]:
     """The protocol statement as (label, text) pairs; fields the protocol lacks are omitted."""
     proto = tables.protocol
@@ -319,7 +324,8 @@ def protocol_items(tables: StudyTables) -> list[tuple[str, str]]:
         if proto.get(key) not in (None, ""):
             items.append((key, str(proto[key])))
     items.append(("scheme", tables.scheme + ("" if proto.get("scheme") else
-                                              " (not recorded: old folder, assumed)")))
+                                              " (not recorded: old folder, assumed)")
+                  + SCHEME_NOTES.get(tables.scheme, "")))
     if proto.get("seeds"):
         items.append(("seeds", _text(proto["seeds"])))
     items += _search_items(proto)

@@ -4,7 +4,8 @@ A source is a ``DataSource`` registered under the entry-point group
 ``spikebench.datasets`` (like backends and rules), so another cohort in its own layout (LiTS,
 KiTS, an in-house export) is a small package, not a change to the harness. Built in:
 ``phantom`` (generate MSD-layout CT, then extract), ``msd`` (extract from an MSD Task03
-folder) and ``table`` (an extracted or user-supplied feature table). ``spikebench datasets``
+folder), ``table`` (an extracted or user-supplied feature table) and ``medmnist`` (a MedMNIST
+v3 dataset from its official ``.npz``, with its official split). ``spikebench datasets``
 lists what is installed.
 """
 
@@ -21,6 +22,7 @@ _BUILTIN = {
     "phantom": "spikebench.datasets.sources.phantom:PhantomSource",
     "msd": "spikebench.datasets.sources.msd:MSDSource",
     "table": "spikebench.datasets.sources.table:TableSource",
+    "medmnist": "spikebench.datasets.sources.medmnist:MedMNISTSource",
 }
 
 

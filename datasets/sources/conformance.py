@@ -10,7 +10,8 @@ A source conforms when, given ``options`` that describe a small valid cohort, it
    ``workdir`` returns a ``SourceData`` whose ``table``
    has finite float32 features ``[n, F]`` named by ``feature_names``, binary labels with both
    classes, a patient id per row (fewer patients than rows, unless ``info`` says
-   ``slice_level_splits``) and enough patients to split by patient
+   ``slice_level_splits``, or states its ``grouping`` assumption when each row is its own
+   patient by design, as with one MedMNIST sample per row) and enough patients to split by patient
    (``check_splittable``); ``info`` is a dict, and its
    ``excluded_cases`` (if given) a list;
 3. reads its inputs without changing them: every file under a path option has the same size
@@ -144,9 +145,12 @@ def _check_table(name: str, data: Any) -> None:
         _fail(f"{name}: slice_idx must have one entry per row")
     if not isinstance(data.info, dict):
         _fail(f"{name}: SourceData.info must be a dict (it goes to protocol.json)")
-    if not data.info.get("slice_level_splits") and table.n_patients >= n:
+    if not (data.info.get("slice_level_splits") or data.info.get("grouping")) \
+            and table.n_patients >= n:
         _fail(f"{name}: every row is its own patient; deliver patient ids (splits are by "
-              "patient), or say info['slice_level_splits'] = True so the report flags it")
+              "patient), or say info['slice_level_splits'] = True so the report flags it "
+              "(or state the grouping assumption in info['grouping'] when one row is one "
+              "patient by design)")
     if not isinstance(data.info.get("excluded_cases", []), list):
         _fail(f"{name}: info['excluded_cases'] must be a list of {{patient_id, reason}}")
     try:

@@ -42,6 +42,21 @@ __all__ = ["Design", "Rate", "Result", "Settings", "calibrate", "composition_fro
            "design_of_spec", "for_report", "format_results", "simulate"]
 
 
+#: Schemes whose every run tests one fixed test set.
+SINGLE_TEST_SET = ("holdout", "predefined")
+
+
+def _test_patients(spec: StudySpec) -> int:
+    """``[calibration].test_patients``, required under ``predefined``."""
+    if spec.calibration.test_patients is None:
+        from spikebench.errors import SpecError
+
+        raise SpecError("[calibration].test_patients: required under [split].scheme = "
+                        "'predefined' (the size of the source's own test set, e.g. 310 for "
+                        "NoduleMNIST3D); add it to [calibration]")
+    return spec.calibration.test_patients
+
+
 def family_size(spec: StudySpec) -> int:
     """Comparisons in the spec's superiority family (the default family when not given)."""
     if spec.analysis.family is not None:
@@ -55,12 +70,14 @@ def family_size(spec: StudySpec) -> int:
 def design_of_spec(spec: StudySpec, patients: int, lesion_free: int) -> Design:
     """The spec's design on a cohort of ``patients`` with ``lesion_free`` of them: under
     ``nested-cv`` every patient is tested once per run in ``outer_folds`` folds; under
-    ``holdout`` the sealed test set (``test_fraction``) is tested by every run."""
+    ``holdout`` the sealed test set (``test_fraction``) is tested by every run, under
+    ``predefined`` the source's own test set (``[calibration].test_patients``)."""
     c, split = spec.calibration, spec.split
     runs = split.repeats * split.n_refits
-    if split.scheme == "holdout":
+    if split.scheme in SINGLE_TEST_SET:
         share = lesion_free / patients
-        patients = max(round(patients * split.test_fraction), 4)
+        patients = max(round(patients * split.test_fraction), 4) if split.scheme == "holdout" \
+            else _test_patients(spec)
         lesion_free = min(max(round(patients * share), 1), patients - 2)
         folds = 1
     else:
@@ -88,7 +105,8 @@ def calibrate(spec: StudySpec, *, measured: dict[str, Any] | None = None,
 
         raise SpecError("[split].scheme = 'repeated-splits': its runs test different patients "
                         "and are judged by the Nadeau–Bengio test, which this calibration "
-                        "does not simulate; calibrate a nested-cv or holdout design")
+                        "does not simulate; calibrate a nested-cv, holdout or predefined "
+                        "design")
     c = spec.calibration
     n = replicates or c.replicates
     rng_seed = c.seed if seed is None else seed
@@ -98,7 +116,7 @@ def calibrate(spec: StudySpec, *, measured: dict[str, Any] | None = None,
         base = design_of_spec(spec, measured["patients"], measured["lesion_free"])
         design = dataclasses.replace(base, **{k: measured[k] for k in (
             "slices", "lesion_fraction", "icc", "rho", "auc") if k in measured})
-        if spec.split.scheme == "holdout":
+        if spec.split.scheme in SINGLE_TEST_SET:
             design = dataclasses.replace(design, patients=measured["patients"],
                                          lesion_free=measured["lesion_free"])
         if "runs" in measured:
@@ -161,7 +179,7 @@ def for_report(tables: StudyTables, *, margin: float, alpha: float, family: int,
     cell the spread cannot be measured and ``assumed_sigma_run`` stands in
     (:attr:`Result.sigma_assumed`). None when there is nothing to simulate (no predictions,
     repeated splits, or ``replicates`` 0)."""
-    if replicates <= 0 or tables.scheme not in ("holdout", "nested-cv"):
+    if replicates <= 0 or tables.scheme not in ("nested-cv", *SINGLE_TEST_SET):
         return None
     measured = composition_from_results(tables)
     from spikebench.reports.bootstrap import KERNEL_MAX_PATIENTS

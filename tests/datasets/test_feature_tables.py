@@ -178,3 +178,18 @@ def test_lesion_area_is_metadata_never_a_feature(tmp_path: Path):
     _frame().assign(lesion_mm2=[-1.0] + [0.0] * 11).to_parquet(path, index=False)
     with pytest.raises(DataError, match="'lesion_mm2' must hold finite areas"):
         load_feature_table(path)
+
+
+def test_a_source_split_column_is_metadata_one_split_per_patient(tmp_path: Path):
+    path = tmp_path / "t.csv"
+    frame = _frame()
+    split = frame["patient_id"].map(lambda p: ["train", "val", "test"][int(p.split("_")[1]) % 3])
+    frame.assign(split=split).to_csv(path, index=False)
+    table = load_feature_table(path)
+    assert "split" not in table.feature_names and table.split.tolist() == split.tolist()
+    frame.assign(split=["train"] * 11 + ["test"]).to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"patient '.*' has rows in the 'train' and 'test'"):
+        load_feature_table(path)
+    frame.assign(split=["train"] * 11 + ["holdout"]).to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"split column 'split' must hold .* found \['holdout'\]"):
+        load_feature_table(path)

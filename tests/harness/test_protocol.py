@@ -17,7 +17,7 @@ from spikebench.harness.protocol import SCHEMES, make_folds
 @st.composite
 def cohorts(draw):
     n_pos, n_neg = draw(st.integers(5, 14)), draw(st.integers(5, 14))
-    groups, y = [], []
+    groups, y, split = [], [], []
     for i in range(n_pos + n_neg):
         n = draw(st.integers(1, 5))
         labels = [0] * n
@@ -25,7 +25,9 @@ def cohorts(draw):
             labels[draw(st.integers(0, n - 1))] = 1
         groups += [f"p{i:03d}"] * n
         y += labels
-    return np.array(y), np.array(groups)
+        # the source's own split (only `predefined` reads it): every split holds both classes
+        split += [("train", "val", "test")[(i if i < n_pos else i - n_pos) % 3]] * n
+    return np.array(y), np.array(groups), np.array(split)
 
 
 SETTINGS = {"repeats": 2, "test_fraction": 0.25, "val_fraction": 0.25, "outer_folds": 3}
@@ -34,8 +36,8 @@ SETTINGS = {"repeats": 2, "test_fraction": 0.25, "val_fraction": 0.25, "outer_fo
 @settings(max_examples=40, deadline=None)
 @given(cohort=cohorts(), scheme=st.sampled_from(sorted(SCHEMES)), seed=st.integers(0, 999))
 def test_no_test_patient_is_ever_trained_or_tuned_on(cohort, scheme, seed):
-    y, groups = cohort
-    folds = make_folds(y, groups, scheme=scheme, seed=seed, **SETTINGS)
+    y, groups, split = cohort
+    folds = make_folds(y, groups, scheme=scheme, seed=seed, split=split, **SETTINGS)
     everyone = set(groups)
     for f in folds:
         test = set(f.test)
@@ -48,8 +50,27 @@ def test_no_test_patient_is_ever_trained_or_tuned_on(cohort, scheme, seed):
             tested = Counter(p for f in folds if f.repeat == r for p in f.test)
             assert set(tested) == everyone and set(tested.values()) == {1}
             assert len({f.study for f in folds if f.repeat == r}) == SETTINGS["outer_folds"]
-    if scheme == "holdout":
+    if scheme in ("holdout", "predefined"):
         assert len({f.test for f in folds}) == 1 and {f.study for f in folds} == {""}
+    if scheme == "predefined":
+        official = dict(zip(groups.tolist(), split.tolist()))
+        for f in folds:
+            for name in ("train", "val", "test"):
+                assert {official[p] for p in getattr(f, name)} == {name}
+            assert (f.tune_train, f.tune_val) == (f.train, f.val)
+        assert [f.repeat for f in folds] == list(range(SETTINGS["repeats"]))
+
+
+def test_predefined_needs_the_sources_split_with_both_classes_in_each():
+    y = np.array([0, 1] * 6)
+    groups = np.array([f"p{i}" for i in range(12)])
+    with pytest.raises(DataError, match="needs a data source that delivers its own split"):
+        make_folds(y, groups, scheme="predefined", seed=0, **SETTINGS)
+    split = np.array(["train"] * 4 + ["val"] * 4 + ["test", "test", "train", "train"])
+    split[8:10] = "test"
+    y[8:10] = 0
+    with pytest.raises(DataError, match="source's 'test' split holds 2 patients of class"):
+        make_folds(y, groups, scheme="predefined", seed=0, split=split, **SETTINGS)
 
 
 def test_nested_cv_needs_a_patient_of_each_class_per_fold():
