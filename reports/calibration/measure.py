@@ -81,8 +81,9 @@ def measure(tables: StudyTables) -> dict[str, Any] | None:
         b = cells[1][1].set_index(keys)["prob"]
         both = pd.concat([a, b], axis=1, join="inner").dropna()
         if len(both) > 10:
-            r = float(np.corrcoef(_logit(both.iloc[:, 0].to_numpy()),
-                                  _logit(both.iloc[:, 1].to_numpy()))[0, 1])
+            with np.errstate(invalid="ignore", divide="ignore"):  # a constant cell: NaN
+                r = float(np.corrcoef(_logit(both.iloc[:, 0].to_numpy()),
+                                      _logit(both.iloc[:, 1].to_numpy()))[0, 1])
             if math.isfinite(r):
                 out["rho"] = min(max(r, 0.0), 0.95)
     return out
