@@ -31,6 +31,8 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .model import Design
 from .simulate import Rate, Result, Settings, simulate
 
@@ -195,10 +197,13 @@ def for_report(tables: StudyTables, *, margin: float, alpha: float, family: int,
                     slices=measured["slices"], lesion_fraction=measured["lesion_fraction"],
                     icc=measured.get("icc", Design.icc), rho=measured.get("rho", Design.rho),
                     folds=max(folds, 1), runs=int(measured.get("runs", 1)),
-                    auc=measured.get("auc", Design.auc))
+                    auc=min(max(measured.get("auc", Design.auc), 0.55), 0.99))
     settings = Settings(margin=margin, alpha=alpha, family=max(family, 1))
     sigma = measured.get("sigma_run")
-    result = simulate(design, settings, assumed_sigma_run if sigma is None else sigma,
-                      replicates=replicates, seed=seed)
+    try:
+        result = simulate(design, settings, assumed_sigma_run if sigma is None else sigma,
+                          replicates=replicates, seed=seed)
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError):
+        return None  # a cohort the model cannot represent: the report says it was not simulated
     result.sigma_assumed = sigma is None
     return result

@@ -31,6 +31,7 @@ of folds ``f`` and ``g``); a cell's true AUC is its expectation over training ru
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -109,13 +110,21 @@ def solve_cell(design: Design, auc: float, sigma_run: float, s: float | None = N
 
 
 def _solve_mu(design: Design, auc: float, s: float, start: float) -> float:
-    return float(brentq(lambda m: _moments(m, s, design)[0] - auc, start - 3, start + 3,
-                        xtol=1e-10))
+    return _root(lambda m: _moments(m, s, design)[0] - auc, start - 3, start + 3)
 
 
 def _solve_s(design: Design, sigma_run: float, mu: float) -> float:
-    return float(brentq(lambda x: _moments(mu, x, design)[1] - sigma_run, 1e-6, 20.0,
-                        xtol=1e-10))
+    return _root(lambda x: _moments(mu, x, design)[1] - sigma_run, 1e-6, 20.0)
+
+
+def _root(f: Callable[[float], float], low: float, high: float) -> float:
+    """The root of ``f`` in [low, high]; when ``f`` keeps its sign there (a target the model
+    cannot reach, such as a run-to-run spread larger than any noise scale gives), the end
+    closer to it: the nearest design the model can simulate."""
+    f_low, f_high = f(low), f(high)
+    if f_low * f_high > 0 or not (math.isfinite(f_low) and math.isfinite(f_high)):
+        return low if abs(f_low) <= abs(f_high) else high
+    return float(brentq(f, low, high, xtol=1e-10))
 
 
 def true_auc(design: Design, mu: float, s: float) -> float:

@@ -289,7 +289,7 @@ def test_a_ctrl_c_swallowed_by_a_callback_reaches_the_command():
             del lock
             print("listed")
 
-        cli._list_rules = listing
+        cli.list_rules = listing
         sys.argv = ["spikebench", "rules"]
         raise SystemExit(cli.entry())
     """)

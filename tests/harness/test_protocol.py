@@ -95,7 +95,7 @@ def test_inner_folds_partition_the_outer_training_set_and_refits_take_turns(coho
     inner fold r mod K; splits.json round-trips them."""
     from spikebench.harness.protocol import Fold
 
-    y, groups = cohort
+    y, groups, *_ = cohort
     folds = make_folds(y, groups, scheme="nested-cv", seed=seed, inner_folds=k,
                        refit_seeds=refits, **{**SETTINGS, "repeats": 1})
     labels = {g: int(y[groups == g].max()) for g in set(groups)}

@@ -132,3 +132,15 @@ def test_calibrate_prints_json_a_script_can_read(tmp_path):
         for key in ("coverage_cell", "coverage_difference", "type1", "false_equivalence"):
             assert 0 <= r[key] <= 1
         assert set(r["power"]) == {"0.05", "0.1"}
+
+
+def test_a_target_the_model_cannot_reach_gives_the_nearest_design_not_a_crash():
+    """A report of a tiny or odd study measures a run-to-run spread no noise scale produces,
+    or a cell at chance: the solver returns the nearest design the model can simulate."""
+    from spikebench.reports.calibration.model import Design, solve_cell
+
+    design = Design(patients=12, lesion_free=4, folds=2, runs=2)
+    mu, s = solve_cell(design, 0.8, 5.0)  # no scale gives an SD of 5 in AUC
+    assert math.isfinite(mu) and 0 < s <= 20.0
+    mu, s = solve_cell(design, 0.999999, 0.01)
+    assert math.isfinite(mu) and math.isfinite(s)
