@@ -1,4 +1,4 @@
-"""Benchmark feature extraction against the bare cost of reading the volumes (issue 8).
+"""Benchmark feature extraction against the bare cost of reading the volumes.
 
 (a) reads and decompresses every training image and label completely through the same
 reader the extraction uses (:class:`spikebench.datasets.msd.Volume`, chunked ``dataobj``,

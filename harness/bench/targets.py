@@ -1,4 +1,4 @@
-"""The engine benchmark's sweep as one table of ratios, and issue 18's speed targets checked on it.
+"""The engine benchmark's sweep as one table of ratios, and its speed targets checked on it.
 
 All ratios come from one :func:`spikebench.harness.bench.engine.sweep` run (same process,
 interleaved repeats), so load from other processes hits every backend alike:
@@ -91,7 +91,7 @@ def format_sweep(results: Sequence[dict[str, Any]]) -> str:
         dens = "/".join(f"{d:.0%}" for d in r["density"])
         lines.append(f"{t:>4} {h:>6} {d_in:>7.0%} {r['custom_ms']:>9.2f} {cells} "
                      f"{r['floor']:>12.2f} {dens}")
-    lines.append("targets (issue 18):")
+    lines.append("targets:")
     for name, met, evidence in check_targets(results):
         lines.append(f"  [{'met' if met else 'MISSED'}] {name}: {evidence}")
     return "\n".join(lines)
