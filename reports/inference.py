@@ -139,10 +139,13 @@ def _fmt(value: object, digits: int = 4) -> str:
     return str(value)
 
 
-def _table(name: str, title: str, frame: pd.DataFrame, columns: dict[str, str]) -> TextTable:
+def _table(name: str, title: str, frame: pd.DataFrame, columns: dict[str, str],
+           under: dict[str, str] | None = None) -> TextTable:
+    """``frame``'s ``columns`` (renamed) as text; ``under``: HTML second lines (TextTable)."""
     frame = frame[[c for c in columns if c in frame.columns]]
     rows = [[_fmt(v) for v in rec] for rec in frame.itertuples(index=False)]
-    return TextTable(name, title, [columns[c] for c in frame.columns], rows)
+    return TextTable(name, title, [columns[c] for c in frame.columns], rows,
+                     under=dict(under or {}))
 
 
 _PAIR = {"a": "a", "b": "b", "n_repeats": "runs", "difference": "a − b",
@@ -162,11 +165,10 @@ def statistics_text_tables(s: Statistics) -> dict[str, TextTable]:
             a.superiority, {**_PAIR, "se": "SE", "df": "df", "p": "p", "p_holm": "p (Holm)",
                             "significant": "significant",
                             "p_patient_roc_auc": "p (patient ROC-AUC)",
-                            "p_patient_pr_auc": "p (patient PR-AUC)"})
-        # HTML: pairs of columns share one (second lines), so the table fits a page
-        out["primary_analysis"].under = {"b": "a", "CI high": "CI low", "df": "SE",
-                                         "p (Holm)": "p",
-                                         "p (patient PR-AUC)": "p (patient ROC-AUC)"}
+                            "p_patient_pr_auc": "p (patient PR-AUC)"},
+            # HTML: pairs of columns share one cell (second lines), so the table fits a page
+            under={"b": "a", "CI high": "CI low", "df": "SE", "p (Holm)": "p",
+                   "p (patient PR-AUC)": "p (patient ROC-AUC)"})
     if a is not None and not a.equivalence.empty:
         out["equivalence"] = _table(
             "equivalence", f"Equivalence: TOST on test "

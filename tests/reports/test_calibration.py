@@ -62,19 +62,26 @@ def test_the_empirical_auc_approaches_the_truth_on_a_large_cohort():
     assert w is not None and w.estimate == pytest.approx(0.75, abs=0.025)
 
 
-def test_delongs_variance_matches_the_simulated_spread_of_the_auc():
-    """DeLong's (here Obuchowski's with one slice per patient) variance of the AUC, averaged
-    over simulated cohorts, equals the variance of the AUC estimates across them."""
-    mu, _ = solve_cell(SINGLE, 0.8, 0.0)
+def _simulated_aucs(design, *, replicates: int, seed: int) -> tuple[list[float], list[float]]:
+    """One cell at slice AUC 0.8 without training noise, simulated ``replicates`` times:
+    each cohort's AUC estimate and its clustered (patient) variance."""
+    mu, _ = solve_cell(design, 0.8, 0.0)
     estimates, variances = [], []
-    for rep in range(400):
-        rng = np.random.default_rng([11, rep])
-        cohort = draw_cohort(SINGLE, rng)
-        z = scores(SINGLE, cohort, draw_noise(SINGLE, cohort, rng), "a", mu, 0.0)
+    for rep in range(replicates):
+        rng = np.random.default_rng([seed, rep])
+        cohort = draw_cohort(design, rng)
+        z = scores(design, cohort, draw_noise(design, cohort, rng), "a", mu, 0.0)
         w = kernel_wald([_kernels(z, cohort)], [1.0])
         assert w is not None
         estimates.append(w.estimate)
         variances.append(w.patients[0])
+    return estimates, variances
+
+
+def test_delongs_variance_matches_the_simulated_spread_of_the_auc():
+    """DeLong's (here Obuchowski's with one slice per patient) variance of the AUC, averaged
+    over simulated cohorts, equals the variance of the AUC estimates across them."""
+    estimates, variances = _simulated_aucs(SINGLE, replicates=400, seed=11)
     empirical = np.var(estimates, ddof=1)
     # the MC SE of a variance from 400 draws is about 7 %
     assert np.mean(variances) == pytest.approx(empirical, rel=0.2)
@@ -86,16 +93,7 @@ def test_clustered_slices_make_the_naive_variance_too_small():
     simulated spread; treating slices as independent would understate it several-fold."""
     design = Design(patients=60, lesion_free=20, slices=(30.0, 5.0, 20, 40), icc=0.5, runs=1,
                     folds=1)
-    mu, _ = solve_cell(design, 0.8, 0.0)
-    estimates, clustered = [], []
-    for rep in range(150):
-        rng = np.random.default_rng([5, rep])
-        cohort = draw_cohort(design, rng)
-        z = scores(design, cohort, draw_noise(design, cohort, rng), "a", mu, 0.0)
-        w = kernel_wald([_kernels(z, cohort)], [1.0])
-        assert w is not None
-        estimates.append(w.estimate)
-        clustered.append(w.patients[0])
+    estimates, clustered = _simulated_aucs(design, replicates=150, seed=5)
     empirical = np.var(estimates, ddof=1)
     assert np.mean(clustered) == pytest.approx(empirical, rel=0.35)
 
